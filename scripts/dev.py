@@ -1,0 +1,82 @@
+#!/usr/bin/env python3
+"""The project's commands, each setting up its own virtual environment first.
+
+    python3 scripts/dev.py demo [ARGS...]    run the main job (run-identity demo)
+    python3 scripts/dev.py test [ARGS...]    run the whole test suite (pytest)
+    python3 scripts/dev.py bench [ARGS...]   run the benchmarks in bench/
+    python3 scripts/dev.py proto [--check]   regenerate (or check) the protobuf code
+    python3 scripts/dev.py lint              ruff and mypy
+
+The environment lives in ``.venv`` and is rebuilt when ``pyproject.toml`` or
+``requirements/constraints.txt`` change. Only ``python3`` and the package registries are needed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+VENV = Path(os.environ.get("RUN_IDENTITY_VENV", ROOT / ".venv"))
+BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
+PY = BIN / "python"
+INPUTS = [ROOT / "pyproject.toml", ROOT / "requirements" / "constraints.txt"]
+EXTRAS = "dev,collector"
+
+
+def _fingerprint() -> str:
+    h = hashlib.sha256(EXTRAS.encode())
+    for path in INPUTS:
+        h.update(path.read_bytes())
+    return h.hexdigest()
+
+
+def ensure_env() -> None:
+    """Create or refresh .venv so that it holds exactly what the project pins."""
+    stamp = VENV / ".run-identity-installed"
+    want = _fingerprint()
+    if PY.exists() and stamp.exists() and stamp.read_text() == want:
+        return
+    print(f"setting up {VENV} (first run, or the pins changed)...", flush=True)
+    if not PY.exists():
+        venv.EnvBuilder(with_pip=True, clear=True).create(VENV)
+    pip = [str(PY), "-m", "pip", "--disable-pip-version-check", "-q"]
+    subprocess.run([*pip, "install", "--upgrade", "pip"], check=True)
+    subprocess.run(
+        [*pip, "install", "-c", str(ROOT / "requirements" / "constraints.txt"), "-e", f".[{EXTRAS}]"],
+        check=True,
+        cwd=ROOT,
+    )
+    stamp.write_text(want)
+
+
+def main(argv: list[str]) -> int:
+    if not argv or argv[0] not in {"demo", "test", "bench", "proto", "lint", "setup"}:
+        print(__doc__, file=sys.stderr)
+        return 2
+    cmd, rest = argv[0], argv[1:]
+    ensure_env()
+    env = dict(os.environ)
+    env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
+    if cmd == "setup":
+        return 0
+    if cmd == "demo":
+        args = [str(BIN / "run-identity"), "demo", *(rest or ["--out", "out/demo"])]
+    elif cmd == "test":
+        args = [str(PY), "-m", "pytest", *rest]
+    elif cmd == "bench":
+        args = [str(PY), str(ROOT / "bench" / "run.py"), *rest]
+    elif cmd == "proto":
+        args = [str(PY), str(ROOT / "scripts" / "gen_proto.py"), *rest]
+    else:
+        rc = subprocess.call([str(BIN / "ruff"), "check", "src", "tests", "bench", "scripts"], cwd=ROOT, env=env)
+        return rc or subprocess.call([str(BIN / "mypy")], cwd=ROOT, env=env)
+    return subprocess.call(args, cwd=ROOT, env=env)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
