@@ -1,0 +1,165 @@
+"""Digests and the identity (docs/spec.md, "Digests" and "Identity").
+
+Every digest is SHA-256 over a domain-separated input and written ``sha256:<64 lowercase hex>``:
+
+* element of a list component:  ``"run-identity/v1/element/<name>" 0x00 u32be(len(salt)) salt JCS(element)``
+* single-valued component:      ``"run-identity/v1/component/<name>" 0x00 u32be(len(salt)) salt JCS(value)``
+* list component:               ``"run-identity/v1/list/<name>" 0x00 JCS([element digests...])``
+* identity:                     ``"run-identity/v1/identity" 0x00 JCS({name: component digest, ...})``
+
+The salt is empty by default, so default identities agree everywhere.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from run_identity.canonical import canonicalize
+from run_identity.composition import (
+    LIST_COMPONENTS,
+    Composition,
+    PreparedComponent,
+    as_json,
+    validate_component,
+)
+from run_identity.errors import CompositionError
+
+__all__ = [
+    "SPEC_VERSION",
+    "ComponentDigest",
+    "Identity",
+    "compute_identity",
+    "element_digest",
+    "component_digest",
+    "list_digest",
+    "identity_digest",
+    "salt_id",
+    "prepare",
+]
+
+SPEC_VERSION = "1"
+_LIST = frozenset(LIST_COMPONENTS)
+_sha256 = hashlib.sha256
+
+
+def _hex(data: bytes) -> str:
+    return "sha256:" + _sha256(data).hexdigest()
+
+
+def _salted_prefix(kind: str, name: str, salt: bytes) -> bytes:
+    return f"run-identity/v1/{kind}/{name}".encode() + b"\x00" + len(salt).to_bytes(4, "big") + salt
+
+
+# The common case (no salt) uses prefixes computed once.
+_PREFIXES: dict[tuple[str, str], bytes] = {}
+
+
+def _prefix(kind: str, name: str, salt: bytes) -> bytes:
+    if salt:
+        return _salted_prefix(kind, name, salt)
+    key = (kind, name)
+    found = _PREFIXES.get(key)
+    if found is None:
+        found = _PREFIXES[key] = _salted_prefix(kind, name, b"")
+    return found
+
+
+def element_digest(name: str, canonical: bytes, salt: bytes = b"") -> str:
+    """Digest of one element (its JCS bytes) of the list component ``name``."""
+    return _hex(_prefix("element", name, salt) + canonical)
+
+
+def component_digest(name: str, canonical: bytes, salt: bytes = b"") -> str:
+    """Digest of the single-valued component ``name`` from its JCS bytes."""
+    return _hex(_prefix("component", name, salt) + canonical)
+
+
+def list_digest(name: str, element_digests: Sequence[str]) -> str:
+    """Digest of the list component ``name`` over its element digests, in order."""
+    body = ('["' + '","'.join(element_digests) + '"]') if element_digests else "[]"
+    return _hex(f"run-identity/v1/list/{name}".encode() + b"\x00" + body.encode("ascii"))
+
+
+def identity_digest(component_digests: Mapping[str, str]) -> str:
+    """The identity over the present components' digests."""
+    body = ",".join(f'"{name}":"{component_digests[name]}"' for name in sorted(component_digests))
+    return _hex(b"run-identity/v1/identity\x00{" + body.encode("ascii") + b"}")
+
+
+def salt_id(salt: bytes) -> str | None:
+    """A public name for a blinding salt (None for the default empty salt); never reveals the salt."""
+    return _hex(b"run-identity/v1/salt-id\x00" + salt) if salt else None
+
+
+@dataclass(frozen=True)
+class ComponentDigest:
+    """The digest of one component; list components also carry their element digests, in order."""
+
+    name: str
+    digest: str
+    element_digests: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True)
+class Identity:
+    """The identity of a composition and the component digests it was computed from.
+
+    ``canonical`` keeps each component's JCS bytes (a tuple of element bytes for list components) so the
+    manifest is built without canonicalizing twice.
+    """
+
+    id: str
+    components: Mapping[str, ComponentDigest]
+    canonical: Mapping[str, bytes | tuple[bytes, ...]]
+    salt_id: str | None = None
+
+
+def _digest_list(name: str, value: Sequence[Any], salt: bytes) -> tuple[str, tuple[str, ...], tuple[bytes, ...]]:
+    prefix = _prefix("element", name, salt)
+    blobs = tuple(canonicalize(item, f"{name}[{i}]") for i, item in enumerate(value))
+    digests = tuple(_hex(prefix + b) for b in blobs)
+    return list_digest(name, digests), digests, blobs
+
+
+def prepare(name: str, value: Any, *, salt: bytes = b"") -> PreparedComponent:
+    """Validate and digest a slow-changing component once (typically ``instructions`` or ``tools``).
+
+    Raises CompositionError or CanonicalizationError naming the field path.
+    """
+    checked = validate_component(name, as_json(value), name)
+    sid = salt_id(salt)
+    if name in _LIST:
+        digest, digests, blobs = _digest_list(name, checked, salt)
+        return PreparedComponent(name, checked, digest, None, blobs, digests, sid)
+    blob = canonicalize(checked, name)
+    return PreparedComponent(name, checked, component_digest(name, blob, salt), blob, None, None, sid)
+
+
+def compute_identity(composition: Composition, *, salt: bytes = b"") -> Identity:
+    """Canonicalize every component, digest it, and compute the identity.
+
+    Raises CanonicalizationError (a value is not unambiguous JSON) or CompositionError (a prepared
+    component was made with another salt), each naming the field path.
+    """
+    sid = salt_id(salt)
+    digests: dict[str, ComponentDigest] = {}
+    canonical: dict[str, bytes | tuple[bytes, ...]] = {}
+    for name, value in composition.components.items():
+        if type(value) is PreparedComponent:
+            if value.salt_id != sid:
+                raise CompositionError(name, "prepared with another blinding salt")
+            digests[name] = ComponentDigest(name, value.digest, value.element_digests)
+            canonical[name] = value.element_bytes if value.element_bytes is not None else value.canonical  # type: ignore[assignment]
+        elif name in _LIST:
+            digest, element_digests, blobs = _digest_list(name, value, salt)
+            digests[name] = ComponentDigest(name, digest, element_digests)
+            canonical[name] = blobs
+        else:
+            blob = canonicalize(value, name)
+            digests[name] = ComponentDigest(name, component_digest(name, blob, salt))
+            canonical[name] = blob
+    identity = identity_digest({name: d.digest for name, d in digests.items()})
+    return Identity(identity, digests, canonical, sid)

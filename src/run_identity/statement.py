@@ -1,0 +1,161 @@
+"""The binding statement and its signature (docs/spec.md, "Binding statement" and "Signature").
+
+The statement binds an identity to one span of one trace under one key. It is small, canonical (JCS), and
+can be rebuilt both from the span's attributes alone and from the manifest alone, so one signature serves
+both carriers. The signature is Ed25519 over the DSSE pre-authentication encoding (PAE) of the statement.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from run_identity.attributes import (
+    RUN_IDENTITY_DECLARED_AT,
+    RUN_IDENTITY_ID,
+    RUN_IDENTITY_KEY_ID,
+    RUN_IDENTITY_SIGNATURE,
+    RUN_IDENTITY_SPEC_VERSION,
+)
+from run_identity.canonical import canonicalize
+from run_identity.errors import ManifestError
+
+__all__ = [
+    "PAYLOAD_TYPE",
+    "BindingStatement",
+    "pae",
+    "format_timestamp",
+    "encode_signature",
+    "decode_signature",
+]
+
+PAYLOAD_TYPE = "application/vnd.run-identity.binding.v1+json"
+_PAYLOAD_TYPE_BYTES = PAYLOAD_TYPE.encode("ascii")
+_PAE_HEAD = b"DSSEv1 %d %s " % (len(_PAYLOAD_TYPE_BYTES), _PAYLOAD_TYPE_BYTES)
+
+_PATTERNS = {
+    "spec_version": re.compile(r"[0-9]+"),
+    "identity": re.compile(r"sha256:[0-9a-f]{64}"),
+    "trace_id": re.compile(r"[0-9a-f]{32}"),
+    "span_id": re.compile(r"[0-9a-f]{16}"),
+    "key_id": re.compile(r"[A-Za-z0-9_-]{43}"),
+    "declared_at": re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{6}Z"),
+}
+_ZERO = {"trace_id": "0" * 32, "span_id": "0" * 16}
+
+
+def pae(payload_type: bytes, body: bytes) -> bytes:
+    """DSSE v1 pre-authentication encoding: ``DSSEv1 SP len(type) SP type SP len(body) SP body``."""
+    return b"DSSEv1 %d %s %d %s" % (len(payload_type), payload_type, len(body), body)
+
+
+def format_timestamp(unix_ns: int | None = None) -> str:
+    """RFC 3339 UTC with exactly six fractional digits, e.g. ``2026-11-22T02:07:12.123456Z``."""
+    ns = time.time_ns() if unix_ns is None else unix_ns
+    seconds, micros = divmod(ns // 1000, 1_000_000)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{micros:06d}Z"
+
+
+def encode_signature(signature: bytes) -> str:
+    """Standard base64 with padding."""
+    return base64.b64encode(signature).decode("ascii")
+
+
+def decode_signature(text: object) -> bytes | None:
+    """The 64 signature bytes, or None when ``text`` is not canonical base64 of 64 bytes."""
+    if type(text) is not str:
+        return None
+    try:
+        raw = base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        return None
+    if len(raw) != 64 or base64.b64encode(raw).decode("ascii") != text:
+        return None
+    return raw
+
+
+@dataclass(frozen=True)
+class BindingStatement:
+    """What the signature covers. Validates its fields on construction (raises ManifestError)."""
+
+    identity: str
+    trace_id: str
+    span_id: str
+    key_id: str
+    declared_at: str
+    spec_version: str = "1"
+
+    def __post_init__(self) -> None:
+        for name, pattern in _PATTERNS.items():
+            value = getattr(self, name)
+            if type(value) is not str or not pattern.fullmatch(value):
+                raise ManifestError(f"statement.{name}", f"malformed value {value!r}")
+            if _ZERO.get(name) == value:
+                raise ManifestError(f"statement.{name}", "an all-zero id is not a valid span context")
+
+    def to_json(self) -> dict[str, str]:
+        """The statement as a JSON object (the fields of docs/spec.md)."""
+        return {
+            "declared_at": self.declared_at,
+            "identity": self.identity,
+            "key_id": self.key_id,
+            "span_id": self.span_id,
+            "spec_version": self.spec_version,
+            "trace_id": self.trace_id,
+        }
+
+    def canonical(self) -> bytes:
+        """JCS bytes of the statement."""
+        return canonicalize(self.to_json())
+
+    def signing_input(self) -> bytes:
+        """The exact bytes that are signed: PAE(payload type, JCS(statement))."""
+        body = self.canonical()
+        return _PAE_HEAD + b"%d %s" % (len(body), body)
+
+    @classmethod
+    def from_json(cls, data: object, *, path: str = "statement") -> BindingStatement:
+        """Parse the JSON form; raises ManifestError for missing, unknown or malformed fields."""
+        if type(data) is not dict:
+            raise ManifestError(path, "expected an object")
+        fields = set(_PATTERNS)
+        for key in data:
+            if key not in fields:
+                raise ManifestError(f"{path}.{key}", "unknown statement field")
+        missing = fields - set(data)
+        if missing:
+            raise ManifestError(path, f"missing field(s) {', '.join(sorted(missing))}")
+        try:
+            return cls(**data)
+        except ManifestError as exc:
+            raise ManifestError(exc.path.replace("statement", path, 1), exc.reason) from None
+
+    def span_attributes(self, signature: bytes) -> dict[str, str]:
+        """The ``run_identity.*`` span attributes that carry this statement and its signature."""
+        return {
+            RUN_IDENTITY_ID: self.identity,
+            RUN_IDENTITY_SIGNATURE: encode_signature(signature),
+            RUN_IDENTITY_KEY_ID: self.key_id,
+            RUN_IDENTITY_SPEC_VERSION: self.spec_version,
+            RUN_IDENTITY_DECLARED_AT: self.declared_at,
+        }
+
+    @classmethod
+    def from_span(cls, attributes: Mapping[str, Any], trace_id: str, span_id: str) -> BindingStatement:
+        """Rebuild the statement from a span's attributes and ids alone; raises ManifestError."""
+        try:
+            return cls(
+                identity=attributes[RUN_IDENTITY_ID],
+                trace_id=trace_id,
+                span_id=span_id,
+                key_id=attributes[RUN_IDENTITY_KEY_ID],
+                declared_at=attributes[RUN_IDENTITY_DECLARED_AT],
+                spec_version=attributes[RUN_IDENTITY_SPEC_VERSION],
+            )
+        except KeyError as exc:
+            raise ManifestError(f"span.attributes[{exc.args[0]!r}]", "missing") from None
