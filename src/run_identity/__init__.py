@@ -1,5 +1,76 @@
-"""ai-run-identity: a verifiable identity for every AI run, carried by OpenTelemetry."""
+"""ai-run-identity: a verifiable identity for every AI run, carried by OpenTelemetry.
+
+The public API is what ``__all__`` lists; everything else is private and may change.
+"""
 
 from __future__ import annotations
 
+from run_identity.canonical import canonicalize
+from run_identity.composition import Composition, PreparedComponent
+from run_identity.digest import SPEC_VERSION, ComponentDigest, Identity, compute_identity, prepare
+from run_identity.errors import (
+    CanonicalizationError,
+    CompositionError,
+    KeyringError,
+    ManifestError,
+    RunIdentityError,
+    SigningError,
+    VerificationError,
+)
+from run_identity.keys import Ed25519Signer, Keyring, Signer, generate_key_files, load_signer
+from run_identity.manifest import Manifest
+from run_identity.parts import (
+    BlobPart,
+    Document,
+    FilePart,
+    FunctionTool,
+    InputMessage,
+    Model,
+    Parameters,
+    TextPart,
+    ToolCallPart,
+    ToolCallResponsePart,
+    UriPart,
+)
+from run_identity.signing import SignedRun, sign_run
+from run_identity.statement import BindingStatement
+
 __version__ = "0.1.0"
+
+__all__ = [
+    "SPEC_VERSION",
+    "BindingStatement",
+    "BlobPart",
+    "CanonicalizationError",
+    "ComponentDigest",
+    "Composition",
+    "CompositionError",
+    "Document",
+    "Ed25519Signer",
+    "FilePart",
+    "FunctionTool",
+    "Identity",
+    "InputMessage",
+    "Keyring",
+    "KeyringError",
+    "Manifest",
+    "ManifestError",
+    "Model",
+    "Parameters",
+    "PreparedComponent",
+    "RunIdentityError",
+    "SignedRun",
+    "Signer",
+    "SigningError",
+    "TextPart",
+    "ToolCallPart",
+    "ToolCallResponsePart",
+    "UriPart",
+    "VerificationError",
+    "canonicalize",
+    "compute_identity",
+    "generate_key_files",
+    "load_signer",
+    "prepare",
+    "sign_run",
+]
