@@ -156,8 +156,10 @@ class OtlpJsonFileLogExporter(LogRecordExporter):
         return True
 
 
-def file_exporters(directory: str | os.PathLike[str]) -> tuple[OtlpJsonFileSpanExporter, OtlpJsonFileLogExporter]:
-    """The span exporter for ``<directory>/traces.jsonl`` and the manifest exporter for ``manifests.jsonl``."""
+def file_exporters(
+    directory: str | os.PathLike[str],
+) -> tuple[OtlpJsonFileSpanExporter, OtlpJsonFileLogExporter]:
+    """Exporters for ``<directory>/traces.jsonl`` (spans) and ``<directory>/manifests.jsonl`` (manifests)."""
     out = Path(directory)
     return (
         OtlpJsonFileSpanExporter(out / TRACES_FILE),
