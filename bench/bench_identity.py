@@ -1,0 +1,58 @@
+"""Issue 2 benchmark: canonicalize + digests + signature per call, as ratios measured in the same run.
+
+Baselines: a bare OpenTelemetry SDK span (start + end, 12 attributes) and ``rfc8785.dumps`` of the same
+composition. Compositions: small, typical, rag-large (bench/compositions.py), and typical with its
+instructions and tools prepared once.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import rfc8785
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _timing import bare_span_call, fmt_us, per_call  # noqa: E402
+from compositions import rag_large, small, typical  # noqa: E402
+
+from run_identity import Composition, Ed25519Signer, canonicalize, prepare, sign_run  # noqa: E402
+
+TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
+SPAN_ID = "00f067aa0ba902b7"
+
+
+def main() -> int:
+    signer = Ed25519Signer.generate()
+    bare = per_call(bare_span_call())
+    print(f"bare OTel span (start+end, 12 attributes): {fmt_us(bare)}  = 1.00x")
+    print()
+    print(f"{'composition':<22}{'KB':>6}{'identity+sign':>16}{'/span':>8}{'canonical':>14}{'rfc8785':>14}{'speedup':>9}")
+    cases = [("small", small()), ("typical", typical()), ("rag-large", rag_large())]
+    prepared = typical()
+    prepared["instructions"] = prepare("instructions", prepared["instructions"])
+    prepared["tools"] = prepare("tools", prepared["tools"])
+    cases.append(("typical (prepared)", prepared))
+    for name, doc in cases:
+        plain = {k: (v.value if hasattr(v, "value") else v) for k, v in doc.items()}
+        size = len(canonicalize(plain)) / 1024
+
+        def run(doc: dict[str, object] = doc) -> None:
+            sign_run(Composition.from_dict(doc), signer, trace_id=TRACE_ID, span_id=SPAN_ID)
+
+        cost = per_call(run)
+        canon = per_call(lambda plain=plain: canonicalize(plain))
+        ref = per_call(lambda plain=plain: rfc8785.dumps(plain), repeat=3)
+        print(
+            f"{name:<22}{size:6.1f}{fmt_us(cost):>16}{cost / bare:7.2f}x{fmt_us(canon):>14}{fmt_us(ref):>14}"
+            f"{ref / canon:8.1f}x"
+        )
+    print()
+    print("identity+sign: Composition.from_dict + canonicalize + digests + identity + Ed25519 signature")
+    print("goals: typical <= 3x the bare span; typical (prepared) <= 2x; canonical >= 10x faster than rfc8785")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
