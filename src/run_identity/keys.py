@@ -37,7 +37,11 @@ def _b64url(data: bytes) -> str:
 
 
 def _b64url_decode(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    """Strict: only the unpadded base64url form; another spelling of the same bytes has another thumbprint."""
+    raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    if _b64url(raw) != text:
+        raise ValueError("not canonical unpadded base64url")
+    return raw
 
 
 def _raw_public(key: Ed25519PublicKey) -> bytes:
@@ -172,9 +176,9 @@ class Keyring:
             if "d" in jwk:
                 raise KeyringError(f"{where}: holds a private key ('d'); a keyring holds public keys only")
             try:
-                raw = _b64url_decode(str(jwk["x"]))
+                raw = _b64url_decode(jwk["x"])
                 key = Ed25519PublicKey.from_public_bytes(raw)
-            except (KeyError, ValueError):
+            except (KeyError, TypeError, ValueError):
                 raise KeyringError(f"{where}: 'x' is not a 32-byte base64url Ed25519 public key") from None
             kid = jwk_thumbprint(jwk)
             if "kid" in jwk and jwk["kid"] != kid:
@@ -223,14 +227,15 @@ def generate_key_files(out_dir: str | os.PathLike[str]) -> tuple[Path, Path, str
     out = Path(out_dir)
     try:
         out.mkdir(parents=True, exist_ok=True)
-        signer = Ed25519Signer.generate()
-        key_path = out / "signing-key.pem"
-        if key_path.exists():
-            old = Ed25519Signer.from_file(key_path)
-            key_path.rename(out / f"signing-key.{old.key_id}.pem")
-        _write_private(key_path, signer.private_pem())
+        # Read what exists before changing anything, so a bad keyring leaves the current signing key in place.
         jwks_path = out / "trusted-keys.jwks.json"
         ring = Keyring.from_jwks(jwks_path) if jwks_path.exists() else Keyring()
+        key_path = out / "signing-key.pem"
+        old = Ed25519Signer.from_file(key_path) if key_path.exists() else None
+        signer = Ed25519Signer.generate()
+        if old is not None:
+            key_path.rename(out / f"signing-key.{old.key_id}.pem")
+        _write_private(key_path, signer.private_pem())
         ring._keys[signer.key_id] = signer.public_key
         tmp = jwks_path.with_suffix(".tmp")
         tmp.write_text(json.dumps(ring.to_jwks(), indent=2) + "\n", encoding="utf-8")

@@ -13,6 +13,7 @@ import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from run_identity.attributes import (
@@ -47,6 +48,15 @@ _PATTERNS = {
     "declared_at": re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{6}Z"),
 }
 _ZERO = {"trace_id": "0" * 32, "span_id": "0" * 16}
+
+
+def _is_calendar_time(text: str) -> bool:
+    """Whether a value of the ``declared_at`` shape names a real instant (no month 13, no 30 February)."""
+    try:
+        datetime.fromisoformat(text[:-1])
+    except ValueError:
+        return False
+    return True
 
 
 def pae(payload_type: bytes, body: bytes) -> bytes:
@@ -97,6 +107,8 @@ class BindingStatement:
                 raise ManifestError(f"statement.{name}", f"malformed value {value!r}")
             if _ZERO.get(name) == value:
                 raise ManifestError(f"statement.{name}", "an all-zero id is not a valid span context")
+        if not _is_calendar_time(self.declared_at):
+            raise ManifestError("statement.declared_at", f"not a real date and time {self.declared_at!r}")
 
     def to_json(self) -> dict[str, str]:
         """The statement as a JSON object (the fields of docs/spec.md)."""
