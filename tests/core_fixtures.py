@@ -132,7 +132,9 @@ _FULL: dict[str, Any] = {
 def full_typed() -> Composition:
     """The composition of :func:`full_dict`, built from the typed objects of run_identity.parts."""
     return Composition.of(
-        model=Model(provider="openai", name="gpt-4o", revision="2024-08-06", endpoint="https://api.openai.com/v1"),
+        model=Model(
+            provider="openai", name="gpt-4o", revision="2024-08-06", endpoint="https://api.openai.com/v1"
+        ),
         operation="chat",
         instructions=[TextPart("You are terse.")],
         messages=[

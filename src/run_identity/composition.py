@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from run_identity.canonical import json_path_join
+from run_identity.canonical import MAX_DEPTH, json_path_join
 from run_identity.errors import CompositionError
 
 __all__ = [
@@ -197,16 +197,27 @@ def _validate_document(doc: object, path: str) -> dict[str, Any]:
 
 
 def _check_endpoint(endpoint: str, path: str) -> None:
-    parts = urlsplit(endpoint)
-    if parts.username is not None or parts.password is not None:
+    try:
+        parts = urlsplit(endpoint)
+        has_user_info = parts.username is not None or parts.password is not None
+    except ValueError as exc:
+        raise _fail(path, f"endpoint is not a valid URL ({exc})") from None
+    if has_user_info:
         raise _fail(path, "endpoint carries credentials (user info); credentials never enter a manifest")
     for name, _ in parse_qsl(parts.query, keep_blank_values=True):
         if _CREDENTIAL_NAME.match(name):
             raise _fail(path, f"endpoint query parameter {name!r} looks like a credential")
 
 
+def _require_str_keys(obj: Mapping[Any, Any], path: str) -> None:
+    for key in obj:
+        if type(key) is not str:
+            raise _fail(path, f"object key {key!r} of type {type(key).__name__} is not a string")
+
+
 def _validate_model(value: object, path: str) -> dict[str, Any]:
     m = _require_dict(value, path)
+    _require_str_keys(m, path)
     for key in m:
         if key not in _MODEL_FIELDS:
             raise _fail(json_path_join(path, key), f"unknown model field (allowed: {', '.join(sorted(_MODEL_FIELDS))})")
@@ -224,7 +235,8 @@ def _validate_model(value: object, path: str) -> dict[str, Any]:
 
 def _validate_operation(value: object, path: str) -> str:
     if type(value) is not str or not value:
-        raise _fail(path, f"expected a non-empty string (a gen_ai.operation.name value), got {_type_name(value)}")
+        got = "an empty string" if type(value) is str else _type_name(value)
+        raise _fail(path, f"expected a non-empty string (a gen_ai.operation.name value), got {got}")
     return value
 
 
@@ -234,8 +246,9 @@ def _is_number(value: object) -> bool:
 
 def _validate_parameters(value: object, path: str) -> dict[str, Any]:
     p = _require_dict(value, path)
+    _require_str_keys(p, path)
     for key, v in p.items():
-        sub = json_path_join(path, key) if type(key) is str else path
+        sub = json_path_join(path, key)
         if key in _NUMBER_PARAMS:
             if not _is_number(v):
                 raise _fail(sub, f"expected a number, got {_type_name(v)}")
@@ -258,15 +271,18 @@ def _validate_parameters(value: object, path: str) -> dict[str, Any]:
     return p
 
 
-def _scan_credentials(value: object, path: str) -> None:
+def _scan_credentials(value: object, path: str, depth: int = 1) -> None:
+    # Deeper values (and cycles) are left to canonicalize, which rejects them; nothing there reaches a digest.
+    if depth > MAX_DEPTH:
+        return
     if type(value) is dict:
         for key, v in value.items():
             if type(key) is str and _CREDENTIAL_NAME.match(key):
                 raise _fail(json_path_join(path, key), "looks like a credential; credentials never enter a manifest")
-            _scan_credentials(v, json_path_join(path, key) if type(key) is str else path)
-    elif type(value) is list:
+            _scan_credentials(v, json_path_join(path, key) if type(key) is str else path, depth + 1)
+    elif type(value) is list or type(value) is tuple:
         for i, v in enumerate(value):
-            _scan_credentials(v, f"{path}[{i}]")
+            _scan_credentials(v, f"{path}[{i}]", depth + 1)
 
 
 def _validate_extensions(value: object, path: str) -> dict[str, Any]:
@@ -359,9 +375,10 @@ class Composition:
 
     def __init__(self, components: Mapping[str, Any]) -> None:
         checked: dict[str, Any] = {}
+        _require_str_keys(components, "")
         for name, value in components.items():
-            if type(name) is not str or name not in COMPONENT_NAMES:
-                raise _fail(str(name), f"unknown component (allowed: {', '.join(sorted(COMPONENT_NAMES))})")
+            if name not in COMPONENT_NAMES:
+                raise _fail(json_path_join("", name), f"unknown component (allowed: {', '.join(sorted(COMPONENT_NAMES))})")
             if type(value) is PreparedComponent:
                 if value.name != name:
                     raise _fail(name, f"prepared component is {value.name!r}, not {name!r}")

@@ -151,6 +151,11 @@ class Document(_JsonForm):
     uri: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        for name in ("id", "content", "uri"):
+            if name in self.extra:
+                raise ValueError(f"extra field {name!r} clashes with a declared field")
+
 
 @dataclass(frozen=True)
 class Model(_JsonForm):
