@@ -1,0 +1,280 @@
+"""The rotel collector on 127.0.0.1, started with the configuration in ``collector-config/``.
+
+rotel (PyPI ``rotel``, the ``collector`` extra) bundles the ``rotel-agent`` binary: OTLP gRPC and HTTP
+receivers, per-signal exporters and Python processors. :func:`start_rotel` runs it as a child process with
+``collector-config/rotel.env``: traces go to one OTLP/HTTP destination and, through
+``rotel_manifest_router.py``, manifests (and only manifests) to another. The process is stopped by
+:meth:`RotelCollector.stop` (or leaving its ``with`` block), never left behind.
+
+The whole local pipeline (app -> rotel -> ``run-identity serve``) is in :mod:`run_identity.pipeline`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from types import TracebackType
+
+from run_identity.errors import RunIdentityError
+
+__all__ = [
+    "CollectorError",
+    "CollectorUnavailable",
+    "RotelCollector",
+    "default_config_dir",
+    "free_port",
+    "load_env_file",
+    "rotel_agent_path",
+    "rotel_version",
+    "start_rotel",
+]
+
+#: Overrides where the collector configuration (``rotel.env``, the router) is looked for.
+CONFIG_DIR_ENV = "RUN_IDENTITY_COLLECTOR_CONFIG"
+_ENV_FILE = "rotel.env"
+
+
+class CollectorError(RunIdentityError):
+    """The collector could not be configured, started or stopped."""
+
+
+class CollectorUnavailable(CollectorError):
+    """rotel is not installed here, or its binary cannot run on this machine."""
+
+
+def rotel_agent_path() -> Path:
+    """The ``rotel-agent`` binary of the installed ``rotel`` package.
+
+    Raises :class:`CollectorUnavailable` when the package or its binary is missing.
+    """
+    spec = importlib.util.find_spec("rotel")
+    if spec is None or spec.origin is None:
+        raise CollectorUnavailable(
+            "the rotel package is not installed (pip install 'ai-run-identity[collector]')"
+        )
+    agent = Path(spec.origin).parent / "rotel-agent"
+    if not agent.is_file() or not os.access(agent, os.X_OK):
+        raise CollectorUnavailable(f"the rotel wheel has no runnable binary at {agent}")
+    return agent
+
+
+def rotel_version(agent: Path | None = None, *, timeout: float = 15.0) -> str:
+    """``rotel-agent version``'s output; raises :class:`CollectorUnavailable` when the binary cannot run."""
+    agent = agent or rotel_agent_path()
+    try:
+        done = subprocess.run(
+            [str(agent), "version"], capture_output=True, text=True, timeout=timeout, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise CollectorUnavailable(f"{agent} cannot run here: {exc}") from None
+    if done.returncode != 0:
+        detail = (done.stderr or done.stdout).strip().splitlines()
+        raise CollectorUnavailable(
+            f"{agent} cannot run here (exit {done.returncode}): {detail[-1] if detail else 'no output'}"
+        )
+    return done.stdout.strip()
+
+
+def default_config_dir() -> Path:
+    """The ``collector-config`` folder: ``$RUN_IDENTITY_COLLECTOR_CONFIG``, the checkout's, or ``./``'s.
+
+    Raises :class:`CollectorError` when none holds ``rotel.env``.
+    """
+    candidates = []
+    if os.environ.get(CONFIG_DIR_ENV):
+        candidates.append(Path(os.environ[CONFIG_DIR_ENV]))
+    candidates.append(Path(__file__).resolve().parents[2] / "collector-config")
+    candidates.append(Path.cwd() / "collector-config")
+    for directory in candidates:
+        if (directory / _ENV_FILE).is_file():
+            return directory
+    tried = ", ".join(str(c) for c in candidates)
+    raise CollectorError(f"no collector configuration ({_ENV_FILE}) found; tried {tried}")
+
+
+def load_env_file(path: str | os.PathLike[str]) -> dict[str, str]:
+    """``KEY=VALUE`` lines of an env file (``#`` comments and blank lines skipped, no shell expansion).
+
+    Raises :class:`CollectorError` on a line that is not ``KEY=VALUE``.
+    """
+    env: dict[str, str] = {}
+    text = Path(path).read_text(encoding="utf-8")
+    for number, raw in enumerate(text.splitlines(), start=1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        key, sep, value = line.partition("=")
+        if not sep or not key.strip().replace("_", "").isalnum():
+            raise CollectorError(f"{path}:{number}: expected KEY=VALUE, got {raw!r}")
+        env[key.strip()] = value.strip()
+    return env
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port on ``host`` that was free a moment ago (the OS picks it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def _port_open(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.settimeout(0.2)
+        return sock.connect_ex((host, port)) == 0
+
+
+class RotelCollector:
+    """A running ``rotel-agent`` child process; stop it with :meth:`stop` or a ``with`` block."""
+
+    def __init__(self, process: subprocess.Popen[bytes], *, grpc_port: int, http_port: int, log_path: Path):
+        self.process = process
+        self.grpc_port = grpc_port
+        self.http_port = http_port
+        self.log_path = log_path
+
+    @property
+    def otlp_http_endpoint(self) -> str:
+        """Base URL of the OTLP/HTTP receiver (append ``/v1/traces`` or ``/v1/logs``)."""
+        return f"http://127.0.0.1:{self.http_port}"
+
+    @property
+    def otlp_grpc_endpoint(self) -> str:
+        """``host:port`` of the OTLP gRPC receiver."""
+        return f"127.0.0.1:{self.grpc_port}"
+
+    @property
+    def running(self) -> bool:
+        return self.process.poll() is None
+
+    def log_text(self) -> str:
+        """What rotel wrote to its stdout and stderr so far."""
+        try:
+            return self.log_path.read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            return ""
+
+    def stop(self, timeout: float = 15.0) -> int | None:
+        """Ask rotel to flush and exit (SIGTERM); kill it after ``timeout`` seconds. Returns its exit code."""
+        if self.process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    self.process.kill()
+                self.process.wait(5)
+        return self.process.returncode
+
+    def __enter__(self) -> RotelCollector:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+
+def _resolve(value: str, base: Path) -> str:
+    """Comma-separated paths, each relative to ``base`` unless absolute."""
+    return ",".join(str((base / part.strip()).resolve()) for part in value.split(",") if part.strip())
+
+
+def start_rotel(
+    *,
+    traces_endpoint: str,
+    manifests_endpoint: str,
+    grpc_port: int = 0,
+    http_port: int = 0,
+    workdir: str | os.PathLike[str],
+    config_dir: str | os.PathLike[str] | None = None,
+    logs_processors: Sequence[str | os.PathLike[str]] = (),
+    traces_processors: Sequence[str | os.PathLike[str]] = (),
+    extra_env: Mapping[str, str] | None = None,
+    ready_timeout: float = 20.0,
+) -> RotelCollector:
+    """Start rotel on 127.0.0.1 with ``rotel.env``, traces and manifests going to their own endpoints.
+
+    Endpoints are OTLP/HTTP base URLs (rotel appends ``/v1/traces`` and ``/v1/logs``). A port of 0 picks a
+    free one. ``logs_processors`` run after the manifest router, ``traces_processors`` on spans (rotel Python
+    processor files). rotel's output goes to ``<workdir>/rotel.log``. Returns once the receivers accept
+    connections. Raises :class:`CollectorUnavailable` when rotel cannot run here and :class:`CollectorError`
+    when it does not come up within ``ready_timeout`` seconds.
+    """
+    agent = rotel_agent_path()
+    config = Path(config_dir) if config_dir is not None else default_config_dir()
+    env_file = config / _ENV_FILE
+    if not env_file.is_file():
+        raise CollectorError(f"no {_ENV_FILE} in {config}")
+    settings = load_env_file(env_file)
+    grpc_port = grpc_port or free_port()
+    http_port = http_port or free_port()
+    while http_port == grpc_port:
+        http_port = free_port()
+    settings.update(
+        ROTEL_OTLP_GRPC_ENDPOINT=f"127.0.0.1:{grpc_port}",
+        ROTEL_OTLP_HTTP_ENDPOINT=f"127.0.0.1:{http_port}",
+        ROTEL_EXPORTER_TRACES_ENDPOINT=traces_endpoint.rstrip("/"),
+        ROTEL_EXPORTER_MANIFESTS_ENDPOINT=manifests_endpoint.rstrip("/"),
+    )
+    logs = (
+        [settings["ROTEL_OTLP_WITH_LOGS_PROCESSOR"]] if settings.get("ROTEL_OTLP_WITH_LOGS_PROCESSOR") else []
+    )
+    logs += [str(p) for p in logs_processors]
+    if logs:
+        settings["ROTEL_OTLP_WITH_LOGS_PROCESSOR"] = _resolve(",".join(logs), config)
+    traces = (
+        [settings["ROTEL_OTLP_WITH_TRACE_PROCESSOR"]]
+        if settings.get("ROTEL_OTLP_WITH_TRACE_PROCESSOR")
+        else []
+    )
+    traces += [str(p) for p in traces_processors]
+    if traces:
+        settings["ROTEL_OTLP_WITH_TRACE_PROCESSOR"] = _resolve(",".join(traces), config)
+    if extra_env:
+        settings.update(extra_env)
+
+    work = Path(workdir)
+    work.mkdir(parents=True, exist_ok=True)
+    log_path = work / "rotel.log"
+    settings.setdefault("ROTEL_PID_FILE", str(work / "rotel.pid"))
+    # Only ROTEL_* and our own variables from the caller's environment reach rotel's: a stray ROTEL_* of the
+    # caller must not reroute the pipeline, so ours win.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ROTEL_")}
+    env.update(settings)
+    env["NO_COLOR"] = "1"
+    with open(log_path, "ab") as log:
+        try:
+            process = subprocess.Popen(
+                [str(agent), "start"],
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        except OSError as exc:
+            raise CollectorUnavailable(f"{agent} cannot run here: {exc}") from None
+    collector = RotelCollector(process, grpc_port=grpc_port, http_port=http_port, log_path=log_path)
+    deadline = time.monotonic() + ready_timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            tail = collector.log_text().strip().splitlines()[-3:]
+            raise CollectorError(f"rotel exited with {process.returncode} at start: {' | '.join(tail)}")
+        if _port_open("127.0.0.1", http_port) and _port_open("127.0.0.1", grpc_port):
+            # rotel binds its receivers before it has checked the exporters' settings: give it a moment to
+            # refuse a bad configuration before calling it up.
+            time.sleep(0.3)
+            if process.poll() is None:
+                return collector
+            continue
+        time.sleep(0.05)
+    collector.stop()
+    raise CollectorError(f"rotel did not open ports {grpc_port}/{http_port} within {ready_timeout:.0f} s")
