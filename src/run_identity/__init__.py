@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from run_identity.canonical import canonicalize
 from run_identity.composition import Composition, PreparedComponent
+from run_identity.declare import Declaration, declare
 from run_identity.digest import SPEC_VERSION, ComponentDigest, Identity, compute_identity, prepare
 from run_identity.errors import (
     CanonicalizationError,
@@ -17,8 +18,11 @@ from run_identity.errors import (
     SigningError,
     VerificationError,
 )
+from run_identity.export_file import OtlpJsonFileLogExporter, OtlpJsonFileSpanExporter, file_exporters
+from run_identity.genai import start_genai_span
 from run_identity.keys import Ed25519Signer, Keyring, Signer, generate_key_files, load_signer
 from run_identity.manifest import Manifest
+from run_identity.manifest_export import ManifestEmitter
 from run_identity.parts import (
     BlobPart,
     Document,
@@ -32,6 +36,9 @@ from run_identity.parts import (
     ToolCallResponsePart,
     UriPart,
 )
+from run_identity.pipeline import IdentitySetup, setup
+from run_identity.processor import Coverage, IdentitySpanProcessor
+from run_identity.sampling import IdentitySampler
 from run_identity.signing import SignedRun, sign_run
 from run_identity.statement import BindingStatement
 
@@ -45,17 +52,25 @@ __all__ = [
     "ComponentDigest",
     "Composition",
     "CompositionError",
+    "Coverage",
+    "Declaration",
     "Document",
     "Ed25519Signer",
     "FilePart",
     "FunctionTool",
     "Identity",
+    "IdentitySampler",
+    "IdentitySetup",
+    "IdentitySpanProcessor",
     "InputMessage",
     "Keyring",
     "KeyringError",
     "Manifest",
+    "ManifestEmitter",
     "ManifestError",
     "Model",
+    "OtlpJsonFileLogExporter",
+    "OtlpJsonFileSpanExporter",
     "Parameters",
     "PreparedComponent",
     "RunIdentityError",
@@ -69,8 +84,12 @@ __all__ = [
     "VerificationError",
     "canonicalize",
     "compute_identity",
+    "declare",
+    "file_exporters",
     "generate_key_files",
     "load_signer",
     "prepare",
+    "setup",
     "sign_run",
+    "start_genai_span",
 ]
