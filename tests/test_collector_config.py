@@ -1,0 +1,175 @@
+"""The shipped collector configurations: otelcol-contrib wiring and the rotel env file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from run_identity.attributes import MANIFEST_EVENT_NAME
+from run_identity.collector import CollectorError, default_config_dir, load_env_file
+
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "collector-config"
+OTELCOL = CONFIG_DIR / "otelcol-contrib.yaml"
+
+
+@pytest.fixture(scope="module")
+def otelcol() -> dict[str, Any]:
+    doc = yaml.safe_load(OTELCOL.read_text(encoding="utf-8"))
+    assert isinstance(doc, dict)
+    return doc
+
+
+def _kind(name: str) -> str:
+    """The component type of ``type/name`` (``file/traces`` -> ``file``)."""
+    return name.split("/", 1)[0]
+
+
+def _signal(pipeline: str) -> str:
+    return pipeline.split("/", 1)[0]
+
+
+def test_every_pipeline_component_is_defined(otelcol: dict[str, Any]) -> None:
+    """Each receiver, processor, exporter and connector a pipeline names is defined at the top level."""
+    pipelines = otelcol["service"]["pipelines"]
+    defined = {
+        section: set(otelcol.get(section) or {})
+        for section in ("receivers", "processors", "exporters", "connectors")
+    }
+    connectors = defined["connectors"]
+    for name, pipeline in pipelines.items():
+        assert _signal(name) in {"traces", "metrics", "logs"}, name
+        assert pipeline.get("receivers"), f"{name} has no receiver"
+        assert pipeline.get("exporters"), f"{name} has no exporter"
+        for receiver in pipeline["receivers"]:
+            assert receiver in defined["receivers"] | connectors, f"{name}: receiver {receiver} undefined"
+        for processor in pipeline.get("processors", []):
+            assert processor in defined["processors"], f"{name}: processor {processor} undefined"
+        for exporter in pipeline["exporters"]:
+            assert exporter in defined["exporters"] | connectors, f"{name}: exporter {exporter} undefined"
+
+
+def test_every_defined_component_is_used(otelcol: dict[str, Any]) -> None:
+    """No receiver, processor, exporter or connector is defined but left out of every pipeline."""
+    used: set[str] = set()
+    for pipeline in otelcol["service"]["pipelines"].values():
+        for key in ("receivers", "processors", "exporters"):
+            used.update(pipeline.get(key, []))
+    for section in ("receivers", "processors", "exporters", "connectors"):
+        for name in otelcol.get(section) or {}:
+            assert name in used, f"{section}.{name} is defined but unused"
+
+
+def test_routing_connector_is_exporter_of_one_pipeline_and_receiver_of_the_routes(
+    otelcol: dict[str, Any],
+) -> None:
+    """The routing connector leaves exactly one logs pipeline and feeds every route it names."""
+    pipelines = otelcol["service"]["pipelines"]
+    routing = otelcol["connectors"]["routing"]
+    exporting = [n for n, p in pipelines.items() if "routing" in p.get("exporters", [])]
+    receiving = {n for n, p in pipelines.items() if "routing" in p.get("receivers", [])}
+    assert len(exporting) == 1 and _signal(exporting[0]) == "logs"
+    assert exporting[0] not in receiving
+    routes = {p for row in routing["table"] for p in row["pipelines"]} | set(routing["default_pipelines"])
+    assert routes == receiving
+    assert all(_signal(r) == "logs" for r in routes)
+
+
+def test_routing_condition_names_the_manifest_event(otelcol: dict[str, Any]) -> None:
+    """The one routing rule is an OTTL log-context condition on event_name == run_identity.manifest."""
+    (rule,) = otelcol["connectors"]["routing"]["table"]
+    assert rule["context"] == "log"
+    assert rule["condition"].replace(" ", "") == f'event_name=="{MANIFEST_EVENT_NAME}"'
+    (manifests_pipeline,) = rule["pipelines"]
+    default = otelcol["connectors"]["routing"]["default_pipelines"]
+    assert manifests_pipeline not in default
+
+
+def test_traces_and_manifests_have_their_own_file_exporters(otelcol: dict[str, Any]) -> None:
+    """Traces, manifests and other logs each end in a distinct file exporter writing OTLP-JSON."""
+    pipelines = otelcol["service"]["pipelines"]
+    (rule,) = otelcol["connectors"]["routing"]["table"]
+    ends = {
+        "traces": pipelines["traces"]["exporters"],
+        "manifests": pipelines[rule["pipelines"][0]]["exporters"],
+        "logs": pipelines[otelcol["connectors"]["routing"]["default_pipelines"][0]]["exporters"],
+    }
+    paths = set()
+    for route, exporters in ends.items():
+        (exporter,) = exporters
+        assert _kind(exporter) == "file", route
+        settings = otelcol["exporters"][exporter]
+        assert settings.get("format", "json") == "json"
+        paths.add(settings["path"])
+    assert len(paths) == 3
+    assert any(p.endswith("/manifests.jsonl") for p in paths)
+    assert any(p.endswith("/traces.jsonl") for p in paths)
+
+
+def test_receivers_listen_on_loopback_only(otelcol: dict[str, Any]) -> None:
+    """The OTLP receivers bind 127.0.0.1 for both gRPC and HTTP."""
+    protocols = otelcol["receivers"]["otlp"]["protocols"]
+    assert set(protocols) == {"grpc", "http"}
+    for proto in protocols.values():
+        assert proto["endpoint"].startswith("127.0.0.1:")
+
+
+def test_config_states_minimum_collector_version() -> None:
+    """The YAML's comments name the minimum otelcol-contrib version the event_name condition needs."""
+    text = OTELCOL.read_text(encoding="utf-8")
+    assert "Minimum version: otelcol-contrib v0.128.0" in text
+
+
+def test_rotel_env_routes_traces_and_manifests_to_separate_exporters() -> None:
+    """rotel.env defines two OTLP exporters, one per signal, and the manifest router on logs."""
+    env = load_env_file(CONFIG_DIR / "rotel.env")
+    exporters = dict(item.split(":", 1) for item in env["ROTEL_EXPORTERS"].split(","))
+    assert exporters == {"traces": "otlp", "manifests": "otlp"}
+    assert env["ROTEL_EXPORTERS_TRACES"] == "traces"
+    assert env["ROTEL_EXPORTERS_LOGS"] == "manifests"
+    assert (CONFIG_DIR / env["ROTEL_OTLP_WITH_LOGS_PROCESSOR"]).is_file()
+    for key in ("ROTEL_OTLP_GRPC_ENDPOINT", "ROTEL_OTLP_HTTP_ENDPOINT"):
+        assert env[key].startswith("127.0.0.1:")
+
+
+def test_rotel_router_keeps_only_manifests() -> None:
+    """The rotel logs processor keeps manifest records in order and drops the rest, without editing them."""
+    namespace: dict[str, Any] = {}
+    source = CONFIG_DIR / "rotel_manifest_router.py"
+    exec(compile(source.read_text(encoding="utf-8"), str(source), "exec"), namespace)
+
+    class Record:
+        def __init__(self, event_name: str, body: str) -> None:
+            self.event_name = event_name
+            self.body = body
+
+    class Scope:
+        def __init__(self, records: list[Record]) -> None:
+            self.log_records = records
+
+    class Resource:
+        def __init__(self, scopes: list[Scope]) -> None:
+            self.scope_logs = scopes
+
+    a, b = Record(MANIFEST_EVENT_NAME, "a"), Record(MANIFEST_EVENT_NAME, "b")
+    scopes = [Scope([Record("", "x"), a, Record("other", "y"), b]), Scope([Record("", "z")])]
+    namespace["process_logs"](Resource(scopes))
+    assert scopes[0].log_records == [a, b]
+    assert scopes[1].log_records == []
+    assert (a.body, b.body) == ("a", "b")
+
+
+def test_env_file_rejects_a_line_without_equals(tmp_path: Path) -> None:
+    """A malformed env file line is reported with its file and line number."""
+    bad = tmp_path / "rotel.env"
+    bad.write_text("# fine\nROTEL_X=1\nnot a setting\n", encoding="utf-8")
+    with pytest.raises(CollectorError, match=r"rotel.env:3"):
+        load_env_file(bad)
+
+
+def test_default_config_dir_is_the_checkout_folder(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without an override the launcher finds the checkout's collector-config folder."""
+    monkeypatch.delenv("RUN_IDENTITY_COLLECTOR_CONFIG", raising=False)
+    assert default_config_dir().resolve() == CONFIG_DIR
