@@ -215,14 +215,15 @@ def render() -> dict[str, bytes]:
     files: dict[str, bytes] = {}
     for i, case in enumerate(_cases()):
         files[f"{i + 1:02d}-{case['name']}.json"] = _dump(build(case, i))
-    files["rejections.json"] = _dump(REJECTIONS)
+    files["rejections.json"] = _dump(REJECTIONS, check=False)
     files["test-key.jwks.json"] = _dump(Keyring([signer().public_key]).to_jwks())
     return files
 
 
-def _dump(doc: Any) -> bytes:
+def _dump(doc: Any, *, check: bool = True) -> bytes:
     # Pretty for people; json.dumps keeps the floats' shortest repr, and the checks recompute from values.
-    canonicalize(doc)  # every vector must itself be canonicalizable
+    if check:
+        canonicalize(doc)  # every vector must itself be canonicalizable
     return (json.dumps(doc, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
 
 
