@@ -14,7 +14,7 @@ from typing import Any
 
 import orjson
 
-from run_identity.canonical import canonicalize
+from run_identity.canonical import MAX_DEPTH, canonicalize, json_path_join
 from run_identity.composition import COMPONENT_NAMES, LIST_COMPONENTS
 from run_identity.digest import (
     SPEC_VERSION,
@@ -99,6 +99,41 @@ def _parse_digest(value: object, path: str) -> str:
     return value
 
 
+_SAFE_INT = 2**53 - 1
+
+
+def _as_doubles(value: Any, path: str, depth: int = 1) -> Any:
+    """``value`` with integers beyond ±(2^53-1) read as the doubles they denote (copied only where changed).
+
+    JSON numbers are doubles (RFC 8785 section 3.2.2.3), and JCS writes large integral doubles such as 1e18 or
+    2^53 in integer notation; a reader that kept them as integers would refuse to canonicalize its own output.
+    Raises ManifestError for a number beyond the range of a double.
+    """
+    if depth > MAX_DEPTH:  # too deep to canonicalize; recompute() reports it
+        return value
+    kind = type(value)
+    if kind is int:
+        if -_SAFE_INT <= value <= _SAFE_INT:
+            return value
+        try:
+            return float(value)
+        except OverflowError:
+            raise ManifestError(path, "number is outside the range of an IEEE 754 double") from None
+    if kind is dict:
+        out = value
+        for key, item in value.items():
+            new = _as_doubles(item, json_path_join(path, key) if type(key) is str else path, depth + 1)
+            if new is not item:
+                if out is value:
+                    out = dict(value)
+                out[key] = new
+        return out
+    if kind is list:
+        changed = [_as_doubles(item, f"{path}[{i}]", depth + 1) for i, item in enumerate(value)]
+        return value if all(a is b for a, b in zip(changed, value, strict=True)) else changed
+    return value
+
+
 def _parse_element(data: object, path: str) -> ManifestElement:
     _expect(type(data) is dict, path, "expected an object")
     assert isinstance(data, dict)
@@ -107,7 +142,7 @@ def _parse_element(data: object, path: str) -> ManifestElement:
         _expect(set(data) == {"digest", "withheld"}, path, "a withheld element has only 'digest' and 'withheld'")
         return ManifestElement(digest, None, True)
     _expect(set(data) == {"digest", "value"}, path, "an element has exactly 'digest' and 'value'")
-    return ManifestElement(digest, data["value"])
+    return ManifestElement(digest, _as_doubles(data["value"], f"{path}.value"))
 
 
 def _parse_component(name: str, data: object, path: str) -> ManifestComponent:
@@ -125,7 +160,7 @@ def _parse_component(name: str, data: object, path: str) -> ManifestComponent:
         elements = tuple(_parse_element(e, f"{path}.elements[{i}]") for i, e in enumerate(raw))
         return ManifestComponent(name, digest, elements=elements)
     _expect(set(data) == {"digest", "value"}, path, "a component has exactly 'digest' and 'value'")
-    return ManifestComponent(name, digest, value=data["value"])
+    return ManifestComponent(name, digest, value=_as_doubles(data["value"], f"{path}.value"))
 
 
 @dataclass(frozen=True)
@@ -159,6 +194,11 @@ class Manifest:
         _expect(type(comps) is dict, "components", "expected an object")
         components = {name: _parse_component(name, v, f"components.{name}") for name, v in comps.items()}
         statement = BindingStatement.from_json(doc.get("statement"))
+        _expect(
+            statement.spec_version == SPEC_VERSION,
+            "statement.spec_version",
+            f"unsupported (this reader knows {SPEC_VERSION!r})",
+        )
         signature = decode_signature(doc.get("signature"))
         _expect(signature is not None, "signature", "expected standard base64 of a 64-byte Ed25519 signature")
         assert signature is not None
