@@ -1,0 +1,54 @@
+"""Verification of exported runs: a separate party that trusts only the keyring it is given.
+
+    from run_identity.keys import Keyring
+    from run_identity.verify import Policy, Verifier
+
+    report = Verifier(Keyring.from_jwks("trusted-keys.jwks.json"), Policy()).verify(["export/"])
+    for result in report.failures():
+        print(result.code, result.run, result.findings[0].message)
+
+Nothing here imports the SDK side (span processor, exporters, ``opentelemetry-sdk``).
+"""
+
+from __future__ import annotations
+
+from run_identity.verify._codes import (
+    BAD_SIGNATURE,
+    BINDING_MISMATCH,
+    FAILURE_CODES,
+    IDENTITY_MISMATCH,
+    MALFORMED,
+    MANIFEST_MISSING,
+    RESULT_CODES,
+    SPAN_MISSING,
+    TELEMETRY_MISMATCH,
+    UNIDENTIFIED,
+    UNKNOWN_KEY,
+    VERIFIED,
+    Finding,
+)
+from run_identity.verify._inputs import InputError
+from run_identity.verify._result import Policy, VerificationResult
+from run_identity.verify.verifier import Progress, VerificationReport, Verifier
+
+__all__ = [
+    "BAD_SIGNATURE",
+    "BINDING_MISMATCH",
+    "FAILURE_CODES",
+    "IDENTITY_MISMATCH",
+    "MALFORMED",
+    "MANIFEST_MISSING",
+    "RESULT_CODES",
+    "SPAN_MISSING",
+    "TELEMETRY_MISMATCH",
+    "UNIDENTIFIED",
+    "UNKNOWN_KEY",
+    "VERIFIED",
+    "Finding",
+    "InputError",
+    "Policy",
+    "Progress",
+    "VerificationReport",
+    "VerificationResult",
+    "Verifier",
+]

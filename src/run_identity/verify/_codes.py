@@ -1,0 +1,70 @@
+"""Result codes of verification (docs/spec.md §13), the step that produces each, and their precedence."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = [
+    "BAD_SIGNATURE",
+    "BINDING_MISMATCH",
+    "FAILURE_CODES",
+    "IDENTITY_MISMATCH",
+    "MALFORMED",
+    "MANIFEST_MISSING",
+    "RESULT_CODES",
+    "SPAN_MISSING",
+    "TELEMETRY_MISMATCH",
+    "UNIDENTIFIED",
+    "UNKNOWN_KEY",
+    "VERIFIED",
+    "Finding",
+]
+
+VERIFIED = "verified"
+MALFORMED = "malformed"
+UNKNOWN_KEY = "unknown_key"
+BAD_SIGNATURE = "bad_signature"
+IDENTITY_MISMATCH = "identity_mismatch"
+BINDING_MISMATCH = "binding_mismatch"
+MANIFEST_MISSING = "manifest_missing"
+SPAN_MISSING = "span_missing"
+TELEMETRY_MISMATCH = "telemetry_mismatch"
+UNIDENTIFIED = "unidentified"
+
+#: Failure codes in precedence order: a run's code is its finding with the lowest step (§12), ties broken
+#: by this order.
+FAILURE_CODES = (
+    MALFORMED,
+    UNKNOWN_KEY,
+    BAD_SIGNATURE,
+    IDENTITY_MISMATCH,
+    BINDING_MISMATCH,
+    MANIFEST_MISSING,
+    SPAN_MISSING,
+    TELEMETRY_MISMATCH,
+    UNIDENTIFIED,
+)
+#: Every code a run's result can have.
+RESULT_CODES = (VERIFIED, *FAILURE_CODES)
+_RANK = {code: i for i, code in enumerate(FAILURE_CODES)}
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """One failed check of a run: its result code, the step of docs/spec.md §12, a message for a person.
+
+    ``location`` names the record the finding is about (``manifests.jsonl:12 record 3``) when there is one.
+    """
+
+    code: str
+    step: int
+    message: str
+    location: str | None = None
+
+    def sort_key(self) -> tuple[int, int]:
+        """Order of precedence: step first, then the code's place in :data:`FAILURE_CODES`."""
+        return (self.step, _RANK[self.code])
+
+    def to_json(self) -> dict[str, object]:
+        """The finding as a JSON object (docs/verify.md)."""
+        return {"code": self.code, "step": self.step, "message": self.message, "location": self.location}

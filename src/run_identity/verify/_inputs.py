@@ -1,0 +1,280 @@
+"""Reading exported data: files and folders, their encoding detected, cut into chunks that workers decode.
+
+Encodings (detected from the first bytes of each file, whatever its name):
+
+* ``otlp-json``: OTLP/JSON lines, one ``ExportTraceServiceRequest`` or ``ExportLogsServiceRequest`` per line
+  (the ``otelcol-contrib`` file exporter's default ``json`` format, and this project's own file export);
+* ``otlp-proto-framed``: the file exporter's ``proto`` format, each serialized request preceded by its length
+  as 4 bytes big-endian;
+* ``otlp-protobuf``: one serialized export request (traces or logs) filling the whole file.
+
+Chunks end on record boundaries, so each one is decoded on its own, in any process. Positions are line
+numbers (JSON lines, from 1) or byte offsets (protobuf).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import orjson
+from google.protobuf.message import DecodeError
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+from run_identity.errors import RunIdentityError
+
+__all__ = [
+    "OTLP_JSON",
+    "OTLP_PROTOBUF",
+    "OTLP_PROTO_FRAMED",
+    "BadRequest",
+    "Chunk",
+    "InputError",
+    "RawRequest",
+    "decode_protobuf",
+    "discover",
+    "plan",
+    "read_requests",
+]
+
+OTLP_JSON = "otlp-json"
+OTLP_PROTO_FRAMED = "otlp-proto-framed"
+OTLP_PROTOBUF = "otlp-protobuf"
+UNRECOGNIZED = "unrecognized"
+
+_HEAD = 64
+_FRAME = 4
+_BLOCK = 1 << 20
+
+
+class InputError(RunIdentityError):
+    """An input path cannot be read at all (missing, unreadable); no record of it can be checked."""
+
+
+@dataclass(frozen=True, slots=True)
+class Chunk:
+    """A byte range ``[start, end)`` of one file in one encoding, ending on a record boundary."""
+
+    source: int
+    path: str
+    encoding: str
+    start: int
+    end: int
+    first_line: int = 0
+
+    def location(self, position: int, index: int = 0) -> str:
+        """``path:line`` (JSON lines) or ``path@offset`` (protobuf), and the record's index in its request."""
+        sep = ":" if self.encoding == OTLP_JSON else "@"
+        return f"{self.path}{sep}{position}" + (f" record {index}" if index else "")
+
+
+@dataclass(frozen=True, slots=True)
+class RawRequest:
+    """A decoded export request: ``kind`` ``traces`` or ``logs``, ``payload`` a dict or protobuf message."""
+
+    position: int
+    kind: str
+    payload: object
+
+
+@dataclass(frozen=True, slots=True)
+class BadRequest:
+    """A line or frame that is not an export request, with the reason."""
+
+    position: int
+    message: str
+
+
+def discover(inputs: Iterable[str | os.PathLike[str]]) -> list[Path]:
+    """The files to read: each file given, and every file below each folder given (sorted, no dotfiles).
+
+    Raises InputError for a path that does not exist.
+    """
+    files: list[Path] = []
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            for found in sorted(path.rglob("*")):
+                rel = found.relative_to(path).parts
+                if found.is_file() and not any(part.startswith(".") for part in rel):
+                    files.append(found)
+        elif path.is_file():
+            files.append(path)
+        elif path.exists():
+            raise InputError(f"{path}: not a regular file or folder")
+        else:
+            raise InputError(f"{path}: no such file or folder")
+    return files
+
+
+def detect(head: bytes) -> str:
+    """The encoding of a file from its first bytes (``unrecognized`` when none fits)."""
+    stripped = head.lstrip(b" \t\r\n")
+    if stripped.startswith(b"\xef\xbb\xbf"):
+        stripped = stripped[3:].lstrip(b" \t\r\n")
+    if stripped[:1] == b"{":
+        return OTLP_JSON
+    if head[:1] == b"\x0a":
+        return OTLP_PROTOBUF
+    if len(head) >= _FRAME + 1 and head[_FRAME : _FRAME + 1] == b"\x0a":
+        return OTLP_PROTO_FRAMED
+    if len(head) == _FRAME and head == b"\x00" * _FRAME:
+        return OTLP_PROTO_FRAMED
+    return UNRECOGNIZED
+
+
+def plan(source: int, path: Path, target: int) -> tuple[str, list[Chunk]]:
+    """The encoding of ``path`` and its chunks of about ``target`` bytes. Raises InputError if unreadable."""
+    name = str(path)
+    try:
+        with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            encoding = detect(f.read(_HEAD))
+            if size == 0:
+                return OTLP_JSON, []
+            if encoding == OTLP_JSON:
+                bounds = _line_bounds(f, target)
+            elif encoding == OTLP_PROTO_FRAMED:
+                bounds = _frame_bounds(f, size, target)
+            else:
+                bounds = [(0, size, 0)]
+    except OSError as exc:
+        raise InputError(f"{name}: cannot read ({exc.strerror})") from None
+    return encoding, [Chunk(source, name, encoding, a, b, line) for a, b, line in bounds]
+
+
+def _line_bounds(f: BinaryIO, target: int) -> list[tuple[int, int, int]]:
+    """Cut after the first newline past each ``target`` bytes; count lines so chunks know their first line."""
+    bounds = []
+    start = pos = newlines = 0
+    first_line = 1
+    f.seek(0)
+    while True:
+        block = f.read(_BLOCK)
+        if not block:
+            break
+        offset = 0
+        while True:
+            want = max(offset, start + target - pos)
+            i = block.find(b"\n", want) if want < len(block) else -1
+            if i < 0:
+                break
+            cut = i + 1
+            newlines += block.count(b"\n", offset, cut)
+            bounds.append((start, pos + cut, first_line))
+            first_line += newlines
+            newlines = 0
+            start = pos + cut
+            offset = cut
+        newlines += block.count(b"\n", offset)
+        pos += len(block)
+    if start < pos:
+        bounds.append((start, pos, first_line))
+    return bounds
+
+
+def _frame_bounds(f: BinaryIO, size: int, target: int) -> list[tuple[int, int, int]]:
+    bounds = []
+    start = pos = 0
+    while pos < size:
+        f.seek(pos)
+        head = f.read(_FRAME)
+        length = int.from_bytes(head, "big") if len(head) == _FRAME else size
+        pos = min(size, pos + _FRAME + length)
+        if pos - start >= target:
+            bounds.append((start, pos, 0))
+            start = pos
+    if start < size:
+        bounds.append((start, size, 0))
+    return bounds
+
+
+def read_chunk(chunk: Chunk) -> bytes:
+    """The bytes of a chunk. Raises InputError."""
+    try:
+        with open(chunk.path, "rb") as f:
+            f.seek(chunk.start)
+            return f.read(chunk.end - chunk.start)
+    except OSError as exc:
+        raise InputError(f"{chunk.path}: cannot read ({exc.strerror})") from None
+
+
+def read_requests(chunk: Chunk, data: bytes) -> Iterator[RawRequest | BadRequest]:
+    """Decode the export requests of a chunk, in order; a bad line or frame does not stop the rest."""
+    if chunk.encoding == OTLP_JSON:
+        yield from _json_lines(data, chunk.first_line)
+    elif chunk.encoding == OTLP_PROTO_FRAMED:
+        yield from _frames(data, chunk.start)
+    elif chunk.encoding == OTLP_PROTOBUF:
+        yield decode_protobuf(data, chunk.start)
+    else:
+        yield BadRequest(chunk.start, "unrecognized file: neither OTLP/JSON lines nor OTLP protobuf")
+
+
+def _json_lines(data: bytes, first_line: int) -> Iterator[RawRequest | BadRequest]:
+    for number, line in enumerate(data.split(b"\n"), first_line):
+        if not line.strip():
+            continue
+        try:
+            doc = orjson.loads(line)
+        except orjson.JSONDecodeError as exc:
+            yield BadRequest(number, f"not JSON ({exc}); a truncated or corrupt line")
+            continue
+        if type(doc) is dict:
+            if "resourceSpans" in doc or "resource_spans" in doc:
+                yield RawRequest(number, "traces", doc)
+                continue
+            if "resourceLogs" in doc or "resource_logs" in doc:
+                yield RawRequest(number, "logs", doc)
+                continue
+            if not doc:
+                continue
+        yield BadRequest(number, "not an OTLP/JSON traces or logs export request")
+
+
+def _frames(data: bytes, base: int) -> Iterator[RawRequest | BadRequest]:
+    pos = 0
+    view = memoryview(data)
+    while pos < len(data):
+        if len(data) - pos < _FRAME:
+            yield BadRequest(
+                base + pos, f"truncated: {len(data) - pos} stray byte(s) where a length prefix belongs"
+            )
+            return
+        length = int.from_bytes(view[pos : pos + _FRAME], "big")
+        body = view[pos + _FRAME : pos + _FRAME + length]
+        if len(body) < length:
+            yield BadRequest(
+                base + pos, f"truncated: the frame declares {length} bytes, only {len(body)} remain"
+            )
+            return
+        yield decode_protobuf(bytes(body), base + pos)
+        pos += _FRAME + length
+
+
+def decode_protobuf(data: bytes, position: int) -> RawRequest | BadRequest:
+    """Decode one serialized ExportTraceServiceRequest or ExportLogsServiceRequest (which one is detected)."""
+    found: list[RawRequest] = []
+    for kind, cls in (("traces", ExportTraceServiceRequest), ("logs", ExportLogsServiceRequest)):
+        try:
+            found.append(RawRequest(position, kind, cls.FromString(data)))
+        except (DecodeError, RuntimeError, ValueError):
+            continue
+    if not found:
+        return BadRequest(
+            position, "not a protobuf OTLP traces or logs export request (corrupt or truncated)"
+        )
+    if len(found) == 2:
+        # Only requests without a real span or manifest record decode both ways: spans always have a
+        # length-delimited field 1 (trace_id), log records a fixed64 there (time) or an event_name (field 12).
+        traces, logs = found
+        payload: Any = logs.payload
+        has_logs = any(
+            r.event_name for rl in payload.resource_logs for sl in rl.scope_logs for r in sl.log_records
+        )
+        return logs if has_logs else traces
+    return found[0]

@@ -1,0 +1,97 @@
+"""Running the per-record checks over chunks, in this process or in a pool of worker processes."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+
+from run_identity.keys import Keyring
+from run_identity.verify._checks import (
+    CheckContext,
+    Malformed,
+    ManifestSummary,
+    SpanSummary,
+    summarize_manifest,
+    summarize_span,
+)
+from run_identity.verify._inputs import UNRECOGNIZED, BadRequest, Chunk, InputError, read_chunk, read_requests
+from run_identity.verify._records import BadRecord, ManifestRecord, SpanRecord, Tally, records
+
+__all__ = ["ChunkResult", "process_chunk", "run_chunks"]
+
+Summary = SpanSummary | ManifestSummary | Malformed
+
+
+@dataclass(slots=True)
+class ChunkResult:
+    """The summaries of one chunk, in record order, with what was read."""
+
+    chunk: Chunk
+    items: list[Summary]
+    tally: Tally
+
+
+def process_chunk(chunk: Chunk, ctx: CheckContext) -> ChunkResult:
+    """Steps 1 to 6 as far as single records go, for every record of ``chunk``."""
+    tally = Tally()
+    items: list[Summary] = []
+    if chunk.encoding == UNRECOGNIZED:
+        message = "unrecognized file: neither OTLP/JSON lines nor OTLP protobuf (plain or length-prefixed)"
+        return ChunkResult(chunk, [Malformed(None, chunk.source, chunk.start, 0, message)], tally)
+    try:
+        data = read_chunk(chunk)
+    except InputError as exc:
+        return ChunkResult(chunk, [Malformed(None, chunk.source, chunk.start, 0, str(exc))], tally)
+    for request in read_requests(chunk, data):
+        if isinstance(request, BadRequest):
+            items.append(Malformed(None, chunk.source, request.position, 0, request.message))
+            continue
+        for record in records(request, tally):
+            if isinstance(record, SpanRecord):
+                span = summarize_span(record, chunk.source)
+                if span is None:
+                    tally.ignored_spans += 1
+                else:
+                    items.append(span)
+            elif isinstance(record, ManifestRecord):
+                where = chunk.location(record.position, record.index)
+                items.append(summarize_manifest(record, ctx, chunk.source, where))
+            else:
+                key = _bad_key(record)
+                items.append(Malformed(key, chunk.source, record.position, record.index, record.message))
+    return ChunkResult(chunk, items, tally)
+
+
+def _bad_key(record: BadRecord) -> bytes | None:
+    if record.trace_id and record.span_id:
+        return bytes.fromhex(record.trace_id + record.span_id)
+    return None
+
+
+_WORKER_CTX: CheckContext | None = None
+
+
+def _init_worker(jwks: str | None, salts: Mapping[str, bytes]) -> None:
+    global _WORKER_CTX
+    keyring = None if jwks is None else Keyring.from_jwks_text(jwks, source="<keyring>")
+    _WORKER_CTX = CheckContext(keyring, dict(salts))
+
+
+def _work(chunk: Chunk) -> ChunkResult:
+    assert _WORKER_CTX is not None
+    return process_chunk(chunk, _WORKER_CTX)
+
+
+def run_chunks(chunks: Sequence[Chunk], ctx: CheckContext, jobs: int) -> Iterator[ChunkResult]:
+    """Process ``chunks`` and yield their results in order; ``jobs`` > 1 uses that many processes."""
+    if jobs <= 1 or len(chunks) <= 1:
+        for chunk in chunks:
+            yield process_chunk(chunk, ctx)
+        return
+    jwks = None if ctx.keyring is None else json.dumps(ctx.keyring.to_jwks())
+    # spawn, not fork: the caller may run threads (an OpenTelemetry SDK exporting in the background).
+    mp = multiprocessing.get_context("spawn")
+    with mp.Pool(min(jobs, len(chunks)), initializer=_init_worker, initargs=(jwks, dict(ctx.salts))) as pool:
+        yield from pool.imap(_work, chunks)

@@ -1,0 +1,352 @@
+"""Step 1 (parse): export requests into span records and manifest records, in either OTLP encoding.
+
+Only what verification reads is kept: a span's ids, name and its ``run_identity.*`` and ``gen_ai.*``
+attributes; a manifest log record's ids, attributes and body. Other spans and log records are counted and
+dropped. A record that breaks the OTLP shape becomes a :class:`BadRecord` and the others are still read.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from run_identity.attributes import MANIFEST_EVENT_NAME
+from run_identity.verify._inputs import RawRequest
+
+__all__ = ["BadRecord", "ManifestRecord", "SpanRecord", "Tally", "records"]
+
+_KEPT_PREFIXES = ("run_identity.", "gen_ai.")
+_EVENT_NAME_ATTRIBUTE = "event.name"
+_HEX = frozenset("0123456789abcdef")
+
+
+@dataclass(slots=True)
+class SpanRecord:
+    """A span: hex ids, name, and its ``run_identity.*`` / ``gen_ai.*`` attributes as Python values."""
+
+    trace_id: str
+    span_id: str
+    name: str
+    attributes: dict[str, Any]
+    position: int
+    index: int
+
+
+@dataclass(slots=True)
+class ManifestRecord:
+    """A ``run_identity.manifest`` log record: its own hex ids (empty when absent), attributes and body."""
+
+    trace_id: str
+    span_id: str
+    attributes: dict[str, Any]
+    body: object
+    position: int
+    index: int
+
+
+@dataclass(slots=True)
+class BadRecord:
+    """A line, frame or record that cannot be read; ids are set when the record's own ids were readable."""
+
+    position: int
+    index: int
+    message: str
+    trace_id: str = ""
+    span_id: str = ""
+
+
+@dataclass(slots=True)
+class Tally:
+    """What was read: requests, spans and log records seen, and how many of them verification ignores."""
+
+    requests: int = 0
+    spans: int = 0
+    log_records: int = 0
+    ignored_spans: int = 0
+    ignored_log_records: int = 0
+    extra: dict[str, int] = field(default_factory=dict)
+
+    def add(self, other: Tally) -> None:
+        """Add another tally to this one."""
+        self.requests += other.requests
+        self.spans += other.spans
+        self.log_records += other.log_records
+        self.ignored_spans += other.ignored_spans
+        self.ignored_log_records += other.ignored_log_records
+
+
+class _Bad(Exception):
+    """A record that breaks the OTLP shape."""
+
+
+def records(request: RawRequest, tally: Tally) -> Iterator[SpanRecord | ManifestRecord | BadRecord]:
+    """The span and manifest records of one export request, in order."""
+    tally.requests += 1
+    payload = request.payload
+    if type(payload) is dict:
+        if request.kind == "traces":
+            yield from _json_spans(payload, request.position, tally)
+        else:
+            yield from _json_logs(payload, request.position, tally)
+    elif request.kind == "traces":
+        yield from _proto_spans(payload, request.position, tally)
+    else:
+        yield from _proto_logs(payload, request.position, tally)
+
+
+# --- OTLP/JSON ------------------------------------------------------------------------------------------
+
+
+def _member(obj: dict[str, Any], camel: str, snake: str) -> Any:
+    value = obj.get(camel)
+    return obj.get(snake) if value is None else value
+
+
+def _json_list(obj: object, camel: str, snake: str) -> list[Any]:
+    if type(obj) is not dict:
+        raise _Bad("expected an object")
+    value = _member(obj, camel, snake)
+    if value is None:
+        return []
+    if type(value) is not list:
+        raise _Bad(f"{camel} is not an array")
+    return value
+
+
+def _json_id(value: object, size: int, what: str) -> str:
+    """A hex id (OTLP/JSON) or, leniently, the base64 id of protobuf's JSON mapping; '' when absent."""
+    if value is None or value == "":
+        return ""
+    if type(value) is not str:
+        raise _Bad(f"{what} is not a string")
+    if len(value) == 2 * size:
+        low = value.lower()
+        if set(low) <= _HEX:
+            return low
+    elif len(value) == 4 * ((size + 2) // 3):
+        try:
+            raw = base64.b64decode(value, validate=True)
+        except (binascii.Error, ValueError):
+            raw = b""
+        if len(raw) == size:
+            return raw.hex()
+    raise _Bad(f"{what} {value[:40]!r} is not {2 * size} hex digits")
+
+
+_JSON_KINDS = {
+    "stringValue": "s",
+    "string_value": "s",
+    "intValue": "i",
+    "int_value": "i",
+    "doubleValue": "d",
+    "double_value": "d",
+    "boolValue": "b",
+    "bool_value": "b",
+    "arrayValue": "a",
+    "array_value": "a",
+    "kvlistValue": "k",
+    "kvlist_value": "k",
+    "bytesValue": "y",
+    "bytes_value": "y",
+}
+
+
+def _json_value(value: object) -> Any:
+    if type(value) is not dict:
+        raise _Bad("an attribute value is not an AnyValue object")
+    for key, raw in value.items():
+        kind = _JSON_KINDS.get(key)
+        if kind is None:
+            continue
+        if kind == "s":
+            if type(raw) is not str:
+                raise _Bad("stringValue is not a string")
+            return raw
+        if kind == "i":
+            if type(raw) is int or (type(raw) is str and raw.lstrip("-").isdigit()):
+                return int(raw)
+            raise _Bad("intValue is not an integer")
+        if kind == "d":
+            if type(raw) is float or type(raw) is int:
+                return float(raw)
+            if raw in ("NaN", "Infinity", "-Infinity"):
+                return float(raw.replace("Infinity", "inf"))
+            raise _Bad("doubleValue is not a number")
+        if kind == "b":
+            if type(raw) is not bool:
+                raise _Bad("boolValue is not a boolean")
+            return raw
+        if kind == "a":
+            return [_json_value(v) for v in _json_list(raw, "values", "values")]
+        if kind == "k":
+            return _json_attributes(_json_list(raw, "values", "values"), keep_all=True)
+        try:
+            return base64.b64decode(str(raw), validate=True)
+        except (binascii.Error, ValueError):
+            raise _Bad("bytesValue is not base64") from None
+    return None
+
+
+def _json_attributes(items: list[Any], *, keep_all: bool = False) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for kv in items:
+        if type(kv) is not dict or type(kv.get("key")) is not str:
+            raise _Bad("an attribute has no string key")
+        key = kv["key"]
+        if keep_all or key.startswith(_KEPT_PREFIXES) or key == _EVENT_NAME_ATTRIBUTE:
+            out[key] = _json_value(kv.get("value", {}))
+    return out
+
+
+def _json_spans(doc: dict[str, Any], position: int, tally: Tally) -> Iterator[SpanRecord | BadRecord]:
+    index = 0
+    try:
+        for rs in _json_list(doc, "resourceSpans", "resource_spans"):
+            for ss in _json_list(rs, "scopeSpans", "scope_spans"):
+                for span in _json_list(ss, "spans", "spans"):
+                    index += 1
+                    tally.spans += 1
+                    try:
+                        found = _json_span(span, position, index, tally)
+                    except _Bad as exc:
+                        yield BadRecord(position, index, f"span: {exc}")
+                        continue
+                    if found is not None:
+                        yield found
+    except _Bad as exc:
+        yield BadRecord(position, index + 1, f"traces request: {exc}")
+
+
+def _json_span(span: object, position: int, index: int, tally: Tally) -> SpanRecord | None:
+    if type(span) is not dict:
+        raise _Bad("expected an object")
+    trace_id = _json_id(_member(span, "traceId", "trace_id"), 16, "traceId")
+    span_id = _json_id(_member(span, "spanId", "span_id"), 8, "spanId")
+    if not trace_id or not span_id:
+        raise _Bad("no traceId or spanId")
+    attributes = _json_attributes(_json_list(span, "attributes", "attributes"))
+    if not attributes:
+        tally.ignored_spans += 1
+        return None
+    name = span.get("name", "")
+    return SpanRecord(trace_id, span_id, name if type(name) is str else "", attributes, position, index)
+
+
+def _json_logs(doc: dict[str, Any], position: int, tally: Tally) -> Iterator[ManifestRecord | BadRecord]:
+    index = 0
+    try:
+        for rl in _json_list(doc, "resourceLogs", "resource_logs"):
+            for sl in _json_list(rl, "scopeLogs", "scope_logs"):
+                for log in _json_list(sl, "logRecords", "log_records"):
+                    index += 1
+                    tally.log_records += 1
+                    found = _json_log(log, position, index, tally)
+                    if found is not None:
+                        yield found
+    except _Bad as exc:
+        yield BadRecord(position, index + 1, f"logs request: {exc}")
+
+
+def _json_log(log: object, position: int, index: int, tally: Tally) -> ManifestRecord | BadRecord | None:
+    if type(log) is not dict:
+        return BadRecord(position, index, "log record: expected an object")
+    trace_id = span_id = ""
+    try:
+        event = _member(log, "eventName", "event_name")
+        attributes = _json_attributes(_json_list(log, "attributes", "attributes"))
+        if event != MANIFEST_EVENT_NAME and attributes.get(_EVENT_NAME_ATTRIBUTE) != MANIFEST_EVENT_NAME:
+            tally.ignored_log_records += 1
+            return None
+        trace_id = _json_id(_member(log, "traceId", "trace_id"), 16, "traceId")
+        span_id = _json_id(_member(log, "spanId", "span_id"), 8, "spanId")
+        body = _json_value(log["body"]) if "body" in log else None
+    except _Bad as exc:
+        return BadRecord(position, index, f"manifest record: {exc}", trace_id, span_id)
+    return ManifestRecord(trace_id, span_id, attributes, body, position, index)
+
+
+# --- OTLP protobuf --------------------------------------------------------------------------------------
+
+
+def _proto_value(value: Any) -> Any:
+    kind = value.WhichOneof("value")
+    if kind == "string_value":
+        return value.string_value
+    if kind == "int_value":
+        return value.int_value
+    if kind == "double_value":
+        return value.double_value
+    if kind == "bool_value":
+        return value.bool_value
+    if kind == "array_value":
+        return [_proto_value(v) for v in value.array_value.values]
+    if kind == "kvlist_value":
+        return {kv.key: _proto_value(kv.value) for kv in value.kvlist_value.values}
+    if kind == "bytes_value":
+        return bytes(value.bytes_value)
+    return None
+
+
+def _proto_attributes(items: Any) -> dict[str, Any]:
+    return {
+        kv.key: _proto_value(kv.value)
+        for kv in items
+        if kv.key.startswith(_KEPT_PREFIXES) or kv.key == _EVENT_NAME_ATTRIBUTE
+    }
+
+
+def _proto_id(raw: bytes, size: int, what: str) -> str:
+    if not raw:
+        return ""
+    if len(raw) != size:
+        raise _Bad(f"{what} has {len(raw)} bytes, not {size}")
+    return raw.hex()
+
+
+def _proto_spans(msg: Any, position: int, tally: Tally) -> Iterator[SpanRecord | BadRecord]:
+    index = 0
+    for rs in msg.resource_spans:
+        for ss in rs.scope_spans:
+            for span in ss.spans:
+                index += 1
+                tally.spans += 1
+                try:
+                    trace_id = _proto_id(span.trace_id, 16, "trace_id")
+                    span_id = _proto_id(span.span_id, 8, "span_id")
+                    if not trace_id or not span_id:
+                        raise _Bad("no trace_id or span_id")
+                    attributes = _proto_attributes(span.attributes)
+                except _Bad as exc:
+                    yield BadRecord(position, index, f"span: {exc}")
+                    continue
+                if not attributes:
+                    tally.ignored_spans += 1
+                    continue
+                yield SpanRecord(trace_id, span_id, span.name, attributes, position, index)
+
+
+def _proto_logs(msg: Any, position: int, tally: Tally) -> Iterator[ManifestRecord | BadRecord]:
+    index = 0
+    for rl in msg.resource_logs:
+        for sl in rl.scope_logs:
+            for log in sl.log_records:
+                index += 1
+                tally.log_records += 1
+                attributes = _proto_attributes(log.attributes)
+                if (
+                    log.event_name != MANIFEST_EVENT_NAME
+                    and attributes.get(_EVENT_NAME_ATTRIBUTE) != MANIFEST_EVENT_NAME
+                ):
+                    tally.ignored_log_records += 1
+                    continue
+                try:
+                    trace_id = _proto_id(log.trace_id, 16, "trace_id")
+                    span_id = _proto_id(log.span_id, 8, "span_id")
+                except _Bad as exc:
+                    yield BadRecord(position, index, f"manifest record: {exc}")
+                    continue
+                body = _proto_value(log.body) if log.HasField("body") else None
+                yield ManifestRecord(trace_id, span_id, attributes, body, position, index)

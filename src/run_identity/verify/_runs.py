@@ -1,0 +1,258 @@
+"""Steps 2, 5, 6 and 7: spans and manifests joined by (trace id, span id), one verdict per run.
+
+The table keeps per run only the small summaries of :mod:`._checks` (no content), so its memory grows with
+the number of runs, not with the size of their compositions. Deliveries that repeat a record (collector
+retries, re-batching) are recognised and counted once.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import TypeVar, cast
+
+from run_identity.statement import BindingStatement
+from run_identity.verify._checks import (
+    CheckContext,
+    Malformed,
+    ManifestSummary,
+    SpanSummary,
+    check_signature,
+    telemetry_mismatches,
+)
+from run_identity.verify._codes import (
+    BINDING_MISMATCH,
+    MALFORMED,
+    MANIFEST_MISSING,
+    SPAN_MISSING,
+    TELEMETRY_MISMATCH,
+    UNIDENTIFIED,
+    VERIFIED,
+    Finding,
+)
+from run_identity.verify._result import Policy, VerificationResult
+
+__all__ = ["RunTable"]
+
+Locate = Callable[[int, int, int], str]
+_T = TypeVar("_T")
+_FIELDS = ("identity", "key_id", "declared_at", "spec_version")
+
+
+class _Run:
+    """Everything received for one (trace id, span id)."""
+
+    __slots__ = ("bad", "extra", "manifests", "span", "span_check")
+
+    def __init__(self) -> None:
+        self.span: SpanSummary | None = None
+        self.manifests: list[ManifestSummary] = []
+        self.bad: list[Finding] | None = None
+        self.extra: list[Finding] | None = None
+        # The outcome of step 2 once computed (results may be read more than once): a finding or None.
+        self.span_check: Finding | bool | None = False
+
+
+@dataclass(frozen=True, slots=True)
+class _Loose:
+    """A malformed record whose ids are unknown: a result of its own."""
+
+    finding: Finding
+
+
+class RunTable:
+    """Collects summaries in arrival order and turns them into results."""
+
+    def __init__(self, ctx: CheckContext, policy: Policy, locate: Locate) -> None:
+        self._ctx = ctx
+        self._policy = policy
+        self._locate = locate
+        self._runs: dict[bytes | int, _Run | _Loose] = {}
+        self._shared: dict[object, object] = {}
+
+    def __len__(self) -> int:
+        return len(self._runs)
+
+    def _share(self, value: _T) -> _T:
+        """One object for equal small values (key ids, telemetry, models), to keep per-run memory small."""
+        return cast(_T, self._shared.setdefault(value, value))
+
+    def _run(self, key: bytes) -> _Run:
+        run = self._runs.get(key)
+        if run is None:
+            run = self._runs[key] = _Run()
+        assert isinstance(run, _Run)
+        return run
+
+    def add(self, item: SpanSummary | ManifestSummary | Malformed) -> None:
+        """Take one summary from a worker."""
+        if isinstance(item, SpanSummary):
+            self._add_span(item)
+        elif isinstance(item, ManifestSummary):
+            self._add_manifest(item)
+        else:
+            finding = Finding(
+                MALFORMED, 1, item.message, self._locate(item.source, item.position, item.index)
+            )
+            if item.key is None:
+                self._runs[len(self._runs) + (1 << 62)] = _Loose(finding)
+                return
+            run = self._run(item.key)
+            run.bad = [*(run.bad or ()), finding]
+
+    def _add_span(self, span: SpanSummary) -> None:
+        run = self._run(span.key)
+        if run.span is None:
+            span.telemetry = self._share(span.telemetry)
+            if span.statement is not None:
+                span.statement = self._share(span.statement)
+            run.span = span
+        elif not run.span.same_as(span):
+            where = self._locate(span.source, span.position, span.index)
+            message = "another span with the same ids carries different run_identity or GenAI attributes"
+            run.extra = [*(run.extra or ()), Finding(BINDING_MISMATCH, 5, message, where)]
+
+    def _add_manifest(self, manifest: ManifestSummary) -> None:
+        run = self._run(manifest.key)
+        for seen in run.manifests:
+            if seen.fingerprint == manifest.fingerprint:
+                return
+        manifest.telemetry = self._share(manifest.telemetry)
+        manifest.unknown = self._share(manifest.unknown)
+        manifest.model = self._share(manifest.model)
+        if run.span is not None and run.span.statement == manifest.statement:
+            manifest.statement = run.span.statement
+        else:
+            manifest.statement = self._share(manifest.statement)
+        if run.span is not None and run.span.signature == manifest.signature:
+            manifest.signature = run.span.signature
+        manifest.identity = sys.intern(manifest.identity)
+        run.manifests.append(manifest)
+
+    def results(self) -> Iterator[VerificationResult]:
+        """One result per run (and per unreadable record), in order of first appearance."""
+        for key, run in self._runs.items():
+            if isinstance(run, _Loose):
+                findings = (run.finding,)
+                yield VerificationResult(
+                    MALFORMED,
+                    self._policy.accepts(findings),
+                    None,
+                    None,
+                    None,
+                    None,
+                    None,
+                    None,
+                    findings,
+                    run.finding.location,
+                    (),
+                )
+            else:
+                assert isinstance(key, bytes)
+                yield self._result(key, run)
+
+    def _span_location(self, span: SpanSummary) -> str:
+        return self._locate(span.source, span.position, span.index)
+
+    def _findings(self, key: bytes, run: _Run) -> tuple[list[Finding], ManifestSummary | None]:
+        span, manifests = run.span, run.manifests
+        span_where = self._span_location(span) if span is not None else None
+        # 1. Parse: records of this run that could not be read.
+        findings: list[Finding] = list(run.bad or ())
+        if span is not None and span.problem is not None:
+            findings.append(Finding(MALFORMED, 1, span.problem, span_where))
+        # 3-4 (and the record-level parts of 5-6) were checked as each manifest streamed by.
+        for m in manifests:
+            findings.extend(m.findings)
+        passing = [m for m in manifests if m.passes_signature_and_content]
+        primary = passing[0] if passing else (manifests[0] if manifests else None)
+        # 2. Span signature, over the statement rebuilt from the span alone. A manifest that passed step 3
+        #    with the very same statement, ids and signature has already verified these exact bytes.
+        if span is not None and span.statement is not None:
+            covered = (
+                self._ctx.keyring is not None
+                and primary is not None
+                and primary.bound
+                and not any(f.step == 3 for f in primary.findings)
+                and primary.statement == span.statement
+                and primary.signature == span.signature
+            )
+            if not covered:
+                if run.span_check is False:
+                    statement = _statement(key, span.statement)
+                    found = check_signature(self._ctx, statement, span.signature, 2, "span")
+                    run.span_check = (
+                        None if found is None else Finding(found.code, 2, found.message, span_where)
+                    )
+                if isinstance(run.span_check, Finding):
+                    findings.append(run.span_check)
+        # 5. Join.
+        findings.extend(run.extra or ())
+        if len(passing) > 1:
+            ids = ", ".join(sorted({m.identity for m in passing}))
+            message = f"{len(passing)} different manifests for this span all verify ({ids})"
+            findings.append(Finding(BINDING_MISMATCH, 5, message, self._manifest_where(passing[1])))
+        if span is None:
+            if manifests:
+                message = "no span with this trace id and span id in the input (sampled out, or dropped)"
+                findings.append(Finding(SPAN_MISSING, 5, message, self._manifest_where(manifests[0])))
+        elif not span.identified:
+            if manifests:
+                message = "the span carries no run_identity attributes, yet a manifest names it"
+                findings.append(Finding(BINDING_MISMATCH, 5, message, span_where))
+        elif primary is None:
+            if not run.bad:
+                message = "no manifest for this run in the input"
+                findings.append(Finding(MANIFEST_MISSING, 5, message, span_where))
+        elif span.statement is not None and span.statement != primary.statement:
+            differ = [
+                f"{name} {a!r} on the span, {b!r} in the manifest"
+                for name, a, b in zip(_FIELDS, span.statement, primary.statement, strict=True)
+                if a != b
+            ]
+            message = "span and manifest statements differ: " + "; ".join(differ)
+            findings.append(Finding(BINDING_MISMATCH, 5, message, span_where))
+        # 6. Telemetry.
+        if span is not None and span.identified and primary is not None:
+            for message in telemetry_mismatches(
+                span.telemetry, primary.telemetry, primary.unknown, "the span has"
+            ):
+                findings.append(Finding(TELEMETRY_MISMATCH, 6, message, span_where))
+        # 7. Coverage.
+        if span is not None and not span.identified:
+            reason = f": run_identity.error = {span.error}" if span.error else ""
+            findings.append(Finding(UNIDENTIFIED, 7, f"a GenAI span without an identity{reason}", span_where))
+        findings.sort(key=Finding.sort_key)
+        return findings, primary
+
+    def _manifest_where(self, m: ManifestSummary) -> str:
+        return self._locate(m.source, m.position, m.index)
+
+    def _result(self, key: bytes, run: _Run) -> VerificationResult:
+        findings, primary = self._findings(key, run)
+        span = run.span
+        statement = (
+            primary.statement if primary is not None else (span.statement if span is not None else None)
+        )
+        code = findings[0].code if findings else VERIFIED
+        notes = tuple(n for m in run.manifests for n in m.notes)
+        return VerificationResult(
+            code,
+            self._policy.accepts(findings),
+            key[:16].hex(),
+            key[16:].hex(),
+            statement[0] if statement else None,
+            statement[1] if statement else None,
+            statement[2] if statement else None,
+            primary.model if primary is not None else None,
+            tuple(findings),
+            self._span_location(span) if span is not None else None,
+            tuple(self._manifest_where(m) for m in run.manifests),
+            notes,
+        )
+
+
+def _statement(key: bytes, fields: tuple[str, str, str, str]) -> BindingStatement:
+    identity, key_id, declared_at, spec_version = fields
+    return BindingStatement(identity, key[:16].hex(), key[16:].hex(), key_id, declared_at, spec_version)
