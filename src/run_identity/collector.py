@@ -6,7 +6,8 @@ receivers, per-signal exporters and Python processors. :func:`start_rotel` runs 
 ``rotel_manifest_router.py``, manifests (and only manifests) to another. The process is stopped by
 :meth:`RotelCollector.stop` (or leaving its ``with`` block), never left behind.
 
-The whole local pipeline (app -> rotel -> ``run-identity serve``) is in :mod:`run_identity.pipeline`.
+The whole local pipeline, app -> rotel -> ``run-identity serve`` (:mod:`run_identity.serve`) -> files, is
+:func:`rotel_pipeline` (a context manager) and :func:`run_through_rotel` (one call, for ``demo --collector``).
 """
 
 from __future__ import annotations
@@ -17,22 +18,33 @@ import os
 import signal
 import socket
 import subprocess
+import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
+from typing import Any, Literal
+
+from opentelemetry.sdk._logs.export import LogRecordExporter
+from opentelemetry.sdk.trace.export import SpanExporter
 
 from run_identity.errors import RunIdentityError
+from run_identity.serve import ServeHandle, Summarizer, start_server
 
 __all__ = [
     "CollectorError",
     "CollectorUnavailable",
+    "LocalPipeline",
     "RotelCollector",
     "default_config_dir",
     "free_port",
     "load_env_file",
     "rotel_agent_path",
+    "rotel_pipeline",
     "rotel_version",
+    "run_through_rotel",
     "start_rotel",
 ]
 
@@ -278,3 +290,104 @@ def start_rotel(
         time.sleep(0.05)
     collector.stop()
     raise CollectorError(f"rotel did not open ports {grpc_port}/{http_port} within {ready_timeout:.0f} s")
+
+
+@dataclass
+class LocalPipeline:
+    """rotel on 127.0.0.1 exporting traces and manifests to a ``run-identity serve`` receiver."""
+
+    serve: ServeHandle
+    rotel: RotelCollector
+
+    def exporters(
+        self,
+        *,
+        protocol: Literal["http", "grpc"] = "http",
+        spool_dir: str | os.PathLike[str] | None = None,
+        timeout: float = 10.0,
+    ) -> tuple[SpanExporter, LogRecordExporter]:
+        """OTLP span and manifest exporters pointed at rotel (with ``spool_dir``: spooling, HTTP only)."""
+        if spool_dir is not None:
+            if protocol != "http":
+                raise ValueError("spooling exporters speak OTLP/HTTP")
+            from run_identity.spool import spooling_otlp_exporters
+
+            return spooling_otlp_exporters(self.rotel.otlp_http_endpoint, spool_dir, timeout=timeout)
+        if protocol == "grpc":
+            from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter as GrpcLogs
+            from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcSpans
+
+            target = self.rotel.otlp_grpc_endpoint
+            return GrpcSpans(target, insecure=True, timeout=timeout), GrpcLogs(
+                target, insecure=True, timeout=timeout
+            )
+        from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+        base = self.rotel.otlp_http_endpoint
+        return (
+            OTLPSpanExporter(endpoint=f"{base}/v1/traces", timeout=timeout),
+            OTLPLogExporter(endpoint=f"{base}/v1/logs", timeout=timeout),
+        )
+
+    def wait_delivered(self, runs: int, *, timeout: float = 30.0) -> bool:
+        """Block until serve holds ``runs`` run spans and ``runs`` manifests; False after ``timeout`` s."""
+        return self.serve.sink.wait_for(spans=runs, manifests=runs, timeout=timeout)
+
+
+@contextmanager
+def rotel_pipeline(
+    out_dir: str | os.PathLike[str],
+    *,
+    summarize: Summarizer | None = None,
+    serve_port: int = 0,
+    workdir: str | os.PathLike[str] | None = None,
+    logs_processors: Sequence[str | os.PathLike[str]] = (),
+    traces_processors: Sequence[str | os.PathLike[str]] = (),
+) -> Iterator[LocalPipeline]:
+    """Start serve (writing into ``out_dir``) and rotel in front of it, on free ports; stop both on exit.
+
+    rotel is stopped first (it flushes what it holds), then serve. ``workdir`` keeps rotel's log (a
+    temporary folder by default). Raises :class:`CollectorUnavailable` or :class:`CollectorError`.
+    """
+    with contextlib.ExitStack() as stack:
+        if workdir is None:
+            workdir = stack.enter_context(tempfile.TemporaryDirectory(prefix="run-identity-rotel-"))
+        serve = stack.enter_context(start_server(out_dir, port=serve_port, summarize=summarize))
+        rotel = stack.enter_context(
+            start_rotel(
+                traces_endpoint=serve.url,
+                manifests_endpoint=serve.url,
+                workdir=workdir,
+                logs_processors=logs_processors,
+                traces_processors=traces_processors,
+            )
+        )
+        yield LocalPipeline(serve, rotel)
+
+
+def run_through_rotel(
+    out_dir: str | os.PathLike[str],
+    runs: Callable[[SpanExporter, LogRecordExporter], int],
+    *,
+    summarize: Summarizer | None = None,
+    timeout: float = 60.0,
+) -> dict[str, Any]:
+    """Run ``runs`` with OTLP exporters pointed at a local rotel -> serve pipeline; return serve's summary.
+
+    ``runs(span_exporter, manifest_exporter)`` sets up its providers with the two exporters, makes its runs,
+    shuts the providers down (flushing them) and returns how many runs it made; this waits until serve holds
+    that many run spans and manifests in ``out_dir`` (``traces.jsonl``, ``manifests.jsonl``), then stops
+    rotel and serve. Raises :class:`CollectorUnavailable` where rotel cannot run, :class:`CollectorError`
+    when the runs do not all arrive within ``timeout`` seconds.
+    """
+    with rotel_pipeline(out_dir, summarize=summarize) as pipeline:
+        span_exporter, manifest_exporter = pipeline.exporters()
+        count = runs(span_exporter, manifest_exporter)
+        if not pipeline.wait_delivered(count, timeout=timeout):
+            got = pipeline.serve.sink.counts
+            raise CollectorError(
+                f"after {timeout:.0f} s serve holds {got.run_spans} run spans and {got.manifests} manifests "
+                f"of {count} runs; rotel log: {pipeline.rotel.log_text()[-400:]!r}"
+            )
+    return pipeline.serve.summary()

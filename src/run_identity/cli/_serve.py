@@ -1,0 +1,195 @@
+"""Commands of the collector pipeline: ``serve``, ``collector`` and ``spool flush``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from run_identity.errors import RunIdentityError
+
+__all__ = ["register"]
+
+
+class _CommandError(RunIdentityError):
+    """A user error of these commands, reported as one line."""
+
+
+@contextmanager
+def _until_stopped() -> Iterator[threading.Event]:
+    """An event set by SIGTERM or SIGINT (Ctrl-C); the previous handlers come back afterwards."""
+    stop = threading.Event()
+
+    def handler(signum: int, frame: object) -> None:
+        stop.set()
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield stop
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def _summarizer(keyring_path: str | None, allow: list[str]) -> Any:
+    if keyring_path is None:
+        return None
+    from run_identity.keys import Keyring
+    from run_identity.serve import verification_summarizer
+
+    try:
+        return verification_summarizer(Keyring.from_jwks(keyring_path), allow=allow)
+    except ValueError as exc:
+        raise _CommandError(str(exc)) from None
+
+
+def _print_summary(summary: dict[str, Any], out: Any) -> None:
+    got = summary["received"]
+    out.write(
+        f"received: {got['requests']} requests, {got['spans']} spans ({got['run_spans']} runs), "
+        f"{got['manifests']} manifests, {got['other_logs']} other log records, "
+        f"{got['rejected_requests']} rejected\n"
+    )
+    verification = summary.get("verification")
+    if verification is None:
+        out.write("verification: off (no --keyring)\n")
+    elif "error" in verification:
+        out.write(f"verification: error: {verification['error']}\n")
+    else:
+        counts = ", ".join(f"{code} {n}" for code, n in verification.get("counts", {}).items() if n)
+        verdict = "passed" if verification.get("passed") else "FAILED"
+        out.write(f"verification: {verdict}: {verification.get('runs', 0)} runs ({counts or 'none'})\n")
+        for failure in verification.get("failures", []):
+            out.write(f"  {failure['code']}  {failure['trace_id']}/{failure['span_id']}\n")
+    out.flush()
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from run_identity.serve import start_server
+
+    summarize = _summarizer(args.keyring, args.allow)
+    try:
+        handle = start_server(
+            args.out, host=args.host, port=args.port, summarize=summarize, verbose=args.verbose
+        )
+    except OSError as exc:
+        raise _CommandError(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}") from None
+    with _until_stopped() as stop, handle:
+        print(f"run-identity serve: listening on {handle.url}, writing to {Path(args.out)}", flush=True)
+        while not stop.wait(0.5):
+            pass
+    summary = handle.summary()
+    _print_summary(summary, sys.stdout)
+    if args.summary_json:
+        Path(args.summary_json).write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    verification = summary.get("verification") or {}
+    return 1 if verification.get("passed") is False else 0
+
+
+def _collector(args: argparse.Namespace) -> int:
+    from run_identity.collector import CollectorError, start_rotel
+    from run_identity.serve import start_server
+
+    with _until_stopped() as stop:
+        serve = None
+        if args.traces_endpoint and args.manifests_endpoint:
+            traces, manifests = args.traces_endpoint, args.manifests_endpoint
+        elif args.traces_endpoint or args.manifests_endpoint:
+            raise _CommandError("give both --traces-endpoint and --manifests-endpoint, or neither")
+        else:
+            serve = start_server(args.out, port=0, summarize=_summarizer(args.keyring, []))
+            traces = manifests = serve.url
+        try:
+            rotel = start_rotel(
+                traces_endpoint=traces,
+                manifests_endpoint=manifests,
+                grpc_port=args.grpc_port,
+                http_port=args.http_port,
+                workdir=args.workdir,
+            )
+        except CollectorError:
+            if serve is not None:
+                serve.stop()
+            raise
+        print(
+            f"rotel: OTLP gRPC {rotel.otlp_grpc_endpoint}, OTLP/HTTP {rotel.otlp_http_endpoint}\n"
+            f"rotel: traces -> {traces}, manifests -> {manifests}; log in {rotel.log_path}",
+            flush=True,
+        )
+        if serve is not None:
+            print(f"serve: {serve.url}, writing to {Path(args.out)}", flush=True)
+        try:
+            while not stop.wait(0.5):
+                if not rotel.running:
+                    raise _CommandError(f"rotel exited with {rotel.process.returncode}; see {rotel.log_path}")
+        finally:
+            rotel.stop()
+            if serve is not None:
+                serve.stop()
+                _print_summary(serve.summary(), sys.stdout)
+    return 0
+
+
+def _spool_flush(args: argparse.Namespace) -> int:
+    from run_identity.spool import flush_spool_dir
+
+    directory = Path(args.dir)
+    if not directory.is_dir():
+        raise _CommandError(f"{directory}: no such spool folder")
+    results = flush_spool_dir(directory, args.endpoint, timeout=args.timeout)
+    if not results:
+        print(f"{directory}: nothing spooled")
+        return 0
+    left_total = 0
+    for name, (sent, left) in results.items():
+        left_total += left
+        print(f"{directory / name}: sent {sent}, left {left}")
+    return 1 if left_total else 0
+
+
+def register(sub: Any) -> None:
+    """Add the serve, collector and spool commands."""
+    p = sub.add_parser(
+        "serve", help="OTLP/HTTP receiver writing OTLP-JSON lines, with a running verification"
+    )
+    p.add_argument(
+        "--out", default="out/serve", metavar="DIR", help="folder for traces/manifests/logs .jsonl"
+    )
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=4319, help="port (default 4319; 0 picks a free one)")
+    p.add_argument("--keyring", metavar="JWKS", help="trusted keys; enables the verification summary")
+    p.add_argument(
+        "--allow", action="append", default=[], metavar="CODE", help="result code the summary tolerates"
+    )
+    p.add_argument("--summary-json", metavar="FILE", help="also write the final summary as JSON")
+    p.add_argument("--verbose", action="store_true", help="log every request")
+    p.set_defaults(func=_serve)
+
+    p = sub.add_parser(
+        "collector", help="run rotel on 127.0.0.1 with traces and manifests on separate routes"
+    )
+    p.add_argument("--grpc-port", type=int, default=4317, help="OTLP gRPC port (default 4317; 0 = free)")
+    p.add_argument("--http-port", type=int, default=4318, help="OTLP/HTTP port (default 4318; 0 = free)")
+    p.add_argument("--traces-endpoint", metavar="URL", help="OTLP/HTTP destination of traces")
+    p.add_argument("--manifests-endpoint", metavar="URL", help="OTLP/HTTP destination of manifests")
+    p.add_argument("--out", default="out/collector", metavar="DIR", help="without endpoints: serve's folder")
+    p.add_argument("--keyring", metavar="JWKS", help="without endpoints: verify in serve")
+    p.add_argument("--workdir", default="out/rotel", metavar="DIR", help="rotel's log and pid file")
+    p.set_defaults(func=_collector)
+
+    p = sub.add_parser("spool", help="undelivered batches spooled by the spooling exporters")
+    spool = p.add_subparsers(dest="spool_command", metavar="ACTION")
+    spool.required = True
+    f = spool.add_parser("flush", help="send a spool folder's batches to an OTLP/HTTP endpoint")
+    f.add_argument("--dir", required=True, help="the spool folder")
+    f.add_argument(
+        "--endpoint", required=True, metavar="URL", help="OTLP/HTTP base URL, e.g. http://127.0.0.1:4318"
+    )
+    f.add_argument("--timeout", type=float, default=10.0, help="seconds per request (default 10)")
+    f.set_defaults(func=_spool_flush)

@@ -1,0 +1,136 @@
+"""OTLP/HTTP wire forms for ``run-identity serve``: request bodies in, OTLP-JSON lines out.
+
+Encoding rules of the lines are those of :mod:`run_identity.export_file` (the ``otelcol-contrib`` file
+exporter's ``json`` format); that module is not imported because it pulls in the OTel SDK.
+"""
+
+from __future__ import annotations
+
+import base64
+import zlib
+from collections.abc import Callable
+from http import HTTPStatus
+from typing import Any
+
+import orjson
+from google.protobuf import json_format
+from google.protobuf.message import DecodeError, Message
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+
+from run_identity.attributes import MANIFEST_EVENT_NAME
+from run_identity.errors import RunIdentityError
+
+__all__ = ["MAX_BODY", "RequestError", "decode_request", "decompress", "otlp_json_line", "split_manifests"]
+
+#: Largest request body accepted, after decompression.
+MAX_BODY = 64 * 1024 * 1024
+_ID_KEYS = frozenset({"traceId", "spanId", "parentSpanId"})
+
+
+class RequestError(RunIdentityError):
+    """A request the receiver refuses; ``status`` is the HTTP status to answer with."""
+
+    def __init__(self, status: HTTPStatus, message: str) -> None:
+        self.status = status
+        super().__init__(message)
+
+
+def _convert_ids(node: Any, convert: Callable[[str], str]) -> None:
+    """Rewrite trace/span ids in place: OTLP/JSON writes them as hex, protobuf's JSON mapping as base64."""
+    if type(node) is dict:
+        for key, value in node.items():
+            if key in _ID_KEYS and type(value) is str:
+                node[key] = convert(value)
+            elif type(value) is dict or type(value) is list:
+                _convert_ids(value, convert)
+    elif type(node) is list:
+        for item in node:
+            _convert_ids(item, convert)
+
+
+def _hex(value: str) -> str:
+    return base64.b64decode(value).hex()
+
+
+def _base64(value: str) -> str:
+    try:
+        return base64.b64encode(bytes.fromhex(value)).decode("ascii")
+    except ValueError:
+        raise RequestError(HTTPStatus.BAD_REQUEST, f"an id is not hex: {value[:40]!r}") from None
+
+
+def otlp_json_line(request: Message) -> bytes:
+    """One export request as one OTLP/JSON line: the encoding rules of :mod:`run_identity.export_file`."""
+    doc = json_format.MessageToDict(request, use_integers_for_enums=True)
+    _convert_ids(doc, _hex)
+    return orjson.dumps(doc) + b"\n"
+
+
+def decode_request(body: bytes, content_type: str, message: Message) -> None:
+    """Fill ``message`` from an OTLP/HTTP body (protobuf or OTLP/JSON). Raises :class:`RequestError`."""
+    media = content_type.split(";", 1)[0].strip().lower()
+    if media == "application/x-protobuf":
+        try:
+            message.ParseFromString(body)
+        except DecodeError as exc:
+            raise RequestError(HTTPStatus.BAD_REQUEST, f"not a valid protobuf request: {exc}") from None
+    elif media == "application/json":
+        try:
+            doc = orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            raise RequestError(HTTPStatus.BAD_REQUEST, f"not valid JSON: {exc}") from None
+        _convert_ids(doc, _base64)
+        try:
+            json_format.ParseDict(doc, message, ignore_unknown_fields=True)
+        except json_format.ParseError as exc:
+            raise RequestError(HTTPStatus.BAD_REQUEST, f"not an OTLP/JSON request: {exc}") from None
+    else:
+        raise RequestError(HTTPStatus.UNSUPPORTED_MEDIA_TYPE, f"unsupported content type {content_type!r}")
+
+
+def decompress(body: bytes, encoding: str) -> bytes:
+    """The body of a request with ``Content-Encoding: encoding`` (gzip, deflate or none), at most MAX_BODY."""
+    encoding = encoding.strip().lower()
+    if encoding in ("", "identity"):
+        return body
+    if encoding == "gzip":
+        inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+    elif encoding == "deflate":
+        inflater = zlib.decompressobj()
+    else:
+        raise RequestError(HTTPStatus.UNSUPPORTED_MEDIA_TYPE, f"unsupported content encoding {encoding!r}")
+    try:
+        data = inflater.decompress(body, MAX_BODY + 1)
+    except zlib.error as exc:
+        raise RequestError(HTTPStatus.BAD_REQUEST, f"bad {encoding} body: {exc}") from None
+    if len(data) > MAX_BODY:
+        raise RequestError(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, "request body too large")
+    if not inflater.eof:
+        raise RequestError(HTTPStatus.BAD_REQUEST, f"truncated {encoding} body")
+    return data
+
+
+def split_manifests(
+    request: ExportLogsServiceRequest,
+) -> tuple[ExportLogsServiceRequest, ExportLogsServiceRequest]:
+    """(manifest records, other records) of a logs request, each keeping its resource and scope."""
+    manifests, others = ExportLogsServiceRequest(), ExportLogsServiceRequest()
+    for resource_logs in request.resource_logs:
+        by_route: dict[bool, Any] = {}
+        for scope_logs in resource_logs.scope_logs:
+            parts: dict[bool, Any] = {}
+            for record in scope_logs.log_records:
+                is_manifest = record.event_name == MANIFEST_EVENT_NAME
+                if is_manifest not in parts:
+                    if is_manifest not in by_route:
+                        target = manifests if is_manifest else others
+                        rl = target.resource_logs.add()
+                        rl.resource.CopyFrom(resource_logs.resource)
+                        rl.schema_url = resource_logs.schema_url
+                        by_route[is_manifest] = rl
+                    sl = by_route[is_manifest].scope_logs.add()
+                    sl.scope.CopyFrom(scope_logs.scope)
+                    sl.schema_url = scope_logs.schema_url
+                    parts[is_manifest] = sl
+                parts[is_manifest].log_records.add().CopyFrom(record)
+    return manifests, others
