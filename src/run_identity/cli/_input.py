@@ -72,3 +72,5 @@ def load_json(source: str) -> Any:
         )
     except json.JSONDecodeError as exc:
         raise CliError(f"{name}:{exc.lineno}:{exc.colno}: not valid JSON ({exc.msg})") from None
+    except RecursionError:
+        raise CliError(f"{name}: JSON nested too deeply") from None
