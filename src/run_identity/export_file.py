@@ -11,7 +11,8 @@ OTLP/JSON encoding of the OTLP specification: lowerCamelCase keys (``resourceSpa
 ``traceId``...), ``traceId``/``spanId``/``parentSpanId`` as lowercase hex strings (not base64), enums as
 integers (``kind``, ``severityNumber``, ``status.code``), 64-bit integers as decimal strings
 (``startTimeUnixNano``, ``intValue``), other ``bytes`` values as base64, fields with default values omitted,
-one compact UTF-8 JSON object per line, ``\\n`` terminated. Files are appended to, never truncated; each line
+one compact UTF-8 JSON object per line, ``\\n`` terminated (U+2028 and U+2029 inside strings are written
+escaped, so any line reader splits correctly). Files are appended to, never truncated; each line
 is written and flushed whole under a lock, so a reader never sees half a request from one process.
 
 The manifest's body is the canonical manifest JSON as an OTLP string value
@@ -71,7 +72,12 @@ def otlp_json_line(request: Message) -> bytes:
     """One OTLP export request in OTLP/JSON encoding, as one ``\\n``-terminated line."""
     doc = json_format.MessageToDict(request, use_integers_for_enums=True)
     _ids_to_hex(doc)
-    return orjson.dumps(doc) + b"\n"
+    line = orjson.dumps(doc)
+    # U+2028/U+2029 are legal raw in JSON strings, but line readers (Python's str.splitlines, JavaScript)
+    # break lines there; escaped, as Go's encoding/json writes them, they read back the same.
+    if b"\xe2\x80\xa8" in line or b"\xe2\x80\xa9" in line:
+        line = line.replace(b"\xe2\x80\xa8", b"\\u2028").replace(b"\xe2\x80\xa9", b"\\u2029")
+    return line + b"\n"
 
 
 class _LineFile:
