@@ -14,7 +14,7 @@ from run_identity._proto import manifest_pb2 as pb
 from run_identity.canonical import canonicalize
 from run_identity.composition import Composition
 from run_identity.digest import compute_identity, prepare
-from run_identity.errors import ManifestError
+from run_identity.errors import CanonicalizationError, ManifestError
 from run_identity.manifest import Manifest, ManifestComponent, ManifestElement
 from run_identity.manifest_proto import manifest_from_proto, manifest_to_proto
 from run_identity.signing import SignedRun
@@ -613,3 +613,20 @@ def test_not_a_manifest_at_all(text: bytes) -> None:
     with pytest.raises(ManifestError) as info:
         Manifest.from_json(text)
     assert info.value.path == ""
+
+
+def test_protobuf_refuses_values_that_are_not_json() -> None:
+    """Writing a manifest whose content cannot be canonicalized names the value's path."""
+    m = _manifest()
+    bad = ManifestElement(m.components["messages"].elements[0].digest, {"x": float("nan")})  # type: ignore[index]
+    messages = m.components["messages"]
+    broken = Manifest(
+        m.spec_version,
+        m.identity,
+        {**m.components, "messages": ManifestComponent("messages", messages.digest, elements=(bad,))},
+        m.statement,
+        m.signature,
+    )
+    with pytest.raises(CanonicalizationError) as info:
+        manifest_to_proto(broken)
+    assert str(info.value) == "components.messages.elements[0].value.x: NaN is not allowed"

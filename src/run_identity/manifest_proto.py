@@ -46,13 +46,14 @@ def manifest_to_proto(manifest: Manifest) -> bytes:
             comp.withheld = True
         elif c.elements is not None:
             comp.elements.SetInParent()
-            for e in c.elements:
+            for i, e in enumerate(c.elements):
                 if e.withheld:
                     comp.elements.elements.add(digest=e.digest, withheld=True)
                 else:
-                    comp.elements.elements.add(digest=e.digest, value=canonicalize(e.value))
+                    value = canonicalize(e.value, f"components.{name}.elements[{i}].value")
+                    comp.elements.elements.add(digest=e.digest, value=value)
         else:
-            comp.value = canonicalize(c.value)
+            comp.value = canonicalize(c.value, f"components.{name}.value")
     return msg.SerializeToString(deterministic=True)
 
 
