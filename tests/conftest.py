@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import threading
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -80,3 +83,59 @@ def make_pipeline(signer: Ed25519Signer) -> Iterator[Callable[..., Pipeline]]:
 @pytest.fixture
 def pipeline(make_pipeline: Callable[..., Pipeline]) -> Pipeline:
     return make_pipeline()
+
+
+@dataclass
+class OpenAIServer:
+    """A local stand-in for the OpenAI API: canned chat completions, requests kept for inspection."""
+
+    base_url: str
+    requests: list[dict[str, Any]] = field(default_factory=list)
+
+
+@pytest.fixture
+def openai_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[OpenAIServer]:
+    """Serve POST /v1/chat/completions on 127.0.0.1 (random port) until the test ends."""
+    for name in ("NO_PROXY", "no_proxy"):
+        monkeypatch.setenv(name, "127.0.0.1,localhost")
+    server_ref: list[OpenAIServer] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            request = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            server_ref[0].requests.append(request)
+            body = json.dumps(
+                {
+                    "id": "chatcmpl-test",
+                    "object": "chat.completion",
+                    "created": 1767225600,
+                    "model": request.get("model", "unknown"),
+                    "choices": [
+                        {
+                            "index": 0,
+                            "message": {"role": "assistant", "content": "Lisbon."},
+                            "finish_reason": "stop",
+                        }
+                    ],
+                    "usage": {"prompt_tokens": 20, "completion_tokens": 2, "total_tokens": 22},
+                }
+            ).encode()
+            self.send_response(200 if self.path == "/v1/chat/completions" else 404)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            return None
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server_ref.append(OpenAIServer(f"http://127.0.0.1:{httpd.server_address[1]}/v1"))
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server_ref[0]
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join(5)
