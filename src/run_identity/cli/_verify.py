@@ -1,0 +1,173 @@
+"""Commands of the verifier: ``verify``, ``diff`` and ``show`` (a thin layer over run_identity.verify)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from run_identity.cli import CliError
+from run_identity.errors import KeyringError
+from run_identity.keys import Keyring
+from run_identity.verify import FAILURE_CODES, Policy, Verifier
+from run_identity.verify._checks import CheckContext
+from run_identity.verify._diff import diff_manifests
+from run_identity.verify._lookup import FoundRun, find_runs, load_manifest_file, parse_selector
+from run_identity.verify._render import render_diff, render_manifest
+from run_identity.verify._report import INSECURE_BANNER, ProgressBar, write_json, write_text
+
+__all__ = ["register"]
+
+
+def _salts(paths: list[str] | None) -> list[bytes]:
+    salts = []
+    for path in paths or ():
+        try:
+            text = Path(path).read_text(encoding="ascii").strip()
+            salts.append(bytes.fromhex(text))
+        except (OSError, UnicodeDecodeError, ValueError):
+            raise CliError(f"{path}: a salt file holds the salt as hex digits") from None
+    return salts
+
+
+def _verifier(args: argparse.Namespace, policy: Policy | None = None) -> Verifier:
+    policy = policy or Policy()
+    salts = _salts(getattr(args, "salt_file", None))
+    if args.insecure_skip_signatures:
+        if args.keyring:
+            raise CliError("--keyring and --insecure-skip-signatures exclude each other", exit_code=2)
+        sys.stderr.write(INSECURE_BANNER)
+        return Verifier.insecure(policy, salts=salts)
+    if not args.keyring:
+        raise CliError("--keyring JWKS is required (the trusted public keys)", exit_code=2)
+    try:
+        keyring = Keyring.from_jwks(args.keyring)
+    except KeyringError as exc:
+        raise CliError(str(exc)) from None
+    return Verifier(keyring, policy, salts=salts)
+
+
+def _verify(args: argparse.Namespace) -> int:
+    verifier = _verifier(args, Policy(allow=args.allow or ()))
+    jobs = args.jobs if args.jobs > 0 else (os.cpu_count() or 1)
+    bar = ProgressBar()
+    try:
+        report = verifier.verify(args.paths, jobs=jobs, progress=bar)
+    finally:
+        bar.close()
+    if args.json:
+        write_json(report, sys.stdout)
+    else:
+        write_text(report, sys.stdout)
+    if report.insecure:
+        sys.stderr.write(INSECURE_BANNER)
+    return 0 if report.passed else 1
+
+
+def _find(name: str, inputs: list[str] | None, ctx: CheckContext) -> tuple[FoundRun, str]:
+    """The run ``name`` designates: a manifest file, or an identity / trace id / run id in ``inputs``."""
+    if os.path.isfile(name):
+        return load_manifest_file(name, ctx), name
+    selector = parse_selector(name)
+    if selector is None:
+        raise CliError(f"{name}: neither a manifest file, an identity (sha256:…) nor TRACE_ID[/SPAN_ID]", 2)
+    if not inputs:
+        raise CliError(f"{name}: give the exported data to search with --in PATH", exit_code=2)
+    found = [r for r in find_runs(inputs, selector, ctx) if r.manifests]
+    if not found:
+        raise CliError(f"{name}: no run with a readable manifest matches in {', '.join(inputs)}")
+    identities = {m.identity for r in found for m, _ in r.manifests}
+    if selector.identity is None and len(found) > 1:
+        runs = ", ".join(r.run for r in found[:5])
+        raise CliError(f"{name}: matches {len(found)} runs ({runs}); give TRACE_ID/SPAN_ID")
+    if len(identities) > 1:
+        raise CliError(f"{name}: matches {len(identities)} identities; give more digits")
+    return found[0], found[0].run
+
+
+def _show(args: argparse.Namespace) -> int:
+    verifier = _verifier(args)
+    run, _label = _find(args.run, args.inputs, verifier.context)
+    manifest, where = run.manifests[0]
+    manifest_file = os.path.isfile(args.run)
+    if args.json:
+        out: dict[str, Any] = {
+            "result": run.result.to_json() if run.result is not None else None,
+            "manifest": manifest.to_json(),
+            "insecure": not verifier.checks_signatures,
+        }
+        sys.stdout.write(json.dumps(out, indent=2, ensure_ascii=False) + "\n")
+    else:
+        sys.stdout.write(render_manifest(manifest, run.result, where, manifest_file=manifest_file))
+        others = len(run.manifests) - 1
+        if others:
+            sys.stdout.write(f"\n({others} other manifest(s) for this run in the input; see verify)\n")
+    if not verifier.checks_signatures:
+        sys.stderr.write(INSECURE_BANNER)
+    result = run.result
+    if result is None:
+        return 1
+    return 0 if all(f.code == "span_missing" for f in result.findings) or result.verified else 1
+
+
+def _diff(args: argparse.Namespace) -> int:
+    ctx = CheckContext(None, {})
+    run_a, label_a = _find(args.run_a, args.inputs, ctx)
+    run_b, label_b = _find(args.run_b, args.inputs, ctx)
+    diff = diff_manifests(run_a.manifests[0][0], run_b.manifests[0][0])
+    if args.json:
+        sys.stdout.write(json.dumps(diff.to_json(), indent=2, ensure_ascii=False, default=str) + "\n")
+    else:
+        sys.stdout.write(render_diff(diff, label_a, label_b))
+    return 0
+
+
+def _trust_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--keyring", metavar="JWKS", help="trusted public keys (JWKS file); required")
+    p.add_argument(
+        "--insecure-skip-signatures",
+        action="store_true",
+        help="check NO signature, only internal consistency (never establishes trust)",
+    )
+    p.add_argument(
+        "--salt-file",
+        action="append",
+        metavar="FILE",
+        help="a blinding salt (hex) to recompute salted content",
+    )
+
+
+def register(sub: Any) -> None:
+    """Add the verify, diff and show commands."""
+    p = sub.add_parser("verify", help="verify exported spans and manifests against trusted keys")
+    p.add_argument(
+        "paths", nargs="+", metavar="PATH", help="exported data: files or folders, any OTLP encoding"
+    )
+    _trust_options(p)
+    p.add_argument("--json", action="store_true", help="JSON lines: one object per run, then a summary")
+    p.add_argument(
+        "--allow",
+        action="append",
+        choices=FAILURE_CODES,
+        metavar="CODE",
+        help="tolerate this result code (repeatable)",
+    )
+    p.add_argument("--jobs", type=int, default=1, metavar="N", help="worker processes (0: one per core)")
+    p.set_defaults(func=_verify)
+
+    p = sub.add_parser("show", help="a run's manifest, readable, with its verification status")
+    p.add_argument("run", metavar="RUN", help="identity, TRACE_ID[/SPAN_ID], or a manifest file")
+    p.add_argument("--in", dest="inputs", action="append", metavar="PATH", help="exported data to search")
+    _trust_options(p)
+    p.add_argument("--json", action="store_true", help="print the result and the manifest as JSON")
+    p.set_defaults(func=_show)
+
+    p = sub.add_parser("diff", help="why two runs differ: components, messages, parts, tools, parameters")
+    p.add_argument("run_a", metavar="RUN_A", help="identity, TRACE_ID[/SPAN_ID], or a manifest file")
+    p.add_argument("run_b", metavar="RUN_B", help="identity, TRACE_ID[/SPAN_ID], or a manifest file")
+    p.add_argument("--in", dest="inputs", action="append", metavar="PATH", help="exported data to search")
+    p.add_argument("--json", action="store_true", help="print the differences as JSON")
+    p.set_defaults(func=_diff)

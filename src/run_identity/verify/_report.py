@@ -1,0 +1,115 @@
+"""Output of ``run-identity verify``: a summary and a table of failures, or JSON lines (docs/verify.md)."""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import TextIO
+
+import orjson
+
+from run_identity.verify._codes import FAILURE_CODES, VERIFIED
+from run_identity.verify._result import VerificationResult
+from run_identity.verify.verifier import VerificationReport
+
+__all__ = ["INSECURE_BANNER", "ProgressBar", "write_json", "write_text"]
+
+INSECURE_BANNER = (
+    "!! INSECURE: --insecure-skip-signatures is set. NO SIGNATURE WAS CHECKED and no key was trusted.\n"
+    "!! The results below show internal consistency only: anyone could have produced this data.\n"
+)
+
+
+def write_json(report: VerificationReport, out: TextIO) -> None:
+    """One JSON object per line: every run's result, then the summary (``"type": "summary"``)."""
+    for result in report.results():
+        out.write(orjson.dumps(result.to_json()).decode() + "\n")
+    out.write(orjson.dumps(report.summary_json()).decode() + "\n")
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n:,} {word}{'' if n == 1 else 's'}"
+
+
+def _short(identity: str | None) -> str:
+    return "-" if identity is None else identity[:15] + "…"
+
+
+def write_text(report: VerificationReport, out: TextIO) -> None:
+    """The summary (counts per code, the verdict) and then a table of the runs that fail the policy."""
+    counts = report.counts
+    t = report.tally
+    out.write(
+        f"run-identity verify: {_plural(report.runs, 'run')} from {_plural(len(report.inputs), 'file')} "
+        f"({_plural(t.spans, 'span')}, {_plural(t.log_records, 'log record')} read)\n"
+    )
+    if report.insecure:
+        out.write("signatures: NOT CHECKED (--insecure-skip-signatures); consistency only\n")
+    out.write("\n")
+    allowed = report.policy.allow
+    for code in (VERIFIED, *FAILURE_CODES):
+        if counts[code]:
+            tag = "  (allowed by policy)" if code in allowed else ""
+            out.write(f"  {code:<20}{counts[code]:>10,}{tag}\n")
+    if not report.runs:
+        out.write("  (no runs found)\n")
+    out.write("\n")
+    if report.passed:
+        verdict = "every run verified" if counts[VERIFIED] == report.runs else "every run passes the policy"
+        out.write(f"PASS: {verdict}\n")
+        return
+    policy = f"allowed: {', '.join(sorted(allowed))}" if allowed else "no code allowed; see --allow"
+    out.write(f"FAIL: {_plural(report.failed, 'run')} of {report.runs:,} fail the policy ({policy})\n\n")
+    _table(report, out)
+
+
+def _table(report: VerificationReport, out: TextIO) -> None:
+    header = ("CODE", "RUN (trace_id/span_id)", "IDENTITY", "WHERE", "FINDING")
+    rows: list[tuple[str, str, str, str, str]] = [header]
+    for result in report.failures():
+        rows.extend(_rows(result))
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    for row in rows:
+        line = "  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row[:4]))
+        out.write(f"{line}  {row[4]}\n")
+
+
+def _rows(result: VerificationResult) -> list[tuple[str, str, str, str, str]]:
+    rows = []
+    for i, finding in enumerate(result.findings):
+        where = finding.location or "-"
+        if i == 0:
+            rows.append((result.code, result.run, _short(result.identity), where, finding.message))
+        else:
+            rows.append(("", "", "", where, f"[{finding.code}] {finding.message}"))
+    return rows
+
+
+class ProgressBar:
+    """A progress bar on a terminal (stderr), redrawn at most ten times a second; silent elsewhere."""
+
+    def __init__(self, stream: TextIO | None = None) -> None:
+        self._stream = stream if stream is not None else sys.stderr
+        self._enabled = self._stream.isatty()
+        self._last = 0.0
+        self._drawn = False
+
+    def __call__(self, done: int, total: int) -> None:
+        if not self._enabled:
+            return
+        now = time.monotonic()
+        if now - self._last < 0.1 and done < total:
+            return
+        self._last = now
+        share = done / total if total else 1.0
+        filled = int(share * 30)
+        bar = "#" * filled + "." * (30 - filled)
+        self._stream.write(f"\rverifying [{bar}] {share:6.1%}  {done / 1e6:,.1f}/{total / 1e6:,.1f} MB")
+        self._stream.flush()
+        self._drawn = True
+
+    def close(self) -> None:
+        """Clear the bar's line."""
+        if self._drawn:
+            self._stream.write("\r" + " " * 78 + "\r")
+            self._stream.flush()
