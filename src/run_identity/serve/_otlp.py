@@ -63,7 +63,11 @@ def otlp_json_line(request: Message) -> bytes:
     """One export request as one OTLP/JSON line: the encoding rules of :mod:`run_identity.export_file`."""
     doc = json_format.MessageToDict(request, use_integers_for_enums=True)
     _convert_ids(doc, _hex)
-    return orjson.dumps(doc) + b"\n"
+    line = orjson.dumps(doc)
+    # U+2028/U+2029 escaped, as export_file writes them: some line readers split lines there.
+    if b"\xe2\x80\xa8" in line or b"\xe2\x80\xa9" in line:
+        line = line.replace(b"\xe2\x80\xa8", b"\\u2028").replace(b"\xe2\x80\xa9", b"\\u2029")
+    return line + b"\n"
 
 
 def decode_request(body: bytes, content_type: str, message: Message) -> None:
