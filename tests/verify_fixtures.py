@@ -47,7 +47,12 @@ _TOOL = {
     "description": "Find a customer's orders.",
     "parameters": {"type": "object", "properties": {"email": {"type": "string"}}, "required": ["email"]},
 }
-_TOOL_2 = {"type": "function", "name": "get_weather", "description": "Weather for a city.", "parameters": None}
+_TOOL_2 = {
+    "type": "function",
+    "name": "get_weather",
+    "description": "Weather for a city.",
+    "parameters": None,
+}
 
 
 def compositions() -> list[tuple[str, dict[str, Any]]]:
@@ -181,7 +186,11 @@ def export_runs(
             with tracer.start_as_current_span("chat undeclared", attributes=attrs):
                 pass
         for _ in range(failing):
-            bad = {"model": {"provider": "openai", "name": "gpt-4o"}, "operation": "chat", "parameters": {"bogus": 1}}
+            bad = {
+                "model": {"provider": "openai", "name": "gpt-4o"},
+                "operation": "chat",
+                "parameters": {"bogus": 1},
+            }
             with start_genai_span(bad, tracer_provider=pipeline.tracer_provider):
                 pass
     finally:
@@ -267,7 +276,11 @@ _ID_KEYS = ("traceId", "spanId", "parentSpanId")
 def _hex_to_b64(node: Any) -> Any:
     if type(node) is dict:
         return {
-            k: (base64.b64encode(bytes.fromhex(v)).decode() if k in _ID_KEYS and type(v) is str else _hex_to_b64(v))
+            k: (
+                base64.b64encode(bytes.fromhex(v)).decode()
+                if k in _ID_KEYS and type(v) is str
+                else _hex_to_b64(v)
+            )
             for k, v in node.items()
         }
     if type(node) is list:
@@ -296,19 +309,33 @@ def rebatch(docs: Sequence[dict[str, Any]], size: int) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     for doc in docs:
         signal, scope_key, items_key = (
-            ("resourceSpans", "scopeSpans", "spans") if "resourceSpans" in doc else ("resourceLogs", "scopeLogs", "logRecords")
+            ("resourceSpans", "scopeSpans", "spans")
+            if "resourceSpans" in doc
+            else ("resourceLogs", "scopeLogs", "logRecords")
         )
         for resource in doc[signal]:
             for scope in resource.get(scope_key, []):
                 for item in scope.get(items_key, []):
-                    if not out or len(_items(out[-1])) >= size:
-                        out.append({signal: [{"resource": resource.get("resource", {}), scope_key: [{"scope": scope.get("scope", {}), items_key: []}]}]})
+                    if not out or signal not in out[-1] or len(_items(out[-1])) >= size:
+                        out.append(
+                            {
+                                signal: [
+                                    {
+                                        "resource": resource.get("resource", {}),
+                                        scope_key: [{"scope": scope.get("scope", {}), items_key: []}],
+                                    }
+                                ]
+                            }
+                        )
                     out[-1][signal][0][scope_key][0][items_key].append(item)
     return out
 
 
 def _items(doc: dict[str, Any]) -> list[Any]:
-    for signal, scope_key, items_key in (("resourceSpans", "scopeSpans", "spans"), ("resourceLogs", "scopeLogs", "logRecords")):
+    for signal, scope_key, items_key in (
+        ("resourceSpans", "scopeSpans", "spans"),
+        ("resourceLogs", "scopeLogs", "logRecords"),
+    ):
         if signal in doc:
             return list(doc[signal][0][scope_key][0][items_key])
     return []
