@@ -214,7 +214,7 @@ def _identity_span(t: Tamper) -> None:
     vf.set_attribute(t.span("chat"), "run_identity.id", t.export.run("rag").identity)
 
 
-@case("the identity attribute removed from the span", chat="malformed")
+@case("the span's identity garbled and its key id removed", chat="malformed")
 def _identity_removed(t: Tamper) -> None:
     span = t.span("chat")
     vf.set_attribute(span, "run_identity.id", None)

@@ -164,16 +164,18 @@ def export_runs(
     signer_: Ed25519Signer | None = None,
     undeclared: int = 0,
     failing: int = 0,
+    salt: bytes = b"",
 ) -> Export:
     """Run ``runs`` (default: :func:`compositions`) through the real SDK pipeline into ``directory``.
 
     ``undeclared`` GenAI spans are started without a declaration; ``failing`` ones declare a composition
-    that cannot be identified (the processor marks them with ``run_identity.error``).
+    that cannot be identified (the processor marks them with ``run_identity.error``). ``salt`` is the
+    deployment's blinding salt.
     """
     key = signer_ or signer()
     directory.mkdir(parents=True, exist_ok=True)
     out = Export(directory, write_keyring(directory.parent / f"{directory.name}.jwks.json", key))
-    pipeline = setup(key, directory=directory, set_global=False)
+    pipeline = setup(key, directory=directory, set_global=False, salt=salt)
     try:
         for label, composition in runs if runs is not None else compositions():
             with start_genai_span(composition, tracer_provider=pipeline.tracer_provider) as span:

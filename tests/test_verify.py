@@ -1,0 +1,297 @@
+"""The verifier's library API: policy, trust, inputs, coverage, precedence of codes, and the CLI command."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+import verify_fixtures as vf
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from run_identity.cli import main
+from run_identity.keys import Keyring
+from run_identity.verify import (
+    FAILURE_CODES,
+    RESULT_CODES,
+    InputError,
+    Policy,
+    VerificationReport,
+    Verifier,
+)
+
+
+@pytest.fixture(scope="module")
+def export(tmp_path_factory: pytest.TempPathFactory) -> vf.Export:
+    """Five identified runs, one GenAI span without a declaration and one whose composition was refused."""
+    return vf.export_runs(tmp_path_factory.mktemp("verify") / "export", undeclared=1, failing=1)
+
+
+def _keyring(*seeds: bytes) -> Keyring:
+    return Keyring(vf.signer(s).public_key for s in (seeds or (vf.SIGNER_SEED,)))
+
+
+def _verify(paths: list[Path], *, policy: Policy | None = None, **options: Any) -> VerificationReport:
+    return Verifier(_keyring(), policy or Policy()).verify(paths, **options)
+
+
+def _copy(export: vf.Export, target: Path) -> Path:
+    shutil.copytree(export.directory, target)
+    return target
+
+
+# --- policy and trust -------------------------------------------------------------------------------------
+
+
+def test_policy_refuses_unknown_codes() -> None:
+    """A policy naming a code that does not exist is a programming error, raised at once."""
+    with pytest.raises(ValueError, match="unknown result code"):
+        Policy(allow={"span_gone"})
+
+
+def test_policy_cannot_allow_verified_and_knows_every_failure_code() -> None:
+    """Every failure code can be tolerated; ``verified`` is not a failure."""
+    assert Policy(allow=FAILURE_CODES).allow == frozenset(FAILURE_CODES)
+    with pytest.raises(ValueError):
+        Policy(allow={"verified"})
+    assert RESULT_CODES[0] == "verified" and set(RESULT_CODES[1:]) == set(FAILURE_CODES)
+
+
+def test_verifier_requires_a_keyring_and_a_policy() -> None:
+    """Trust is explicit: no keyring (or no policy) is refused; insecure() is the named way around it."""
+    with pytest.raises(TypeError, match="insecure"):
+        Verifier(None, Policy())  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="Policy"):
+        Verifier(Keyring(), None)  # type: ignore[arg-type]
+    assert not Verifier.insecure(Policy()).checks_signatures
+
+
+def test_unidentified_spans_fail_unless_allowed(export: vf.Export) -> None:
+    """GenAI spans without identity are unidentified (with the processor's reason); --allow tolerates them."""
+    report = _verify([export.directory])
+    codes = [r.code for r in report.results()]
+    assert codes.count("verified") == 5 and codes.count("unidentified") == 2
+    assert not report.passed and report.failed == 2
+    reasons = [r.findings[0].message for r in report.results() if r.code == "unidentified"]
+    assert any("parameters.bogus" in m for m in reasons)
+    allowed = _verify([export.directory], policy=Policy(allow={"unidentified"}))
+    assert allowed.passed and allowed.counts["unidentified"] == 2
+
+
+def test_a_key_missing_from_the_keyring_is_unknown_key(export: vf.Export) -> None:
+    """The same data against a keyring that trusts another key: every identified run is unknown_key."""
+    report = Verifier(_keyring(vf.OTHER_SEED), Policy(allow={"unidentified"})).verify([export.directory])
+    assert report.counts["unknown_key"] == 5
+    first = next(r for r in report.results() if r.code == "unknown_key")
+    assert [f.step for f in first.findings] == [2, 3]
+
+
+def test_insecure_checks_consistency_only_and_says_so(export: vf.Export, tmp_path: Path) -> None:
+    """Without signature checks a foreign signature passes, the report says signatures were not checked."""
+    directory = _copy(export, tmp_path / "x")
+    traces = vf.read_lines(directory / "traces.jsonl")
+    span = next(vf.spans_of(traces))
+    vf.set_attribute(span, "run_identity.signature", "A" * 86 + "==")
+    vf.write_lines(directory / "traces.jsonl", traces)
+    assert _verify([directory]).counts["bad_signature"] == 1
+    report = Verifier.insecure(Policy(allow={"unidentified"})).verify([directory])
+    assert report.counts["verified"] == 5 and report.passed
+    summary = report.summary_json()
+    assert summary["insecure"] is True and summary["signatures_checked"] is False
+
+
+def test_salted_manifests_verify_with_the_salt_and_are_noted_without(tmp_path: Path) -> None:
+    """Blinded content recomputes with the deployment's salt; without it only stated digests are checked."""
+    salt = bytes(range(32))
+    salted = vf.export_runs(tmp_path / "salted", vf.compositions()[:2], salt=salt)
+    with_salt = Verifier(_keyring(), Policy(), salts=[salt]).verify([salted.directory])
+    assert with_salt.counts["verified"] == 2
+    assert all(not r.notes for r in with_salt.results())
+    without = _verify([salted.directory])
+    assert without.counts["verified"] == 2
+    assert all("not given" in r.notes[0] for r in without.results())
+
+
+def test_one_signature_verification_per_run_when_span_and_manifest_agree(export: vf.Export) -> None:
+    """The span's statement equals the verified manifest's: its signature is not verified a second time."""
+
+    class CountingKeyring(Keyring):
+        calls = 0
+
+        def verify(self, key_id: str, signature: bytes, data: bytes) -> bool:
+            CountingKeyring.calls += 1
+            return super().verify(key_id, signature, data)
+
+    keys: list[Ed25519PublicKey] = [vf.signer().public_key]
+    report = Verifier(CountingKeyring(keys), Policy()).verify([export.directory])
+    assert report.counts["verified"] == 5
+    assert CountingKeyring.calls == 5
+
+
+# --- codes and their precedence ---------------------------------------------------------------------------
+
+
+def test_the_first_failing_step_gives_the_code_and_every_failure_is_listed(
+    export: vf.Export, tmp_path: Path
+) -> None:
+    """A run with a bad span signature (step 2) and edited content (step 4) is bad_signature, with both."""
+    directory = _copy(export, tmp_path / "x")
+    run = export.run("chat")
+    traces, manifests = (
+        vf.read_lines(directory / "traces.jsonl"),
+        vf.read_lines(directory / "manifests.jsonl"),
+    )
+    vf.set_attribute(
+        vf.find(vf.spans_of(traces), run.span_id), "run_identity.declared_at", "2020-01-01T00:00:00.000000Z"
+    )
+    record = vf.find(vf.logs_of(manifests), run.span_id)
+    record["body"]["stringValue"] = record["body"]["stringValue"].replace("cargo bikes", "cargo boats")
+    vf.write_lines(directory / "traces.jsonl", traces)
+    vf.write_lines(directory / "manifests.jsonl", manifests)
+    (result,) = [r for r in _verify([directory]).results() if r.span_id == run.span_id]
+    assert result.code == "bad_signature"
+    assert [f.code for f in result.findings] == ["bad_signature", "identity_mismatch", "binding_mismatch"]
+    assert [f.step for f in result.findings] == [2, 4, 5]
+    assert result.findings[0].location == f"{directory / 'traces.jsonl'}:1 record 1"
+
+
+def test_span_missing_is_tolerated_by_policy(export: vf.Export) -> None:
+    """Manifests alone (spans sampled out): span_missing, accepted when the policy allows it."""
+    report = _verify([export.manifests])
+    assert report.counts["span_missing"] == 5 and not report.passed
+    assert _verify([export.manifests], policy=Policy(allow={"span_missing"})).passed
+
+
+def test_results_carry_the_run_and_where_it_was_read(export: vf.Export) -> None:
+    """A verified result names its ids, identity, key, declaration time, model and both locations."""
+    run = export.run("rag")
+    (result,) = [r for r in _verify([export.directory]).results() if r.span_id == run.span_id]
+    doc = result.to_json()
+    assert doc["code"] == "verified" and doc["passed"] is True
+    assert (doc["trace_id"], doc["span_id"], doc["identity"]) == (run.trace_id, run.span_id, run.identity)
+    assert doc["key_id"] == vf.signer().key_id and doc["model"] == "claude-sonnet-4-5"
+    assert doc["span_location"].endswith("traces.jsonl:1 record 4")
+    assert doc["manifest_locations"] == [f"{export.manifests}:1 record 4"]
+
+
+# --- inputs -------------------------------------------------------------------------------------------------
+
+
+def test_a_missing_path_is_an_input_error(tmp_path: Path) -> None:
+    """A path that does not exist is refused before anything is read."""
+    with pytest.raises(InputError, match="no such file"):
+        _verify([tmp_path / "nope"])
+
+
+def test_an_unrecognized_file_is_malformed_and_does_not_stop_the_rest(
+    export: vf.Export, tmp_path: Path
+) -> None:
+    """A stray file in the folder is one malformed result naming it; the runs still verify."""
+    directory = _copy(export, tmp_path / "x")
+    (directory / "notes.txt").write_text("not telemetry\n")
+    report = _verify([directory], policy=Policy(allow={"unidentified"}))
+    (bad,) = [r for r in report.results() if r.code == "malformed"]
+    assert bad.findings[0].location == f"{directory / 'notes.txt'}@0"
+    assert report.counts["verified"] == 5
+
+
+def test_empty_files_blank_lines_and_crlf_are_fine(export: vf.Export, tmp_path: Path) -> None:
+    """Empty files, blank lines and CRLF line ends are not records and not errors."""
+    (tmp_path / "empty.jsonl").write_bytes(b"")
+    lines = [orjson.dumps(d) for d in vf.read_lines(export.traces) + vf.read_lines(export.manifests)]
+    (tmp_path / "all.jsonl").write_bytes(b"\r\n\r\n".join(lines) + b"\r\n")
+    report = _verify([tmp_path], policy=Policy(allow={"unidentified"}))
+    assert report.counts["verified"] == 5 and report.counts["malformed"] == 0
+
+
+def test_a_corrupt_line_is_reported_with_its_line_number(export: vf.Export, tmp_path: Path) -> None:
+    """A line that is not JSON is malformed at file:line; the lines after it are still read."""
+    docs = vf.rebatch(vf.read_lines(export.manifests), 1)
+    text = [orjson.dumps(d).decode() for d in docs]
+    text.insert(2, '{"resourceLogs": [ oops')
+    (tmp_path / "m.jsonl").write_text("\n".join(text) + "\n")
+    report = _verify([tmp_path / "m.jsonl", export.traces], policy=Policy(allow={"unidentified"}))
+    (bad,) = [r for r in report.results() if r.code == "malformed"]
+    assert bad.findings[0].location == f"{tmp_path / 'm.jsonl'}:3"
+    assert report.counts["verified"] == 5
+
+
+def test_other_spans_and_log_records_are_ignored_and_counted(export: vf.Export, tmp_path: Path) -> None:
+    """Non-GenAI spans and ordinary log records are not runs; the tally says how many were skipped."""
+    traces = vf.read_lines(export.traces)
+    plain = orjson.loads(orjson.dumps(next(vf.spans_of(traces))))
+    plain.update(spanId="1" * 16, attributes=[{"key": "http.method", "value": {"stringValue": "GET"}}])
+    traces[0]["resourceSpans"][0]["scopeSpans"][0]["spans"].append(plain)
+    logs = vf.read_lines(export.manifests)
+    logs[0]["resourceLogs"][0]["scopeLogs"][0]["logRecords"].append({"body": {"stringValue": "hello"}})
+    vf.write_lines(tmp_path / "t.jsonl", traces)
+    vf.write_lines(tmp_path / "l.jsonl", logs)
+    report = _verify([tmp_path], policy=Policy(allow={"unidentified"}))
+    assert report.passed and report.runs == 7
+    assert report.tally.ignored_spans == 1 and report.tally.ignored_log_records == 1
+
+
+def test_progress_is_reported_up_to_the_total(export: vf.Export) -> None:
+    """The progress callback ends at (total, total) bytes."""
+    seen: list[tuple[int, int]] = []
+    _verify([export.directory], progress=lambda done, total: seen.append((done, total)), chunk_size=1)
+    assert len(seen) >= 2 and seen[-1][0] == seen[-1][1] > 0
+
+
+# --- the command ---------------------------------------------------------------------------------------
+
+
+def test_cli_verify_prints_a_summary_and_a_table_of_failures(
+    export: vf.Export, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Exit 1 while runs fail the policy, with counts and a table row per failing run; 0 once allowed."""
+    assert main(["verify", str(export.directory), "--keyring", str(export.keyring_path)]) == 1
+    out = capsys.readouterr().out
+    assert "verified" in out and "FAIL: 2 runs of 7 fail the policy" in out
+    assert out.count("\nunidentified  ") == 2
+    code = main(
+        ["verify", str(export.directory), "--keyring", str(export.keyring_path), "--allow", "unidentified"]
+    )
+    assert code == 0
+    assert "PASS" in capsys.readouterr().out
+
+
+def test_cli_verify_json_is_one_object_per_run_then_a_summary(
+    export: vf.Export, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--json writes JSON lines: a run object per run, the summary last."""
+    args = ["verify", str(export.directory), "--keyring", str(export.keyring_path), "--json", "--jobs", "2"]
+    assert main(args) == 1
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [d["type"] for d in lines] == ["run"] * 7 + ["summary"]
+    assert lines[-1]["counts"]["verified"] == 5 and lines[-1]["passed"] is False
+    assert lines[-1]["insecure"] is False
+
+
+def test_cli_verify_requires_a_keyring(export: vf.Export, capsys: pytest.CaptureFixture[str]) -> None:
+    """Without --keyring: exit 2 and one line saying what is missing."""
+    assert main(["verify", str(export.directory)]) == 2
+    assert "--keyring JWKS is required" in capsys.readouterr().err
+
+
+def test_cli_insecure_flag_is_loud(export: vf.Export, capsys: pytest.CaptureFixture[str]) -> None:
+    """--insecure-skip-signatures prints a banner on stderr and marks the JSON summary."""
+    main(["verify", str(export.directory), "--insecure-skip-signatures", "--json"])
+    captured = capsys.readouterr()
+    assert "NO SIGNATURE WAS CHECKED" in captured.err
+    assert json.loads(captured.out.splitlines()[-1])["insecure"] is True
+
+
+def test_cli_user_errors_are_one_line(
+    export: vf.Export, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A missing input or a bad keyring is one error line and exit 1, no traceback."""
+    assert main(["verify", str(tmp_path / "nope"), "--keyring", str(export.keyring_path)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("run-identity: error:") and "no such file" in err and "Traceback" not in err
+    (tmp_path / "bad.jwks").write_text("{}")
+    assert main(["verify", str(export.directory), "--keyring", str(tmp_path / "bad.jwks")]) == 1
+    assert "keys" in capsys.readouterr().err
