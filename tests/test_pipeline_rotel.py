@@ -18,6 +18,7 @@ from opentelemetry.sdk._logs.export import SimpleLogRecordProcessor
 
 import run_identity
 from run_identity.attributes import MANIFEST_EVENT_NAME
+from run_identity.cli import main
 from run_identity.collector import (
     CollectorUnavailable,
     rotel_agent_path,
@@ -90,14 +91,12 @@ def keys(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     return key_path, jwks_path
 
 
-def _verify(out: Path, jwks: Path) -> list[dict[str, Any]]:
-    """The per-run results of the verifier over ``out``."""
-    from run_identity.verify import Policy, Verifier
-
-    report = Verifier(run_identity.Keyring.from_jwks(jwks), Policy()).verify(
-        [out / TRACES_FILE, out / MANIFESTS_FILE]
-    )
-    return [r.to_json() for r in report.results()]
+def _verify(out: Path, jwks: Path, capsys: pytest.CaptureFixture[str]) -> tuple[int, list[dict[str, Any]]]:
+    """``run-identity verify OUT --keyring JWKS --json``, in process: (exit code, per-run results)."""
+    capsys.readouterr()
+    code = main(["verify", str(out), "--keyring", str(jwks), "--json"])
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.strip()]
+    return code, [line for line in lines if line["type"] == "run"]
 
 
 def _records(path: Path, kind: str) -> list[dict[str, Any]]:
@@ -111,7 +110,12 @@ def _records(path: Path, kind: str) -> list[dict[str, Any]]:
 
 @pytest.mark.parametrize("protocol", ["http", "grpc"])
 def test_every_run_through_rotel_verifies(
-    rotel: str, app: Any, keys: tuple[Path, Path], tmp_path: Path, protocol: str
+    rotel: str,
+    app: Any,
+    keys: tuple[Path, Path],
+    tmp_path: Path,
+    protocol: str,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     """A dozen runs with tools and retrieved context, over OTLP/HTTP or gRPC through rotel, all verify."""
     key_path, jwks = keys
@@ -124,7 +128,8 @@ def test_every_run_through_rotel_verifies(
         runs = app.make_runs(signer, span_exporter, manifest_exporter)
         assert pipeline.wait_delivered(runs, timeout=30)
     assert runs == 12
-    results = _verify(out, jwks)
+    code, results = _verify(out, jwks, capsys)
+    assert code == 0
     assert [r["code"] for r in results] == ["verified"] * 12
     spans = _records(out / TRACES_FILE, "spans")
     manifests = _records(out / MANIFESTS_FILE, "logs")
@@ -149,7 +154,7 @@ def test_run_through_rotel_is_the_demo_hook(
 
 
 def test_tampering_in_transit_is_detected(
-    rotel: str, app: Any, keys: tuple[Path, Path], tmp_path: Path
+    rotel: str, app: Any, keys: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """A rotel processor edits a manifest body and a span attribute: identity_mismatch, bad_signature."""
     key_path, jwks = keys
@@ -160,7 +165,8 @@ def test_tampering_in_transit_is_detected(
         span_exporter, manifest_exporter = pipeline.exporters()
         runs = app.make_runs(run_identity.load_signer(key_path), span_exporter, manifest_exporter)
         assert pipeline.wait_delivered(runs, timeout=30)
-    results = _verify(out, jwks)
+    code, results = _verify(out, jwks, capsys)
+    assert code == 1
     codes = sorted(r["code"] for r in results)
     assert codes == ["bad_signature", "identity_mismatch"] + ["verified"] * 10
     by_code = {r["code"]: r for r in results if r["code"] != "verified"}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import stat
 import subprocess
 import sys
@@ -18,7 +19,7 @@ from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, SimpleLogR
 import run_identity
 from run_identity.attributes import MANIFEST_EVENT_NAME
 from run_identity.collector import CollectorUnavailable, free_port, rotel_version, start_rotel
-from run_identity.serve import MANIFESTS_FILE, TRACES_FILE, start_server
+from run_identity.serve import MANIFESTS_FILE, start_server
 from run_identity.spool import (
     LOGS_SPOOL,
     TRACES_SPOOL,
@@ -34,12 +35,18 @@ CLI = [sys.executable, "-c", "import sys; from run_identity.cli import main; sys
 
 
 def _verify(out: Path, jwks: Path) -> list[str]:
-    from run_identity.verify import Policy, Verifier
-
-    report = Verifier(run_identity.Keyring.from_jwks(jwks), Policy()).verify(
-        [out / TRACES_FILE, out / MANIFESTS_FILE]
+    """Result codes of ``run-identity verify OUT --keyring JWKS --json``, run as an auditor would."""
+    done = subprocess.run(
+        [*CLI, "verify", str(out), "--keyring", str(jwks), "--json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
-    return [r.code for r in report.results()]
+    runs = [json.loads(line) for line in done.stdout.splitlines() if line.strip()]
+    codes = [r["code"] for r in runs if r["type"] == "run"]
+    assert done.returncode == (0 if set(codes) <= {"verified"} else 1), done.stderr
+    return codes
 
 
 def _emit(exporter: Any, count: int, *, start: int = 0) -> None:
