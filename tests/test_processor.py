@@ -388,3 +388,21 @@ def test_force_flush_also_flushes_the_manifests(pipeline: Pipeline) -> None:
     """The processor's force_flush flushes the manifests' LoggerProvider."""
     assert pipeline.processor.force_flush(1000) is True
     assert IdentitySpanProcessor(Ed25519Signer.generate(), emit_manifests=False).force_flush() is True
+
+
+def test_statement_template_is_its_canonical_form(signer: Ed25519Signer) -> None:
+    """The statement's fast canonical bytes equal RFC 8785 of its JSON form (the hot path relies on it)."""
+    from run_identity import canonicalize
+    from run_identity.statement import format_timestamp
+
+    for ns in (0, 1_795_313_791_145_091_415, 1_795_313_791_999_999_999, 1_795_313_792_000_000_001):
+        statement = BindingStatement(
+            identity="sha256:" + "ab" * 32,
+            trace_id="4bf92f3577b34da6a3ce929d0e0e4736",
+            span_id="00f067aa0ba902b7",
+            key_id=signer.key_id,
+            declared_at=format_timestamp(ns),
+        )
+        assert statement.canonical() == canonicalize(statement.to_json())
+    assert format_timestamp(1_795_313_791_999_999_999) == "2026-11-22T02:16:31.999999Z"
+    assert format_timestamp(1_795_313_792_000_000_001) == "2026-11-22T02:16:32.000000Z"

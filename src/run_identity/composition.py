@@ -154,10 +154,68 @@ def _validate_part(part: object, path: str) -> dict[str, Any]:
     return p
 
 
+# Fast checks: True when an element is valid *and* its validator would return it unchanged. They build no
+# paths and raise nothing; anything else goes through the validator, which returns or reports exactly.
+def _part_ok(part: object) -> bool:
+    if type(part) is not dict:
+        return False
+    kind = part.get("type")
+    if type(kind) is not str or kind == "blob":
+        return False
+    strings = _PART_STRINGS.get(kind)
+    if strings is None:
+        return True
+    for key in _PART_REQUIRED[kind]:
+        if key not in part:
+            return False
+    for key in strings:
+        if type(part[key]) is not str:
+            return False
+    for key in _OPTIONAL_STRINGS:
+        if key in part and type(part[key]) is not str and part[key] is not None:
+            return False
+    return True
+
+
+def _message_ok(message: object) -> bool:
+    if type(message) is not dict or type(message.get("role")) is not str:
+        return False
+    parts = message.get("parts")
+    if type(parts) is not list:
+        return False
+    for part in parts:
+        if not _part_ok(part):
+            return False
+    return "name" not in message or type(message["name"]) is str or message["name"] is None
+
+
+def _optional_str_ok(obj: dict[str, Any], key: str) -> bool:
+    return key not in obj or type(obj[key]) is str or obj[key] is None
+
+
+def _tool_ok(tool: object) -> bool:
+    if type(tool) is not dict or type(tool.get("type")) is not str or type(tool.get("name")) is not str:
+        return False
+    if not _optional_str_ok(tool, "description"):
+        return False
+    parameters = tool.get("parameters")
+    return parameters is None or type(parameters) is dict
+
+
+def _document_ok(doc: object) -> bool:
+    if type(doc) is not dict or type(doc.get("id")) is not str:
+        return False
+    if not (_optional_str_ok(doc, "uri") and _optional_str_ok(doc, "content")):
+        return False
+    return "content" in doc or "uri" in doc
+
+
 def _validate_parts(parts: object, path: str) -> list[Any]:
     items = _require_list(parts, path)
     out = items
     for i, part in enumerate(items):
+        if _part_ok(part):
+            continue
         checked = _validate_part(part, f"{path}[{i}]")
         if checked is not part:
             if out is items:
@@ -248,26 +306,29 @@ def _validate_parameters(value: object, path: str) -> dict[str, Any]:
     p = _require_dict(value, path)
     _require_str_keys(p, path)
     for key, v in p.items():
-        sub = json_path_join(path, key)
         if key in _NUMBER_PARAMS:
             if not _is_number(v):
-                raise _fail(sub, f"expected a number, got {_type_name(v)}")
+                raise _fail(json_path_join(path, key), f"expected a number, got {_type_name(v)}")
         elif key in _INT_PARAMS:
             if type(v) is not int:
-                raise _fail(sub, f"expected an integer, got {_type_name(v)}")
+                raise _fail(json_path_join(path, key), f"expected an integer, got {_type_name(v)}")
         elif key == "stop_sequences":
+            sub = json_path_join(path, key)
             seq = _require_list(v, sub)
             for i, s in enumerate(seq):
                 if type(s) is not str:
                     raise _fail(f"{sub}[{i}]", f"expected a string, got {_type_name(s)}")
         elif key == "output_type":
             if type(v) is not str:
-                raise _fail(sub, f"expected a string, got {_type_name(v)}")
+                raise _fail(json_path_join(path, key), f"expected a string, got {_type_name(v)}")
         elif key == "response_format":
             if type(v) is not dict and type(v) is not str:
-                raise _fail(sub, f"expected an object or a string, got {_type_name(v)}")
+                raise _fail(json_path_join(path, key), f"expected an object or a string, got {_type_name(v)}")
         else:
-            raise _fail(sub, "unknown parameter (provider-specific request fields belong under 'extensions')")
+            raise _fail(
+                json_path_join(path, key),
+                "unknown parameter (provider-specific request fields belong under 'extensions')",
+            )
     return p
 
 
@@ -293,8 +354,11 @@ def _validate_extensions(value: object, path: str) -> dict[str, Any]:
 
 def _validate_list(validate: Any, value: object, path: str) -> list[Any]:
     items = _require_list(value, path)
+    ok = _ELEMENT_OK.get(validate)
     out = items
     for i, item in enumerate(items):
+        if ok is not None and ok(item):
+            continue
         checked = validate(item, f"{path}[{i}]")
         if checked is not item:
             if out is items:
@@ -314,6 +378,12 @@ _ELEMENT_VALIDATORS: dict[str, Any] = {
     "messages": _validate_message,
     "tools": _validate_tool,
     "context": _validate_document,
+}
+_ELEMENT_OK: dict[Any, Any] = {
+    _validate_part: _part_ok,
+    _validate_message: _message_ok,
+    _validate_tool: _tool_ok,
+    _validate_document: _document_ok,
 }
 
 
@@ -337,10 +407,12 @@ def as_json(value: object) -> object:
     to_json = getattr(value, "to_json", None)
     if to_json is not None:
         return to_json()
-    if type(value) in (list, tuple):
-        seq: Sequence[Any] = value  # type: ignore[assignment]
-        if any(hasattr(v, "to_json") for v in seq):
-            return [v.to_json() if hasattr(v, "to_json") else v for v in seq]
+    if type(value) is list or type(value) is tuple:
+        seq: Sequence[Any] = value
+        for v in seq:
+            # JSON values (dicts, the common case) have no to_json; only look further when one does.
+            if type(v) is not dict and hasattr(v, "to_json"):
+                return [v.to_json() if hasattr(v, "to_json") else v for v in seq]
     return value
 
 

@@ -25,19 +25,19 @@ from run_identity.composition import (
     as_json,
     validate_component,
 )
-from run_identity.errors import CompositionError
+from run_identity.errors import CanonicalizationError, CompositionError
 
 __all__ = [
     "SPEC_VERSION",
     "ComponentDigest",
     "Identity",
+    "component_digest",
     "compute_identity",
     "element_digest",
-    "component_digest",
-    "list_digest",
     "identity_digest",
-    "salt_id",
+    "list_digest",
     "prepare",
+    "salt_id",
 ]
 
 SPEC_VERSION = "1"
@@ -117,10 +117,16 @@ class Identity:
     salt_id: str | None = None
 
 
-def _digest_list(name: str, value: Sequence[Any], salt: bytes) -> tuple[str, tuple[str, ...], tuple[bytes, ...]]:
+def _digest_list(
+    name: str, value: Sequence[Any], salt: bytes
+) -> tuple[str, tuple[str, ...], tuple[bytes, ...]]:
     prefix = _prefix("element", name, salt)
-    blobs = tuple(canonicalize(item, f"{name}[{i}]") for i, item in enumerate(value))
-    digests = tuple(_hex(prefix + b) for b in blobs)
+    try:
+        blobs = tuple([canonicalize(item) for item in value])
+    except CanonicalizationError:
+        # Element paths are built only now, to report the error where it is.
+        blobs = tuple([canonicalize(item, f"{name}[{i}]") for i, item in enumerate(value)])
+    digests = tuple(["sha256:" + _sha256(prefix + b).hexdigest() for b in blobs])
     return list_digest(name, digests), digests, blobs
 
 
