@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import signal
 import subprocess
@@ -77,12 +78,16 @@ def rotel() -> str:
 
 @pytest.fixture(scope="module")
 def app() -> Any:
-    sys.path.insert(0, str(EXAMPLES))
-    try:
-        import app as example_app  # the example this test exercises
-    finally:
-        sys.path.remove(str(EXAMPLES))
-    return example_app
+    return _load_app()
+
+
+def _load_app() -> Any:
+    """examples/collector_pipeline/app.py as a module of its own name (other examples also have an app.py)."""
+    spec = importlib.util.spec_from_file_location("collector_pipeline_app", EXAMPLES / "app.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 @pytest.fixture(scope="module")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import stat
 import subprocess
@@ -179,6 +180,15 @@ def test_spool_files_verify_as_length_prefixed_protobuf(tmp_path: Path, signer: 
     assert [r.code for r in report.results()] == ["verified"]
 
 
+def _load_app() -> Any:
+    """examples/collector_pipeline/app.py as a module of its own name (other examples also have an app.py)."""
+    spec = importlib.util.spec_from_file_location("collector_pipeline_app", EXAMPLES / "app.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 @pytest.fixture(scope="module")
 def keys(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     key_path, jwks_path, _ = run_identity.generate_key_files(tmp_path_factory.mktemp("keys"))
@@ -234,11 +244,7 @@ def test_collector_back_mid_run_replays_before_new_batches(
     rotel: str, keys: tuple[Path, Path], tmp_path: Path
 ) -> None:
     """Runs made while rotel is down are sent, oldest first, once it is back; all twelve verify."""
-    sys.path.insert(0, str(EXAMPLES))
-    try:
-        import app
-    finally:
-        sys.path.remove(str(EXAMPLES))
+    app = _load_app()
     key_path, jwks = keys
     port, out = free_port(), tmp_path / "out"
     spans, manifests = spooling_otlp_exporters(
