@@ -257,9 +257,13 @@ def start_rotel(
     work.mkdir(parents=True, exist_ok=True)
     log_path = work / "rotel.log"
     settings.setdefault("ROTEL_PID_FILE", str(work / "rotel.pid"))
-    # Only ROTEL_* and our own variables from the caller's environment reach rotel's: a stray ROTEL_* of the
-    # caller must not reroute the pipeline, so ours win.
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ROTEL_")}
+    # The caller's own ROTEL_* settings must not reroute the pipeline, and its PYTHONHOME/PYTHONPATH (a venv
+    # of another Python) must not break the interpreter rotel embeds for the processors.
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("ROTEL_") and k not in ("PYTHONHOME", "PYTHONPATH")
+    }
     env.update(settings)
     env["NO_COLOR"] = "1"
     with open(log_path, "ab") as log:
