@@ -21,11 +21,13 @@ import run_identity
 from run_identity.attributes import MANIFEST_EVENT_NAME
 from run_identity.cli import main
 from run_identity.collector import (
+    CollectorError,
     CollectorUnavailable,
     rotel_agent_path,
     rotel_pipeline,
     rotel_version,
     run_through_rotel,
+    start_rotel,
 )
 from run_identity.serve import LOGS_FILE, MANIFESTS_FILE, TRACES_FILE, verification_summarizer
 
@@ -281,3 +283,25 @@ def _rotel_children() -> set[int]:
             if cmdline and cmdline[0].endswith(b"rotel-agent") and ppid == str(os.getpid()):
                 found.add(int(entry.name))
     return found
+
+
+def test_rotel_refusing_its_configuration_is_a_clear_error(rotel: str, tmp_path: Path) -> None:
+    """A setting rotel rejects at start surfaces as CollectorError quoting rotel's own message."""
+    with pytest.raises(CollectorError, match=r"rotel exited with .* at start: .*RETRY_INITIAL_BACKOFF"):
+        start_rotel(
+            traces_endpoint="http://127.0.0.1:9",
+            manifests_endpoint="http://127.0.0.1:9",
+            workdir=tmp_path,
+            extra_env={"ROTEL_EXPORTER_TRACES_RETRY_INITIAL_BACKOFF": "1s"},
+        )
+
+
+def test_a_binary_that_cannot_run_is_unavailable(tmp_path: Path) -> None:
+    """rotel_version reports a binary that fails `version` as CollectorUnavailable (the skip condition)."""
+    fake = tmp_path / "rotel-agent"
+    fake.write_text(
+        "#!/bin/sh\necho 'error while loading shared libraries: libpython3.11.so' >&2\nexit 127\n"
+    )
+    fake.chmod(0o755)
+    with pytest.raises(CollectorUnavailable, match=r"libpython3\.11"):
+        rotel_version(fake)
