@@ -406,3 +406,23 @@ def test_statement_template_is_its_canonical_form(signer: Ed25519Signer) -> None
         assert statement.canonical() == canonicalize(statement.to_json())
     assert format_timestamp(1_795_313_791_999_999_999) == "2026-11-22T02:16:31.999999Z"
     assert format_timestamp(1_795_313_792_000_000_001) == "2026-11-22T02:16:32.000000Z"
+
+
+class _DefectiveSpan:
+    """Stands for a span whose attributes cannot be read (a defect somewhere below us)."""
+
+    @property
+    def attributes(self) -> Any:
+        raise RuntimeError("attributes unavailable")
+
+
+def test_on_start_never_raises_even_on_a_defect(
+    make_pipeline: Callable[..., Pipeline], caplog: pytest.LogCaptureFixture
+) -> None:
+    """An unexpected failure inside on_start is logged, not raised (and raised in strict mode)."""
+    lenient = make_pipeline().processor
+    with caplog.at_level(logging.WARNING, logger="run_identity"):
+        lenient.on_start(_DefectiveSpan())  # type: ignore[arg-type]
+    assert "attributes unavailable" in caplog.text
+    with pytest.raises(RuntimeError):
+        make_pipeline(strict=True).processor.on_start(_DefectiveSpan())  # type: ignore[arg-type]

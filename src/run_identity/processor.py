@@ -122,6 +122,15 @@ class IdentitySpanProcessor(SpanProcessor):
         _LOG.warning("%s: %s (further occurrences are counted, not logged)", message, reason)
 
     def on_start(self, span: Span, parent_context: context_api.Context | None = None) -> None:
+        try:
+            self._on_start(span, parent_context)
+        except Exception as exc:
+            if self._strict:
+                raise
+            # Only a defect could get here (expected failures are handled in _bind); still never raise.
+            self._log_once(_reason(exc), "run_identity: on_start failed")
+
+    def _on_start(self, span: Span, parent_context: context_api.Context | None) -> None:
         attributes = span.attributes
         operation = attributes.get(GEN_AI_OPERATION_NAME) if attributes else None
         if operation is None:
