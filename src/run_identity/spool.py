@@ -182,6 +182,7 @@ class SpoolStats:
     lost_records: int = 0
     replayed_batches: int = 0
     replay_failures: int = 0
+    #: Batches (export requests) waiting in the spool, as this exporter last saw it.
     pending: int = 0
 
 
@@ -258,13 +259,16 @@ class _Spooling(Generic[T]):
             # full retry window while the SDK's queue fills up and starts dropping records.
             self._spool(batch)
             return False
+        ok = True
         if self.stats.pending and self._resend is not None:
-            self.replay()  # oldest first: the spool before this batch
-        try:
-            ok = inner(batch)
-        except Exception as exc:  # exporters should not raise; if one does, spool
-            _logger.error("exporter raised: %s", exc)
-            ok = False
+            # Oldest first: the spool goes before this batch; if it cannot, neither can the batch.
+            ok = self.replay()[1] == 0
+        if ok:
+            try:
+                ok = inner(batch)
+            except Exception as exc:  # exporters should not raise; if one does, spool
+                _logger.error("exporter raised: %s", exc)
+                ok = False
         if ok:
             return True
         with self._lock:
