@@ -5,8 +5,8 @@ Accepted values are exactly (``type(x) is ...``, never subclasses) ``dict`` with
 Anything else raises :class:`CanonicalizationError` naming the JSON path of the bad value.
 
 orjson does the writing. Its string escaping is exactly JCS's, and with ``_OPTIONS`` it rejects non-``str``
-keys, lone surrogates, integers beyond 53 bits and subclasses of ``str``/``int``/``dict``/``list``. Three gaps
-remain, closed as follows:
+keys, lone surrogates, integers beyond 53 bits and most subclasses of ``str``/``int``/``dict``/``list``.
+The rest is closed as follows:
 
 - orjson also accepts ``uuid.UUID``, ``enum.Enum`` members (even ``IntEnum``), ``orjson.Fragment`` and
   tuple subclasses, and writes floats its own way (``1.0``, ``NaN`` as ``null``). A type walk (``_scan``)
@@ -47,6 +47,10 @@ _OPTIONS: Final = (
     | orjson.OPT_PASSTHROUGH_DATACLASS
     | orjson.OPT_PASSTHROUGH_DATETIME
 )
+# Parameters such as temperature repeat from call to call. Equal floats (== : the same double, or 0.0 and
+# -0.0) have the same ECMAScript form, so a float is a sound key; NaN never equals a key.
+_FLOAT_CACHE_SIZE: Final = 1024
+_FLOAT_FRAGMENTS: dict[float, orjson.Fragment] = {}
 _IDENTIFIER: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _SURROGATE: Final = re.compile("[\ud800-\udfff]")
 
@@ -72,16 +76,21 @@ def canonicalize(value: object, path: str = "") -> bytes:
     ``messages[3].parts[0].content: lone surrogate U+D800``).
     """
     if type(value) is dict or type(value) is list or type(value) is tuple:
-        try:
-            with_floats: set[int] = set()
-            ready = _with_fragments(value, with_floats) if _scan(value, 1, with_floats) else value
-            out = orjson.dumps(ready, option=_OPTIONS)
-        except (_Fallback, orjson.JSONEncodeError):
-            pass
-        else:
-            if out.isascii() or not _utf16_order_may_differ(out):
-                return out
+        out = _fast(value)
+        if out is not None:
+            return out
     return _careful(value, path)
+
+
+def _fast(value: _Container) -> bytes | None:
+    """The canonical bytes of ``value`` by the fast pass, or None when it cannot vouch for them."""
+    try:
+        with_floats: set[int] = set()
+        ready = _with_fragments(value, with_floats) if _scan(value, 1, with_floats) else value
+        out = orjson.dumps(ready, option=_OPTIONS)
+    except (_Fallback, orjson.JSONEncodeError):
+        return None
+    return out if out.isascii() or not _utf16_order_may_differ(out) else None
 
 
 class _Fallback(Exception):
@@ -114,21 +123,37 @@ def _scan(value: _Container, depth: int, with_floats: set[int]) -> bool:
 
 
 def _with_fragments(value: _Container, with_floats: set[int]) -> object:
-    """A copy of ``value`` with its floats (and those of the containers in ``with_floats``) as Fragments."""
+    """A copy of ``value`` with its floats (and those of the containers in ``with_floats``) as Fragments.
+
+    Raises _Fallback for NaN and infinities.
+    """
     if type(value) is dict:
-        return {key: _as_fragment(item, with_floats) for key, item in value.items()}
-    return [_as_fragment(item, with_floats) for item in value]
+        members = dict(value)
+        for key, item in value.items():
+            if type(item) is float:
+                members[key] = _float_fragment(item)
+            elif id(item) in with_floats:  # only live containers' ids are in the set
+                members[key] = _with_fragments(item, with_floats)
+        return members
+    elements = list(value)
+    for index, item in enumerate(value):
+        if type(item) is float:
+            elements[index] = _float_fragment(item)
+        elif id(item) in with_floats:
+            elements[index] = _with_fragments(item, with_floats)
+    return elements
 
 
-def _as_fragment(item: object, with_floats: set[int]) -> object:
-    """``item`` with floats in their ECMAScript form; raises _Fallback for NaN and infinities."""
-    if type(item) is float:
-        if math.isfinite(item):
-            return orjson.Fragment(format_float(item).encode())
-        raise _Fallback
-    if (type(item) is dict or type(item) is list or type(item) is tuple) and id(item) in with_floats:
-        return _with_fragments(item, with_floats)
-    return item
+def _float_fragment(value: float) -> orjson.Fragment:
+    """The ECMAScript form of a float, as a Fragment; raises _Fallback for NaN and infinities."""
+    fragment = _FLOAT_FRAGMENTS.get(value)
+    if fragment is None:
+        if not math.isfinite(value):
+            raise _Fallback
+        if len(_FLOAT_FRAGMENTS) >= _FLOAT_CACHE_SIZE:
+            _FLOAT_FRAGMENTS.clear()
+        fragment = _FLOAT_FRAGMENTS[value] = orjson.Fragment(format_float(value).encode())
+    return fragment
 
 
 def _utf16_order_may_differ(out: bytes) -> bool:
@@ -194,7 +219,7 @@ def _checked_object(value: dict[object, object], depth: int, open_containers: se
     """A checked copy of an object; a Fragment in UTF-16 key order when a key has an astral character."""
     for key in value:
         if type(key) is not str:
-            raise _Reject(f"object key {key!r} has type {type(key).__qualname__}, not str")
+            raise _Reject(f"object key {key!r} of type {type(key).__qualname__} is not a string")
     members: dict[str, object] = {}
     key = ""
     try:
