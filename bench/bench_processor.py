@@ -11,7 +11,8 @@ TracerProvider with the identity processor:
 * ``manifest +``: what emitting the manifest adds (building its JSON and handing it to the Logs SDK; the
   LoggerProvider has a no-op processor, so exporting is not counted: it runs on the exporter's thread).
 
-A breakdown of on_start follows for typical and typical (prepared): each step timed alone. Compositions:
+A breakdown of on_start follows for typical and typical (prepared), by ablation in the real path: the
+composition passed prebuilt (no validation), then also a signer that does not sign. Compositions:
 bench/compositions.py (small, typical, rag-large), and typical with instructions and tools prepared once.
 """
 
@@ -32,7 +33,6 @@ from opentelemetry.sdk._logs import LoggerProvider, LogRecordProcessor, ReadWrit
 from opentelemetry.sdk.trace import TracerProvider
 
 from run_identity import (
-    BindingStatement,
     Composition,
     Ed25519Signer,
     IdentitySpanProcessor,
@@ -40,7 +40,6 @@ from run_identity import (
     compute_identity,
     declare,
     prepare,
-    sign_run,
 )
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -142,21 +141,25 @@ def _measure(
     return best
 
 
-def _parts(signer: Ed25519Signer, composition: dict[str, Any]) -> dict[str, Callable[[], None]]:
-    """The steps of on_start for one composition, each alone, for the breakdown."""
+class _NullSigner:
+    """Signs nothing (a fixed 64 bytes): the same span path, without the Ed25519 signature."""
+
+    def __init__(self, key_id: str) -> None:
+        self.key_id = key_id
+
+    def sign(self, data: bytes) -> bytes:
+        return bytes(64)
+
+
+def _ablations(signer: Ed25519Signer, composition: dict[str, Any]) -> dict[str, Callable[[], None]]:
+    """The declared span with one step of on_start removed at a time, measured in the real path."""
     built = Composition.from_dict(composition)
-    run = sign_run(built, signer, trace_id=TRACE_ID, span_id=SPAN_ID)
-    span = TracerProvider(shutdown_on_exit=False).get_tracer("parts").start_span("s", attributes=ATTRIBUTES)
-    attributes = run.span_attributes()
+    null = TracerProvider(shutdown_on_exit=False)
+    null.add_span_processor(IdentitySpanProcessor(_NullSigner(signer.key_id), emit_manifests=False))
     return {
-        "validate (Composition.from_dict)": lambda: _discard(Composition.from_dict(composition)),
-        "canonicalize + digests + identity": lambda: _discard(compute_identity(built)),
-        "statement + Ed25519 signature": lambda: _discard(
-            BindingStatement(run.identity.id, TRACE_ID, SPAN_ID, signer.key_id, DECLARED_AT).signing_input()
-            and signer.sign(run.statement.signing_input())
-        ),
-        "5 span attributes": lambda: span.set_attributes(attributes),
-        "manifest JSON": lambda: _discard(run.manifest_json()),
+        "prebuilt": _span_call(_provider(signer, manifests=False), built),
+        "prebuilt, no signature": _span_call(null, built),
+        "identity alone": lambda: _discard(compute_identity(built)),
     }
 
 
@@ -181,7 +184,7 @@ def main() -> int:
         calls[name] = _span_call(without_manifests, composition)
         calls[name + " +manifest"] = _span_call(with_manifests, composition)
     for name, composition in cases[1:2] + cases[3:]:
-        calls.update({f"{name}: {step}": fn for step, fn in _parts(signer, composition).items()})
+        calls.update({f"{name}: {step}": fn for step, fn in _ablations(signer, composition).items()})
     t = _measure(calls)
     bare = t["bare"]
     undeclared = t["undeclared"]
@@ -208,13 +211,17 @@ def main() -> int:
     print("manifest +: building the manifest JSON and emitting it through the Logs SDK (no-op log processor)")
     print("goals (issue 3): typical on_start <= 3x the bare span; typical (prepared) <= 2x")
     for name, _ in cases[1:2] + cases[3:]:
+        validation = t[name] - t[f"{name}: prebuilt"]
+        signature = t[f"{name}: prebuilt"] - t[f"{name}: prebuilt, no signature"]
+        rest = t[f"{name}: prebuilt, no signature"] - undeclared
+        identity = t[f"{name}: identity alone"]
         print()
-        print(f"where on_start goes, {name}:")
-        steps = {step: t[f"{name}: {step}"] for step in _parts(signer, small())}
-        for step, cost in steps.items():
-            print(f"  {step:<36}{fmt_us(cost)} {cost / bare:6.2f}x")
-        rest = t[name] - undeclared - sum(v for k, v in steps.items() if k != "manifest JSON")
-        print(f"  {'declare, lookups, counters, rest':<36}{fmt_us(rest)} {rest / bare:6.2f}x")
+        print(f"where on_start goes, {name} (steps removed one at a time from the real path):")
+        print(f"  {'validation (dict -> Composition)':<44}{fmt_us(validation)} {validation / bare:6.2f}x")
+        print(f"  {'Ed25519 signature':<44}{fmt_us(signature)} {signature / bare:6.2f}x")
+        print(f"  {'canonical bytes, digests, statement, attrs':<44}{fmt_us(rest)} {rest / bare:6.2f}x")
+        label = "of which canonicalize+digests, timed alone"
+        print(f"    {label:<42}{fmt_us(identity)} {identity / bare:6.2f}x")
     return 0
 
 
