@@ -42,9 +42,6 @@ from run_identity import (
     prepare,
 )
 
-TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
-SPAN_ID = "00f067aa0ba902b7"
-DECLARED_AT = "2026-11-22T02:07:12.123456Z"
 ATTRIBUTES: dict[str, Any] = {
     "gen_ai.operation.name": "chat",
     "gen_ai.request.model": "gpt-4o-2024-08-06",
