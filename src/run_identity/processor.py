@@ -19,9 +19,9 @@ import contextlib
 import logging
 import threading
 from dataclasses import dataclass
-from typing import Any
 
 from opentelemetry import context as context_api
+from opentelemetry._logs import LoggerProvider
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 
 from run_identity.attributes import RUN_IDENTITY_ERROR
@@ -81,7 +81,7 @@ class IdentitySpanProcessor(SpanProcessor):
         self,
         signer: Signer,
         *,
-        logger_provider: Any = None,
+        logger_provider: LoggerProvider | None = None,
         strict: bool = False,
         salt: bytes = b"",
         emit_manifests: bool = True,
