@@ -8,36 +8,26 @@ and reduced to a :class:`ManifestSummary`, so its content is dropped as soon as 
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
-
 from run_identity.attributes import (
     RUN_IDENTITY_ERROR,
     RUN_IDENTITY_ID,
-    RUN_IDENTITY_KEY_ID,
     RUN_IDENTITY_SIGNATURE,
 )
-from run_identity.canonical import canonicalize
 from run_identity.composition import PARAMETER_ATTRIBUTES
 from run_identity.digest import SPEC_VERSION
-from run_identity.errors import CanonicalizationError, ManifestError
+from run_identity.errors import ManifestError
 from run_identity.keys import Keyring
-from run_identity.manifest import Manifest, ManifestComponent, ManifestElement
 from run_identity.statement import BindingStatement, decode_signature
 from run_identity.verify._codes import (
     BAD_SIGNATURE,
-    BINDING_MISMATCH,
-    IDENTITY_MISMATCH,
-    MALFORMED,
-    TELEMETRY_MISMATCH,
     UNKNOWN_KEY,
     Finding,
 )
-from run_identity.verify._records import ManifestRecord, SpanRecord
+from run_identity.verify._records import SpanRecord
 
 __all__ = [
     "CheckContext",
@@ -47,7 +37,6 @@ __all__ = [
     "check_signature",
     "run_key",
     "statement_fields",
-    "summarize_manifest",
     "summarize_span",
     "telemetry_mismatches",
 ]
@@ -57,7 +46,7 @@ PROVIDER = "gen_ai.provider.name"
 MODEL = "gen_ai.request.model"
 #: Span attributes cross-checked against the manifest (docs/spec.md §12 step 6).
 TELEMETRY_ATTRIBUTES = (OPERATION, PROVIDER, MODEL, *(a for a in PARAMETER_ATTRIBUTES.values() if a))
-_PARAMETER_ATTRS = {k: a for k, a in PARAMETER_ATTRIBUTES.items() if a}
+PARAMETER_ATTRS = {k: a for k, a in PARAMETER_ATTRIBUTES.items() if a}
 _STATEMENT_FIELDS = ("identity", "key_id", "declared_at", "spec_version")
 
 #: A statement without its ids (the ids are the run's key): identity, key id, declared_at, spec version.
@@ -166,12 +155,15 @@ def check_signature(
     return None
 
 
-def _as_tuple(value: Any) -> Any:
-    return tuple(_as_tuple(v) for v in value) if type(value) is list or type(value) is tuple else value
+def as_tuple(value: Any) -> Any:
+    """Lists as tuples (hashable, comparable), recursively."""
+    if type(value) is not list and type(value) is not tuple:
+        return value
+    return tuple(as_tuple(v) for v in value)
 
 
 def _span_telemetry(attributes: Mapping[str, Any]) -> Telemetry:
-    return tuple((a, _as_tuple(attributes[a])) for a in TELEMETRY_ATTRIBUTES if a in attributes)
+    return tuple((a, as_tuple(attributes[a])) for a in TELEMETRY_ATTRIBUTES if a in attributes)
 
 
 def summarize_span(record: SpanRecord, source: int) -> SpanSummary | None:
@@ -208,38 +200,6 @@ def summarize_span(record: SpanRecord, source: int) -> SpanSummary | None:
     )
 
 
-def _manifest_telemetry(manifest: Manifest) -> tuple[Telemetry, frozenset[str], str | None]:
-    pairs: list[tuple[str, Any]] = []
-    unknown: set[str] = set()
-    model_name = None
-    model = manifest.components.get("model")
-    if model is not None:
-        if model.withheld or type(model.value) is not dict:
-            unknown.update((MODEL, PROVIDER))
-        else:
-            for attr, member in ((MODEL, "name"), (PROVIDER, "provider")):
-                if member in model.value:
-                    pairs.append((attr, _as_tuple(model.value[member])))
-            name = model.value.get("name")
-            model_name = name if type(name) is str else None
-    operation = manifest.components.get("operation")
-    if operation is not None:
-        if operation.withheld:
-            unknown.add(OPERATION)
-        else:
-            pairs.append((OPERATION, operation.value))
-    parameters = manifest.components.get("parameters")
-    if parameters is not None:
-        if parameters.withheld or type(parameters.value) is not dict:
-            unknown.update(_PARAMETER_ATTRS.values())
-        else:
-            for name, value in parameters.value.items():
-                param_attr = _PARAMETER_ATTRS.get(name)
-                if param_attr is not None:
-                    pairs.append((param_attr, _as_tuple(value)))
-    return tuple(pairs), frozenset(unknown), model_name
-
-
 def same_value(a: Any, b: Any) -> bool:
     """Telemetry equality: numbers by value (1 == 1.0), booleans only with booleans, lists element-wise."""
     if type(a) is bool or type(b) is bool:
@@ -269,134 +229,3 @@ def telemetry_mismatches(
         elif not same_value(value, declared[attr]):
             out.append(f"{where} {attr}={_show(value)}, the manifest declares {_show(declared[attr])}")
     return out
-
-
-def _stated_only(manifest: Manifest) -> Manifest:
-    """The manifest with all content withheld: what can be checked without the blinding salt."""
-    components: dict[str, ManifestComponent] = {}
-    for name, c in manifest.components.items():
-        if c.elements is not None:
-            elements = tuple(ManifestElement(e.digest, None, True) for e in c.elements)
-            components[name] = ManifestComponent(name, c.digest, elements=elements)
-        else:
-            components[name] = ManifestComponent(name, c.digest, withheld=True)
-    return Manifest(
-        manifest.spec_version, manifest.identity, components, manifest.statement, manifest.signature
-    )
-
-
-def _fingerprint(manifest: Manifest, clean: bool, body: str) -> bytes:
-    """Equal for byte-identical canonical manifests (retries, re-encodings), different otherwise.
-
-    When every stated digest was recomputed from the content, the digests stand for the content, so the
-    small structure below is as good as the canonical bytes and much cheaper.
-    """
-    if clean:
-        shape = {
-            name: [
-                c.digest,
-                c.withheld,
-                None if c.elements is None else [[e.digest, e.withheld] for e in c.elements],
-            ]
-            for name, c in manifest.components.items()
-        }
-        doc = [
-            manifest.identity,
-            manifest.statement.to_json(),
-            manifest.signature.hex(),
-            manifest.salt_id,
-            shape,
-        ]
-        return hashlib.sha256(orjson.dumps(doc, option=orjson.OPT_SORT_KEYS)).digest()[:16]
-    try:
-        data = canonicalize(manifest.to_json())
-    except CanonicalizationError:
-        data = body.encode("utf-8", "surrogatepass")
-    return hashlib.sha256(data).digest()[:16]
-
-
-def summarize_manifest(
-    record: ManifestRecord, ctx: CheckContext, source: int, where: str
-) -> ManifestSummary | Malformed:
-    """Steps 1, 3, 4 and the record's own part of steps 5 and 6 for one manifest record."""
-    own_key = run_key(record.trace_id, record.span_id) if record.trace_id and record.span_id else None
-    # 1. Parse.
-    body = record.body
-    if type(body) is not str:
-        return Malformed(
-            own_key, source, record.position, record.index, "the manifest record's body is not a string"
-        )
-    try:
-        manifest = Manifest.from_json(body)
-    except ManifestError as exc:
-        return Malformed(own_key, source, record.position, record.index, f"manifest: {exc}")
-    statement = manifest.statement
-    if statement.spec_version != SPEC_VERSION:
-        message = f"manifest statement: spec version {statement.spec_version!r} is not {SPEC_VERSION!r}"
-        return Malformed(own_key, source, record.position, record.index, message)
-    findings: list[Finding] = []
-    notes: list[str] = []
-    # 3. Manifest signature.
-    found = check_signature(ctx, statement, manifest.signature, 3, "manifest")
-    if found is not None:
-        findings.append(Finding(found.code, 3, found.message, where))
-    # 4. Content.
-    checked = manifest
-    salt = b""
-    if manifest.salt_id is not None:
-        known = ctx.salts.get(manifest.salt_id)
-        if known is None:
-            checked = _stated_only(manifest)
-            notes.append(f"content not recomputed: blinded with salt {manifest.salt_id}, which was not given")
-        else:
-            salt = known
-    problems = checked.recompute(salt=salt).problems
-    if problems:
-        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
-        findings.append(Finding(IDENTITY_MISMATCH, 4, f"{problems[0]}{more}", where))
-    # 5. The record's own ids and attributes must name the statement's span and identity.
-    if own_key is None:
-        findings.append(
-            Finding(BINDING_MISMATCH, 5, "the manifest record carries no trace id or span id", where)
-        )
-    elif (record.trace_id, record.span_id) != (statement.trace_id, statement.span_id):
-        message = (
-            f"the manifest record belongs to span {record.trace_id}/{record.span_id} but its statement names "
-            f"{statement.trace_id}/{statement.span_id}"
-        )
-        findings.append(Finding(BINDING_MISMATCH, 5, message, where))
-    for attr, value in ((RUN_IDENTITY_ID, manifest.identity), (RUN_IDENTITY_KEY_ID, statement.key_id)):
-        if attr in record.attributes and record.attributes[attr] != value:
-            message = (
-                f"the manifest record has {attr}={record.attributes[attr]!r}, the manifest says {value!r}"
-            )
-            findings.append(Finding(BINDING_MISMATCH, 5, message, where))
-    # 6. The record's own GenAI attributes must agree with the manifest.
-    telemetry, unknown, model = _manifest_telemetry(manifest)
-    own = tuple((a, _as_tuple(record.attributes[a])) for a in (MODEL, PROVIDER) if a in record.attributes)
-    for message in telemetry_mismatches(own, telemetry, unknown, "the manifest record has"):
-        findings.append(Finding(TELEMETRY_MISMATCH, 6, message, where))
-    clean = not problems and checked is manifest
-    stated_key = run_key(statement.trace_id, statement.span_id)
-    key = own_key if own_key is not None else stated_key
-    return ManifestSummary(
-        key,
-        source,
-        record.position,
-        record.index,
-        manifest.identity,
-        statement_fields(statement),
-        manifest.signature,
-        tuple(findings),
-        telemetry,
-        unknown,
-        _fingerprint(manifest, clean, body),
-        model,
-        key == stated_key,
-        tuple(notes),
-    )
-
-
-def malformed_finding(message: str, where: str) -> Finding:
-    """A step 1 finding."""
-    return Finding(MALFORMED, 1, message, where)

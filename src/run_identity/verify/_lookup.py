@@ -22,10 +22,10 @@ from run_identity.verify._checks import (
     CheckContext,
     ManifestSummary,
     run_key,
-    summarize_manifest,
     summarize_span,
 )
 from run_identity.verify._inputs import Chunk, discover, plan, read_chunk, read_requests
+from run_identity.verify._manifests import summarize_manifest
 from run_identity.verify._records import ManifestRecord, SpanRecord, Tally, records
 from run_identity.verify._result import Policy, VerificationResult
 from run_identity.verify._runs import RunTable

@@ -2,21 +2,16 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import multiprocessing
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 from run_identity.keys import Keyring
-from run_identity.verify._checks import (
-    CheckContext,
-    Malformed,
-    ManifestSummary,
-    SpanSummary,
-    summarize_manifest,
-    summarize_span,
-)
+from run_identity.verify._checks import CheckContext, Malformed, ManifestSummary, SpanSummary, summarize_span
 from run_identity.verify._inputs import UNRECOGNIZED, BadRequest, Chunk, InputError, read_chunk, read_requests
+from run_identity.verify._manifests import summarize_manifest
 from run_identity.verify._records import BadRecord, ManifestRecord, SpanRecord, Tally, records
 
 __all__ = ["ChunkResult", "process_chunk", "run_chunks"]
@@ -75,6 +70,7 @@ _WORKER_CTX: CheckContext | None = None
 
 def _init_worker(jwks: str | None, salts: Mapping[str, bytes]) -> None:
     global _WORKER_CTX
+    gc.disable()  # a worker only decodes records: no cycles, and nothing outlives its chunk
     keyring = None if jwks is None else Keyring.from_jwks_text(jwks, source="<keyring>")
     _WORKER_CTX = CheckContext(keyring, dict(salts))
 

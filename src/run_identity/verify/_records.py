@@ -21,6 +21,7 @@ __all__ = ["BadRecord", "ManifestRecord", "SpanRecord", "Tally", "records"]
 _KEPT_PREFIXES = ("run_identity.", "gen_ai.")
 _EVENT_NAME_ATTRIBUTE = "event.name"
 _HEX = frozenset("0123456789abcdef")
+_EMPTY: dict[str, Any] = {}
 
 
 @dataclass(slots=True)
@@ -157,6 +158,10 @@ _JSON_KINDS = {
 def _json_value(value: object) -> Any:
     if type(value) is not dict:
         raise _Bad("an attribute value is not an AnyValue object")
+    if len(value) == 1:
+        text = value.get("stringValue")
+        if type(text) is str:
+            return text
     for key, raw in value.items():
         kind = _JSON_KINDS.get(key)
         if kind is None:
@@ -193,11 +198,11 @@ def _json_value(value: object) -> Any:
 def _json_attributes(items: list[Any], *, keep_all: bool = False) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for kv in items:
-        if type(kv) is not dict or type(kv.get("key")) is not str:
+        key = kv.get("key") if type(kv) is dict else None
+        if type(key) is not str:
             raise _Bad("an attribute has no string key")
-        key = kv["key"]
         if keep_all or key.startswith(_KEPT_PREFIXES) or key == _EVENT_NAME_ATTRIBUTE:
-            out[key] = _json_value(kv.get("value", {}))
+            out[key] = _json_value(kv.get("value", _EMPTY))
     return out
 
 

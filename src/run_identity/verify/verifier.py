@@ -15,6 +15,7 @@ The verifier imports nothing from the SDK side (processor, exporters): it is a s
 
 from __future__ import annotations
 
+import gc
 import os
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
@@ -194,13 +195,22 @@ class Verifier:
         table = RunTable(self._ctx, self.policy, locate)
         tally = Tally()
         done = 0
-        for result in run_chunks(chunks, self._ctx, jobs):
-            tally.add(result.tally)
-            for item in result.items:
-                table.add(item)
-            done += result.chunk.end - result.chunk.start
-            if progress is not None:
-                progress(done, total)
+        # The run table only grows and holds no cycles: frozen after each chunk, the cyclic collector
+        # stops re-scanning it (its cost would otherwise grow with the number of runs).
+        freeze = gc.get_freeze_count() == 0
+        try:
+            for result in run_chunks(chunks, self._ctx, jobs):
+                tally.add(result.tally)
+                for item in result.items:
+                    table.add(item)
+                done += result.chunk.end - result.chunk.start
+                if progress is not None:
+                    progress(done, total)
+                if freeze:
+                    gc.freeze()
+        finally:
+            if freeze:
+                gc.unfreeze()
         return VerificationReport(
             table,
             policy=self.policy,
