@@ -33,7 +33,7 @@ import orjson
 from run_identity._es6 import format_float
 from run_identity.errors import CanonicalizationError
 
-__all__ = ["MAX_DEPTH", "canonicalize", "json_path_join"]
+__all__ = ["MAX_DEPTH", "canonicalize", "canonicalize_elements", "json_path_join"]
 
 MAX_DEPTH: Final = 254
 """Deepest nesting of objects and arrays accepted (orjson's limit); a deeper container is rejected."""
@@ -53,6 +53,7 @@ _FLOAT_CACHE_SIZE: Final = 1024
 _FLOAT_FRAGMENTS: dict[float, orjson.Fragment] = {}
 _IDENTIFIER: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _SURROGATE: Final = re.compile("[\ud800-\udfff]")
+_ASTRAL_LEAD: Final = re.compile(rb"[\xf0-\xf4]")
 
 
 def json_path_join(path: str, key: str | int) -> str:
@@ -80,6 +81,36 @@ def canonicalize(value: object, path: str = "") -> bytes:
         if out is not None:
             return out
     return _careful(value, path)
+
+
+def canonicalize_elements(items: list[Any] | tuple[Any, ...], path: str = "") -> list[bytes]:
+    """The canonical bytes of each element of ``items``, in order: ``[canonicalize(e) for e in items]``.
+
+    One type walk covers all elements, which is what makes a list component cheap. Raises
+    CanonicalizationError naming ``path[i]...`` for the first element that cannot be canonicalized.
+    """
+    try:
+        with_floats: set[int] = set()
+        if _scan(items, 0, with_floats):
+            ready = [_ready(item, with_floats) for item in items]
+        else:
+            ready = items
+        outs = [orjson.dumps(item, option=_OPTIONS) for item in ready]
+    except (_Fallback, orjson.JSONEncodeError):
+        return [canonicalize(item, json_path_join(path, i)) for i, item in enumerate(items)]
+    for i, out in enumerate(outs):
+        if not out.isascii() and _utf16_order_may_differ(out):
+            outs[i] = _careful(items[i], json_path_join(path, i))
+    return outs
+
+
+def _ready(item: object, with_floats: set[int]) -> object:
+    """An element made ready for orjson: containers holding floats copied with Fragments, floats as one."""
+    if type(item) is float:
+        return _float_fragment(item)
+    if id(item) in with_floats:
+        return _with_fragments(cast("_Container", item), with_floats)
+    return item
 
 
 def _fast(value: _Container) -> bytes | None:
@@ -158,8 +189,7 @@ def _float_fragment(value: float) -> orjson.Fragment:
 
 def _utf16_order_may_differ(out: bytes) -> bool:
     """Whether ``out`` holds both an astral character and one in U+E000..U+FFFF (single-byte memchr scans)."""
-    has_astral = b"\xf0" in out or b"\xf1" in out or b"\xf2" in out or b"\xf3" in out or b"\xf4" in out
-    return has_astral and (b"\xee" in out or b"\xef" in out)
+    return (b"\xee" in out or b"\xef" in out) and _ASTRAL_LEAD.search(out) is not None
 
 
 def _careful(value: object, path: str) -> bytes:

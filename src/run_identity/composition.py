@@ -254,7 +254,21 @@ def _validate_document(doc: object, path: str) -> dict[str, Any]:
     return d
 
 
+# Endpoints repeat from call to call; strings are immutable, so a clean verdict can be remembered.
+_CLEAN_ENDPOINTS: set[str] = set()
+_CLEAN_ENDPOINTS_MAX = 256
+
+
 def _check_endpoint(endpoint: str, path: str) -> None:
+    if endpoint in _CLEAN_ENDPOINTS:
+        return
+    _check_endpoint_uncached(endpoint, path)
+    if len(_CLEAN_ENDPOINTS) >= _CLEAN_ENDPOINTS_MAX:
+        _CLEAN_ENDPOINTS.clear()
+    _CLEAN_ENDPOINTS.add(endpoint)
+
+
+def _check_endpoint_uncached(endpoint: str, path: str) -> None:
     try:
         parts = urlsplit(endpoint)
         has_user_info = parts.username is not None or parts.password is not None
@@ -287,7 +301,7 @@ def _validate_model(value: object, path: str) -> dict[str, Any]:
     if wd is not None and not _DIGEST_RE.fullmatch(wd):
         raise _fail(json_path_join(path, "weights_digest"), "expected 'sha256:' and 64 lowercase hex digits")
     if m.get("endpoint") is not None:
-        _check_endpoint(m["endpoint"], json_path_join(path, "endpoint"))
+        _check_endpoint(m["endpoint"], f"{path}.endpoint")
     return m
 
 

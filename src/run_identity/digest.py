@@ -15,9 +15,9 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
-from run_identity.canonical import canonicalize
+from run_identity.canonical import canonicalize, canonicalize_elements
 from run_identity.composition import (
     LIST_COMPONENTS,
     Composition,
@@ -57,13 +57,18 @@ def _salted_prefix(kind: str, name: str, salt: bytes) -> bytes:
 _PREFIXES: dict[tuple[str, str], bytes] = {}
 
 
-def _prefix(kind: str, name: str, salt: bytes) -> bytes:
+def _prefix(kind: str, name: str, salt: bytes | None) -> bytes:
+    """The domain-separation prefix; ``salt=None`` for digests without a salt field (list digests)."""
     if salt:
         return _salted_prefix(kind, name, salt)
     key = (kind, name)
     found = _PREFIXES.get(key)
     if found is None:
-        found = _PREFIXES[key] = _salted_prefix(kind, name, b"")
+        if salt is None:
+            found = f"run-identity/v1/{kind}/{name}".encode() + b"\x00"
+        else:
+            found = _salted_prefix(kind, name, b"")
+        found = _PREFIXES[key] = found
     return found
 
 
@@ -80,7 +85,7 @@ def component_digest(name: str, canonical: bytes, salt: bytes = b"") -> str:
 def list_digest(name: str, element_digests: Sequence[str]) -> str:
     """Digest of the list component ``name`` over its element digests, in order."""
     body = ('["' + '","'.join(element_digests) + '"]') if element_digests else "[]"
-    return _hex(f"run-identity/v1/list/{name}".encode() + b"\x00" + body.encode("ascii"))
+    return _hex(_prefix("list", name, None) + body.encode("ascii"))
 
 
 def identity_digest(component_digests: Mapping[str, str]) -> str:
@@ -94,8 +99,7 @@ def salt_id(salt: bytes) -> str | None:
     return _hex(b"run-identity/v1/salt-id\x00" + salt) if salt else None
 
 
-@dataclass(frozen=True)
-class ComponentDigest:
+class ComponentDigest(NamedTuple):
     """The digest of one component; list components also carry their element digests, in order."""
 
     name: str
@@ -121,11 +125,7 @@ def _digest_list(
     name: str, value: Sequence[Any], salt: bytes
 ) -> tuple[str, tuple[str, ...], tuple[bytes, ...]]:
     prefix = _prefix("element", name, salt)
-    try:
-        blobs = tuple([canonicalize(item) for item in value])
-    except CanonicalizationError:
-        # Element paths are built only now, to report the error where it is.
-        blobs = tuple([canonicalize(item, f"{name}[{i}]") for i, item in enumerate(value)])
+    blobs = tuple(canonicalize_elements(value, name))
     digests = tuple(["sha256:" + _sha256(prefix + b).hexdigest() for b in blobs])
     return list_digest(name, digests), digests, blobs
 
