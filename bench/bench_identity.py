@@ -14,10 +14,10 @@ import rfc8785
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _timing import bare_span_call, fmt_us, per_call  # noqa: E402
-from compositions import rag_large, small, typical  # noqa: E402
+from _timing import bare_span_call, fmt_us, per_call
+from compositions import rag_large, small, typical
 
-from run_identity import Composition, Ed25519Signer, canonicalize, prepare, sign_run  # noqa: E402
+from run_identity import Composition, Ed25519Signer, canonicalize, prepare, sign_run
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 SPAN_ID = "00f067aa0ba902b7"

@@ -23,7 +23,15 @@ GENERATED = ["manifest_pb2.py", "manifest_pb2.pyi"]
 def generate(dest: Path) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         subprocess.run(
-            [sys.executable, "-m", "grpc_tools.protoc", f"-I{PROTO}", f"--python_out={tmp}", f"--pyi_out={tmp}", *SOURCES],
+            [
+                sys.executable,
+                "-m",
+                "grpc_tools.protoc",
+                f"-I{PROTO}",
+                f"--python_out={tmp}",
+                f"--pyi_out={tmp}",
+                *SOURCES,
+            ],
             check=True,
             cwd=PROTO,
         )

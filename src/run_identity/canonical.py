@@ -91,10 +91,7 @@ def canonicalize_elements(items: list[Any] | tuple[Any, ...], path: str = "") ->
     """
     try:
         with_floats: set[int] = set()
-        if _scan(items, 0, with_floats):
-            ready = [_ready(item, with_floats) for item in items]
-        else:
-            ready = items
+        ready = [_ready(item, with_floats) for item in items] if _scan(items, 0, with_floats) else items
         outs = [orjson.dumps(item, option=_OPTIONS) for item in ready]
     except (_Fallback, orjson.JSONEncodeError):
         return [canonicalize(item, json_path_join(path, i)) for i, item in enumerate(items)]

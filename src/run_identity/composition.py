@@ -22,14 +22,14 @@ from run_identity.canonical import MAX_DEPTH, json_path_join
 from run_identity.errors import CompositionError
 
 __all__ = [
-    "LIST_COMPONENTS",
-    "SINGLE_COMPONENTS",
     "COMPONENT_NAMES",
+    "LIST_COMPONENTS",
     "PARAMETER_ATTRIBUTES",
+    "SINGLE_COMPONENTS",
     "Composition",
     "PreparedComponent",
-    "validate_component",
     "as_json",
+    "validate_component",
 ]
 
 SINGLE_COMPONENTS = ("model", "operation", "parameters", "extensions")
@@ -171,10 +171,7 @@ def _part_ok(part: object) -> bool:
     for key in strings:
         if type(part[key]) is not str:
             return False
-    for key in _OPTIONAL_STRINGS:
-        if key in part and type(part[key]) is not str and part[key] is not None:
-            return False
-    return True
+    return all(not (key in part and type(part[key]) is not str and part[key] is not None) for key in _OPTIONAL_STRINGS)
 
 
 def _message_ok(message: object) -> bool:
@@ -464,7 +461,8 @@ class Composition:
         _require_str_keys(components, "")
         for name, value in components.items():
             if name not in COMPONENT_NAMES:
-                raise _fail(json_path_join("", name), f"unknown component (allowed: {', '.join(sorted(COMPONENT_NAMES))})")
+                allowed = ", ".join(sorted(COMPONENT_NAMES))
+                raise _fail(json_path_join("", name), f"unknown component (allowed: {allowed})")
             if type(value) is PreparedComponent:
                 if value.name != name:
                     raise _fail(name, f"prepared component is {value.name!r}, not {name!r}")

@@ -25,7 +25,7 @@ from run_identity.composition import (
     as_json,
     validate_component,
 )
-from run_identity.errors import CanonicalizationError, CompositionError
+from run_identity.errors import CompositionError
 
 __all__ = [
     "SPEC_VERSION",
@@ -64,10 +64,7 @@ def _prefix(kind: str, name: str, salt: bytes | None) -> bytes:
     key = (kind, name)
     found = _PREFIXES.get(key)
     if found is None:
-        if salt is None:
-            found = f"run-identity/v1/{kind}/{name}".encode() + b"\x00"
-        else:
-            found = _salted_prefix(kind, name, b"")
+        found = f"run-identity/v1/{kind}/{name}".encode() + b"\x00" if salt is None else _salted_prefix(kind, name, b"")
         found = _PREFIXES[key] = found
     return found
 
@@ -122,7 +119,7 @@ class Identity:
 
 
 def _digest_list(
-    name: str, value: Sequence[Any], salt: bytes
+    name: str, value: list[Any] | tuple[Any, ...], salt: bytes
 ) -> tuple[str, tuple[str, ...], tuple[bytes, ...]]:
     prefix = _prefix("element", name, salt)
     blobs = tuple(canonicalize_elements(value, name))

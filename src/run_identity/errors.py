@@ -7,12 +7,12 @@ JSON path of the offending field so that one line tells a person what is wrong a
 from __future__ import annotations
 
 __all__ = [
-    "RunIdentityError",
     "CanonicalizationError",
     "CompositionError",
     "KeyringError",
-    "SigningError",
     "ManifestError",
+    "RunIdentityError",
+    "SigningError",
     "VerificationError",
 ]
 

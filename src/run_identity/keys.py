@@ -22,13 +22,13 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from run_identity.errors import KeyringError, SigningError
 
 __all__ = [
-    "Signer",
     "Ed25519Signer",
     "Keyring",
-    "jwk_thumbprint",
-    "public_jwk",
-    "load_signer",
+    "Signer",
     "generate_key_files",
+    "jwk_thumbprint",
+    "load_signer",
+    "public_jwk",
 ]
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, cast
 
 import orjson
 
@@ -70,12 +70,13 @@ def build_manifest_json(identity: Identity, statement: BindingStatement, signatu
     for name, cd in identity.components.items():
         blob = identity.canonical[name]
         if cd.element_digests is not None:
+            blobs = cast("tuple[bytes, ...]", blob)
             elements = [
-                {"digest": d, "value": _Fragment(b)} for d, b in zip(cd.element_digests, blob, strict=True)
+                {"digest": d, "value": _Fragment(b)} for d, b in zip(cd.element_digests, blobs, strict=True)
             ]
             components[name] = {"digest": cd.digest, "elements": elements}
         else:
-            components[name] = {"digest": cd.digest, "value": _Fragment(blob)}
+            components[name] = {"digest": cd.digest, "value": _Fragment(cast("bytes", blob))}
     doc: dict[str, Any] = {
         "components": components,
         "identity": identity.id,
@@ -200,7 +201,8 @@ class Manifest:
         known = {"spec_version", "identity", "components", "statement", "signature", "salt_id"}
         for key in doc:
             _expect(key in known, str(key), "unknown manifest field")
-        _expect(doc.get("spec_version") == SPEC_VERSION, "spec_version", f"unsupported (this reader knows {SPEC_VERSION!r})")
+        supported = f"unsupported (this reader knows {SPEC_VERSION!r})"
+        _expect(doc.get("spec_version") == SPEC_VERSION, "spec_version", supported)
         identity = _parse_digest(doc.get("identity"), "identity")
         comps = doc.get("components")
         _expect(type(comps) is dict, "components", "expected an object")

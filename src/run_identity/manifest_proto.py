@@ -15,7 +15,7 @@ from run_identity.errors import ManifestError
 from run_identity.manifest import Manifest, ManifestComponent, ManifestElement
 from run_identity.statement import BindingStatement
 
-__all__ = ["manifest_to_proto", "manifest_from_proto"]
+__all__ = ["manifest_from_proto", "manifest_to_proto"]
 
 _LIST = frozenset(LIST_COMPONENTS)
 

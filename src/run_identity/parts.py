@@ -12,17 +12,17 @@ from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 
 __all__ = [
+    "BlobPart",
+    "Document",
+    "FilePart",
+    "FunctionTool",
+    "InputMessage",
+    "Model",
+    "Parameters",
     "TextPart",
     "ToolCallPart",
     "ToolCallResponsePart",
-    "BlobPart",
     "UriPart",
-    "FilePart",
-    "InputMessage",
-    "FunctionTool",
-    "Document",
-    "Model",
-    "Parameters",
 ]
 
 

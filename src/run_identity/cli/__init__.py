@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from run_identity import __version__
 from run_identity.errors import RunIdentityError
 
-__all__ = ["main", "CliError"]
+__all__ = ["CliError", "main"]
 
 
 class CliError(RunIdentityError):

@@ -10,7 +10,7 @@ from typing import Any
 
 from run_identity.cli import CliError
 
-__all__ = ["read_bytes", "load_json"]
+__all__ = ["load_json", "read_bytes"]
 
 
 def read_bytes(source: str) -> tuple[bytes, str]:
