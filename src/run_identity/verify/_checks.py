@@ -8,6 +8,7 @@ and reduced to a :class:`ManifestSummary`, so its content is dropped as soon as 
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -34,6 +35,7 @@ __all__ = [
     "Malformed",
     "ManifestSummary",
     "SpanSummary",
+    "binding_hash",
     "check_signature",
     "run_key",
     "statement_fields",
@@ -98,7 +100,7 @@ class ManifestSummary:
     index: int
     identity: str
     statement: Statement
-    signature: bytes
+    binding: bytes
     findings: tuple[Finding, ...]
     telemetry: Telemetry
     unknown: frozenset[str]
@@ -122,6 +124,16 @@ class Malformed:
     position: int
     index: int
     message: str
+
+
+def binding_hash(statement: Statement, signature: bytes | None) -> bytes:
+    """16 bytes that differ when the statement (other than its ids) or the signature differ.
+
+    Equal hashes on a span and a manifest of the same run mean the very same signed bytes, so a manifest
+    signature that verified also verifies the span's.
+    """
+    data = "\x00".join(statement).encode() + b"\x00" + (signature or b"")
+    return hashlib.sha256(data).digest()[:16]
 
 
 def run_key(trace_id: str, span_id: str) -> bytes:

@@ -29,6 +29,7 @@ from run_identity.verify._checks import (
     ManifestSummary,
     Telemetry,
     as_tuple,
+    binding_hash,
     check_signature,
     run_key,
     statement_fields,
@@ -187,14 +188,15 @@ def summarize_manifest(
     stated_key = run_key(statement.trace_id, statement.span_id)
     key = own_key if own_key is not None else stated_key
     pairs, unknown, model = telemetry
+    fields = statement_fields(statement)
     return ManifestSummary(
         key,
         source,
         record.position,
         record.index,
         identity,
-        statement_fields(statement),
-        signature,
+        fields,
+        binding_hash(fields, signature),
         tuple(findings),
         pairs,
         unknown,

@@ -1,13 +1,12 @@
 """Steps 2, 5, 6 and 7: spans and manifests joined by (trace id, span id), one verdict per run.
 
-The table keeps per run only the small summaries of :mod:`._checks` (no content), so its memory grows with
-the number of runs, not with the size of their compositions. Deliveries that repeat a record (collector
-retries, re-batching) are recognised and counted once.
+The table keeps per run only small summaries (no content), packed into a few hundred bytes once clean
+(:mod:`._compact`), so its memory grows with the number of runs, not with the size of their compositions.
+Deliveries that repeat a record (collector retries, re-batching) are recognised and counted once.
 """
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TypeVar, cast
@@ -18,6 +17,7 @@ from run_identity.verify._checks import (
     Malformed,
     ManifestSummary,
     SpanSummary,
+    binding_hash,
     check_signature,
     telemetry_mismatches,
 )
@@ -31,6 +31,19 @@ from run_identity.verify._codes import (
     VERIFIED,
     Finding,
 )
+from run_identity.verify._compact import (
+    MANIFEST,
+    SPAN,
+    Profiles,
+    pack_manifest,
+    pack_span,
+    pack_verified,
+    same_span,
+    unpack_manifest,
+    unpack_span,
+    unpack_verified,
+    verified_view,
+)
 from run_identity.verify._result import Policy, VerificationResult
 
 __all__ = ["RunTable"]
@@ -38,19 +51,22 @@ __all__ = ["RunTable"]
 Locate = Callable[[int, int, int], str]
 _T = TypeVar("_T")
 _FIELDS = ("identity", "key_id", "declared_at", "spec_version")
+_FINGERPRINT = slice(49, 65)  # the manifest fingerprint inside a packed manifest or verified run
 
 
 class _Run:
-    """Everything received for one (trace id, span id)."""
+    """Everything received for one (trace id, span id), when it does not pack."""
 
     __slots__ = ("bad", "extra", "manifests", "span", "span_check")
 
-    def __init__(self) -> None:
-        self.span: SpanSummary | None = None
-        self.manifests: list[ManifestSummary] = []
+    def __init__(
+        self, span: SpanSummary | None = None, manifests: list[ManifestSummary] | None = None
+    ) -> None:
+        self.span = span
+        self.manifests: list[ManifestSummary] = manifests or []
         self.bad: list[Finding] | None = None
         self.extra: list[Finding] | None = None
-        # The outcome of step 2 once computed (results may be read more than once): a finding or None.
+        # Step 2's outcome once known (results may be read more than once): False = not yet checked.
         self.span_check: Finding | bool | None = False
 
 
@@ -68,8 +84,9 @@ class RunTable:
         self._ctx = ctx
         self._policy = policy
         self._locate = locate
-        self._runs: dict[bytes | int, _Run | _Loose] = {}
+        self._runs: dict[bytes | int, bytes | _Run | _Loose] = {}
         self._shared: dict[object, object] = {}
+        self._profiles = Profiles()
 
     def __len__(self) -> int:
         return len(self._runs)
@@ -78,13 +95,6 @@ class RunTable:
         """One object for equal small values (key ids, telemetry, models), to keep per-run memory small."""
         return cast(_T, self._shared.setdefault(value, value))
 
-    def _run(self, key: bytes) -> _Run:
-        run = self._runs.get(key)
-        if run is None:
-            run = self._runs[key] = _Run()
-        assert isinstance(run, _Run)
-        return run
-
     def add(self, item: SpanSummary | ManifestSummary | Malformed) -> None:
         """Take one summary from a worker."""
         if isinstance(item, SpanSummary):
@@ -92,68 +102,119 @@ class RunTable:
         elif isinstance(item, ManifestSummary):
             self._add_manifest(item)
         else:
-            finding = Finding(
-                MALFORMED, 1, item.message, self._locate(item.source, item.position, item.index)
-            )
+            where = self._locate(item.source, item.position, item.index)
+            finding = Finding(MALFORMED, 1, item.message, where)
             if item.key is None:
                 self._runs[len(self._runs) + (1 << 62)] = _Loose(finding)
                 return
-            run = self._run(item.key)
+            run = self._open(item.key)
             run.bad = [*(run.bad or ()), finding]
+            self._runs[item.key] = run
+
+    def _open(self, key: bytes) -> _Run:
+        """The run at ``key`` as an object (unpacked if it was packed)."""
+        entry = self._runs.get(key)
+        if isinstance(entry, _Run):
+            return entry
+        if entry is None:
+            return _Run()
+        assert isinstance(entry, bytes)
+        if entry[0] == SPAN:
+            return _Run(unpack_span(entry, key, self._profiles))
+        if entry[0] == MANIFEST:
+            return _Run(None, [unpack_manifest(entry, key, self._profiles)])
+        span, manifest = unpack_verified(entry, key, self._profiles)
+        run = _Run(span, [manifest])
+        run.span_check = None  # it verified when packed
+        return run
+
+    def _settle(self, key: bytes, run: _Run) -> None:
+        """Store ``run``, packed when it is a pending clean record or a cleanly joined run."""
+        packed: bytes | None = None
+        if run.bad is None and run.extra is None:
+            span, manifests = run.span, run.manifests
+            if span is not None and not manifests:
+                packed = pack_span(span, self._profiles)
+            elif span is None and len(manifests) == 1:
+                packed = pack_manifest(manifests[0], self._profiles)
+            elif span is not None and len(manifests) == 1 and self._clean_join(span, manifests[0]):
+                packed = pack_verified(span, manifests[0], self._profiles)
+        self._runs[key] = packed if packed is not None else run
+
+    def _clean_join(self, span: SpanSummary, m: ManifestSummary) -> bool:
+        return (
+            span.statement is not None
+            and span.statement == m.statement
+            and binding_hash(span.statement, span.signature) == m.binding
+            and not telemetry_mismatches(span.telemetry, m.telemetry, m.unknown, "")
+        )
 
     def _add_span(self, span: SpanSummary) -> None:
-        run = self._run(span.key)
+        entry = self._runs.get(span.key)
+        if (
+            isinstance(entry, bytes)
+            and entry[0] not in (SPAN, MANIFEST)
+            and span.statement is not None
+            and same_span(entry, span, self._profiles, binding_hash(span.statement, span.signature))
+        ):
+            return
+        span.telemetry = self._share(span.telemetry)
+        run = self._open(span.key)
         if run.span is None:
-            span.telemetry = self._share(span.telemetry)
-            if span.statement is not None:
-                span.statement = self._share(span.statement)
             run.span = span
         elif not run.span.same_as(span):
             where = self._locate(span.source, span.position, span.index)
             message = "another span with the same ids carries different run_identity or GenAI attributes"
             run.extra = [*(run.extra or ()), Finding(BINDING_MISMATCH, 5, message, where)]
+        elif entry is not None and not isinstance(entry, _Run):
+            return  # a repeated delivery of a packed span
+        self._settle(span.key, run)
 
     def _add_manifest(self, manifest: ManifestSummary) -> None:
-        run = self._run(manifest.key)
+        entry = self._runs.get(manifest.key)
+        if isinstance(entry, bytes) and entry[0] != SPAN and entry[_FINGERPRINT] == manifest.fingerprint:
+            return
+        run = self._open(manifest.key)
         for seen in run.manifests:
             if seen.fingerprint == manifest.fingerprint:
                 return
         manifest.telemetry = self._share(manifest.telemetry)
         manifest.unknown = self._share(manifest.unknown)
         manifest.model = self._share(manifest.model)
-        if run.span is not None and run.span.statement == manifest.statement:
-            manifest.statement = run.span.statement
-        else:
-            manifest.statement = self._share(manifest.statement)
-        if run.span is not None and run.span.signature == manifest.signature:
-            manifest.signature = run.span.signature
-        manifest.identity = sys.intern(manifest.identity)
         run.manifests.append(manifest)
+        self._settle(manifest.key, run)
 
     def results(self) -> Iterator[VerificationResult]:
         """One result per run (and per unreadable record), in order of first appearance."""
-        for key, run in self._runs.items():
-            if isinstance(run, _Loose):
-                findings = (run.finding,)
+        for key, entry in self._runs.items():
+            if isinstance(entry, _Loose):
+                findings = (entry.finding,)
                 yield VerificationResult(
-                    MALFORMED,
-                    self._policy.accepts(findings),
-                    None,
-                    None,
-                    None,
-                    None,
-                    None,
-                    None,
-                    findings,
-                    run.finding.location,
-                    (),
-                )
-            else:
-                assert isinstance(key, bytes)
-                yield self._result(key, run)
+                    MALFORMED, self._policy.accepts(findings), None, None, None, None, None, None,
+                    findings, entry.finding.location, (),
+                )  # fmt: skip
+                continue
+            assert isinstance(key, bytes)
+            if isinstance(entry, bytes):
+                if entry[0] not in (SPAN, MANIFEST):
+                    yield self._verified(key, entry)
+                    continue
+                entry = self._open(key)
+                self._runs[key] = entry  # keeps step 2's outcome if results are read again
+            yield self._result(key, entry)
+
+    def _verified(self, key: bytes, blob: bytes) -> VerificationResult:
+        identity, key_id, declared, model, span_at, manifest_at = verified_view(blob, self._profiles)
+        return VerificationResult(
+            VERIFIED, True, key[:16].hex(), key[16:].hex(), identity, key_id, declared, model, (),
+            self._locate(*span_at), (self._locate(*manifest_at),),
+        )  # fmt: skip
 
     def _span_location(self, span: SpanSummary) -> str:
         return self._locate(span.source, span.position, span.index)
+
+    def _manifest_where(self, m: ManifestSummary) -> str:
+        return self._locate(m.source, m.position, m.index)
 
     def _findings(self, key: bytes, run: _Run) -> tuple[list[Finding], ManifestSummary | None]:
         span, manifests = run.span, run.manifests
@@ -175,8 +236,7 @@ class RunTable:
                 and primary is not None
                 and primary.bound
                 and not any(f.step == 3 for f in primary.findings)
-                and primary.statement == span.statement
-                and primary.signature == span.signature
+                and primary.binding == binding_hash(span.statement, span.signature)
             )
             if not covered:
                 if run.span_check is False:
@@ -215,10 +275,10 @@ class RunTable:
             findings.append(Finding(BINDING_MISMATCH, 5, message, span_where))
         # 6. Telemetry.
         if span is not None and span.identified and primary is not None:
-            for message in telemetry_mismatches(
+            mismatches = telemetry_mismatches(
                 span.telemetry, primary.telemetry, primary.unknown, "the span has"
-            ):
-                findings.append(Finding(TELEMETRY_MISMATCH, 6, message, span_where))
+            )
+            findings.extend(Finding(TELEMETRY_MISMATCH, 6, message, span_where) for message in mismatches)
         # 7. Coverage.
         if span is not None and not span.identified:
             reason = f": run_identity.error = {span.error}" if span.error else ""
@@ -226,30 +286,30 @@ class RunTable:
         findings.sort(key=Finding.sort_key)
         return findings, primary
 
-    def _manifest_where(self, m: ManifestSummary) -> str:
-        return self._locate(m.source, m.position, m.index)
-
     def _result(self, key: bytes, run: _Run) -> VerificationResult:
         findings, primary = self._findings(key, run)
         span = run.span
         statement = (
             primary.statement if primary is not None else (span.statement if span is not None else None)
         )
-        code = findings[0].code if findings else VERIFIED
-        notes = tuple(n for m in run.manifests for n in m.notes)
+        model = primary.model if primary is not None else None
+        if model is None and span is not None:
+            model = next(
+                (v for a, v in span.telemetry if a == "gen_ai.request.model" and type(v) is str), None
+            )
         return VerificationResult(
-            code,
+            findings[0].code if findings else VERIFIED,
             self._policy.accepts(findings),
             key[:16].hex(),
             key[16:].hex(),
             statement[0] if statement else None,
             statement[1] if statement else None,
             statement[2] if statement else None,
-            primary.model if primary is not None else None,
+            model,
             tuple(findings),
             self._span_location(span) if span is not None else None,
             tuple(self._manifest_where(m) for m in run.manifests),
-            notes,
+            tuple(n for m in run.manifests for n in m.notes),
         )
 
 
