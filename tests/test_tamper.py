@@ -1,15 +1,12 @@
-"""Tamper suite: real exported data, altered one way at a time, must fail with the right code; benign
-re-encodings of the same data must verify with no false alarm."""
+"""vf.Tamper suite: real exported data, altered one way at a time, fails verification with the right code and
+leaves every other run verified. (Benign re-encodings: tests/test_verify_encodings.py.)"""
 
 from __future__ import annotations
 
 import base64
-import shutil
 import unicodedata
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import orjson
 import pytest
@@ -17,10 +14,9 @@ import verify_fixtures as vf
 
 from run_identity.canonical import canonicalize
 from run_identity.composition import Composition
-from run_identity.keys import Ed25519Signer, Keyring
+from run_identity.keys import Ed25519Signer
 from run_identity.signing import sign_run
 from run_identity.statement import BindingStatement, encode_signature
-from run_identity.verify import Policy, VerificationReport, Verifier
 
 # --- the pristine export, made once -----------------------------------------------------------------------
 
@@ -29,61 +25,6 @@ from run_identity.verify import Policy, VerificationReport, Verifier
 def pristine(tmp_path_factory: pytest.TempPathFactory) -> vf.Export:
     """Five runs, exported by the real SDK pipeline into traces.jsonl and manifests.jsonl."""
     return vf.export_runs(tmp_path_factory.mktemp("pristine") / "export")
-
-
-@dataclass
-class Tamper:
-    """A private copy of the export, loaded for editing; ``save`` writes it back."""
-
-    directory: Path
-    export: vf.Export
-    traces: list[dict[str, Any]]
-    manifests: list[dict[str, Any]]
-    other: Ed25519Signer = field(default_factory=lambda: vf.signer(vf.OTHER_SEED))
-    keyring_signers: list[Ed25519Signer] = field(default_factory=lambda: [vf.signer()])
-
-    def span(self, label: str) -> dict[str, Any]:
-        return vf.find(vf.spans_of(self.traces), self.export.run(label).span_id)
-
-    def record(self, label: str) -> dict[str, Any]:
-        return vf.find(vf.logs_of(self.manifests), self.export.run(label).span_id)
-
-    def manifest(self, label: str) -> dict[str, Any]:
-        return dict(orjson.loads(self.record(label)["body"]["stringValue"]))
-
-    def set_manifest(self, label: str, doc: dict[str, Any]) -> None:
-        self.record(label)["body"]["stringValue"] = canonicalize(doc).decode()
-
-    def body(self, label: str, change: Callable[[str], str]) -> None:
-        record = self.record(label)
-        before = record["body"]["stringValue"]
-        record["body"]["stringValue"] = change(before)
-        assert record["body"]["stringValue"] != before
-
-    def save(self) -> None:
-        vf.write_lines(self.directory / "traces.jsonl", self.traces)
-        vf.write_lines(self.directory / "manifests.jsonl", self.manifests)
-
-
-def _copy(export: vf.Export, target: Path) -> Tamper:
-    shutil.copytree(export.directory, target)
-    return Tamper(
-        target, export, vf.read_lines(target / "traces.jsonl"), vf.read_lines(target / "manifests.jsonl")
-    )
-
-
-def _verify(paths: list[Path], signers: list[Ed25519Signer], **options: Any) -> VerificationReport:
-    keyring = Keyring(s.public_key for s in signers)
-    return Verifier(keyring, Policy()).verify(paths, **options)
-
-
-def _codes(report: VerificationReport, export: vf.Export) -> dict[str, str]:
-    """Result code per run label; runs at ids that are not an exported run's are keyed ``+<n>``."""
-    labels = {(r.trace_id, r.span_id): r.label for r in export.runs}
-    out: dict[str, str] = {}
-    for i, result in enumerate(report.results()):
-        out[labels.get((result.trace_id, result.span_id), f"+{i}")] = result.code
-    return out
 
 
 def _sign(statement: dict[str, str], signer: Ed25519Signer) -> str:
@@ -97,14 +38,14 @@ def _flip(text: str, old: str, new: str) -> str:
 
 # --- the tamperings -----------------------------------------------------------------------------------------
 
-TamperFn = Callable[[Tamper], None]
-CASES: list[tuple[str, TamperFn, dict[str, str]]] = []
+vf.TamperFn = Callable[[vf.Tamper], None]
+CASES: list[tuple[str, vf.TamperFn, dict[str, str]]] = []
 
 
-def case(name: str, **expected: str) -> Callable[[TamperFn], TamperFn]:
+def case(name: str, **expected: str) -> Callable[[vf.TamperFn], vf.TamperFn]:
     """Register a tampering; ``expected`` maps run labels (``extra`` for runs at new ids) to codes."""
 
-    def register(fn: TamperFn) -> TamperFn:
+    def register(fn: vf.TamperFn) -> vf.TamperFn:
         CASES.append((name, fn, expected))
         return fn
 
@@ -112,12 +53,12 @@ def case(name: str, **expected: str) -> Callable[[TamperFn], TamperFn]:
 
 
 @case("one byte of one message", **{"multi-turn": "identity_mismatch"})
-def _one_byte(t: Tamper) -> None:
+def _one_byte(t: vf.Tamper) -> None:
     t.body("multi-turn", lambda s: _flip(s, "Disc, hydraulic.", "Disc, hydraulik."))
 
 
 @case("two messages swapped", **{"multi-turn": "identity_mismatch"})
-def _swap_messages(t: Tamper) -> None:
+def _swap_messages(t: vf.Tamper) -> None:
     doc = t.manifest("multi-turn")
     elements = doc["components"]["messages"]["elements"]
     elements[0], elements[2] = elements[2], elements[0]
@@ -125,19 +66,19 @@ def _swap_messages(t: Tamper) -> None:
 
 
 @case("a temperature changed in the manifest", chat="identity_mismatch")
-def _temperature_manifest(t: Tamper) -> None:
+def _temperature_manifest(t: vf.Tamper) -> None:
     doc = t.manifest("chat")
     doc["components"]["parameters"]["value"]["temperature"] = 0.9
     t.set_manifest("chat", doc)
 
 
 @case("a temperature changed on the span", chat="telemetry_mismatch")
-def _temperature_span(t: Tamper) -> None:
+def _temperature_span(t: vf.Tamper) -> None:
     vf.set_attribute(t.span("chat"), "gen_ai.request.temperature", 0.9)
 
 
 @case("a temperature changed with its component digest recomputed", chat="identity_mismatch")
-def _temperature_redigested(t: Tamper) -> None:
+def _temperature_redigested(t: vf.Tamper) -> None:
     from run_identity.digest import component_digest
 
     doc = t.manifest("chat")
@@ -148,58 +89,56 @@ def _temperature_redigested(t: Tamper) -> None:
 
 
 @case("the model changed on the span", rag="telemetry_mismatch")
-def _model_span(t: Tamper) -> None:
+def _model_span(t: vf.Tamper) -> None:
     vf.set_attribute(t.span("rag"), "gen_ai.request.model", "claude-opus-4")
 
 
 @case("the operation changed on the span", chat="telemetry_mismatch")
-def _operation_span(t: Tamper) -> None:
+def _operation_span(t: vf.Tamper) -> None:
     vf.set_attribute(t.span("chat"), "gen_ai.operation.name", "text_completion")
 
 
 @case("stop sequences reordered on the span", tools="telemetry_mismatch")
-def _stops_span(t: Tamper) -> None:
+def _stops_span(t: vf.Tamper) -> None:
     vf.set_attribute(t.span("tools"), "gen_ai.request.stop_sequences", ["END", "\n\n"])
 
 
 @case("a parameter added on the span that the manifest lacks", rag="telemetry_mismatch")
-def _extra_parameter(t: Tamper) -> None:
+def _extra_parameter(t: vf.Tamper) -> None:
     vf.set_attribute(t.span("rag"), "gen_ai.request.seed", 42)
 
 
 @case("manifests of two runs swapped", chat="binding_mismatch", rag="binding_mismatch")
-def _swap_manifests(t: Tamper) -> None:
+def _swap_manifests(t: vf.Tamper) -> None:
     a, b = t.record("chat"), t.record("rag")
     a["body"], b["body"] = b["body"], a["body"]
 
 
 @case("the span signed by another key", chat="bad_signature")
-def _span_other_key(t: Tamper) -> None:
-    vf.set_attribute(
-        t.span("chat"), "run_identity.signature", _sign(t.manifest("chat")["statement"], t.other)
-    )
+def _span_other_key(t: vf.Tamper) -> None:
+    vf.set_attribute(t.span("chat"), "run_identity.signature", _sign(t.manifest("chat")["statement"], t.other))
 
 
 @case("the manifest signed by another key", chat="bad_signature")
-def _manifest_other_key(t: Tamper) -> None:
+def _manifest_other_key(t: vf.Tamper) -> None:
     doc = t.manifest("chat")
     doc["signature"] = _sign(doc["statement"], t.other)
     t.set_manifest("chat", doc)
 
 
 @case("the span's key id swapped to another trusted key", chat="bad_signature")
-def _key_id_trusted(t: Tamper) -> None:
+def _key_id_trusted(t: vf.Tamper) -> None:
     t.keyring_signers.append(t.other)
     vf.set_attribute(t.span("chat"), "run_identity.key_id", t.other.key_id)
 
 
 @case("the span's key id swapped to an untrusted key", chat="unknown_key")
-def _key_id_untrusted(t: Tamper) -> None:
+def _key_id_untrusted(t: vf.Tamper) -> None:
     vf.set_attribute(t.span("chat"), "run_identity.key_id", t.other.key_id)
 
 
 @case("a run re-signed throughout by an untrusted key", rag="unknown_key")
-def _resigned(t: Tamper) -> None:
+def _resigned(t: vf.Tamper) -> None:
     doc = t.manifest("rag")
     doc["statement"]["key_id"] = t.other.key_id
     doc["signature"] = _sign(doc["statement"], t.other)
@@ -210,12 +149,12 @@ def _resigned(t: Tamper) -> None:
 
 
 @case("the identity attribute edited on the span", chat="bad_signature")
-def _identity_span(t: Tamper) -> None:
+def _identity_span(t: vf.Tamper) -> None:
     vf.set_attribute(t.span("chat"), "run_identity.id", t.export.run("rag").identity)
 
 
 @case("the span's identity garbled and its key id removed", chat="malformed")
-def _identity_removed(t: Tamper) -> None:
+def _identity_removed(t: vf.Tamper) -> None:
     span = t.span("chat")
     vf.set_attribute(span, "run_identity.id", None)
     vf.set_attribute(span, "run_identity.key_id", None)
@@ -223,19 +162,19 @@ def _identity_removed(t: Tamper) -> None:
 
 
 @case("all run_identity attributes stripped from the span", chat="binding_mismatch")
-def _stripped(t: Tamper) -> None:
+def _stripped(t: vf.Tamper) -> None:
     span = t.span("chat")
     for key in ("id", "signature", "key_id", "spec_version", "declared_at"):
         vf.set_attribute(span, f"run_identity.{key}", None)
 
 
 @case("the signature attribute removed from the span", tools="bad_signature")
-def _signature_removed(t: Tamper) -> None:
+def _signature_removed(t: vf.Tamper) -> None:
     vf.set_attribute(t.span("tools"), "run_identity.signature", None)
 
 
 @case("one bit of the span's signature flipped", tools="bad_signature")
-def _signature_bit(t: Tamper) -> None:
+def _signature_bit(t: vf.Tamper) -> None:
     span = t.span("tools")
     raw = bytearray(base64.b64decode(vf.attribute(span, "run_identity.signature")))
     raw[10] ^= 1
@@ -243,49 +182,49 @@ def _signature_bit(t: Tamper) -> None:
 
 
 @case("declared_at edited on the span", nfc="bad_signature")
-def _declared_at_span(t: Tamper) -> None:
+def _declared_at_span(t: vf.Tamper) -> None:
     vf.set_attribute(t.span("nfc"), "run_identity.declared_at", "2020-01-01T00:00:00.000000Z")
 
 
 @case("declared_at edited in the manifest statement", nfc="bad_signature")
-def _declared_at_manifest(t: Tamper) -> None:
+def _declared_at_manifest(t: vf.Tamper) -> None:
     doc = t.manifest("nfc")
     doc["statement"]["declared_at"] = "2020-01-01T00:00:00.000000Z"
     t.set_manifest("nfc", doc)
 
 
 @case("the trace id edited on the span", chat="span_missing", extra="bad_signature")
-def _trace_id_span(t: Tamper) -> None:
+def _trace_id_span(t: vf.Tamper) -> None:
     span = t.span("chat")
     span["traceId"] = "f" * 32
 
 
 @case("the trace id edited on the manifest record", chat="manifest_missing", extra="binding_mismatch")
-def _trace_id_record(t: Tamper) -> None:
+def _trace_id_record(t: vf.Tamper) -> None:
     t.record("chat")["traceId"] = "e" * 32
 
 
 @case("the trace id edited in the manifest statement", chat="bad_signature")
-def _trace_id_statement(t: Tamper) -> None:
+def _trace_id_statement(t: vf.Tamper) -> None:
     doc = t.manifest("chat")
     doc["statement"]["trace_id"] = "d" * 32
     t.set_manifest("chat", doc)
 
 
 @case("a manifest dropped", tools="manifest_missing")
-def _manifest_dropped(t: Tamper) -> None:
+def _manifest_dropped(t: vf.Tamper) -> None:
     for scope in t.manifests[0]["resourceLogs"][0]["scopeLogs"]:
         scope["logRecords"] = [r for r in scope["logRecords"] if r["spanId"] != t.export.run("tools").span_id]
 
 
 @case("a span dropped", tools="span_missing")
-def _span_dropped(t: Tamper) -> None:
+def _span_dropped(t: vf.Tamper) -> None:
     for scope in t.traces[0]["resourceSpans"][0]["scopeSpans"]:
         scope["spans"] = [s for s in scope["spans"] if s["spanId"] != t.export.run("tools").span_id]
 
 
 @case("a second manifest with the same identity but other content", **{"multi-turn": "identity_mismatch"})
-def _second_manifest(t: Tamper) -> None:
+def _second_manifest(t: vf.Tamper) -> None:
     forged = t.manifest("multi-turn")
     forged["components"]["messages"]["elements"][0]["value"]["parts"][0]["content"] = "My brakes are fine."
     record = orjson.loads(orjson.dumps(t.record("multi-turn")))
@@ -294,7 +233,7 @@ def _second_manifest(t: Tamper) -> None:
 
 
 @case("a second, validly signed manifest for the same span", chat="binding_mismatch")
-def _second_signed(t: Tamper) -> None:
+def _second_signed(t: vf.Tamper) -> None:
     run = t.export.run("chat")
     other = dict(vf.compositions()[0][1], parameters={"temperature": 0.3, "max_tokens": 201})
     signed = sign_run(Composition.from_dict(other), vf.signer(), trace_id=run.trace_id, span_id=run.span_id)
@@ -304,48 +243,48 @@ def _second_signed(t: Tamper) -> None:
 
 
 @case("a prompt re-normalized from NFC to NFD", nfc="identity_mismatch")
-def _nfd(t: Tamper) -> None:
+def _nfd(t: vf.Tamper) -> None:
     t.body("nfc", lambda s: _flip(s, vf.NFC_TEXT, unicodedata.normalize("NFD", vf.NFC_TEXT)))
 
 
 @case("a message removed from the manifest", **{"multi-turn": "identity_mismatch"})
-def _message_removed(t: Tamper) -> None:
+def _message_removed(t: vf.Tamper) -> None:
     doc = t.manifest("multi-turn")
     del doc["components"]["messages"]["elements"][1]
     t.set_manifest("multi-turn", doc)
 
 
 @case("a tool description changed", tools="identity_mismatch")
-def _tool_changed(t: Tamper) -> None:
+def _tool_changed(t: vf.Tamper) -> None:
     t.body("tools", lambda s: _flip(s, "Find a customer's orders.", "Find any customer's orders."))
 
 
 @case("a retrieved document edited", rag="identity_mismatch")
-def _document_changed(t: Tamper) -> None:
+def _document_changed(t: vf.Tamper) -> None:
     t.body("rag", lambda s: _flip(s, "Frames: 10 years.", "Frames: 1 year."))
 
 
 @case("an extension value changed", rag="identity_mismatch")
-def _extension_changed(t: Tamper) -> None:
+def _extension_changed(t: vf.Tamper) -> None:
     t.body("rag", lambda s: _flip(s, "u-17", "u-18"))
 
 
 @case("an element withheld under a wrong digest", chat="identity_mismatch")
-def _withheld_wrong(t: Tamper) -> None:
+def _withheld_wrong(t: vf.Tamper) -> None:
     doc = t.manifest("chat")
     doc["components"]["messages"]["elements"][0] = {"digest": "sha256:" + "ab" * 32, "withheld": True}
     t.set_manifest("chat", doc)
 
 
 @case("the manifest's content replaced by another run's, digests consistent", chat="identity_mismatch")
-def _content_replaced(t: Tamper) -> None:
+def _content_replaced(t: vf.Tamper) -> None:
     doc, other = t.manifest("chat"), t.manifest("nfc")
     doc["components"], doc["identity"] = other["components"], other["identity"]
     t.set_manifest("chat", doc)
 
 
 @case("the manifest's identity replaced everywhere by another run's", chat="bad_signature")
-def _identity_manifest(t: Tamper) -> None:
+def _identity_manifest(t: vf.Tamper) -> None:
     doc, other = t.manifest("chat"), t.manifest("nfc")
     doc["components"], doc["identity"] = other["components"], other["identity"]
     doc["statement"]["identity"] = other["identity"]
@@ -354,34 +293,34 @@ def _identity_manifest(t: Tamper) -> None:
 
 
 @case("the manifest record's identity attribute edited", tools="binding_mismatch")
-def _record_identity(t: Tamper) -> None:
+def _record_identity(t: vf.Tamper) -> None:
     vf.set_attribute(t.record("tools"), "run_identity.id", t.export.run("chat").identity)
 
 
 @case("the manifest record's model attribute edited", tools="telemetry_mismatch")
-def _record_model(t: Tamper) -> None:
+def _record_model(t: vf.Tamper) -> None:
     vf.set_attribute(t.record("tools"), "gen_ai.request.model", "gpt-4o")
 
 
 @case("an unknown member added to the manifest", tools="malformed")
-def _unknown_member(t: Tamper) -> None:
+def _unknown_member(t: vf.Tamper) -> None:
     doc = t.manifest("tools")
     doc["note"] = "added later"
     t.set_manifest("tools", doc)
 
 
 @case("the manifest body garbled", tools="malformed")
-def _garbled(t: Tamper) -> None:
+def _garbled(t: vf.Tamper) -> None:
     t.body("tools", lambda s: s[: len(s) // 2])
 
 
 @case("the span's spec version changed", chat="malformed")
-def _spec_version(t: Tamper) -> None:
+def _spec_version(t: vf.Tamper) -> None:
     vf.set_attribute(t.span("chat"), "run_identity.spec_version", "2")
 
 
 @case("a second span with the same ids and other attributes", rag="binding_mismatch")
-def _duplicate_span(t: Tamper) -> None:
+def _duplicate_span(t: vf.Tamper) -> None:
     twin = orjson.loads(orjson.dumps(t.span("rag")))
     vf.set_attribute(twin, "gen_ai.request.max_tokens", 999)
     t.traces[0]["resourceSpans"][0]["scopeSpans"][0]["spans"].append(twin)
@@ -389,13 +328,13 @@ def _duplicate_span(t: Tamper) -> None:
 
 @pytest.mark.parametrize(("name", "tamper", "expected"), CASES, ids=[c[0] for c in CASES])
 def test_tampering_is_detected(
-    pristine: vf.Export, tmp_path: Path, name: str, tamper: TamperFn, expected: dict[str, str]
+    pristine: vf.Export, tmp_path: Path, name: str, tamper: vf.TamperFn, expected: dict[str, str]
 ) -> None:
     """Each tampering gives the expected code to the runs it touches and leaves every other run verified."""
-    t = _copy(pristine, tmp_path / "export")
+    t = vf.tamper_copy(pristine, tmp_path / "export")
     tamper(t)
     t.save()
-    codes = _codes(_verify([t.directory], t.keyring_signers), pristine)
+    codes = vf.codes_by_label(vf.verify_with([t.directory], t.keyring_signers), pristine)
     extra = {k: v for k, v in codes.items() if k.startswith("+")}
     want_extra = expected.get("extra")
     assert sorted(extra.values()) == ([want_extra] if want_extra else [])
@@ -409,18 +348,16 @@ def test_the_suite_is_large_enough() -> None:
     assert len({c[0] for c in CASES}) == len(CASES)
 
 
-def test_a_truncated_file_is_malformed_and_the_rest_still_verifies(
-    pristine: vf.Export, tmp_path: Path
-) -> None:
+def test_a_truncated_file_is_malformed_and_the_rest_still_verifies(pristine: vf.Export, tmp_path: Path) -> None:
     """A manifests file cut mid-line: the cut line is malformed (file and line), other files still checked."""
-    t = _copy(pristine, tmp_path / "export")
+    t = vf.tamper_copy(pristine, tmp_path / "export")
     t.manifests = vf.rebatch(t.manifests, 1)
     t.save()
     path = t.directory / "manifests.jsonl"
     data = path.read_bytes()
     path.write_bytes(data[: len(data) - 300])
-    report = _verify([t.directory], t.keyring_signers)
-    codes = _codes(report, pristine)
+    report = vf.verify_with([t.directory], t.keyring_signers)
+    codes = vf.codes_by_label(report, pristine)
     (loose,) = [r for r in report.results() if r.trace_id is None]
     assert loose.code == "malformed"
     assert loose.findings[0].location == f"{path}:5"
@@ -433,8 +370,8 @@ def test_a_truncated_proto_frame_is_malformed_with_its_offset(pristine: vf.Expor
     framed = vf.write_framed(tmp_path / "manifests.bin", vf.rebatch(vf.read_lines(pristine.manifests), 2))
     data = framed.read_bytes()
     framed.write_bytes(data[:-10])
-    report = _verify([pristine.traces, framed], [vf.signer()])
-    codes = _codes(report, pristine)
+    report = vf.verify_with([pristine.traces, framed], [vf.signer()])
+    codes = vf.codes_by_label(report, pristine)
     (loose,) = [r for r in report.results() if r.trace_id is None]
     assert loose.code == "malformed" and "truncated" in loose.findings[0].message
     assert loose.findings[0].location is not None and loose.findings[0].location.startswith(f"{framed}@")
@@ -447,149 +384,7 @@ def test_a_corrupt_protobuf_file_is_malformed(pristine: vf.Export, tmp_path: Pat
     raw = bytearray(vf.to_proto(vf.read_lines(pristine.manifests)[0]))
     raw[1] ^= 0x7F
     (tmp_path / "manifests.pb").write_bytes(bytes(raw))
-    report = _verify([pristine.traces, tmp_path / "manifests.pb"], [vf.signer()])
+    report = vf.verify_with([pristine.traces, tmp_path / "manifests.pb"], [vf.signer()])
     codes = [r.code for r in report.results()]
     assert codes == ["manifest_missing"] * 5 + ["malformed"]
     assert list(report.results())[-1].findings[0].location == f"{tmp_path / 'manifests.pb'}@0"
-
-
-# --- benign re-encodings: zero false alarms ------------------------------------------------------------
-
-
-def _all_verified(report: VerificationReport, export: vf.Export) -> None:
-    codes = _codes(report, export)
-    assert codes == {r.label: "verified" for r in export.runs}, [
-        (r.code, [f.message for f in r.findings]) for r in report.results() if not r.verified
-    ]
-    assert report.passed
-
-
-def test_untouched_data_verifies(pristine: vf.Export) -> None:
-    """The export as the SDK pipeline wrote it verifies run by run."""
-    _all_verified(_verify([pristine.directory], [vf.signer()]), pristine)
-
-
-def test_protobuf_requests_verify_like_json(pristine: vf.Export, tmp_path: Path) -> None:
-    """Every OTLP/JSON line re-encoded as a raw protobuf export request (one file each) verifies the same."""
-    for name in ("traces", "manifests"):
-        for i, doc in enumerate(vf.rebatch(vf.read_lines(pristine.directory / f"{name}.jsonl"), 2)):
-            (tmp_path / f"{name}-{i}.pb").write_bytes(vf.to_proto(doc))
-    _all_verified(_verify([tmp_path], [vf.signer()]), pristine)
-
-
-def test_length_prefixed_proto_verifies(pristine: vf.Export, tmp_path: Path) -> None:
-    """The otelcol file exporter's proto format (4-byte length before each request) verifies the same."""
-    vf.write_framed(tmp_path / "traces.bin", vf.rebatch(vf.read_lines(pristine.traces), 3))
-    vf.write_framed(tmp_path / "manifests.bin", vf.rebatch(vf.read_lines(pristine.manifests), 1))
-    _all_verified(_verify([tmp_path], [vf.signer()]), pristine)
-
-
-def test_mixed_encodings_verify(pristine: vf.Export, tmp_path: Path) -> None:
-    """Spans in one encoding, manifests in another, given as a file and a folder."""
-    vf.write_framed(tmp_path / "spans.bin", vf.read_lines(pristine.traces))
-    (tmp_path / "m").mkdir()
-    (tmp_path / "m" / "logs.pb").write_bytes(vf.to_proto(vf.read_lines(pristine.manifests)[0]))
-    _all_verified(_verify([tmp_path / "spans.bin", tmp_path / "m"], [vf.signer()]), pristine)
-
-
-@pytest.mark.parametrize("size", [1, 2, 1000])
-def test_rebatching_verifies(pristine: vf.Export, tmp_path: Path, size: int) -> None:
-    """Records split into single-record requests, or merged into one request, across files, verify."""
-    traces = vf.read_lines(pristine.traces) + vf.read_lines(pristine.manifests)
-    merged = vf.rebatch(traces, size)
-    half = len(merged) // 2
-    vf.write_lines(tmp_path / "part-1.jsonl", merged[:half])
-    vf.write_lines(tmp_path / "part-2.jsonl", merged[half:])
-    _all_verified(_verify([tmp_path], [vf.signer()]), pristine)
-
-
-def test_duplicate_deliveries_count_once(pristine: vf.Export, tmp_path: Path) -> None:
-    """A collector retry delivers manifests and spans twice (also in another encoding): no error."""
-    shutil.copy(pristine.manifests, tmp_path / "manifests.jsonl")
-    shutil.copy(pristine.traces, tmp_path / "traces.jsonl")
-    vf.write_lines(
-        tmp_path / "retry.jsonl", vf.read_lines(pristine.manifests) + vf.read_lines(pristine.traces)
-    )
-    vf.write_framed(tmp_path / "retry.bin", vf.read_lines(pristine.manifests))
-    _all_verified(_verify([tmp_path], [vf.signer()]), pristine)
-
-
-def _reencode(body: str) -> str:
-    """The same manifest value in another JSON spelling: keys reversed, indented, ASCII escapes, 1 as 1.0."""
-
-    def reverse(node: Any) -> Any:
-        if type(node) is dict:
-            return {k: reverse(node[k]) for k in sorted(node, reverse=True)}
-        if type(node) is list:
-            return [reverse(v) for v in node]
-        if type(node) is int and type(node) is not bool:
-            return float(node)
-        return node
-
-    import json
-
-    return json.dumps(reverse(orjson.loads(body)), indent=2, ensure_ascii=True)
-
-
-def test_reencoded_manifest_json_verifies(pristine: vf.Export, tmp_path: Path) -> None:
-    """Reordered keys, whitespace, \\u escapes and integers written as 1.0 hash to the same identity."""
-    t = _copy(pristine, tmp_path / "export")
-    for run in pristine.runs:
-        t.body(run.label, _reencode)
-    assert '"temperature": 1.0' in t.record("tools")["body"]["stringValue"]
-    assert "\\u00e9" in t.record("nfc")["body"]["stringValue"]
-    t.save()
-    _all_verified(_verify([t.directory], [vf.signer()]), pristine)
-
-
-def test_reencoded_and_canonical_copies_are_one_manifest(pristine: vf.Export, tmp_path: Path) -> None:
-    """A canonical manifest and its re-encoded copy are the same manifest delivered twice, not a conflict."""
-    t = _copy(pristine, tmp_path / "export")
-    for run in pristine.runs:
-        t.body(run.label, _reencode)
-    t.save()
-    shutil.copy(pristine.manifests, tmp_path / "export" / "original-manifests.jsonl")
-    _all_verified(_verify([t.directory], [vf.signer()]), pristine)
-
-
-def test_withheld_elements_verify(pristine: vf.Export, tmp_path: Path) -> None:
-    """Withholding a message, a document and the whole parameters component keeps every run verified."""
-    from run_identity.manifest import Manifest
-
-    t = _copy(pristine, tmp_path / "export")
-    for label, component, index in (
-        ("multi-turn", "messages", 1),
-        ("rag", "context", 0),
-        ("chat", "parameters", None),
-    ):
-        manifest = Manifest.from_json(t.record(label)["body"]["stringValue"]).withhold(component, index)
-        t.record(label)["body"]["stringValue"] = manifest.to_json_bytes().decode()
-    t.save()
-    _all_verified(_verify([t.directory], [vf.signer()]), pristine)
-
-
-def test_protobuf_json_mapping_ids_and_field_names_verify(pristine: vf.Export, tmp_path: Path) -> None:
-    """Requests written by protobuf's own JSON mapping (base64 ids, snake_case names) are read leniently."""
-    from google.protobuf import json_format
-    from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
-    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
-
-    lines = []
-    for name, cls in (("traces", ExportTraceServiceRequest), ("manifests", ExportLogsServiceRequest)):
-        for doc in vf.read_lines(pristine.directory / f"{name}.jsonl"):
-            message = cls.FromString(vf.to_proto(doc))
-            lines.append(json_format.MessageToDict(message, preserving_proto_field_name=True))
-    vf.write_lines(tmp_path / "mapped.jsonl", lines)
-    _all_verified(_verify([tmp_path], [vf.signer()]), pristine)
-
-
-def test_several_processes_give_the_same_results(pristine: vf.Export, tmp_path: Path) -> None:
-    """--jobs 2 over many small chunks gives exactly the results of one process, in the same order."""
-    vf.write_lines(
-        tmp_path / "all.jsonl",
-        vf.rebatch(vf.read_lines(pristine.traces) + vf.read_lines(pristine.manifests), 1),
-    )
-    one = [r.to_json() for r in _verify([tmp_path], [vf.signer()], chunk_size=1).results()]
-    two = [r.to_json() for r in _verify([tmp_path], [vf.signer()], jobs=2, chunk_size=1).results()]
-    assert one == two
-    assert [r["code"] for r in one] == ["verified"] * 5

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import json
+import shutil
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,9 +21,11 @@ from google.protobuf import json_format
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
+from run_identity.canonical import canonicalize
 from run_identity.genai import start_genai_span
 from run_identity.keys import Ed25519Signer, Keyring
 from run_identity.pipeline import setup
+from run_identity.verify import Policy, VerificationReport, Verifier
 
 SIGNER_SEED = bytes(range(32))
 OTHER_SEED = bytes(range(1, 33))
@@ -278,11 +281,7 @@ _ID_KEYS = ("traceId", "spanId", "parentSpanId")
 def _hex_to_b64(node: Any) -> Any:
     if type(node) is dict:
         return {
-            k: (
-                base64.b64encode(bytes.fromhex(v)).decode()
-                if k in _ID_KEYS and type(v) is str
-                else _hex_to_b64(v)
-            )
+            k: (base64.b64encode(bytes.fromhex(v)).decode() if k in _ID_KEYS and type(v) is str else _hex_to_b64(v))
             for k, v in node.items()
         }
     if type(node) is list:
@@ -341,3 +340,61 @@ def _items(doc: dict[str, Any]) -> list[Any]:
         if signal in doc:
             return list(doc[signal][0][scope_key][0][items_key])
     return []
+
+
+# --- tampering -------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Tamper:
+    """A private copy of the export, loaded for editing; ``save`` writes it back."""
+
+    directory: Path
+    export: Export
+    traces: list[dict[str, Any]]
+    manifests: list[dict[str, Any]]
+    other: Ed25519Signer = field(default_factory=lambda: signer(OTHER_SEED))
+    keyring_signers: list[Ed25519Signer] = field(default_factory=lambda: [signer()])
+
+    def span(self, label: str) -> dict[str, Any]:
+        return find(spans_of(self.traces), self.export.run(label).span_id)
+
+    def record(self, label: str) -> dict[str, Any]:
+        return find(logs_of(self.manifests), self.export.run(label).span_id)
+
+    def manifest(self, label: str) -> dict[str, Any]:
+        return dict(orjson.loads(self.record(label)["body"]["stringValue"]))
+
+    def set_manifest(self, label: str, doc: dict[str, Any]) -> None:
+        self.record(label)["body"]["stringValue"] = canonicalize(doc).decode()
+
+    def body(self, label: str, change: Callable[[str], str]) -> None:
+        record = self.record(label)
+        before = record["body"]["stringValue"]
+        record["body"]["stringValue"] = change(before)
+        assert record["body"]["stringValue"] != before
+
+    def save(self) -> None:
+        write_lines(self.directory / "traces.jsonl", self.traces)
+        write_lines(self.directory / "manifests.jsonl", self.manifests)
+
+
+def tamper_copy(export: Export, target: Path) -> Tamper:
+    """A copy of ``export`` in ``target``, loaded for editing."""
+    shutil.copytree(export.directory, target)
+    return Tamper(target, export, read_lines(target / "traces.jsonl"), read_lines(target / "manifests.jsonl"))
+
+
+def verify_with(paths: list[Path], signers: list[Ed25519Signer], **options: Any) -> VerificationReport:
+    """Verify ``paths`` trusting the given signers' keys, tolerating nothing."""
+    keyring = Keyring(s.public_key for s in signers)
+    return Verifier(keyring, Policy()).verify(paths, **options)
+
+
+def codes_by_label(report: VerificationReport, export: Export) -> dict[str, str]:
+    """Result code per run label; runs at ids that are not an exported run's are keyed ``+<n>``."""
+    labels = {(r.trace_id, r.span_id): r.label for r in export.runs}
+    out: dict[str, str] = {}
+    for i, result in enumerate(report.results()):
+        out[labels.get((result.trace_id, result.span_id), f"+{i}")] = result.code
+    return out

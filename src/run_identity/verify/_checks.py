@@ -1,9 +1,10 @@
-"""Steps 2 to 6 on single records: what a span and a manifest say, checked as far as each can be alone.
+"""What the join keeps of each record, the span's side of steps 1 and 2, and the shared checks.
 
-A span is reduced to a :class:`SpanSummary` (its statement, signature and GenAI telemetry; its signature is
-checked later, at the join, where an identical already verified manifest statement spares a second Ed25519
-verification). A manifest is fully checked here (signature, content, its record's own ids and attributes)
-and reduced to a :class:`ManifestSummary`, so its content is dropped as soon as it has been read.
+A span is reduced to a :class:`SpanSummary` (its statement, signature and GenAI telemetry); its signature is
+checked at the join, where an already verified manifest with the very same statement and signature spares
+a second Ed25519 verification. Manifests are checked in :mod:`._manifests` and reduced to a
+:class:`ManifestSummary`. :func:`check_signature` (steps 2 and 3) and :func:`telemetry_mismatches` (step 6)
+serve both.
 """
 
 from __future__ import annotations

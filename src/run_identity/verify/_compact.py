@@ -115,19 +115,20 @@ def unpack_manifest(blob: bytes, key: bytes, profiles: Profiles) -> ManifestSumm
 
 def pack_verified(span: SpanSummary, m: ManifestSummary, profiles: Profiles) -> bytes | None:
     """A run whose span and manifest joined cleanly, packed (both summaries can be rebuilt from it)."""
-    span_blob = pack_span(span, profiles)
-    if span_blob is None or pack_manifest(m, profiles) is None:
+    st = span.statement
+    if st is None or span.problem or span.error or span.signature is None or not _fits(st):
         return None
-    span_profile = _SPAN.unpack(span_blob)[-1]
+    if m.findings or m.notes or not m.bound or m.identity != st[0]:
+        return None
     return _VERIFIED.pack(
         VERIFIED,
         _identity(m.identity),
         m.binding,
         m.fingerprint,
-        m.statement[2].encode(),
+        st[2].encode(),
         span.position,
         span.index,
-        span_profile,
+        profiles.add((span.source, st[1], st[3], span.telemetry)),
         m.position,
         m.index,
         _manifest_profile(m, profiles),
