@@ -768,3 +768,22 @@ def test_blob_bytes_round_trip_for_any_bytes(raw: bytes) -> None:
     as_bytes = _with(messages=[_message({"type": "blob", "modality": "m", "content": raw})])
     encoded = Composition.from_dict(as_bytes).to_dict()
     assert _identity(encoded) == _identity(as_bytes)
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "name"),
+    [("https://g.example/v1beta?key=AIza", "key"), ("https://f.example/api/chat?code=abc", "code")],
+)
+def test_endpoint_key_and_code_query_parameters_are_credentials(endpoint: str, name: str) -> None:
+    """Gemini's ?key= and Azure Functions' ?code= are rejected from model.endpoint as credentials."""
+    with pytest.raises(CompositionError) as info:
+        Composition.from_dict({"model": {"provider": "p", "name": "m", "endpoint": endpoint}, "operation": "chat"})
+    assert info.value.path == "model.endpoint"
+    assert repr(name) in info.value.reason
+
+
+def test_goog_api_key_header_name_is_a_credential_in_extensions() -> None:
+    """An extensions member named x-goog-api-key is rejected with its path."""
+    with pytest.raises(CompositionError) as info:
+        Composition.from_dict({"model": {"provider": "p", "name": "m"}, "operation": "chat", "extensions": {"x-goog-api-key": "k"}})
+    assert info.value.path == 'extensions["x-goog-api-key"]'

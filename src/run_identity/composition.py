@@ -57,9 +57,11 @@ _INT_PARAMS = frozenset({"max_tokens", "seed", "choice_count"})
 _MODEL_FIELDS = frozenset({"provider", "name", "revision", "weights_digest", "endpoint"})
 _DIGEST_RE = re.compile(r"sha256:[0-9a-f]{64}")
 _CREDENTIAL_NAME = re.compile(
-    r"(?i)^(x-)?(api[-_]?key|authorization|auth|password|passwd|secret|client[-_]?secret|"
+    r"(?i)^(x-)?(goog-)?(api[-_]?key|authorization|auth|password|passwd|secret|client[-_]?secret|"
     r"access[-_]?token|token|bearer|sig|signature|extra[-_]?headers|headers|cookie)$"
 )
+# In a URL query, bare ``key`` (Gemini) and ``code`` (Azure Functions) carry keys too.
+_CREDENTIAL_QUERY = re.compile(r"(?i)^(key|code)$")
 
 # part type -> fields it requires beside "type", and which of them must be strings.
 _PART_REQUIRED: dict[str, tuple[str, ...]] = {
@@ -274,7 +276,7 @@ def _check_endpoint_uncached(endpoint: str, path: str) -> None:
     if has_user_info:
         raise _fail(path, "endpoint carries credentials (user info); credentials never enter a manifest")
     for name, _ in parse_qsl(parts.query, keep_blank_values=True):
-        if _CREDENTIAL_NAME.match(name):
+        if _CREDENTIAL_NAME.match(name) or _CREDENTIAL_QUERY.match(name):
             raise _fail(path, f"endpoint query parameter {name!r} looks like a credential")
 
 
