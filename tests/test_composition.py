@@ -787,3 +787,12 @@ def test_goog_api_key_header_name_is_a_credential_in_extensions() -> None:
     with pytest.raises(CompositionError) as info:
         Composition.from_dict({"model": {"provider": "p", "name": "m"}, "operation": "chat", "extensions": {"x-goog-api-key": "k"}})
     assert info.value.path == 'extensions["x-goog-api-key"]'
+
+
+def test_tool_call_response_of_null_is_present() -> None:
+    """A typed tool call response of None is written as response: null, which the schema accepts."""
+    from run_identity.parts import ToolCallResponsePart
+
+    part = ToolCallResponsePart(None, id="call_1")
+    assert part.to_json() == {"response": None, "id": "call_1", "type": "tool_call_response"}
+    Composition.of(model={"provider": "p", "name": "m"}, messages=[{"role": "tool", "parts": [part]}])

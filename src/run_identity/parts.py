@@ -79,6 +79,12 @@ class ToolCallResponsePart(_JsonForm):
     id: str | None = None
     type: Literal["tool_call_response"] = "tool_call_response"
 
+    def to_json(self) -> dict[str, Any]:
+        # ``response`` is required: a tool that returned nothing is ``null``, present, not absent.
+        out = super().to_json()
+        out["response"] = _json_value(self.response)
+        return out
+
 
 @dataclass(frozen=True)
 class BlobPart(_JsonForm):
