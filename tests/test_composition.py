@@ -81,7 +81,7 @@ def test_typed_objects_json_shapes() -> None:
         "arguments": {},
         "id": "c",
     }
-    assert ToolCallResponsePart(response=None).to_json() == {"type": "tool_call_response"}
+    assert ToolCallResponsePart(response=None).to_json() == {"type": "tool_call_response", "response": None}
     assert BlobPart(content=PNG_BYTES, modality="image").to_json() == {
         "type": "blob",
         "modality": "image",
@@ -103,11 +103,14 @@ def test_typed_objects_json_shapes() -> None:
 
 
 def test_tool_call_response_without_response_is_rejected() -> None:
-    """A tool_call_response part whose response is None (absent in JSON) is missing its required member."""
-    comp = _with(messages=[InputMessage("tool", (ToolCallResponsePart(response=None),)).to_json()])
-    _rejects(comp, "messages[0].parts[0]: missing required field 'response' for a 'tool_call_response' part")
+    """A tool_call_response part with no response member is rejected; response null is a value."""
+    _rejects(
+        _with(messages=[_message({"type": "tool_call_response"})]),
+        "messages[0].parts[0]: missing required field 'response' for a 'tool_call_response' part",
+    )
+    typed_null = _with(messages=[InputMessage("tool", (ToolCallResponsePart(response=None),)).to_json()])
     with_null = _with(messages=[_message({"type": "tool_call_response", "response": None})])
-    assert _identity(with_null)
+    assert _identity(typed_null) == _identity(with_null)
 
 
 def test_document_extra_cannot_shadow_declared_fields() -> None:
@@ -795,4 +798,4 @@ def test_tool_call_response_of_null_is_present() -> None:
 
     part = ToolCallResponsePart(None, id="call_1")
     assert part.to_json() == {"response": None, "id": "call_1", "type": "tool_call_response"}
-    Composition.of(model={"provider": "p", "name": "m"}, messages=[{"role": "tool", "parts": [part]}])
+    Composition.of(model={"provider": "p", "name": "m"}, messages=[InputMessage("tool", (part,))])
