@@ -109,7 +109,7 @@ def test_tool_call_response_without_response_is_rejected() -> None:
         "messages[0].parts[0]: missing required field 'response' for a 'tool_call_response' part",
     )
     typed_null = _with(messages=[InputMessage("tool", (ToolCallResponsePart(response=None),)).to_json()])
-    with_null = _with(messages=[_message({"type": "tool_call_response", "response": None})])
+    with_null = _with(messages=[_message({"type": "tool_call_response", "response": None}, role="tool")])
     assert _identity(typed_null) == _identity(with_null)
 
 
