@@ -3,6 +3,7 @@ document or parameter."""
 
 from __future__ import annotations
 
+import json
 import unicodedata
 from pathlib import Path
 from typing import Any
@@ -108,9 +109,7 @@ def export(tmp_path_factory: pytest.TempPathFactory) -> vf.Export:
     return vf.export_runs(tmp_path_factory.mktemp("diff") / "export")
 
 
-def test_cli_diff_by_run_ids_and_identity_prefix(
-    export: vf.Export, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_cli_diff_by_run_ids_and_identity_prefix(export: vf.Export, capsys: pytest.CaptureFixture[str]) -> None:
     """Runs named by TRACE/SPAN and by an identity prefix, found in the exported data."""
     chat, multi = export.run("chat"), export.run("multi-turn")
     args = ["diff", f"{chat.trace_id}/{chat.span_id}", multi.identity[:20], "--in", str(export.directory)]
@@ -120,9 +119,7 @@ def test_cli_diff_by_run_ids_and_identity_prefix(
     assert "messages[0].parts[0].content" in out and "same: model, operation, instructions" in out
 
 
-def test_cli_diff_of_a_run_with_itself_says_identical(
-    export: vf.Export, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_cli_diff_of_a_run_with_itself_says_identical(export: vf.Export, capsys: pytest.CaptureFixture[str]) -> None:
     """Identical identities say so."""
     rag = export.run("rag")
     assert main(["diff", rag.identity, rag.trace_id, "--in", str(export.directory)]) == 0
@@ -136,8 +133,6 @@ def test_cli_diff_of_two_manifest_files(tmp_path: Path, capsys: pytest.CaptureFi
     (tmp_path / "a.json").write_bytes(_manifest(_base()).to_json_bytes())
     (tmp_path / "b.pb").write_bytes(manifest_to_proto(_manifest(b)))
     assert main(["diff", str(tmp_path / "a.json"), str(tmp_path / "b.pb"), "--json"]) == 0
-    import json
-
     doc = json.loads(capsys.readouterr().out)
     assert doc["identical"] is False
     (params,) = [c for c in doc["components"] if c["status"] == "changed"]
@@ -152,3 +147,15 @@ def test_cli_diff_user_errors(export: vf.Export, capsys: pytest.CaptureFixture[s
     assert "neither a manifest file" in capsys.readouterr().err
     assert main(["diff", export.runs[0].identity, export.runs[1].identity]) == 2
     assert "--in" in capsys.readouterr().err
+
+
+def test_cli_diff_warns_when_content_does_not_recompute(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A manifest edited after signing is still diffed, with a warning that it fails its identity."""
+    doc = _manifest(_base()).to_json()
+    (tmp_path / "a.json").write_text(json.dumps(doc))
+    doc["components"]["parameters"]["value"]["seed"] = 99
+    (tmp_path / "b.json").write_text(json.dumps(doc))
+    assert main(["diff", str(tmp_path / "a.json"), str(tmp_path / "b.json")]) == 0
+    captured = capsys.readouterr()
+    assert "B (" in captured.err and "identity_mismatch" in captured.err
+    assert "identical" in captured.out

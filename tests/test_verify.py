@@ -134,9 +134,7 @@ def test_one_signature_verification_per_run_when_span_and_manifest_agree(export:
 # --- codes and their precedence ---------------------------------------------------------------------------
 
 
-def test_the_first_failing_step_gives_the_code_and_every_failure_is_listed(
-    export: vf.Export, tmp_path: Path
-) -> None:
+def test_the_first_failing_step_gives_the_code_and_every_failure_is_listed(export: vf.Export, tmp_path: Path) -> None:
     """A run with a bad span signature (step 2) and edited content (step 4) is bad_signature, with both."""
     directory = _copy(export, tmp_path / "x")
     run = export.run("chat")
@@ -186,9 +184,7 @@ def test_a_missing_path_is_an_input_error(tmp_path: Path) -> None:
         _verify([tmp_path / "nope"])
 
 
-def test_an_unrecognized_file_is_malformed_and_does_not_stop_the_rest(
-    export: vf.Export, tmp_path: Path
-) -> None:
+def test_an_unrecognized_file_is_malformed_and_does_not_stop_the_rest(export: vf.Export, tmp_path: Path) -> None:
     """A stray file in the folder is one malformed result naming it; the runs still verify."""
     directory = _copy(export, tmp_path / "x")
     (directory / "notes.txt").write_text("not telemetry\n")
@@ -204,6 +200,13 @@ def test_empty_files_blank_lines_and_crlf_are_fine(export: vf.Export, tmp_path: 
     lines = [orjson.dumps(d) for d in vf.read_lines(export.traces) + vf.read_lines(export.manifests)]
     (tmp_path / "all.jsonl").write_bytes(b"\r\n\r\n".join(lines) + b"\r\n")
     report = _verify([tmp_path], policy=Policy(allow={"unidentified"}))
+    assert report.counts["verified"] == 5 and report.counts["malformed"] == 0
+
+
+def test_a_byte_order_mark_is_not_an_error(export: vf.Export, tmp_path: Path) -> None:
+    """A UTF-8 byte order mark before the first line (an editor's) is skipped."""
+    (tmp_path / "m.jsonl").write_bytes(b"\xef\xbb\xbf" + export.manifests.read_bytes())
+    report = _verify([tmp_path / "m.jsonl", export.traces], policy=Policy(allow={"unidentified"}))
     assert report.counts["verified"] == 5 and report.counts["malformed"] == 0
 
 
@@ -252,9 +255,7 @@ def test_cli_verify_prints_a_summary_and_a_table_of_failures(
     out = capsys.readouterr().out
     assert "verified" in out and "FAIL: 2 runs of 7 fail the policy" in out
     assert out.count("\nunidentified  ") == 2
-    code = main(
-        ["verify", str(export.directory), "--keyring", str(export.keyring_path), "--allow", "unidentified"]
-    )
+    code = main(["verify", str(export.directory), "--keyring", str(export.keyring_path), "--allow", "unidentified"])
     assert code == 0
     assert "PASS" in capsys.readouterr().out
 
@@ -285,9 +286,7 @@ def test_cli_insecure_flag_is_loud(export: vf.Export, capsys: pytest.CaptureFixt
     assert json.loads(captured.out.splitlines()[-1])["insecure"] is True
 
 
-def test_cli_user_errors_are_one_line(
-    export: vf.Export, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_cli_user_errors_are_one_line(export: vf.Export, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """A missing input or a bad keyring is one error line and exit 1, no traceback."""
     assert main(["verify", str(tmp_path / "nope"), "--keyring", str(export.keyring_path)]) == 1
     err = capsys.readouterr().err

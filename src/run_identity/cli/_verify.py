@@ -117,7 +117,15 @@ def _diff(args: argparse.Namespace) -> int:
     ctx = CheckContext(None, {})
     run_a, label_a = _find(args.run_a, args.inputs, ctx)
     run_b, label_b = _find(args.run_b, args.inputs, ctx)
-    diff = diff_manifests(run_a.manifests[0][0], run_b.manifests[0][0])
+    manifest_a, manifest_b = run_a.manifests[0][0], run_b.manifests[0][0]
+    for side, manifest, label in (("A", manifest_a, label_a), ("B", manifest_b, label_b)):
+        problems = manifest.recompute().problems if manifest.salt_id is None else ()
+        if problems:
+            sys.stderr.write(
+                f"run-identity: warning: {side} ({label}) does not recompute to its identity "
+                f"(identity_mismatch: {problems[0]}); the diff shows its content as found\n"
+            )
+    diff = diff_manifests(manifest_a, manifest_b)
     if args.json:
         sys.stdout.write(json.dumps(diff.to_json(), indent=2, ensure_ascii=False, default=str) + "\n")
     else:
@@ -143,9 +151,7 @@ def _trust_options(p: argparse.ArgumentParser) -> None:
 def register(sub: Any) -> None:
     """Add the verify, diff and show commands."""
     p = sub.add_parser("verify", help="verify exported spans and manifests against trusted keys")
-    p.add_argument(
-        "paths", nargs="+", metavar="PATH", help="exported data: files or folders, any OTLP encoding"
-    )
+    p.add_argument("paths", nargs="+", metavar="PATH", help="exported data: files or folders, any OTLP encoding")
     _trust_options(p)
     p.add_argument("--json", action="store_true", help="JSON lines: one object per run, then a summary")
     p.add_argument(

@@ -217,6 +217,8 @@ def read_requests(chunk: Chunk, data: bytes) -> Iterator[RawRequest | BadRequest
 
 def _json_lines(data: bytes, first_line: int) -> Iterator[RawRequest | BadRequest]:
     for number, line in enumerate(data.split(b"\n"), first_line):
+        if number == 1 and line.startswith(b"\xef\xbb\xbf"):
+            line = line[3:]  # a UTF-8 byte order mark some editors add
         if not line.strip():
             continue
         try:
@@ -241,16 +243,12 @@ def _frames(data: bytes, base: int) -> Iterator[RawRequest | BadRequest]:
     view = memoryview(data)
     while pos < len(data):
         if len(data) - pos < _FRAME:
-            yield BadRequest(
-                base + pos, f"truncated: {len(data) - pos} stray byte(s) where a length prefix belongs"
-            )
+            yield BadRequest(base + pos, f"truncated: {len(data) - pos} stray byte(s) where a length prefix belongs")
             return
         length = int.from_bytes(view[pos : pos + _FRAME], "big")
         body = view[pos + _FRAME : pos + _FRAME + length]
         if len(body) < length:
-            yield BadRequest(
-                base + pos, f"truncated: the frame declares {length} bytes, only {len(body)} remain"
-            )
+            yield BadRequest(base + pos, f"truncated: the frame declares {length} bytes, only {len(body)} remain")
             return
         yield decode_protobuf(bytes(body), base + pos)
         pos += _FRAME + length
@@ -265,16 +263,12 @@ def decode_protobuf(data: bytes, position: int) -> RawRequest | BadRequest:
         except (DecodeError, RuntimeError, ValueError):
             continue
     if not found:
-        return BadRequest(
-            position, "not a protobuf OTLP traces or logs export request (corrupt or truncated)"
-        )
+        return BadRequest(position, "not a protobuf OTLP traces or logs export request (corrupt or truncated)")
     if len(found) == 2:
         # Only requests without a real span or manifest record decode both ways: spans always have a
         # length-delimited field 1 (trace_id), log records a fixed64 there (time) or an event_name (field 12).
         traces, logs = found
         payload: Any = logs.payload
-        has_logs = any(
-            r.event_name for rl in payload.resource_logs for sl in rl.scope_logs for r in sl.log_records
-        )
+        has_logs = any(r.event_name for rl in payload.resource_logs for sl in rl.scope_logs for r in sl.log_records)
         return logs if has_logs else traces
     return found[0]
