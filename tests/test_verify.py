@@ -294,3 +294,31 @@ def test_cli_user_errors_are_one_line(export: vf.Export, tmp_path: Path, capsys:
     (tmp_path / "bad.jwks").write_text("{}")
     assert main(["verify", str(export.directory), "--keyring", str(tmp_path / "bad.jwks")]) == 1
     assert "keys" in capsys.readouterr().err
+
+
+def test_the_verifier_imports_nothing_from_the_sdk_side() -> None:
+    """The verifier is a separate party: its modules import no SDK, processor or exporter module."""
+    import ast
+
+    import run_identity.verify
+
+    forbidden = (
+        "opentelemetry.sdk",
+        "opentelemetry.exporter",
+        "run_identity.processor",
+        "run_identity.pipeline",
+        "run_identity.export_file",
+        "run_identity.manifest_export",
+        "run_identity.declare",
+        "run_identity.genai",
+        "run_identity.sampling",
+    )
+    package = Path(run_identity.verify.__file__).parent
+    files = [*package.glob("*.py"), package.parent / "cli" / "_verify.py"]
+    for path in files:
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            if isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module]
+            for name in names:
+                assert not name.startswith(forbidden), f"{path.name} imports {name}"
