@@ -38,6 +38,7 @@ from run_identity.parts import (
 )
 from run_identity.pipeline import IdentitySetup, setup
 from run_identity.processor import Coverage, IdentitySpanProcessor
+from run_identity.receipt import Receipt, ReceiptStatement, output_digest, receipt_of, sign_receipt, verify_receipt
 from run_identity.sampling import IdentitySampler
 from run_identity.signing import SignedRun, sign_run
 from run_identity.statement import BindingStatement
@@ -73,6 +74,8 @@ __all__ = [
     "OtlpJsonFileSpanExporter",
     "Parameters",
     "PreparedComponent",
+    "Receipt",
+    "ReceiptStatement",
     "RunIdentityError",
     "SignedRun",
     "Signer",
@@ -88,8 +91,12 @@ __all__ = [
     "file_exporters",
     "generate_key_files",
     "load_signer",
+    "output_digest",
     "prepare",
+    "receipt_of",
     "setup",
+    "sign_receipt",
     "sign_run",
     "start_genai_span",
+    "verify_receipt",
 ]

@@ -1,0 +1,357 @@
+"""What every client integration shares: one captured run from request to receipt, and method patching.
+
+A :class:`Capture` is the state of one integration (its options and counters). For each call of a patched
+method it builds the composition from the request arguments (the endpoint's :class:`Endpoint` knows how),
+declares it for the GenAI span (the instrumentation's, or one started here when no instrumentation wraps
+the method), calls the client, and when the output is complete (the response returned, or a stream read to
+its end) signs a receipt, exports it as a ``run_identity.receipt`` log record and attaches it to the
+returned object (:func:`run_identity.receipt_of`).
+
+Nothing here raises into the application: a request that cannot be captured is logged once per reason,
+counted, and sent as it is; a receipt that cannot be made is logged and counted. ``strict=True`` raises.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from opentelemetry import context as context_api
+from opentelemetry import trace as trace_api
+from opentelemetry._logs import LoggerProvider, SeverityNumber, get_logger_provider
+from opentelemetry.trace import NonRecordingSpan, Span, SpanContext, SpanKind, TraceFlags, TracerProvider
+
+from run_identity.attributes import RECEIPT_EVENT_NAME, RUN_IDENTITY_ID, RUN_IDENTITY_KEY_ID
+from run_identity.declare import Declaration, context_with
+from run_identity.genai import genai_span_attributes
+from run_identity.keys import Signer
+from run_identity.receipt import Receipt, attach_receipt, sign_receipt
+
+__all__ = ["Capture", "CaptureStats", "Endpoint", "Output", "Run"]
+
+_LOG = logging.getLogger("run_identity")
+_SCOPE = "run_identity.integrations"
+#: Set while a captured call runs, so a patched method called by another one is not captured twice.
+_ACTIVE: contextvars.ContextVar[bool] = contextvars.ContextVar("run_identity_capture_active", default=False)
+
+
+@dataclass
+class Output:
+    """A finished call's output in its canonical form (spec §10.4) and the response facts a receipt names."""
+
+    messages: list[dict[str, Any]]
+    response_model: str | None = None
+    response_id: str | None = None
+    system_fingerprint: str | None = None
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+
+    @property
+    def finish_reasons(self) -> list[str]:
+        return [m["finish_reason"] for m in self.messages if type(m.get("finish_reason")) is str]
+
+
+class Accumulator(Protocol):
+    """Builds the output of a stream from its events, in order."""
+
+    def add(self, event: Any) -> None: ...
+
+    def output(self) -> Output | None: ...
+
+
+class Endpoint(Protocol):
+    """One client method: how its request becomes a composition and its response an output."""
+
+    operation: str
+
+    def composition(self, instance: Any, kwargs: dict[str, Any]) -> dict[str, Any]: ...
+
+    def output(self, response: Any) -> Output | None: ...
+
+    def accumulator(self) -> Accumulator: ...
+
+    def streams(self, kwargs: dict[str, Any]) -> bool: ...
+
+
+@dataclass(frozen=True)
+class CaptureStats:
+    """Counters of one integration: calls captured, requests that could not be, receipts made and not."""
+
+    captured: int = 0
+    capture_failures: int = 0
+    receipts: int = 0
+    receipt_failures: int = 0
+    unbound: int = 0
+
+
+@dataclass
+class _Counters:
+    captured: int = 0
+    capture_failures: int = 0
+    receipts: int = 0
+    receipt_failures: int = 0
+    unbound: int = 0
+    logged: set[str] = field(default_factory=set)
+
+
+def _reason(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"[:500]
+
+
+def find_identity_processor(provider: object) -> Any:
+    """The IdentitySpanProcessor on an SDK TracerProvider, or None."""
+    from run_identity.processor import IdentitySpanProcessor
+
+    active = getattr(provider, "_active_span_processor", None)
+    for processor in getattr(active, "_span_processors", ()):
+        if isinstance(processor, IdentitySpanProcessor):
+            return processor
+    return None
+
+
+class Capture:
+    """Options and counters of one client integration (see the module docstring)."""
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        tracer_provider: TracerProvider | None = None,
+        signer: Signer | None = None,
+        logger_provider: LoggerProvider | None = None,
+        salt: bytes | None = None,
+        strict: bool = False,
+        export_output: bool = True,
+    ) -> None:
+        self.name = name
+        self.tracer_provider = tracer_provider
+        self.signer = signer
+        self.logger_provider = logger_provider
+        self.salt = salt
+        self.strict = strict
+        self.export_output = export_output
+        self.enabled = True
+        self._lock = threading.Lock()
+        self._counts = _Counters()
+
+    @property
+    def stats(self) -> CaptureStats:
+        with self._lock:
+            c = self._counts
+            return CaptureStats(c.captured, c.capture_failures, c.receipts, c.receipt_failures, c.unbound)
+
+    def count(self, name: str) -> None:
+        with self._lock:
+            setattr(self._counts, name, getattr(self._counts, name) + 1)
+
+    def log_once(self, reason: str, message: str) -> None:
+        with self._lock:
+            if reason in self._counts.logged or len(self._counts.logged) >= 256:
+                return
+            self._counts.logged.add(reason)
+        _LOG.warning("run_identity %s: %s: %s (further occurrences are counted, not logged)", self.name, message, reason)
+
+    def provider(self) -> TracerProvider:
+        return self.tracer_provider if self.tracer_provider is not None else trace_api.get_tracer_provider()
+
+    def start(self, endpoint: Endpoint, instance: Any, kwargs: dict[str, Any], *, own_span: bool) -> Run | None:
+        """Capture the request; None (request sent as it is) when disabled, nested or not capturable."""
+        if not self.enabled or _ACTIVE.get():
+            return None
+        try:
+            composition = endpoint.composition(instance, kwargs)
+        except Exception as exc:
+            self.count("capture_failures")
+            if self.strict:
+                raise
+            self.log_once(_reason(exc), "a request could not be captured; it is sent without an identity")
+            return None
+        self.count("captured")
+        return Run(self, endpoint, composition, own_span=own_span, stream=endpoint.streams(kwargs))
+
+
+class Run:
+    """One captured call: its declaration, the span started for it (if any), and its receipt at the end."""
+
+    __slots__ = ("_capture", "_done", "_endpoint", "_token", "_guard", "declaration", "receipt", "span", "stream")
+
+    def __init__(
+        self, capture: Capture, endpoint: Endpoint, composition: dict[str, Any], *, own_span: bool, stream: bool
+    ) -> None:
+        self._capture = capture
+        self._endpoint = endpoint
+        self._done = False
+        self._token: object = None
+        self._guard: contextvars.Token[bool] | None = None
+        self.stream = stream
+        self.receipt: Receipt | None = None
+        self.declaration = Declaration(composition, targeted=own_span)
+        self.span: Span | None = None
+        if own_span:
+            from run_identity import __version__
+
+            name, attributes = genai_span_attributes(self.declaration)
+            tracer = trace_api.get_tracer(_SCOPE, __version__, capture.provider())
+            self.span = tracer.start_span(
+                name, context=context_with(self.declaration), kind=SpanKind.CLIENT, attributes=attributes
+            )
+
+    def enter(self) -> None:
+        """Make the declaration (and the span started for it) current, for the client call."""
+        ctx = context_with(self.declaration)
+        if self.span is not None:
+            ctx = trace_api.set_span_in_context(self.span, ctx)
+        self._token = context_api.attach(ctx)
+        self._guard = _ACTIVE.set(True)
+
+    def exit(self) -> None:
+        """Undo :meth:`enter`."""
+        if self._guard is not None:
+            _ACTIVE.reset(self._guard)
+            self._guard = None
+        if self._token is not None:
+            context_api.detach(self._token)  # type: ignore[arg-type]
+            self._token = None
+
+    def fail(self, exc: BaseException) -> None:
+        """The call raised: the span records it; no receipt."""
+        if self._done:
+            return
+        self._done = True
+        span = self.span
+        if span is not None:
+            span.record_exception(exc)
+            span.set_status(trace_api.Status(trace_api.StatusCode.ERROR, type(exc).__name__))
+            span.set_attribute("error.type", type(exc).__qualname__)
+            span.end()
+
+    def abandon(self) -> None:
+        """A stream closed before its end: the span ends; a partial output gets no receipt."""
+        if self._done:
+            return
+        self._done = True
+        if self.span is not None:
+            self.span.end()
+
+    def returned(self, response: Any) -> None:
+        """A non-streamed response arrived."""
+        self.finish(self._safe(lambda: self._endpoint.output(response)), response)
+
+    def _safe(self, make: Callable[[], Output | None]) -> Output | None:
+        try:
+            return make()
+        except Exception as exc:
+            self._capture.count("receipt_failures")
+            if self._capture.strict:
+                raise
+            self._capture.log_once(_reason(exc), "the output could not be read; no receipt")
+            return None
+
+    def finish(self, output: Output | None, carrier: object) -> None:
+        """The output is complete: set the span's response attributes, end it, sign and export the receipt."""
+        if self._done:
+            return
+        self._done = True
+        try:
+            if output is not None:
+                self._receipt(output, carrier)
+        finally:
+            if self.span is not None:
+                if output is not None:
+                    _response_attributes(self.span, output)
+                self.span.end()
+
+    def _receipt(self, output: Output, carrier: object) -> None:
+        capture = self._capture
+        declaration = self.declaration
+        if declaration.identity is None or declaration.trace_id is None or declaration.span_id is None:
+            capture.count("unbound")  # no identity processor, or the composition could not be identified
+            return
+        try:
+            signer, logger_provider, salt = self._signing()
+            if signer is None:
+                capture.count("unbound")
+                return
+            receipt = sign_receipt(
+                signer,
+                identity=declaration.identity,
+                trace_id=declaration.trace_id,
+                span_id=declaration.span_id,
+                output=output.messages,
+                finish_reasons=output.finish_reasons,
+                request_model=declaration.model,
+                response_model=output.response_model,
+                response_id=output.response_id,
+                system_fingerprint=output.system_fingerprint,
+                salt=salt,
+            )
+            self.receipt = receipt
+            attach_receipt(carrier, receipt)
+            if logger_provider is not None:
+                _emit(receipt, logger_provider, self.span, capture.export_output)
+        except Exception as exc:
+            capture.count("receipt_failures")
+            if capture.strict:
+                raise
+            capture.log_once(_reason(exc), "a receipt could not be made")
+            return
+        capture.count("receipts")
+
+    def _signing(self) -> tuple[Signer | None, LoggerProvider | None, bytes]:
+        """The signer, the LoggerProvider and the salt: as given to ``instrument()``, else the processor's."""
+        capture = self._capture
+        processor = find_identity_processor(capture.provider())
+        signer = capture.signer or (getattr(processor, "_signer", None) if processor is not None else None)
+        salt = capture.salt if capture.salt is not None else getattr(processor, "_salt", b"")
+        logger_provider = capture.logger_provider
+        if logger_provider is None and processor is not None:
+            emitter = getattr(processor, "_emitter", None)
+            logger_provider = emitter.logger_provider if emitter is not None else None
+        elif logger_provider is None and capture.signer is not None:
+            logger_provider = get_logger_provider()
+        return signer, logger_provider, salt
+
+
+def _response_attributes(span: Span, output: Output) -> None:
+    if output.response_model is not None:
+        span.set_attribute("gen_ai.response.model", output.response_model)
+    if output.response_id is not None:
+        span.set_attribute("gen_ai.response.id", output.response_id)
+    reasons = output.finish_reasons
+    if reasons:
+        span.set_attribute("gen_ai.response.finish_reasons", reasons)
+    if output.input_tokens is not None:
+        span.set_attribute("gen_ai.usage.input_tokens", output.input_tokens)
+    if output.output_tokens is not None:
+        span.set_attribute("gen_ai.usage.output_tokens", output.output_tokens)
+
+
+def _emit(receipt: Receipt, provider: LoggerProvider, span: Span | None, with_output: bool) -> None:
+    from run_identity import __version__
+
+    s = receipt.statement
+    flags = TraceFlags(TraceFlags.DEFAULT)
+    if span is not None and span.get_span_context().trace_flags.sampled:
+        flags = TraceFlags(TraceFlags.SAMPLED)
+    context = SpanContext(int(s.trace_id, 16), int(s.span_id, 16), is_remote=False, trace_flags=flags)
+    attributes = {RUN_IDENTITY_ID: s.identity, RUN_IDENTITY_KEY_ID: s.key_id}
+    if s.request_model is not None:
+        attributes["gen_ai.request.model"] = s.request_model
+    if s.response_model is not None:
+        attributes["gen_ai.response.model"] = s.response_model
+    now = time.time_ns()
+    provider.get_logger(_SCOPE, __version__).emit(
+        timestamp=now,
+        observed_timestamp=now,
+        context=trace_api.set_span_in_context(NonRecordingSpan(context)),
+        severity_number=SeverityNumber.INFO,
+        severity_text="INFO",
+        body=receipt.to_json_bytes(with_output=with_output).decode("utf-8"),
+        attributes=attributes,
+        event_name=RECEIPT_EVENT_NAME,
+    )

@@ -1,0 +1,118 @@
+"""The Anthropic client integration: identity from the request itself, a receipt for the output.
+
+    import run_identity.integrations.anthropic as ri_anthropic
+    ri_anthropic.instrument()
+    message = client.messages.create(model=..., max_tokens=..., messages=[...])
+    receipt = run_identity.receipt_of(message)
+
+Patched: ``messages.create`` (sync and async, ``stream=True`` or not) and ``messages.stream(...)`` (sync
+and async; the request is captured when the stream manager is entered, and the receipt is made when the
+stream has been read to its end, however the application reads it). Headers, query, timeout and the API
+key are never captured. Mapping: docs/integrations/anthropic.md.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from opentelemetry._logs import LoggerProvider
+from opentelemetry.trace import TracerProvider
+
+from run_identity.integrations._anthropic_map import MessagesAccumulator, messages_composition, messages_output
+from run_identity.integrations._capture import Capture, CaptureStats, Output
+from run_identity.integrations._patch import Target, patch, unpatch
+from run_identity.integrations._values import reusable
+from run_identity.integrations.openai import endpoint_of, request_body
+from run_identity.keys import Signer
+
+__all__ = ["instrument", "is_instrumented", "stats", "uninstrument"]
+
+_CAPTURE: list[Capture] = []
+
+
+class _Endpoint:
+    operation = "chat"
+
+    def composition(self, instance: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
+        reusable(kwargs, ("messages", "tools"))
+        body = request_body(kwargs)
+        return messages_composition(body, endpoint=endpoint_of(getattr(instance, "_client", None)))
+
+    def output(self, response: Any) -> Output | None:
+        return messages_output(response)
+
+    def accumulator(self) -> MessagesAccumulator:
+        return MessagesAccumulator()
+
+    def streams(self, kwargs: dict[str, Any]) -> bool:
+        return kwargs.get("stream") is True
+
+
+class _StreamEndpoint(_Endpoint):
+    """``messages.stream(...)`` sends ``"stream": true`` beside its arguments."""
+
+    def composition(self, instance: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
+        return super().composition(instance, {**kwargs, "stream": True})
+
+
+_MESSAGES = _Endpoint()
+_STREAM = _StreamEndpoint()
+_MODULE = "anthropic.resources.messages.messages"
+TARGETS = (
+    Target(_MODULE, "Messages", "create", "sync", _MESSAGES),
+    Target(_MODULE, "AsyncMessages", "create", "async", _MESSAGES),
+    Target(_MODULE, "Messages", "stream", "manager", _STREAM),
+    Target(_MODULE, "AsyncMessages", "stream", "async_manager", _STREAM),
+)
+
+
+def instrument(
+    *,
+    tracer_provider: TracerProvider | None = None,
+    signer: Signer | None = None,
+    logger_provider: LoggerProvider | None = None,
+    salt: bytes | None = None,
+    own_span: bool | None = None,
+    strict: bool = False,
+    export_output: bool = True,
+) -> bool:
+    """Capture every Anthropic Messages call from now on; False when ``anthropic`` is missing.
+
+    Options as for :func:`run_identity.integrations.openai.instrument`.
+    """
+    if _CAPTURE and _CAPTURE[0].enabled:
+        return True
+    capture = Capture(
+        "anthropic",
+        tracer_provider=tracer_provider,
+        signer=signer,
+        logger_provider=logger_provider,
+        salt=salt,
+        strict=strict,
+        export_output=export_output,
+    )
+    if not any([patch(t, capture, own_span) for t in TARGETS]):
+        return False
+    if _CAPTURE:
+        _CAPTURE[0].enabled = False
+    _CAPTURE[:] = [capture]
+    return True
+
+
+def uninstrument() -> None:
+    """Stop capturing and restore the methods."""
+    for capture in _CAPTURE:
+        capture.enabled = False
+    for target in TARGETS:
+        unpatch(target)
+    _CAPTURE.clear()
+
+
+def is_instrumented() -> bool:
+    """Whether :func:`instrument` is in effect."""
+    return bool(_CAPTURE) and _CAPTURE[0].enabled
+
+
+def stats() -> CaptureStats:
+    """The counters of the current instrumentation (zeros when not instrumented)."""
+    return _CAPTURE[0].stats if _CAPTURE else CaptureStats()

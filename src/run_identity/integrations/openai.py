@@ -1,0 +1,158 @@
+"""The OpenAI client integration: identity from the request itself, a receipt for the output.
+
+    import run_identity.integrations.openai as ri_openai
+    ri_openai.instrument()          # after other OpenAI instrumentations, if any
+    reply = client.chat.completions.create(model=..., messages=[...])
+    receipt = run_identity.receipt_of(reply)
+
+Patched: ``chat.completions.create`` and ``responses.create``, sync and async, streamed or not. The
+composition is built from the request body the client sends (the keyword arguments, with ``extra_body``
+merged at the top as the client does; never headers, query, timeout or the API key) and declared before
+the request goes out. When an OpenTelemetry instrumentation (e.g. openai-v2) wraps the method, its span
+takes the declaration; otherwise this integration starts a GenAI span that follows the semantic
+conventions. Mapping: docs/integrations/openai.md.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from opentelemetry._logs import LoggerProvider
+from opentelemetry.trace import TracerProvider
+
+from run_identity.integrations._capture import Capture, CaptureStats, Output
+from run_identity.integrations._openai_map import chat_composition, responses_composition
+from run_identity.integrations._openai_output import (
+    ChatAccumulator,
+    ResponsesAccumulator,
+    chat_output,
+    responses_output,
+)
+from run_identity.integrations._patch import Target, patch, unpatch
+from run_identity.integrations._values import plain, reusable
+from run_identity.keys import Signer
+
+__all__ = ["instrument", "is_instrumented", "request_body", "stats", "uninstrument"]
+
+_CALL_OPTIONS = frozenset({"extra_headers", "extra_query", "extra_body", "timeout"})
+_CAPTURE: list[Capture] = []
+
+
+def endpoint_of(client: Any) -> str | None:
+    """The client's base URL without credentials, query or trailing slash."""
+    base = getattr(client, "base_url", None)
+    if base is None:
+        return None
+    parts = urlsplit(str(base))
+    host = parts.hostname or ""
+    netloc = f"[{host}]" if ":" in host else host
+    if parts.port is not None:
+        netloc += f":{parts.port}"
+    return urlunsplit((parts.scheme, netloc, parts.path.rstrip("/"), "", ""))
+
+
+def provider_of(client: Any) -> str:
+    """``azure.ai.openai`` for an Azure client, ``openai`` otherwise (``gen_ai.provider.name`` values)."""
+    return "azure.ai.openai" if "Azure" in type(client).__name__ else "openai"
+
+
+def request_body(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The JSON body a create call sends: its arguments, and ``extra_body`` merged over them."""
+    body = plain({k: v for k, v in kwargs.items() if k not in _CALL_OPTIONS})
+    extra = kwargs.get("extra_body")
+    if extra:
+        body.update(plain(extra, "extra_body"))
+    return body  # type: ignore[no-any-return]
+
+
+class _Endpoint:
+    operation = "chat"
+
+    def __init__(self, responses: bool) -> None:
+        self._responses = responses
+
+    def composition(self, instance: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
+        reusable(kwargs, ("input", "tools") if self._responses else ("messages", "tools", "functions"))
+        client = getattr(instance, "_client", None)
+        make = responses_composition if self._responses else chat_composition
+        return make(request_body(kwargs), provider=provider_of(client), endpoint=endpoint_of(client))
+
+    def output(self, response: Any) -> Output | None:
+        return responses_output(response) if self._responses else chat_output(response)
+
+    def accumulator(self) -> ChatAccumulator | ResponsesAccumulator:
+        return ResponsesAccumulator() if self._responses else ChatAccumulator()
+
+    def streams(self, kwargs: dict[str, Any]) -> bool:
+        if kwargs.get("stream") is True:
+            return True
+        extra = kwargs.get("extra_body")
+        return isinstance(extra, dict) and extra.get("stream") is True
+
+
+_CHAT = _Endpoint(responses=False)
+_RESPONSES = _Endpoint(responses=True)
+TARGETS = (
+    Target("openai.resources.chat.completions.completions", "Completions", "create", "sync", _CHAT),
+    Target("openai.resources.chat.completions.completions", "AsyncCompletions", "create", "async", _CHAT),
+    Target("openai.resources.responses.responses", "Responses", "create", "sync", _RESPONSES),
+    Target("openai.resources.responses.responses", "AsyncResponses", "create", "async", _RESPONSES),
+)
+
+
+def instrument(
+    *,
+    tracer_provider: TracerProvider | None = None,
+    signer: Signer | None = None,
+    logger_provider: LoggerProvider | None = None,
+    salt: bytes | None = None,
+    own_span: bool | None = None,
+    strict: bool = False,
+    export_output: bool = True,
+) -> bool:
+    """Capture every OpenAI chat completion and response from now on; False when ``openai`` is missing.
+
+    ``tracer_provider`` (default: the global one) holds the identity processor whose signer, salt and
+    manifests' LoggerProvider the receipts use, unless ``signer``/``logger_provider``/``salt`` are given.
+    ``own_span``: None starts a GenAI span only where no OpenTelemetry instrumentation wraps the method;
+    True/False force it. ``strict`` raises capture failures (for tests); ``export_output=False`` leaves the
+    output out of the exported receipt (its digest stays). Calling it again changes nothing.
+    """
+    if _CAPTURE and _CAPTURE[0].enabled:
+        return True
+    capture = Capture(
+        "openai",
+        tracer_provider=tracer_provider,
+        signer=signer,
+        logger_provider=logger_provider,
+        salt=salt,
+        strict=strict,
+        export_output=export_output,
+    )
+    patched = [patch(t, capture, own_span) for t in TARGETS]
+    if not any(patched):
+        return False
+    if _CAPTURE:
+        _CAPTURE[0].enabled = False
+    _CAPTURE[:] = [capture]
+    return True
+
+
+def uninstrument() -> None:
+    """Stop capturing and restore the methods (a wrapper another library put over ours passes through)."""
+    for capture in _CAPTURE:
+        capture.enabled = False
+    for target in TARGETS:
+        unpatch(target)
+    _CAPTURE.clear()
+
+
+def is_instrumented() -> bool:
+    """Whether :func:`instrument` is in effect."""
+    return bool(_CAPTURE) and _CAPTURE[0].enabled
+
+
+def stats() -> CaptureStats:
+    """The counters of the current instrumentation (zeros when not instrumented)."""
+    return _CAPTURE[0].stats if _CAPTURE else CaptureStats()
