@@ -23,6 +23,7 @@ The fast pass never decides that a value is invalid; only the careful pass does,
 
 from __future__ import annotations
 
+import gc
 import json
 import math
 import re
@@ -54,6 +55,11 @@ _FLOAT_FRAGMENTS: dict[float, orjson.Fragment] = {}
 _IDENTIFIER: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _SURROGATE: Final = re.compile("[\ud800-\udfff]")
 _ASTRAL_LEAD: Final = re.compile(rb"[\xf0-\xf4]")
+_PLAIN_TYPES: Final = frozenset({dict, list, tuple, str, int, bool, type(None)})
+# A value with shared sub-containers (or a cycle) can be far larger as a tree than in memory; past this many
+# visited objects the level walk gives up and the recursive walk (which ends cycles at MAX_DEPTH) decides.
+_PLAIN_WALK_LIMIT: Final = 1 << 20
+_get_referents = gc.get_referents
 
 
 def json_path_join(path: str, key: str | int) -> str:
@@ -90,14 +96,19 @@ def canonicalize_elements(items: list[Any] | tuple[Any, ...], path: str = "") ->
     CanonicalizationError naming ``path[i]...`` for the first element that cannot be canonicalized.
     """
     try:
-        with_floats: set[int] = set()
-        ready = [_ready(item, with_floats) for item in items] if _scan(items, 0, with_floats) else items
+        if _is_plain(items):
+            ready: list[Any] | tuple[Any, ...] = items
+        else:
+            with_floats: set[int] = set()
+            ready = [_ready(item, with_floats) for item in items] if _scan(items, 0, with_floats) else items
         outs = [orjson.dumps(item, option=_OPTIONS) for item in ready]
     except (_Fallback, orjson.JSONEncodeError):
         return [canonicalize(item, json_path_join(path, i)) for i, item in enumerate(items)]
-    for i, out in enumerate(outs):
-        if not out.isascii() and _utf16_order_may_differ(out):
-            outs[i] = _careful(items[i], json_path_join(path, i))
+    joined = b"".join(outs)  # one scan of all elements; the rare hit is then found element by element
+    if not joined.isascii() and _utf16_order_may_differ(joined):
+        for i, out in enumerate(outs):
+            if not out.isascii() and _utf16_order_may_differ(out):
+                outs[i] = _careful(items[i], json_path_join(path, i))
     return outs
 
 
@@ -113,12 +124,35 @@ def _ready(item: object, with_floats: set[int]) -> object:
 def _fast(value: _Container) -> bytes | None:
     """The canonical bytes of ``value`` by the fast pass, or None when it cannot vouch for them."""
     try:
-        with_floats: set[int] = set()
-        ready = _with_fragments(value, with_floats) if _scan(value, 1, with_floats) else value
-        out = orjson.dumps(ready, option=_OPTIONS)
+        if _is_plain(value):
+            out = orjson.dumps(value, option=_OPTIONS)
+        else:
+            with_floats: set[int] = set()
+            ready = _with_fragments(value, with_floats) if _scan(value, 1, with_floats) else value
+            out = orjson.dumps(ready, option=_OPTIONS)
     except (_Fallback, orjson.JSONEncodeError):
         return None
     return out if out.isascii() or not _utf16_order_may_differ(out) else None
+
+
+def _is_plain(root: _Container) -> bool:
+    """Whether everything under ``root`` is an exact dict, list, tuple, str, int, bool or None (no float).
+
+    The walk goes level by level in C: ``gc.get_referents`` yields the items of lists and tuples and the keys
+    and values of dicts (atomic objects have none), and one set of their types is checked per level. False
+    sends the value to the recursive walk, which also handles floats; True lets orjson write it as it is.
+    """
+    level: list[Any] = [root]
+    seen = 0
+    for _ in range(MAX_DEPTH + 1):
+        children = _get_referents(*level)
+        if not children:
+            return True
+        seen += len(children)
+        if seen > _PLAIN_WALK_LIMIT or not set(map(type, children)) <= _PLAIN_TYPES:
+            return False
+        level = children
+    return False
 
 
 class _Fallback(Exception):

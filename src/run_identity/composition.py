@@ -83,6 +83,10 @@ _PART_STRINGS: dict[str, tuple[str, ...]] = {
     "reasoning": ("content",),
 }
 _OPTIONAL_STRINGS = ("id", "mime_type", "transcript")
+# Required members that may hold any JSON value (the rest of _PART_REQUIRED are strings).
+_PART_OTHERS: dict[str, tuple[str, ...]] = {
+    kind: tuple(k for k in required if k not in _PART_STRINGS[kind]) for kind, required in _PART_REQUIRED.items()
+}
 
 
 def _fail(path: str, reason: str) -> CompositionError:
@@ -167,13 +171,20 @@ def _part_ok(part: object) -> bool:
     strings = _PART_STRINGS.get(kind)
     if strings is None:
         return True
-    for key in _PART_REQUIRED[kind]:
+    for key in strings:
+        if type(part.get(key)) is not str:
+            return False
+    others = _PART_OTHERS[kind]
+    for key in others:
         if key not in part:
             return False
-    for key in strings:
-        if type(part[key]) is not str:
+    if len(part) == 1 + len(strings) + len(others):  # the common case: no optional member present
+        return True
+    for key in _OPTIONAL_STRINGS:
+        value = part.get(key)
+        if value is not None and type(value) is not str:
             return False
-    return all(not (key in part and type(part[key]) is not str and part[key] is not None) for key in _OPTIONAL_STRINGS)
+    return True
 
 
 def _message_ok(message: object) -> bool:
@@ -185,7 +196,10 @@ def _message_ok(message: object) -> bool:
     for part in parts:
         if not _part_ok(part):
             return False
-    return "name" not in message or type(message["name"]) is str or message["name"] is None
+    if len(message) == 2:
+        return True
+    name = message.get("name")
+    return name is None or type(name) is str
 
 
 def _optional_str_ok(obj: dict[str, Any], key: str) -> bool:
