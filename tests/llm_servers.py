@@ -87,7 +87,11 @@ def chat_chunks(reply: Reply, request: dict[str, Any]) -> list[dict[str, Any]]:
     deltas.extend({"content": text[i : i + 3]} for i in range(0, len(text), 3))
     for index, (call_id, name, arguments) in enumerate(reply.tool_calls):
         deltas.append(
-            {"tool_calls": [{"index": index, "id": call_id, "type": "function", "function": {"name": name, "arguments": ""}}]}
+            {
+                "tool_calls": [
+                    {"index": index, "id": call_id, "type": "function", "function": {"name": name, "arguments": ""}}
+                ]
+            }
         )
         half = len(arguments) // 2
         for piece in (arguments[:half], arguments[half:]):
@@ -189,7 +193,11 @@ def message_events(reply: Reply, request: dict[str, Any]) -> list[dict[str, Any]
         events.append({"type": "content_block_stop", "index": index})
         index += 1
     events.append(
-        {"type": "message_delta", "delta": {"stop_reason": final["stop_reason"], "stop_sequence": None}, "usage": {"output_tokens": 2}}
+        {
+            "type": "message_delta",
+            "delta": {"stop_reason": final["stop_reason"], "stop_sequence": None},
+            "usage": {"output_tokens": 2},
+        }
     )
     events.append({"type": "message_stop"})
     return events

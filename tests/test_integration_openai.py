@@ -109,7 +109,9 @@ def test_captured_chat_call_has_the_identity_of_the_hand_declared_composition(
     assert receipt.statement.system_fingerprint == "fp_canned01"
     assert receipt.statement.response_id == "chatcmpl-canned-1"
     assert receipt.statement.finish_reasons == ("stop",)
-    assert receipt.output == [{"role": "assistant", "parts": [{"type": "text", "content": "Lisbon."}], "finish_reason": "stop"}]
+    assert receipt.output == [
+        {"role": "assistant", "parts": [{"type": "text", "content": "Lisbon."}], "finish_reason": "stop"}
+    ]
     (event,) = by_event(captured, RECEIPT_EVENT_NAME)
     assert isinstance(event.log_record.body, str)
     assert Receipt.from_json(event.log_record.body) == receipt
@@ -208,7 +210,11 @@ def test_async_calls_and_async_streams_are_captured(captured: Pipeline, server: 
     assert all(r is not None for r in receipts)
     for i, receipt in enumerate(receipts):
         assert receipt is not None
-        body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": f"Question {i}?"}], "stream": i % 2 == 1}
+        body = {
+            "model": "gpt-4o-mini",
+            "messages": [{"role": "user", "content": f"Question {i}?"}],
+            "stream": i % 2 == 1,
+        }
         composition = chat_composition(body, endpoint=server.openai_url)
         assert receipt.identity == compute_identity(Composition.from_dict(composition)).id
         verify_receipt(receipt, keyring)
@@ -230,11 +236,19 @@ def test_tool_calls_images_and_tool_results_map_to_genai_parts(captured: Pipelin
         {
             "role": "assistant",
             "content": None,
-            "tool_calls": [{"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": '{"city":"Lisbon"}'}}],
+            "tool_calls": [
+                {
+                    "id": "call_1",
+                    "type": "function",
+                    "function": {"name": "get_weather", "arguments": '{"city":"Lisbon"}'},
+                }
+            ],
         },
         {"role": "tool", "tool_call_id": "call_1", "content": '{"temp_c": 21}'},
     ]
-    tools = [{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}, "strict": True}}]
+    tools = [
+        {"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}, "strict": True}}
+    ]
     reply = client(server).chat.completions.create(model="gpt-4o", messages=messages, tools=tools, stop="\n")  # type: ignore[arg-type]
     (record,) = by_event(captured, MANIFEST_EVENT_NAME)
     composition = Manifest.from_json(str(record.log_record.body)).composition_json()
@@ -254,14 +268,20 @@ def test_tool_calls_images_and_tool_results_map_to_genai_parts(captured: Pipelin
         },
         {"role": "tool", "parts": [{"type": "tool_call_response", "id": "call_1", "response": '{"temp_c": 21}'}]},
     ]
-    assert composition["tools"] == [{"type": "function", "name": "get_weather", "parameters": {"type": "object"}, "strict": True}]
+    assert composition["tools"] == [
+        {"type": "function", "name": "get_weather", "parameters": {"type": "object"}, "strict": True}
+    ]
     assert composition["parameters"] == {"stop_sequences": ["\n"]}
     receipt = run_identity.receipt_of(reply)
     assert receipt is not None and receipt.statement.finish_reasons == ("tool_calls",)
-    assert receipt.output[0]["parts"] == [{"type": "tool_call", "id": "call_2", "name": "get_time", "arguments": '{"tz": "WET"}'}]
+    assert receipt.output[0]["parts"] == [
+        {"type": "tool_call", "id": "call_2", "name": "get_time", "arguments": '{"tz": "WET"}'}
+    ]
 
 
-def test_responses_api_calls_streamed_or_not_are_captured(captured: Pipeline, server: LLMServer, keyring: Keyring) -> None:
+def test_responses_api_calls_streamed_or_not_are_captured(
+    captured: Pipeline, server: LLMServer, keyring: Keyring
+) -> None:
     """responses.create: instructions are their own component; the streamed receipt matches the whole one."""
     oai = client(server)
     whole = oai.responses.create(model="gpt-4o-mini", instructions=SYSTEM, input=QUESTION, max_output_tokens=50)
@@ -271,7 +291,9 @@ def test_responses_api_calls_streamed_or_not_are_captured(captured: Pipeline, se
     first, second = run_identity.receipt_of(whole), run_identity.receipt_of(stream)
     assert first is not None and second is not None
     assert first.statement.output_digest == second.statement.output_digest
-    assert first.output == [{"role": "assistant", "parts": [{"type": "text", "content": "Lisbon."}], "finish_reason": "completed"}]
+    assert first.output == [
+        {"role": "assistant", "parts": [{"type": "text", "content": "Lisbon."}], "finish_reason": "completed"}
+    ]
     composition = {
         "model": {"provider": "openai", "name": "gpt-4o-mini", "endpoint": server.openai_url},
         "operation": "chat",
@@ -311,14 +333,25 @@ def test_instrument_is_idempotent_and_uninstrument_restores_the_methods(pipeline
 
 BODIES = [
     request(),
-    request(stream=True, stream_options={"include_usage": True}, n=2, top_p=0.5, response_format={"type": "json_object"}),
+    request(
+        stream=True, stream_options={"include_usage": True}, n=2, top_p=0.5, response_format={"type": "json_object"}
+    ),
     {
         "model": "gpt-4o",
         "messages": [
             {"role": "developer", "content": "Be brief.", "name": "ops"},
-            {"role": "user", "content": [{"type": "text", "text": "a"}, {"type": "input_audio", "input_audio": {"data": "AAAA", "format": "wav"}}]},
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": "a"},
+                    {"type": "input_audio", "input_audio": {"data": "AAAA", "format": "wav"}},
+                ],
+            },
             {"role": "user", "content": [{"type": "file", "file": {"file_id": "file-1", "filename": "a.pdf"}}]},
-            {"role": "assistant", "tool_calls": [{"id": "c", "type": "function", "function": {"name": "f", "arguments": "{}"}}]},
+            {
+                "role": "assistant",
+                "tool_calls": [{"id": "c", "type": "function", "function": {"name": "f", "arguments": "{}"}}],
+            },
             {"role": "tool", "tool_call_id": "c", "content": [{"type": "text", "text": "ok"}]},
         ],
         "tools": [{"type": "custom", "custom": {"name": "grep", "description": "search"}}],
@@ -343,10 +376,20 @@ def test_chat_bodies_round_trip_through_their_composition(body: dict[str, Any]) 
         {
             "model": "m",
             "input": [
-                {"role": "user", "content": [{"type": "input_text", "text": "look"}, {"type": "input_image", "image_url": "https://x/y.png", "detail": "auto"}]},
+                {
+                    "role": "user",
+                    "content": [
+                        {"type": "input_text", "text": "look"},
+                        {"type": "input_image", "image_url": "https://x/y.png", "detail": "auto"},
+                    ],
+                },
                 {"type": "function_call", "call_id": "c1", "name": "f", "arguments": "{}"},
                 {"type": "function_call_output", "call_id": "c1", "output": "42"},
-                {"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": "done"}, {"type": "output_text", "text": "!"}]},
+                {
+                    "type": "message",
+                    "role": "assistant",
+                    "content": [{"type": "output_text", "text": "done"}, {"type": "output_text", "text": "!"}],
+                },
             ],
             "tools": [{"type": "function", "name": "f", "parameters": {}, "strict": False}],
             "text": {"format": {"type": "text"}},
@@ -367,4 +410,7 @@ def test_output_digest_is_domain_separated_jcs() -> None:
 
     output = [{"role": "assistant", "parts": [{"type": "text", "content": "x"}], "finish_reason": "stop"}]
     jcs = b'[{"finish_reason":"stop","parts":[{"content":"x","type":"text"}],"role":"assistant"}]'
-    assert output_digest(output) == "sha256:" + hashlib.sha256(b"run-identity/v1/output\x00\x00\x00\x00\x00" + jcs).hexdigest()
+    assert (
+        output_digest(output)
+        == "sha256:" + hashlib.sha256(b"run-identity/v1/output\x00\x00\x00\x00\x00" + jcs).hexdigest()
+    )

@@ -6,6 +6,10 @@ configurator has set the global TracerProvider and LoggerProvider from ``OTEL_*`
 instrumentor runs, so the sampler is wrapped before instrumentations create their tracers. It reads the
 ``RUN_IDENTITY_*`` variables (:mod:`run_identity.environment`) and never raises: whatever goes wrong is
 logged and the application runs without identities.
+
+:func:`install_integrations` is registered in ``opentelemetry_post_instrument``: it runs after the
+instrumentors, so the client integrations named by ``RUN_IDENTITY_CAPTURE`` wrap the instrumented methods
+and an instrumentation's span takes the captured declaration.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
 from run_identity.environment import (
+    RUN_IDENTITY_CAPTURE,
     RUN_IDENTITY_ENABLED,
     RUN_IDENTITY_EXPORT_DIR,
     RUN_IDENTITY_MANIFESTS,
@@ -35,7 +40,7 @@ from run_identity.keys import load_signer
 from run_identity.processor import IdentitySpanProcessor
 from run_identity.sampling import IdentitySampler
 
-__all__ = ["install"]
+__all__ = ["install", "install_integrations"]
 
 _LOG = logging.getLogger("run_identity")
 _installed: list[IdentitySpanProcessor] = []
@@ -99,3 +104,17 @@ def _install(environ: Mapping[str, str] | None) -> IdentitySpanProcessor | None:
     _installed.append(processor)
     _LOG.debug("run_identity: installed with key %s", signer.key_id)
     return processor
+
+
+def install_integrations(environ: Mapping[str, str] | None = None) -> list[str]:
+    """Enable the client integrations ``RUN_IDENTITY_CAPTURE`` names, when the processor was installed."""
+    try:
+        names = [n.strip() for n in (env_str(RUN_IDENTITY_CAPTURE, environ) or "").split(",") if n.strip()]
+        if not names or installed_processor() is None:
+            return []
+        from run_identity.integrations import instrument
+
+        return instrument(names)
+    except Exception:  # the application must start whatever happens here
+        _LOG.exception("run_identity: enabling the client integrations failed; running without them")
+        return []

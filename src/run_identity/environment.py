@@ -12,6 +12,7 @@ import os
 from collections.abc import Mapping
 
 __all__ = [
+    "RUN_IDENTITY_CAPTURE",
     "RUN_IDENTITY_ENABLED",
     "RUN_IDENTITY_EXPORT_DIR",
     "RUN_IDENTITY_MANIFESTS",
@@ -64,6 +65,17 @@ RUN_IDENTITY_EXPORT_DIR = "RUN_IDENTITY_EXPORT_DIR"
 A directory: when set, spans are also written to ``<dir>/traces.jsonl`` and manifests to
 ``<dir>/manifests.jsonl`` as OTLP-JSON lines (:mod:`run_identity.export_file`), beside whatever exporters
 ``OTEL_*`` configures. Unset by default.
+"""
+
+RUN_IDENTITY_CAPTURE = "RUN_IDENTITY_CAPTURE"
+"""
+.. envvar:: RUN_IDENTITY_CAPTURE
+
+Comma-separated client integrations to enable when the processor is installed, e.g. ``openai,anthropic``
+(:mod:`run_identity.integrations`): the composition of every call of those clients is then captured from
+the request itself, and each finished call gets a signed receipt. They are enabled after the
+instrumentors (``opentelemetry_post_instrument``), so an instrumentation's span takes the declaration.
+Unknown names are logged and skipped; unset (the default) enables none.
 """
 
 _TRUE = frozenset({"true", "1", "yes", "on"})

@@ -53,8 +53,17 @@ def _block(block: Any) -> dict[str, Any]:
         del rest["source"]
         modality = "image" if kind == "image" else "document"
         source_type = source.pop("type", None)
-        if source_type == "base64" and is_canonical_base64(source.get("data")) and type(source.get("media_type")) is str:
-            part = {"type": "blob", "modality": modality, "mime_type": source.pop("media_type"), "content": source.pop("data")}
+        if (
+            source_type == "base64"
+            and is_canonical_base64(source.get("data"))
+            and type(source.get("media_type")) is str
+        ):
+            part = {
+                "type": "blob",
+                "modality": modality,
+                "mime_type": source.pop("media_type"),
+                "content": source.pop("data"),
+            }
         elif source_type == "url" and type(source.get("url")) is str:
             part = {"type": "uri", "modality": modality, "uri": source.pop("url")}
         elif source_type == "file" and type(source.get("file_id")) is str:
@@ -100,7 +109,13 @@ def _block_back(part: dict[str, Any]) -> dict[str, Any]:
             source = {"type": "file", "file_id": rest.pop("file_id")}
         return {"type": block_type, "source": source, **rest}
     if kind == "tool_call":
-        return {"type": "tool_use", "id": rest.pop("id"), "name": rest.pop("name"), "input": rest.pop("arguments"), **rest}
+        return {
+            "type": "tool_use",
+            "id": rest.pop("id"),
+            "name": rest.pop("name"),
+            "input": rest.pop("arguments"),
+            **rest,
+        }
     if kind == "tool_call_response":
         return {"type": "tool_result", "tool_use_id": rest.pop("id"), "content": rest.pop("response"), **rest}
     if kind == "reasoning":
@@ -204,7 +219,11 @@ def messages_body(composition: dict[str, Any]) -> dict[str, Any]:
         body["system"] = _content_back(composition["instructions"])
     if "messages" in composition:
         body["messages"] = [
-            {"role": m["role"], "content": _content_back(m["parts"]), **{k: v for k, v in m.items() if k not in ("role", "parts")}}
+            {
+                "role": m["role"],
+                "content": _content_back(m["parts"]),
+                **{k: v for k, v in m.items() if k not in ("role", "parts")},
+            }
             for m in composition["messages"]
         ]
     if "tools" in composition:
@@ -222,7 +241,12 @@ def _output_part(block: Any) -> dict[str, Any]:
     if kind == "text":
         return {"type": "text", "content": get(block, "text")}
     if kind == "tool_use":
-        return {"type": "tool_call", "id": get(block, "id"), "name": get(block, "name"), "arguments": get(block, "input")}
+        return {
+            "type": "tool_call",
+            "id": get(block, "id"),
+            "name": get(block, "name"),
+            "arguments": get(block, "input"),
+        }
     if kind == "thinking":
         return {"type": "reasoning", "content": get(block, "thinking")}
     return {"type": kind}

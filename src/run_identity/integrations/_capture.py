@@ -154,7 +154,9 @@ class Capture:
             if reason in self._counts.logged or len(self._counts.logged) >= 256:
                 return
             self._counts.logged.add(reason)
-        _LOG.warning("run_identity %s: %s: %s (further occurrences are counted, not logged)", self.name, message, reason)
+        _LOG.warning(
+            "run_identity %s: %s: %s (further occurrences are counted, not logged)", self.name, message, reason
+        )
 
     def provider(self) -> TracerProvider:
         return self.tracer_provider if self.tracer_provider is not None else trace_api.get_tracer_provider()
@@ -178,7 +180,7 @@ class Capture:
 class Run:
     """One captured call: its declaration, the span started for it (if any), and its receipt at the end."""
 
-    __slots__ = ("_capture", "_done", "_endpoint", "_token", "_guard", "declaration", "receipt", "span", "stream")
+    __slots__ = ("_capture", "_done", "_endpoint", "_guard", "_token", "declaration", "receipt", "span", "stream")
 
     def __init__(
         self, capture: Capture, endpoint: Endpoint, composition: dict[str, Any], *, own_span: bool, stream: bool

@@ -61,7 +61,9 @@ def _chat_part(part: Any) -> dict[str, Any]:
     rest = dict(part)
     kind = rest.pop("type")
     if kind == "text":
-        return merge({"type": "text", "content": require(rest, "text", str)}, {k: v for k, v in rest.items() if k != "text"})
+        return merge(
+            {"type": "text", "content": require(rest, "text", str)}, {k: v for k, v in rest.items() if k != "text"}
+        )
     if kind in _MODALITY:
         inner = dict(require(rest, kind, dict))
         if len(rest) != 1:
@@ -249,7 +251,9 @@ def _responses_part(part: Any, role: str) -> dict[str, Any]:
     if kind in ("input_text", "output_text"):
         if kind != _default_text_type(role):
             raise Unmapped
-        return merge({"type": "text", "content": require(rest, "text", str)}, {k: v for k, v in rest.items() if k != "text"})
+        return merge(
+            {"type": "text", "content": require(rest, "text", str)}, {k: v for k, v in rest.items() if k != "text"}
+        )
     if kind == "input_image" and type(rest.get("image_url")) is str:
         return _image(rest.pop("image_url"), rest)
     if kind in GENAI_PART_TYPES:
@@ -311,7 +315,13 @@ def _responses_item_back(message: dict[str, Any]) -> dict[str, Any]:
         return {"type": "function_call_output", "call_id": parts[0]["id"], "output": parts[0]["response"], **rest}
     if role == "assistant" and len(parts) == 1 and parts[0]["type"] == "tool_call":
         call = parts[0]
-        return {"type": "function_call", "call_id": call["id"], "name": call["name"], "arguments": call["arguments"], **rest}
+        return {
+            "type": "function_call",
+            "call_id": call["id"],
+            "name": call["name"],
+            "arguments": call["arguments"],
+            **rest,
+        }
     text = lone_text(parts)
     content: Any = text if text is not None else [_responses_part_back(p, role) for p in parts]
     return {"role": role, "content": content, **rest}
@@ -352,8 +362,11 @@ def responses_composition(
 
 
 def _single_user_text(messages: list[dict[str, Any]]) -> bool:
-    return len(messages) == 1 and messages[0].keys() == {"role", "parts"} and messages[0]["role"] == "user" and (
-        lone_text(messages[0]["parts"]) is not None
+    return (
+        len(messages) == 1
+        and messages[0].keys() == {"role", "parts"}
+        and messages[0]["role"] == "user"
+        and (lone_text(messages[0]["parts"]) is not None)
     )
 
 
@@ -368,7 +381,9 @@ def responses_body(composition: dict[str, Any]) -> dict[str, Any]:
     if "messages" in composition:
         messages = composition["messages"]
         body["input"] = (
-            lone_text(messages[0]["parts"]) if _single_user_text(messages) else [_responses_item_back(m) for m in messages]
+            lone_text(messages[0]["parts"])
+            if _single_user_text(messages)
+            else [_responses_item_back(m) for m in messages]
         )
     if "tools" in composition:
         body["tools"] = [dict(t) for t in composition["tools"]]

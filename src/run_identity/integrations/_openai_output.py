@@ -66,7 +66,11 @@ def chat_output(response: Any) -> Output:
         calls = [_tool_call(c) for c in get(message, "tool_calls") or []]
         messages.append(
             _message(
-                get(message, "role"), get(message, "content"), get(message, "refusal"), calls, get(choice, "finish_reason")
+                get(message, "role"),
+                get(message, "content"),
+                get(message, "refusal"),
+                calls,
+                get(choice, "finish_reason"),
             )
         )
     output = Output(
@@ -128,9 +132,7 @@ class ChatAccumulator:
         messages = []
         for _, state in sorted(self._choices.items()):
             calls = [_call(i, n, "".join(a)) for _, (i, n, a) in sorted(state.calls.items())]
-            messages.append(
-                _message(state.role, "".join(state.content), "".join(state.refusal), calls, state.finish)
-            )
+            messages.append(_message(state.role, "".join(state.content), "".join(state.refusal), calls, state.finish))
         output = Output(messages, self._model, self._id, self._fingerprint)
         _usage(output, self._usage, "prompt_tokens", "completion_tokens")
         return output

@@ -48,8 +48,6 @@ def reusable(kwargs: dict[str, Any], names: Iterable[str]) -> None:
         value = kwargs.get(name)
         if value is not None and not isinstance(value, (list, tuple, str, Mapping)) and iter(value) is value:
             kwargs[name] = list(value)
-        elif value is not None and type(value).__name__ in ("generator", "map", "filter"):
-            kwargs[name] = list(value)
 
 
 def get(obj: Any, name: str) -> Any:
