@@ -61,7 +61,7 @@ def request(**more: Any) -> dict[str, Any]:
 def hand_composition(server: LLMServer, **extensions: Any) -> dict[str, Any]:
     """The standard request's composition, declared by hand."""
     composition: dict[str, Any] = {
-        "model": {"provider": "anthropic", "name": MODEL, "endpoint": server.anthropic_url},
+        "model": {"provider": "anthropic", "name": MODEL, "endpoint": server.anthropic_url + "/v1/messages"},
         "operation": "chat",
         "instructions": [{"type": "text", "content": SYSTEM}],
         "messages": [{"role": "user", "parts": [{"type": "text", "content": QUESTION}]}],

@@ -55,7 +55,7 @@ def by_event(pipeline: Pipeline, name: str) -> list[ReadableLogRecord]:
 def hand_composition(server: LLMServer, **extensions: Any) -> dict[str, Any]:
     """The composition of the standard request, declared by hand."""
     composition: dict[str, Any] = {
-        "model": {"provider": "openai", "name": "gpt-4o-mini", "endpoint": server.openai_url},
+        "model": {"provider": "openai", "name": "gpt-4o-mini", "endpoint": server.openai_url + "/chat/completions"},
         "operation": "chat",
         "messages": [
             {"role": "system", "parts": [{"type": "text", "content": SYSTEM}]},
@@ -215,7 +215,7 @@ def test_async_calls_and_async_streams_are_captured(captured: Pipeline, server: 
             "messages": [{"role": "user", "content": f"Question {i}?"}],
             "stream": i % 2 == 1,
         }
-        composition = chat_composition(body, endpoint=server.openai_url)
+        composition = chat_composition(body, endpoint=server.openai_url + "/chat/completions")
         assert receipt.identity == compute_identity(Composition.from_dict(composition)).id
         verify_receipt(receipt, keyring)
 
@@ -295,7 +295,7 @@ def test_responses_api_calls_streamed_or_not_are_captured(
         {"role": "assistant", "parts": [{"type": "text", "content": "Lisbon."}], "finish_reason": "completed"}
     ]
     composition = {
-        "model": {"provider": "openai", "name": "gpt-4o-mini", "endpoint": server.openai_url},
+        "model": {"provider": "openai", "name": "gpt-4o-mini", "endpoint": server.openai_url + "/responses"},
         "operation": "chat",
         "instructions": [{"type": "text", "content": SYSTEM}],
         "messages": [{"role": "user", "parts": [{"type": "text", "content": QUESTION}]}],

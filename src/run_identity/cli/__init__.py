@@ -26,7 +26,7 @@ class CliError(RunIdentityError):
 
 
 def _parser() -> argparse.ArgumentParser:
-    from run_identity.cli import _core, _demo, _serve, _verify
+    from run_identity.cli import _core, _demo, _replay, _serve, _verify
 
     parser = argparse.ArgumentParser(
         prog="run-identity",
@@ -35,7 +35,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"run-identity {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    for module in (_core, _verify, _serve, _demo):
+    for module in (_core, _verify, _serve, _demo, _replay):
         module.register(sub)
     return parser
 

@@ -36,7 +36,7 @@ class _Endpoint:
     def composition(self, instance: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
         reusable(kwargs, ("messages", "tools"))
         body = request_body(kwargs)
-        return messages_composition(body, endpoint=endpoint_of(getattr(instance, "_client", None)))
+        return messages_composition(body, endpoint=endpoint_of(getattr(instance, "_client", None), "/v1/messages"))
 
     def output(self, response: Any) -> Output | None:
         return messages_output(response)

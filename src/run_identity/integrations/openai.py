@@ -39,8 +39,8 @@ _CALL_OPTIONS = frozenset({"extra_headers", "extra_query", "extra_body", "timeou
 _CAPTURE: list[Capture] = []
 
 
-def endpoint_of(client: Any) -> str | None:
-    """The client's base URL without credentials, query or trailing slash."""
+def endpoint_of(client: Any, path: str) -> str | None:
+    """The URL the request goes to: the client's base URL (no credentials, no query) and the API path."""
     base = getattr(client, "base_url", None)
     if base is None:
         return None
@@ -49,7 +49,7 @@ def endpoint_of(client: Any) -> str | None:
     netloc = f"[{host}]" if ":" in host else host
     if parts.port is not None:
         netloc += f":{parts.port}"
-    return urlunsplit((parts.scheme, netloc, parts.path.rstrip("/"), "", ""))
+    return urlunsplit((parts.scheme, netloc, parts.path.rstrip("/") + path, "", ""))
 
 
 def provider_of(client: Any) -> str:
@@ -76,7 +76,8 @@ class _Endpoint:
         reusable(kwargs, ("input", "tools") if self._responses else ("messages", "tools", "functions"))
         client = getattr(instance, "_client", None)
         make = responses_composition if self._responses else chat_composition
-        return make(request_body(kwargs), provider=provider_of(client), endpoint=endpoint_of(client))
+        path = "/responses" if self._responses else "/chat/completions"
+        return make(request_body(kwargs), provider=provider_of(client), endpoint=endpoint_of(client, path))
 
     def output(self, response: Any) -> Output | None:
         return responses_output(response) if self._responses else chat_output(response)

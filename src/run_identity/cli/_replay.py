@@ -1,0 +1,134 @@
+"""The ``replay`` command: rebuild a run's exact request from its manifest, send it, compare (run_identity.replay)."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from run_identity.attributes import RECEIPT_EVENT_NAME
+from run_identity.cli import CliError
+from run_identity.errors import KeyringError, ManifestError
+from run_identity.keys import Keyring
+from run_identity.manifest import Manifest
+from run_identity.receipt import Receipt
+from run_identity.replay import ReplayError, compare, rebuild, send
+from run_identity.verify._checks import CheckContext
+from run_identity.verify._inputs import discover
+from run_identity.verify._lookup import find_runs, load_manifest_file, parse_selector
+
+__all__ = ["register"]
+
+
+def _context(keyring: str | None) -> CheckContext:
+    if keyring is None:
+        return CheckContext(None, {})
+    try:
+        return CheckContext(Keyring.from_jwks(keyring), {})
+    except KeyringError as exc:
+        raise CliError(str(exc)) from None
+
+
+def _manifest(args: argparse.Namespace, ctx: CheckContext) -> tuple[Manifest, str | None]:
+    """The run's manifest and, when it was found in exported data, the run's verdict code."""
+    if os.path.isfile(args.run):
+        found = load_manifest_file(args.run, ctx)
+    else:
+        selector = parse_selector(args.run)
+        if selector is None:
+            raise CliError(f"{args.run}: neither a manifest file, an identity (sha256:…) nor TRACE_ID[/SPAN_ID]", 2)
+        if not args.inputs:
+            raise CliError(f"{args.run}: give the exported data to search with --in PATH", exit_code=2)
+        runs = [r for r in find_runs(args.inputs, selector, ctx) if r.manifests]
+        if not runs:
+            raise CliError(f"{args.run}: no run with a readable manifest matches in {', '.join(args.inputs)}")
+        if len({r.key for r in runs}) > 1:
+            raise CliError(f"{args.run}: matches {len(runs)} runs; give TRACE_ID/SPAN_ID")
+        found = runs[0]
+    code = found.result.code if found.result is not None else None
+    return found.manifests[0][0], code
+
+
+def _receipt(inputs: list[str] | None, manifest: Manifest) -> Receipt | None:
+    """The run's receipt in OTLP-JSON lines exports (the file exporter's form), if any."""
+    st = manifest.statement
+    for path in discover(inputs or []):
+        with contextlib.suppress(OSError, UnicodeDecodeError):
+            for line in Path(path).read_text(encoding="utf-8").splitlines():
+                if RECEIPT_EVENT_NAME not in line:
+                    continue
+                with contextlib.suppress(ValueError, KeyError, TypeError, ManifestError):
+                    for resource in json.loads(line).get("resourceLogs", []):
+                        for scope in resource.get("scopeLogs", []):
+                            for record in scope.get("logRecords", []):
+                                if record.get("eventName") != RECEIPT_EVENT_NAME:
+                                    continue
+                                receipt = Receipt.from_json(record["body"]["stringValue"])
+                                if receipt.binds(st):
+                                    return receipt
+    return None
+
+
+def _replay(args: argparse.Namespace) -> int:
+    ctx = _context(args.keyring)
+    manifest, code = _manifest(args, ctx)
+    out = sys.stdout
+    st = manifest.statement
+    out.write(f"run       {st.trace_id}/{st.span_id}\n")
+    if code is not None and ctx.keyring is not None:
+        out.write(f"verified  {code}\n")
+        if code in ("bad_signature", "unknown_key", "identity_mismatch"):
+            raise CliError(f"the manifest does not verify ({code}); refusing to replay it")
+    elif ctx.keyring is None:
+        out.write("verified  not checked (no --keyring)\n")
+    try:
+        request = rebuild(manifest, args.base_url)
+    except ReplayError as exc:
+        raise CliError(f"cannot replay: {exc}") from None
+    out.write(
+        f"request   POST {request.url} ({request.provider} {request.api}{', streamed' if request.stream else ''})\n"
+    )
+    out.write(f"identity  {request.original_identity} (declared)\n")
+    verdict = "equal: the rebuilt request is the declared one" if request.same_identity else "DIFFERENT"
+    out.write(f"rebuilt   {request.identity} ({verdict})\n")
+    if args.dry_run:
+        out.write(json.dumps(request.body, indent=2, ensure_ascii=False) + "\n")
+        return 0 if request.same_identity else 1
+    if not request.same_identity:
+        raise CliError("the rebuilt request does not have the declared identity; not sent")
+    variable = args.api_key_env or request.key_env
+    api_key = os.environ.get(variable)
+    if not api_key:
+        raise CliError(f"set {variable} (or name another variable with --api-key-env) to send the request")
+    try:
+        output = send(request, api_key)
+    except ReplayError as exc:
+        raise CliError(str(exc)) from None
+    outcome = compare(output, _receipt(args.inputs, manifest))
+    out.write(f"output    {outcome.digest} (replayed; model {output.response_model or 'not reported'})\n")
+    if outcome.original_digest is None:
+        out.write("original  no receipt for this run in the input: outputs not compared\n")
+    else:
+        same = "the same output" if outcome.same_output else "the outputs differ"
+        out.write(f"original  {outcome.original_digest} (receipt): {same}\n")
+        if outcome.diff:
+            out.write(outcome.diff + "\n")
+    return 0
+
+
+def register(sub: Any) -> None:
+    """Add the replay command."""
+    p = sub.add_parser("replay", help="rebuild a run's exact request from its manifest, send it, compare outputs")
+    p.add_argument("run", metavar="RUN", help="identity, TRACE_ID[/SPAN_ID], or a manifest file")
+    p.add_argument("--in", dest="inputs", action="append", metavar="PATH", help="exported data to search")
+    p.add_argument("--base-url", metavar="URL", help="send to this base URL (as given to the client library)")
+    p.add_argument("--keyring", metavar="JWKS", help="check the manifest against these trusted keys first")
+    p.add_argument("--dry-run", action="store_true", help="print the request instead of sending it")
+    p.add_argument(
+        "--api-key-env", metavar="VAR", help="environment variable holding the API key (default by provider)"
+    )
+    p.set_defaults(func=_replay)
