@@ -11,6 +11,7 @@ __all__ = [
     "IDENTITY_MISMATCH",
     "MALFORMED",
     "MANIFEST_MISSING",
+    "MODEL_SUBSTITUTED",
     "RESULT_CODES",
     "SPAN_MISSING",
     "TELEMETRY_MISMATCH",
@@ -30,6 +31,8 @@ MANIFEST_MISSING = "manifest_missing"
 SPAN_MISSING = "span_missing"
 TELEMETRY_MISMATCH = "telemetry_mismatch"
 UNIDENTIFIED = "unidentified"
+#: A run receipt reports a model other than the requested one (step 8; a policy may allow it).
+MODEL_SUBSTITUTED = "model_substituted"
 
 #: Failure codes in precedence order: a run's code is its finding with the lowest step (§12), ties broken
 #: by this order.
@@ -43,6 +46,7 @@ FAILURE_CODES = (
     SPAN_MISSING,
     TELEMETRY_MISMATCH,
     UNIDENTIFIED,
+    MODEL_SUBSTITUTED,
 )
 #: Every code a run's result can have.
 RESULT_CODES = (VERIFIED, *FAILURE_CODES)

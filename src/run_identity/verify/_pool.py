@@ -12,11 +12,12 @@ from run_identity.keys import Keyring
 from run_identity.verify._checks import CheckContext, Malformed, ManifestSummary, SpanSummary, summarize_span
 from run_identity.verify._inputs import UNRECOGNIZED, BadRequest, Chunk, InputError, read_chunk, read_requests
 from run_identity.verify._manifests import summarize_manifest
-from run_identity.verify._records import BadRecord, ManifestRecord, SpanRecord, Tally, records
+from run_identity.verify._receipts import ReceiptSummary, summarize_receipt
+from run_identity.verify._records import BadRecord, ManifestRecord, ReceiptRecord, SpanRecord, Tally, records
 
 __all__ = ["ChunkResult", "process_chunk", "run_chunks"]
 
-Summary = SpanSummary | ManifestSummary | Malformed
+Summary = SpanSummary | ManifestSummary | ReceiptSummary | Malformed
 
 
 @dataclass(slots=True)
@@ -53,6 +54,9 @@ def process_chunk(chunk: Chunk, ctx: CheckContext) -> ChunkResult:
             elif isinstance(record, ManifestRecord):
                 where = chunk.location(record.position, record.index)
                 items.append(summarize_manifest(record, ctx, chunk.source, where))
+            elif isinstance(record, ReceiptRecord):
+                where = chunk.location(record.position, record.index)
+                items.append(summarize_receipt(record, ctx, chunk.source, where))
             else:
                 key = _bad_key(record)
                 items.append(Malformed(key, chunk.source, record.position, record.index, record.message))

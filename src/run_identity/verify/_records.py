@@ -13,10 +13,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from run_identity.attributes import MANIFEST_EVENT_NAME
+from run_identity.attributes import MANIFEST_EVENT_NAME, RECEIPT_EVENT_NAME
 from run_identity.verify._inputs import RawRequest
 
-__all__ = ["BadRecord", "ManifestRecord", "SpanRecord", "Tally", "records"]
+__all__ = ["BadRecord", "ManifestRecord", "ReceiptRecord", "SpanRecord", "Tally", "records"]
 
 _KEPT_PREFIXES = ("run_identity.", "gen_ai.")
 _EVENT_NAME_ATTRIBUTE = "event.name"
@@ -39,6 +39,18 @@ class SpanRecord:
 @dataclass(slots=True)
 class ManifestRecord:
     """A ``run_identity.manifest`` log record: its own hex ids (empty when absent), attributes and body."""
+
+    trace_id: str
+    span_id: str
+    attributes: dict[str, Any]
+    body: object
+    position: int
+    index: int
+
+
+@dataclass(slots=True)
+class ReceiptRecord:
+    """A ``run_identity.receipt`` log record (checked by ``._receipts``), fields as in ManifestRecord."""
 
     trace_id: str
     span_id: str
@@ -83,7 +95,9 @@ class _Bad(Exception):
     """A record that breaks the OTLP shape."""
 
 
-def records(request: RawRequest, tally: Tally) -> Iterator[SpanRecord | ManifestRecord | BadRecord]:
+def records(
+    request: RawRequest, tally: Tally
+) -> Iterator[SpanRecord | ManifestRecord | ReceiptRecord | BadRecord]:
     """The span and manifest records of one export request, in order."""
     tally.requests += 1
     payload = request.payload
@@ -240,7 +254,9 @@ def _json_span(span: object, position: int, index: int, tally: Tally) -> SpanRec
     return SpanRecord(trace_id, span_id, name if type(name) is str else "", attributes, position, index)
 
 
-def _json_logs(doc: dict[str, Any], position: int, tally: Tally) -> Iterator[ManifestRecord | BadRecord]:
+def _json_logs(
+    doc: dict[str, Any], position: int, tally: Tally
+) -> Iterator[ManifestRecord | ReceiptRecord | BadRecord]:
     index = 0
     try:
         for rl in _json_list(doc, "resourceLogs", "resource_logs"):
@@ -255,14 +271,18 @@ def _json_logs(doc: dict[str, Any], position: int, tally: Tally) -> Iterator[Man
         yield BadRecord(position, index + 1, f"logs request: {exc}")
 
 
-def _json_log(log: object, position: int, index: int, tally: Tally) -> ManifestRecord | BadRecord | None:
+def _json_log(
+    log: object, position: int, index: int, tally: Tally
+) -> ManifestRecord | ReceiptRecord | BadRecord | None:
     if type(log) is not dict:
         return BadRecord(position, index, "log record: expected an object")
     trace_id = span_id = ""
     try:
         event = _member(log, "eventName", "event_name")
         attributes = _json_attributes(_json_list(log, "attributes", "attributes"))
-        if event != MANIFEST_EVENT_NAME and attributes.get(_EVENT_NAME_ATTRIBUTE) != MANIFEST_EVENT_NAME:
+        if event != MANIFEST_EVENT_NAME and event != RECEIPT_EVENT_NAME:
+            event = attributes.get(_EVENT_NAME_ATTRIBUTE)
+        if event != MANIFEST_EVENT_NAME and event != RECEIPT_EVENT_NAME:
             tally.ignored_log_records += 1
             return None
         trace_id = _json_id(_member(log, "traceId", "trace_id"), 16, "traceId")
@@ -270,7 +290,8 @@ def _json_log(log: object, position: int, index: int, tally: Tally) -> ManifestR
         body = _json_value(log["body"]) if "body" in log else None
     except _Bad as exc:
         return BadRecord(position, index, f"manifest record: {exc}", trace_id, span_id)
-    return ManifestRecord(trace_id, span_id, attributes, body, position, index)
+    kind = ReceiptRecord if event == RECEIPT_EVENT_NAME else ManifestRecord
+    return kind(trace_id, span_id, attributes, body, position, index)
 
 
 # --- OTLP protobuf --------------------------------------------------------------------------------------
@@ -333,7 +354,7 @@ def _proto_spans(msg: Any, position: int, tally: Tally) -> Iterator[SpanRecord |
                 yield SpanRecord(trace_id, span_id, span.name, attributes, position, index)
 
 
-def _proto_logs(msg: Any, position: int, tally: Tally) -> Iterator[ManifestRecord | BadRecord]:
+def _proto_logs(msg: Any, position: int, tally: Tally) -> Iterator[ManifestRecord | ReceiptRecord | BadRecord]:
     index = 0
     for rl in msg.resource_logs:
         for sl in rl.scope_logs:
@@ -341,10 +362,10 @@ def _proto_logs(msg: Any, position: int, tally: Tally) -> Iterator[ManifestRecor
                 index += 1
                 tally.log_records += 1
                 attributes = _proto_attributes(log.attributes)
-                if (
-                    log.event_name != MANIFEST_EVENT_NAME
-                    and attributes.get(_EVENT_NAME_ATTRIBUTE) != MANIFEST_EVENT_NAME
-                ):
+                event = log.event_name
+                if event != MANIFEST_EVENT_NAME and event != RECEIPT_EVENT_NAME:
+                    event = attributes.get(_EVENT_NAME_ATTRIBUTE)
+                if event != MANIFEST_EVENT_NAME and event != RECEIPT_EVENT_NAME:
                     tally.ignored_log_records += 1
                     continue
                 try:
@@ -354,4 +375,5 @@ def _proto_logs(msg: Any, position: int, tally: Tally) -> Iterator[ManifestRecor
                     yield BadRecord(position, index, f"manifest record: {exc}")
                     continue
                 body = _proto_value(log.body) if log.HasField("body") else None
-                yield ManifestRecord(trace_id, span_id, attributes, body, position, index)
+                kind = ReceiptRecord if event == RECEIPT_EVENT_NAME else ManifestRecord
+                yield kind(trace_id, span_id, attributes, body, position, index)

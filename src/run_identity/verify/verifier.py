@@ -9,6 +9,7 @@ Steps, as docs/spec.md numbers them:
 5. Join by (trace id, span id); statements must agree member by member (``._runs``).
 6. Telemetry: the span's GenAI attributes against the manifest (``._runs``).
 7. Coverage: GenAI spans without an identity (``._runs``).
+8. Receipts: signature, output digest, bound to the run, resolved model (``._receipts``).
 
 The verifier imports nothing from the SDK side (processor, exporters): it is a separate party.
 """
@@ -26,6 +27,7 @@ from run_identity.verify._checks import CheckContext
 from run_identity.verify._codes import RESULT_CODES
 from run_identity.verify._inputs import Chunk, discover, plan
 from run_identity.verify._pool import run_chunks
+from run_identity.verify._receipts import Receipts, ReceiptSummary
 from run_identity.verify._records import Tally
 from run_identity.verify._result import Policy, VerificationResult
 from run_identity.verify._runs import RunTable
@@ -50,8 +52,10 @@ class VerificationReport:
         inputs: list[str],
         tally: Tally,
         encodings: dict[str, str],
+        receipts: Receipts | None = None,
     ) -> None:
         self._table = table
+        self._receipts = receipts
         self.policy = policy
         self.insecure = insecure
         self.inputs = inputs
@@ -62,6 +66,8 @@ class VerificationReport:
 
     def results(self) -> Iterator[VerificationResult]:
         """Every run's result, in order of first appearance in the input."""
+        if self._receipts:
+            return self._receipts.apply(self._table.results(), self.policy)
         return self._table.results()
 
     def failures(self) -> Iterator[VerificationResult]:
@@ -194,6 +200,7 @@ class Verifier:
         chunks_by_source: Mapping[int, Chunk] = {c.source: c for c in chunks}
         table = RunTable(self._ctx, self.policy, locate)
         tally = Tally()
+        receipts = Receipts()
         done = 0
         # The run table only grows and holds no cycles: frozen after each chunk, the cyclic collector
         # stops re-scanning it (its cost would otherwise grow with the number of runs).
@@ -202,7 +209,10 @@ class Verifier:
             for result in run_chunks(chunks, self._ctx, jobs):
                 tally.add(result.tally)
                 for item in result.items:
-                    table.add(item)
+                    if isinstance(item, ReceiptSummary):
+                        receipts.add(item)
+                    else:
+                        table.add(item)
                 done += result.chunk.end - result.chunk.start
                 if progress is not None:
                     progress(done, total)
@@ -218,6 +228,7 @@ class Verifier:
             inputs=paths,
             tally=tally,
             encodings=encodings,
+            receipts=receipts,
         )
 
 
