@@ -18,6 +18,7 @@ from run_identity.canonical import canonicalize
 from run_identity.composition import Composition
 from run_identity.keys import Ed25519Signer, Keyring
 from run_identity.manifest import Manifest
+from run_identity.receipt import sign_receipt
 from run_identity.signing import sign_run
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -211,10 +212,56 @@ def build(case: dict[str, Any], index: int) -> dict[str, Any]:
     return out
 
 
+RECEIPT_OUTPUT = [
+    {
+        "role": "assistant",
+        "parts": [
+            {"type": "text", "content": "About 545,000 people live in Lisbon itself."},
+            {"type": "tool_call", "id": "call_1", "name": "get_weather", "arguments": '{"city":"Lisbon"}'},
+        ],
+        "finish_reason": "tool_calls",
+    }
+]
+
+
+def build_receipt(index: int) -> dict[str, Any]:
+    """The receipt vector (docs/spec.md §10.4): a receipt bound to the run of vector ``index``."""
+    case = _cases()[index]
+    run = build(case, index)
+    receipt = sign_receipt(
+        signer(),
+        identity=run["identity"],
+        trace_id=run["statement"]["trace_id"],
+        span_id=run["statement"]["span_id"],
+        output=RECEIPT_OUTPUT,
+        finish_reasons=["tool_calls"],
+        request_model=case["composition"]["model"]["name"],
+        response_model="gpt-4o-mini-2024-07-18",
+        response_id="chatcmpl-vector-1",
+        system_fingerprint="fp_vector01",
+        completed_at="2026-11-22T12:00:30.500000Z",
+    )
+    return {
+        "name": "receipt",
+        "description": f"A run receipt bound to the run of vector {index + 1:02d}-{case['name']}.json",
+        "run": f"{index + 1:02d}-{case['name']}.json",
+        "output": RECEIPT_OUTPUT,
+        "salt_hex": "",
+        "output_canonical": canonicalize(RECEIPT_OUTPUT).decode("utf-8"),
+        "output_digest": receipt.statement.output_digest,
+        "statement": receipt.statement.to_json(),
+        "statement_canonical": receipt.statement.canonical().decode("utf-8"),
+        "signing_input_hex": receipt.statement.signing_input().hex(),
+        "signature": receipt.to_json()["signature"],
+        "receipt": receipt.to_json(),
+    }
+
+
 def render() -> dict[str, bytes]:
     files: dict[str, bytes] = {}
     for i, case in enumerate(_cases()):
         files[f"{i + 1:02d}-{case['name']}.json"] = _dump(build(case, i))
+    files["receipt.json"] = _dump(build_receipt(1))
     files["rejections.json"] = _dump(REJECTIONS, check=False)
     files["test-key.jwks.json"] = _dump(Keyring([signer().public_key]).to_jwks())
     return files

@@ -231,3 +231,37 @@ def test_a_receipt_without_its_run_is_manifest_missing(tmp_path: Path) -> None:
     """Only a receipt in the input: the run it names is missing."""
     (result,) = verdicts(export(tmp_path, make_receipt(), manifest=False))
     assert result.code == "manifest_missing"
+
+
+def test_receipt_vector_recomputes_independently() -> None:
+    """tests/vectors/receipt.json: digest, PAE and signature recomputed with hashlib, rfc8785 and the key."""
+    import base64
+    import hashlib
+
+    import rfc8785
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+    vectors = Path(__file__).resolve().parent / "vectors"
+    vector = json.loads((vectors / "receipt.json").read_text(encoding="utf-8"))
+    run = json.loads((vectors / vector["run"]).read_text(encoding="utf-8"))
+    canonical = rfc8785.dumps(vector["output"])
+    assert canonical.decode() == vector["output_canonical"]
+    digest = "sha256:" + hashlib.sha256(b"run-identity/v1/output\x00" + bytes(4) + canonical).hexdigest()
+    assert digest == vector["output_digest"] == vector["statement"]["output_digest"]
+    body = rfc8785.dumps(vector["statement"])
+    assert body.decode() == vector["statement_canonical"]
+    kind = b"application/vnd.run-identity.receipt.v1+json"
+    pae = b"DSSEv1 %d %s %d %s" % (len(kind), kind, len(body), body)
+    assert pae.hex() == vector["signing_input_hex"]
+    public = Ed25519PublicKey.from_public_bytes(
+        bytes.fromhex("d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a")
+    )
+    public.verify(base64.b64decode(vector["signature"]), pae)
+    statement = vector["statement"]
+    assert (statement["identity"], statement["trace_id"], statement["span_id"]) == (
+        run["identity"],
+        run["statement"]["trace_id"],
+        run["statement"]["span_id"],
+    )
+    receipt = Receipt.from_json(vector["receipt"])
+    verify_receipt(receipt, keyring())
