@@ -244,6 +244,26 @@ def test_progress_is_reported_up_to_the_total(export: vf.Export) -> None:
     assert len(seen) >= 2 and seen[-1][0] == seen[-1][1] > 0
 
 
+def test_the_progress_bar_draws_only_on_a_terminal() -> None:
+    """On a terminal the bar is drawn and cleared; elsewhere nothing is written."""
+    import io
+
+    from run_identity.verify._report import ProgressBar
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    tty, pipe = Terminal(), io.StringIO()
+    for stream in (tty, pipe):
+        bar = ProgressBar(stream)
+        bar(50, 100)
+        bar(100, 100)
+        bar.close()
+    assert "verifying [" in tty.getvalue() and "100.0%" in tty.getvalue()
+    assert pipe.getvalue() == ""
+
+
 # --- the command ---------------------------------------------------------------------------------------
 
 
