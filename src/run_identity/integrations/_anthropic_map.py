@@ -254,7 +254,8 @@ def _output_part(block: Any) -> dict[str, Any]:
 
 def messages_output(message: Any) -> Output:
     """The output of a Messages ``Message`` (object or JSON): one assistant output message."""
-    out: dict[str, Any] = {"role": "assistant", "parts": [_output_part(b) for b in get(message, "content") or []]}
+    blocks = [b for b in get(message, "content") or [] if not (get(b, "type") == "text" and not get(b, "text"))]
+    out: dict[str, Any] = {"role": "assistant", "parts": [_output_part(b) for b in blocks]}
     reason = get(message, "stop_reason")
     if type(reason) is str:
         out["finish_reason"] = reason

@@ -147,7 +147,8 @@ def responses_output(response: Any) -> Output:
             for block in get(item, "content") or []:
                 block_type = get(block, "type")
                 if block_type == "output_text":
-                    parts.append({"type": "text", "content": get(block, "text")})
+                    if get(block, "text"):
+                        parts.append({"type": "text", "content": get(block, "text")})
                 elif block_type == "refusal":
                     parts.append({"type": "refusal", "content": get(block, "refusal")})
                 else:
