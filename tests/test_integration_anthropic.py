@@ -119,7 +119,7 @@ def test_stream_true_and_messages_stream_give_the_same_output_digest(
     receipts = [
         run_identity.receipt_of(whole),
         run_identity.receipt_of(raw),
-        run_identity.receipt_of(helper._raw_stream),
+        run_identity.receipt_of(helper),
     ]
     assert all(r is not None for r in receipts)
     digests = {r.statement.output_digest for r in receipts if r is not None}
@@ -154,7 +154,7 @@ def test_async_create_and_async_stream_helper_are_captured(
             await aclient.close()
 
     message, stream = asyncio.run(main())
-    first, second = run_identity.receipt_of(message), run_identity.receipt_of(stream._raw_stream)
+    first, second = run_identity.receipt_of(message), run_identity.receipt_of(stream)
     assert first is not None and second is not None
     assert first.statement.output_digest == second.statement.output_digest
     assert first.identity == compute_identity(Composition.from_dict(hand_composition(server))).id

@@ -180,7 +180,18 @@ class Capture:
 class Run:
     """One captured call: its declaration, the span started for it (if any), and its receipt at the end."""
 
-    __slots__ = ("_capture", "_done", "_endpoint", "_guard", "_token", "declaration", "receipt", "span", "stream")
+    __slots__ = (
+        "_capture",
+        "_done",
+        "_endpoint",
+        "_guard",
+        "_token",
+        "carriers",
+        "declaration",
+        "receipt",
+        "span",
+        "stream",
+    )
 
     def __init__(
         self, capture: Capture, endpoint: Endpoint, composition: dict[str, Any], *, own_span: bool, stream: bool
@@ -192,6 +203,8 @@ class Run:
         self._guard: contextvars.Token[bool] | None = None
         self.stream = stream
         self.receipt: Receipt | None = None
+        #: Objects besides the returned one that :func:`run_identity.receipt_of` answers for (stream helpers).
+        self.carriers: list[object] = []
         self.declaration = Declaration(composition, targeted=own_span)
         self.span: Span | None = None
         if own_span:
@@ -293,7 +306,8 @@ class Run:
                 salt=salt,
             )
             self.receipt = receipt
-            attach_receipt(carrier, receipt)
+            for obj in (carrier, *self.carriers):
+                attach_receipt(obj, receipt)
             if logger_provider is not None:
                 _emit(receipt, logger_provider, self.span, capture.export_output)
         except Exception as exc:

@@ -267,6 +267,7 @@ class ManagerProxy:
             # The helper stream reads its events from ``_raw_stream``; reading them through the proxy
             # builds the output whichever way the application consumes the helper.
             stream._raw_stream = proxy(stream._raw_stream, run, self._endpoint.accumulator())
+            run.carriers.append(stream)
         return stream
 
     def __enter__(self) -> Any:

@@ -1,0 +1,92 @@
+"""Zero code: RUN_IDENTITY_CAPTURE=openai under opentelemetry-instrument identifies an undeclared call."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from llm_servers import API_KEY, LLMServer, serve
+
+from run_identity import Composition, Ed25519Signer, compute_identity
+from run_identity.integrations._openai_map import chat_composition
+
+BIN = Path(sys.executable).parent
+APP = """
+import sys
+import openai
+import run_identity
+
+client = openai.OpenAI(max_retries=0)
+reply = client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "Capital of Portugal?"}])
+receipt = run_identity.receipt_of(reply)
+print(reply.choices[0].message.content)
+print(f"receipt: {receipt.identity if receipt else None}", file=sys.stderr)
+"""
+
+
+@pytest.fixture
+def server() -> Iterator[LLMServer]:
+    with serve() as running:
+        yield running
+
+
+def spans(path: Path) -> list[dict[str, Any]]:
+    """Every span in an OTLP-JSON lines file, with its scope name."""
+    out = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        for resource in json.loads(line)["resourceSpans"]:
+            for scope in resource["scopeSpans"]:
+                out.extend({**s, "_scope": scope["scope"]["name"]} for s in scope["spans"])
+    return out
+
+
+def test_capture_by_environment_variable_binds_the_instrumentation_span(tmp_path: Path, server: LLMServer) -> None:
+    """The openai-v2 span of a call nobody declared carries the identity of the request sent; one span only."""
+    key = tmp_path / "signing-key.pem"
+    key.write_bytes(Ed25519Signer.generate().private_pem())
+    app = tmp_path / "app.py"
+    app.write_text(APP)
+    out = tmp_path / "out"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "RUN_IDENTITY_", "OPENAI_"))}
+    env.update(
+        PATH=f"{BIN}{os.pathsep}{env.get('PATH', '')}",
+        OTEL_TRACES_EXPORTER="none",
+        OTEL_METRICS_EXPORTER="none",
+        OTEL_LOGS_EXPORTER="none",
+        OPENAI_BASE_URL=server.openai_url,
+        OPENAI_API_KEY=API_KEY,
+        NO_PROXY="127.0.0.1,localhost",
+        no_proxy="127.0.0.1,localhost",
+        RUN_IDENTITY_ENABLED="true",
+        RUN_IDENTITY_SIGNING_KEY=str(key),
+        RUN_IDENTITY_EXPORT_DIR=str(out),
+        RUN_IDENTITY_CAPTURE="openai,nonsense",
+    )
+    result = subprocess.run(
+        [str(BIN / "opentelemetry-instrument"), sys.executable, str(app)],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "Lisbon."
+    assert "unknown integration 'nonsense'" in result.stderr
+    (span,) = spans(out / "traces.jsonl")
+    assert "openai_v2" in span["_scope"]
+    attributes = {a["key"]: next(iter(a["value"].values())) for a in span["attributes"]}
+    (sent,) = server.requests
+    expected = compute_identity(
+        Composition.from_dict(chat_composition(sent, endpoint=server.openai_url + "/chat/completions"))
+    )
+    assert attributes["run_identity.id"] == expected.id
+    assert f"receipt: {expected.id}" in result.stderr
+    assert API_KEY not in (out / "traces.jsonl").read_text() + (out / "manifests.jsonl").read_text()
