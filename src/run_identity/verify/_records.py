@@ -172,10 +172,6 @@ _JSON_KINDS = {
 def _json_value(value: object) -> Any:
     if type(value) is not dict:
         raise _Bad("an attribute value is not an AnyValue object")
-    if len(value) == 1:
-        text = value.get("stringValue")
-        if type(text) is str:
-            return text
     for key, raw in value.items():
         kind = _JSON_KINDS.get(key)
         if kind is None:
@@ -216,7 +212,9 @@ def _json_attributes(items: list[Any], *, keep_all: bool = False) -> dict[str, A
         if type(key) is not str:
             raise _Bad("an attribute has no string key")
         if keep_all or key.startswith(_KEPT_PREFIXES) or key == _EVENT_NAME_ATTRIBUTE:
-            out[key] = _json_value(kv.get("value", _EMPTY))
+            value = kv.get("value", _EMPTY)
+            text = value.get("stringValue") if type(value) is dict and len(value) == 1 else None
+            out[key] = text if type(text) is str else _json_value(value)
     return out
 
 
