@@ -7,7 +7,8 @@ processors and the file export write them, are verified in this process with ``V
 ``Ed25519PublicKey.verify`` of a binding statement's signing input, timed the same way in the same run.
 Every run needs at least one Ed25519 verification (span and manifest share it when they agree), so 100%
 is the ceiling. Compositions: ``typical()`` (about 17 KB) and ``small()`` from bench/compositions.py, one
-message varied per run; also the length-prefixed protobuf encoding.
+message varied per run, and the minimal composition of the memory measurement; also the length-prefixed
+protobuf encoding.
 
 Memory: a subprocess verifies ``--runs`` small runs (default 1,000,000; minimal compositions: model,
 operation, one short message, two parameters) and reports its peak RSS (``ru_maxrss``), measured, not
@@ -268,7 +269,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"raw Ed25519 verify: {ed:,.0f} per CPU-second (= 100%)")
         print()
         print(f"{'runs':<34}{'count':>8}{'MB':>8}{'runs/CPU-s':>13}{'vs Ed25519':>12}")
-        for kind in ("typical", "small"):
+        for kind in ("typical", "small", "minimal"):
             data = root / f"{kind}-{throughput_runs}"
             keyring = data.parent / f"{data.name}.jwks.json"
             if not keyring.exists():
