@@ -414,3 +414,24 @@ def test_output_digest_is_domain_separated_jcs() -> None:
         output_digest(output)
         == "sha256:" + hashlib.sha256(b"run-identity/v1/output\x00\x00\x00\x00\x00" + jcs).hexdigest()
     )
+
+
+def test_with_raw_response_calls_get_receipts_through_parse(captured: Pipeline, server: LLMServer) -> None:
+    """with_raw_response: the receipt is made from the parsed reply; a raw stream is left to the application."""
+    raw = client(server).chat.completions.with_raw_response.create(**request())
+    receipt = run_identity.receipt_of(raw)
+    assert receipt is not None and receipt.output[0]["parts"] == [{"type": "text", "content": "Lisbon."}]
+    assert raw.parse().choices[0].message.content == "Lisbon."
+    streamed = client(server).chat.completions.with_raw_response.create(**request(stream=True))
+    chunks = list(streamed.parse())
+    assert chunks and run_identity.receipt_of(streamed) is None
+    assert len(captured.spans()) == 2
+
+
+def test_generator_messages_are_sent_and_captured_whole(captured: Pipeline, server: LLMServer) -> None:
+    """A one-shot iterator of messages is captured without being consumed before the client reads it."""
+    messages = (m for m in request()["messages"])
+    client(server).chat.completions.create(model="gpt-4o-mini", messages=messages)
+    assert server.requests[0]["messages"] == request()["messages"]
+    (record,) = by_event(captured, MANIFEST_EVENT_NAME)
+    assert len(Manifest.from_json(str(record.log_record.body)).composition_json()["messages"]) == 2

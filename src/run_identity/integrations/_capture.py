@@ -254,8 +254,14 @@ class Run:
             self.span.end()
 
     def returned(self, response: Any) -> None:
-        """A non-streamed response arrived."""
-        self.finish(self._safe(lambda: self._endpoint.output(response)), response)
+        """A non-streamed response arrived (``with_raw_response``'s wrapper is read through its ``parse()``)."""
+        kind = type(response).__name__
+        if kind == "LegacyAPIResponse":
+            self.finish(self._safe(lambda: self._endpoint.output(response.parse())), response)
+        elif hasattr(response, "http_response"):
+            self.finish(None, response)  # a streaming-response wrapper: reading it is the application's
+        else:
+            self.finish(self._safe(lambda: self._endpoint.output(response)), response)
 
     def _safe(self, make: Callable[[], Output | None]) -> Output | None:
         try:

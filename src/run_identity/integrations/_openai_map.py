@@ -40,6 +40,7 @@ CHAT_PARAMETERS = {
     "response_format": "response_format",
 }
 RESPONSES_PARAMETERS = {"temperature": "temperature", "top_p": "top_p", "max_output_tokens": "max_tokens"}
+_TEXT_ROLES = frozenset({"system", "developer", "user", "assistant"})
 _MODALITY = {"image_url": "image", "input_audio": "audio", "file": "document"}
 
 
@@ -122,6 +123,8 @@ def _tool_call(call: Any) -> dict[str, Any]:
 def _chat_message(message: Any) -> dict[str, Any]:
     if type(message) is not dict:
         raise Unmapped
+    if len(message) == 2 and type(message.get("content")) is str and message.get("role") in _TEXT_ROLES:
+        return {"role": message["role"], "parts": [{"type": "text", "content": message["content"]}]}  # common
     rest = dict(message)
     role = require(rest, "role", str)
     del rest["role"]

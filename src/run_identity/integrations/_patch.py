@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from run_identity.integrations._capture import Accumulator, Capture, Endpoint, Run
+from run_identity.integrations._values import reusable
 
 __all__ = ["Target", "patch", "unpatch"]
 
@@ -99,8 +100,11 @@ def _sync(original: Any, capture: Capture, endpoint: Endpoint, own_span: bool) -
             raise
         finally:
             run.exit()
-        if run.stream:
+        if run.stream and hasattr(response, "__iter__"):
             return StreamProxy(response, run, endpoint.accumulator())
+        if run.stream:  # a raw-response wrapper of a stream: the application reads it, no receipt
+            run.finish(None, response)
+            return response
         run.returned(response)
         return response
 
@@ -120,8 +124,11 @@ def _async(original: Any, capture: Capture, endpoint: Endpoint, own_span: bool) 
             raise
         finally:
             run.exit()
-        if run.stream:
+        if run.stream and hasattr(response, "__aiter__"):
             return AsyncStreamProxy(response, run, endpoint.accumulator())
+        if run.stream:  # a raw-response wrapper of a stream: the application reads it, no receipt
+            run.finish(None, response)
+            return response
         run.returned(response)
         return response
 
@@ -130,6 +137,7 @@ def _async(original: Any, capture: Capture, endpoint: Endpoint, own_span: bool) 
 
 def _manager(original: Any, capture: Capture, endpoint: Endpoint, own_span: bool) -> Callable[..., Any]:
     def stream(self: Any, *args: Any, **kwargs: Any) -> Any:
+        reusable(kwargs, ("messages", "tools", "input"))  # read at enter time, after the library has
         manager = _bind(original, self)(*args, **kwargs)
         return ManagerProxy(manager, lambda: capture.start(endpoint, self, kwargs, own_span=own_span), endpoint)
 

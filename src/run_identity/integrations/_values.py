@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-__all__ = ["CaptureError", "get", "plain", "reusable"]
+__all__ = ["CaptureError", "get", "omitted", "plain", "reusable"]
 
 from run_identity.errors import RunIdentityError
 
@@ -17,26 +17,52 @@ class CaptureError(RunIdentityError):
 _SCALARS = (str, int, float, bool, type(None))
 
 
-def _omitted(value: object) -> bool:
+def omitted(value: object) -> bool:
+    """Whether ``value`` is a client library's omitted-argument sentinel."""
     # openai's Omit/NotGiven and anthropic's equivalents: sentinels the libraries strip from the body.
     return type(value).__name__ in ("Omit", "NotGiven")
+
+
+def _is_plain(value: Any) -> bool:
+    """Whether ``value`` holds only dicts, lists and JSON scalars (exact types) and no omitted sentinel."""
+    kind = type(value)
+    if kind is dict:
+        for item in value.values():
+            k = type(item)
+            if not (k is str or k is int or k is float or k is bool or item is None or _is_plain(item)):
+                return False
+        return True
+    if kind is list:
+        for item in value:
+            k = type(item)
+            if not (k is str or k is int or k is float or k is bool or item is None or _is_plain(item)):
+                return False
+        return True
+    return False
 
 
 def plain(value: Any, path: str = "") -> Any:
     """``value`` as plain JSON-like Python: mappings as dicts, sequences as lists, models dumped.
 
-    Scalars are kept as they are (a NaN stays a NaN, so that the composition check rejects it with its path);
-    a value with no JSON meaning raises CaptureError.
+    Values that already are plain JSON (the common case) are returned as they are, not copied; the mappings
+    copy what they change. Scalars are kept as they are (a NaN stays a NaN, so that the composition check
+    rejects it with its path); a value with no JSON meaning raises CaptureError.
     """
+    if _is_plain(value):
+        return value
+    return _converted(value, path)
+
+
+def _converted(value: Any, path: str) -> Any:
     if type(value) in _SCALARS:
         return value
     if isinstance(value, Mapping):
-        return {k: plain(v, f"{path}.{k}") for k, v in value.items() if not _omitted(v)}
+        return {k: _converted(v, f"{path}.{k}") for k, v in value.items() if not omitted(v)}
     dump = getattr(value, "model_dump", None)
     if dump is not None:
-        return plain(dump(mode="json", by_alias=True, exclude_unset=True), path)
+        return _converted(dump(mode="json", by_alias=True, exclude_unset=True), path)
     if isinstance(value, (list, tuple)):
-        return [plain(v, f"{path}[{i}]") for i, v in enumerate(value)]
+        return [_converted(v, f"{path}[{i}]") for i, v in enumerate(value)]
     if isinstance(value, _SCALARS):  # str/int/float subclasses such as enum members
         return value
     raise CaptureError(f"{path or 'request'}: a {type(value).__name__} has no JSON form")

@@ -30,7 +30,7 @@ from run_identity.integrations._openai_output import (
     responses_output,
 )
 from run_identity.integrations._patch import Target, patch, unpatch
-from run_identity.integrations._values import plain, reusable
+from run_identity.integrations._values import omitted, plain, reusable
 from run_identity.keys import Signer
 
 __all__ = ["instrument", "is_instrumented", "request_body", "stats", "uninstrument"]
@@ -59,7 +59,7 @@ def provider_of(client: Any) -> str:
 
 def request_body(kwargs: dict[str, Any]) -> dict[str, Any]:
     """The JSON body a create call sends: its arguments, and ``extra_body`` merged over them."""
-    body = plain({k: v for k, v in kwargs.items() if k not in _CALL_OPTIONS})
+    body = {k: plain(v, k) for k, v in kwargs.items() if k not in _CALL_OPTIONS and not omitted(v)}
     extra = kwargs.get("extra_body")
     if extra:
         body.update(plain(extra, "extra_body"))
