@@ -63,7 +63,7 @@ def request_body(kwargs: dict[str, Any]) -> dict[str, Any]:
     extra = kwargs.get("extra_body")
     if extra:
         body.update(plain(extra, "extra_body"))
-    return body  # type: ignore[no-any-return]
+    return body
 
 
 class _Endpoint:
