@@ -18,17 +18,10 @@ def export(tmp_path_factory: pytest.TempPathFactory) -> vf.Export:
     return vf.export_runs(tmp_path_factory.mktemp("show") / "export")
 
 
-def test_show_prints_the_manifest_and_its_verdict(
-    export: vf.Export, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_show_prints_the_manifest_and_its_verdict(export: vf.Export, capsys: pytest.CaptureFixture[str]) -> None:
     """Header, VERIFIED status and every component's content, by identity prefix."""
     rag = export.run("rag")
-    assert (
-        main(
-            ["show", rag.identity[:16], "--in", str(export.directory), "--keyring", str(export.keyring_path)]
-        )
-        == 0
-    )
+    assert main(["show", rag.identity[:16], "--in", str(export.directory), "--keyring", str(export.keyring_path)]) == 0
     out = capsys.readouterr().out
     assert f"run          {rag.trace_id}/{rag.span_id}" in out
     assert "status       VERIFIED" in out
@@ -60,9 +53,7 @@ def test_show_reports_a_failing_run_with_its_findings(
     assert "gen_ai.request.model='gpt-5'" in out and "traces.jsonl:1 record 1" in out
 
 
-def test_show_json_has_the_result_and_the_manifest(
-    export: vf.Export, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_show_json_has_the_result_and_the_manifest(export: vf.Export, capsys: pytest.CaptureFixture[str]) -> None:
     """--json prints the run's result object and its manifest."""
     run = export.run("tools")
     args = [
@@ -115,9 +106,7 @@ def test_show_an_ambiguous_trace_names_its_runs(tmp_path: Path, capsys: pytest.C
         trace_id = f"{parent.get_span_context().trace_id:032x}"
         for _, composition in vf.compositions()[:2]:
             with start_genai_span(composition, tracer_provider=pipeline.tracer_provider):
-                assert (
-                    trace.get_current_span().get_span_context().trace_id == parent.get_span_context().trace_id
-                )
+                assert trace.get_current_span().get_span_context().trace_id == parent.get_span_context().trace_id
     pipeline.shutdown()
     assert main(["show", trace_id, "--in", str(tmp_path / "x"), "--insecure-skip-signatures"]) == 1
     assert "matches 2 runs" in capsys.readouterr().err

@@ -79,10 +79,7 @@ def test_fast_check_never_vouches_for_what_the_core_rejects(value: Any, ints_as_
 def test_fast_check_refuses_edited_content(value: Any, replacement: Any) -> None:
     """Content replaced after signing is never vouched for, whatever it is replaced with."""
     doc = orjson.loads(_signed_body(value))
-    assume(
-        orjson.dumps(replacement, option=orjson.OPT_SORT_KEYS)
-        != orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
-    )
+    assume(orjson.dumps(replacement, option=orjson.OPT_SORT_KEYS) != orjson.dumps(value, option=orjson.OPT_SORT_KEYS))
     doc["components"]["extensions"]["value"] = {"x": replacement}
     assume(not _core_clean(orjson.dumps(doc)))
     assert fast_check(doc) is None
@@ -92,9 +89,7 @@ def test_fast_check_refuses_edited_content(value: Any, replacement: Any) -> None
 def test_fast_check_vouches_for_ordinary_manifests(label: str, composition: dict[str, Any]) -> None:
     """Ordinary canonical manifests take the fast path, whole or with content withheld."""
     manifest = Manifest.from_json(
-        sign_run(
-            Composition.from_dict(composition), vf.signer(), trace_id=TRACE, span_id=SPAN
-        ).manifest_json()
+        sign_run(Composition.from_dict(composition), vf.signer(), trace_id=TRACE, span_id=SPAN).manifest_json()
     )
     assert fast_check(manifest.to_json()) is not None
     assert fast_check(manifest.withhold("messages", 0).to_json()) is not None

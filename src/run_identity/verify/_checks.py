@@ -154,17 +154,11 @@ def check_signature(
     if ctx.keyring is None:
         return None
     if signature is None:
-        return Finding(
-            BAD_SIGNATURE, step, f"the {carrier} carries no signature (standard base64 of 64 bytes)"
-        )
+        return Finding(BAD_SIGNATURE, step, f"the {carrier} carries no signature (standard base64 of 64 bytes)")
     if statement.key_id not in ctx.keyring:
-        return Finding(
-            UNKNOWN_KEY, step, f"the {carrier} is signed by key {statement.key_id}, not in the keyring"
-        )
+        return Finding(UNKNOWN_KEY, step, f"the {carrier} is signed by key {statement.key_id}, not in the keyring")
     if not ctx.keyring.verify(statement.key_id, signature, statement.signing_input()):
-        return Finding(
-            BAD_SIGNATURE, step, f"the {carrier}'s signature does not verify over its binding statement"
-        )
+        return Finding(BAD_SIGNATURE, step, f"the {carrier}'s signature does not verify over its binding statement")
     return None
 
 
@@ -189,28 +183,18 @@ def summarize_span(record: SpanRecord, source: int) -> SpanSummary | None:
     if RUN_IDENTITY_ID not in attrs:
         if OPERATION not in attrs and error is None:
             return None
-        return SpanSummary(
-            key, source, record.position, record.index, False, None, None, telemetry, None, error_text
-        )
+        return SpanSummary(key, source, record.position, record.index, False, None, None, telemetry, None, error_text)
     signature = decode_signature(attrs.get(RUN_IDENTITY_SIGNATURE))
     try:
         statement = BindingStatement.from_span(attrs, record.trace_id, record.span_id)
     except ManifestError as exc:
         problem = f"the span's run_identity attributes do not form a binding statement: {exc}"
-        return SpanSummary(
-            key, source, record.position, record.index, True, None, signature, telemetry, problem
-        )
+        return SpanSummary(key, source, record.position, record.index, True, None, signature, telemetry, problem)
     if statement.spec_version != SPEC_VERSION:
-        problem = (
-            f"the span follows spec version {statement.spec_version!r}; this verifier knows {SPEC_VERSION!r}"
-        )
-        return SpanSummary(
-            key, source, record.position, record.index, True, None, signature, telemetry, problem
-        )
+        problem = f"the span follows spec version {statement.spec_version!r}; this verifier knows {SPEC_VERSION!r}"
+        return SpanSummary(key, source, record.position, record.index, True, None, signature, telemetry, problem)
     fields = statement_fields(statement)
-    return SpanSummary(
-        key, source, record.position, record.index, True, fields, signature, telemetry, None, error_text
-    )
+    return SpanSummary(key, source, record.position, record.index, True, fields, signature, telemetry, None, error_text)
 
 
 def same_value(a: Any, b: Any) -> bool:
@@ -228,9 +212,7 @@ def _show(value: Any) -> str:
     return repr(list(value)) if type(value) is tuple else repr(value)
 
 
-def telemetry_mismatches(
-    span: Telemetry, manifest: Telemetry, unknown: frozenset[str], where: str
-) -> list[str]:
+def telemetry_mismatches(span: Telemetry, manifest: Telemetry, unknown: frozenset[str], where: str) -> list[str]:
     """Step 6: every telemetry attribute of the span that contradicts the manifest, as a sentence each."""
     declared = dict(manifest)
     out = []

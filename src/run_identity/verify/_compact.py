@@ -57,9 +57,7 @@ def pack_span(span: SpanSummary, profiles: Profiles) -> bytes | None:
     if st is None or span.problem or span.error or span.signature is None or not _fits(st):
         return None
     profile = profiles.add((span.source, st[1], st[3], span.telemetry))
-    return _SPAN.pack(
-        SPAN, _identity(st[0]), span.signature, st[2].encode(), span.position, span.index, profile
-    )
+    return _SPAN.pack(SPAN, _identity(st[0]), span.signature, st[2].encode(), span.position, span.index, profile)
 
 
 def unpack_span(blob: bytes, key: bytes, profiles: Profiles) -> SpanSummary:
@@ -137,9 +135,7 @@ def pack_verified(span: SpanSummary, m: ManifestSummary, profiles: Profiles) -> 
 
 def unpack_verified(blob: bytes, key: bytes, profiles: Profiles) -> tuple[SpanSummary, ManifestSummary]:
     """The span and manifest summaries of a packed verified run (the span's signature is not kept)."""
-    _, identity, binding, fingerprint, declared, s_pos, s_idx, s_prof, m_pos, m_idx, m_prof = (
-        _VERIFIED.unpack(blob)
-    )
+    _, identity, binding, fingerprint, declared, s_pos, s_idx, s_prof, m_pos, m_idx, m_prof = _VERIFIED.unpack(blob)
     manifest = _manifest(key, identity, binding, fingerprint, declared, m_pos, m_idx, profiles[m_prof])
     source, _, _, telemetry = profiles[s_prof]
     span = SpanSummary(key, source, s_pos, s_idx, True, manifest.statement, None, telemetry)

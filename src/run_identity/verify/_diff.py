@@ -105,9 +105,7 @@ def _text_note(a: Any, b: Any) -> str:
     if type(a) is not str or type(b) is not str:
         return ""
     if unicodedata.normalize("NFC", a) == unicodedata.normalize("NFC", b):
-        forms = [
-            next((f for f in ("NFC", "NFD") if unicodedata.is_normalized(f, s)), "mixed") for s in (a, b)
-        ]
+        forms = [next((f for f in ("NFC", "NFD") if unicodedata.is_normalized(f, s)), "mixed") for s in (a, b)]
         return f"same text in another Unicode normalization ({forms[0]} in A, {forms[1]} in B)"
     if a.split() == b.split():
         return "differs only in whitespace"
@@ -127,11 +125,7 @@ def _list_changes(
     ka, kb = keys if keys is not None else ([_key_of(x) for x in a], [_key_of(x) for x in b])
     if sorted(ka) == sorted(kb):
         order = [ka.index(k) for k in kb] if len(set(ka)) == len(ka) else []
-        note = (
-            f"same {len(a)} items in another order (B has A's {order})"
-            if order
-            else "same items, other order"
-        )
+        note = f"same {len(a)} items in another order (B has A's {order})" if order else "same items, other order"
         return [Change(path, "reordered", None, None, note)]
     out: list[Change] = []
     matcher = difflib.SequenceMatcher(None, ka, kb, autojunk=False)
@@ -155,9 +149,7 @@ def _item_changes(a: Any, b: Any, path: str, i: int, j: int) -> list[Change]:
         return [Change(where, "withheld", a, b, f"withheld in {side}; the digests differ")]
     if type(a) is dict and type(b) is dict and type(a.get("parts")) is list and type(b.get("parts")) is list:
         out = [
-            c
-            for k in sorted((set(a) | set(b)) - {"parts"})
-            for c in json_changes(a.get(k), b.get(k), _join(where, k))
+            c for k in sorted((set(a) | set(b)) - {"parts"}) for c in json_changes(a.get(k), b.get(k), _join(where, k))
         ]
         return out + _list_changes(a["parts"], b["parts"], f"{where}.parts")
     return json_changes(a, b, where)
@@ -177,9 +169,7 @@ def _element_value(e: ManifestElement) -> Any:
 def _component_changes(name: str, a: ManifestComponent, b: ManifestComponent) -> list[Change]:
     if a.withheld or b.withheld:
         side = "A" if a.withheld else "B"
-        return [
-            Change(name, "withheld", a.digest, b.digest, f"content withheld in {side}; the digests differ")
-        ]
+        return [Change(name, "withheld", a.digest, b.digest, f"content withheld in {side}; the digests differ")]
     if a.elements is None or b.elements is None:
         return json_changes(a.value, b.value, name)
     ea, eb = a.elements, b.elements

@@ -77,9 +77,7 @@ def _may_differ(out: bytes) -> bool:
             at = out.find(sign, at + 2)
     if not out.isascii():
         leads = out.translate(None, _NOT_LEAD)  # the lead bytes of astral and U+E000..U+FFFF characters
-        return bool(leads.translate(None, b"\xee\xef")) and bool(
-            leads.translate(None, b"\xf0\xf1\xf2\xf3\xf4")
-        )
+        return bool(leads.translate(None, b"\xee\xef")) and bool(leads.translate(None, b"\xf0\xf1\xf2\xf3\xf4"))
     return False
 
 
@@ -186,9 +184,7 @@ def fast_check(doc: object) -> FastManifest | None:
             raise _Unsure
     except (_Unsure, ManifestError):
         return None
-    return FastManifest(
-        doc, statement, signature, fingerprint(identity, statement, doc["signature"], shape, None)
-    )
+    return FastManifest(doc, statement, signature, fingerprint(identity, statement, doc["signature"], shape, None))
 
 
 def fingerprint(

@@ -114,9 +114,7 @@ def _key(record: SpanRecord | ManifestRecord) -> bytes | None:
     return run_key(record.trace_id, record.span_id) if record.trace_id and record.span_id else None
 
 
-def find_runs(
-    inputs: Iterable[str | os.PathLike[str]], selector: Selector, ctx: CheckContext
-) -> list[FoundRun]:
+def find_runs(inputs: Iterable[str | os.PathLike[str]], selector: Selector, ctx: CheckContext) -> list[FoundRun]:
     """Every run ``selector`` names in ``inputs``, with its manifests and verdict. Raises InputError."""
     paths = discover(inputs)
     keys: set[bytes] = set()

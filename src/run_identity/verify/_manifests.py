@@ -45,9 +45,7 @@ __all__ = ["summarize_manifest"]
 _Part = tuple[bool, Any] | None
 
 
-def _telemetry(
-    model: _Part, operation: _Part, parameters: _Part
-) -> tuple[Telemetry, frozenset[str], str | None]:
+def _telemetry(model: _Part, operation: _Part, parameters: _Part) -> tuple[Telemetry, frozenset[str], str | None]:
     """The manifest's side of step 6, keyed by the span attribute each value is compared with."""
     pairs: list[tuple[str, Any]] = []
     unknown: set[str] = set()
@@ -58,9 +56,7 @@ def _telemetry(
             unknown.update((MODEL, PROVIDER))
         else:
             pairs.extend(
-                (attr, as_tuple(value[m]))
-                for attr, m in ((MODEL, "name"), (PROVIDER, "provider"))
-                if m in value
+                (attr, as_tuple(value[m])) for attr, m in ((MODEL, "name"), (PROVIDER, "provider")) if m in value
             )
             model_name = value["name"] if type(value.get("name")) is str else None
     if operation is not None:
@@ -109,9 +105,7 @@ def _stated_only(manifest: Manifest) -> Manifest:
             components[name] = ManifestComponent(name, c.digest, elements=elements)
         else:
             components[name] = ManifestComponent(name, c.digest, withheld=True)
-    return Manifest(
-        manifest.spec_version, manifest.identity, components, manifest.statement, manifest.signature
-    )
+    return Manifest(manifest.spec_version, manifest.identity, components, manifest.statement, manifest.signature)
 
 
 def _canonical_hash(manifest: Manifest, body: str) -> bytes:
@@ -143,9 +137,7 @@ def summarize_manifest(
     if fast is not None:
         statement, signature, shape = fast.statement, fast.signature, fast.shape
         comps = doc["components"]
-        telemetry = _telemetry(
-            _doc_part(comps, "model"), _doc_part(comps, "operation"), _doc_part(comps, "parameters")
-        )
+        telemetry = _telemetry(_doc_part(comps, "model"), _doc_part(comps, "operation"), _doc_part(comps, "parameters"))
         identity = statement.identity
     else:
         try:
@@ -163,18 +155,14 @@ def summarize_manifest(
             known = ctx.salts.get(manifest.salt_id)
             if known is None:
                 checked = _stated_only(manifest)
-                notes.append(
-                    f"content not recomputed: blinded with salt {manifest.salt_id}, which was not given"
-                )
+                notes.append(f"content not recomputed: blinded with salt {manifest.salt_id}, which was not given")
             else:
                 salt = known
         problems = checked.recompute(salt=salt).problems
         if problems or checked is not manifest:
             shape = _canonical_hash(manifest, body)
         else:
-            shape = fingerprint(
-                identity, statement, encode_signature(signature), _shape(manifest), manifest.salt_id
-            )
+            shape = fingerprint(identity, statement, encode_signature(signature), _shape(manifest), manifest.salt_id)
         parts = (_manifest_part(manifest, n) for n in ("model", "operation", "parameters"))
         telemetry = _telemetry(*parts)
     # 3. Manifest signature.

@@ -38,9 +38,7 @@ def render_status(result: VerificationResult | None, *, manifest_file: bool = Fa
         return [f"status       {VERIFIED.upper()}{extra}"]
     lines = [f"status       FAILED: {findings[0].code}"]
     for f in findings:
-        lines.append(
-            f"  - {f.code} (step {f.step}): {f.message}" + (f"  [{f.location}]" if f.location else "")
-        )
+        lines.append(f"  - {f.code} (step {f.step}): {f.message}" + (f"  [{f.location}]" if f.location else ""))
     return lines
 
 
@@ -67,9 +65,7 @@ def _element(name: str, i: int, value: Any) -> list[str]:
         lines = _part(value, _INDENT)
         return [head + lines[0].lstrip(), *lines[1:]]
     if name == "tools":
-        lines = [
-            f"{head}{value.get('name')}" + (f": {value['description']}" if value.get("description") else "")
-        ]
+        lines = [f"{head}{value.get('name')}" + (f": {value['description']}" if value.get("description") else "")]
         if value.get("parameters") is not None:
             lines.append(f"{_INDENT}  parameters: {_json(value['parameters'], _LONG)}")
         return lines
@@ -93,9 +89,7 @@ def _component(name: str, c: ManifestComponent) -> list[str]:
     value = c.value
     if name == "model" and type(value) is dict:
         extra = ", ".join(f"{k} {value[k]}" for k in ("revision", "weights_digest", "endpoint") if k in value)
-        return [
-            f"{'model':<12} {value.get('provider')} {value.get('name')}" + (f" ({extra})" if extra else "")
-        ]
+        return [f"{'model':<12} {value.get('provider')} {value.get('name')}" + (f" ({extra})" if extra else "")]
     if name == "operation":
         return [f"{'operation':<12} {value}"]
     if name == "parameters" and type(value) is dict:
@@ -172,8 +166,7 @@ def render_diff(d: ManifestDiff, label_a: str, label_b: str) -> str:
     changed = [c for c in d.components if c.status != "same"]
     same = [c.name for c in d.components if c.status == "same"]
     lines.append(
-        f"{len(changed)} of {len(d.components)} components differ"
-        + (f"; same: {', '.join(same)}" if same else "")
+        f"{len(changed)} of {len(d.components)} components differ" + (f"; same: {', '.join(same)}" if same else "")
     )
     for c in changed:
         lines.append("")

@@ -25,9 +25,7 @@ class Policy:
         codes = frozenset(allow)
         unknown = codes - set(FAILURE_CODES)
         if unknown:
-            raise ValueError(
-                f"unknown result code(s) {', '.join(sorted(unknown))} (codes: {', '.join(FAILURE_CODES)})"
-            )
+            raise ValueError(f"unknown result code(s) {', '.join(sorted(unknown))} (codes: {', '.join(FAILURE_CODES)})")
         object.__setattr__(self, "allow", codes)
 
     def accepts(self, findings: Iterable[Finding]) -> bool:

@@ -59,9 +59,7 @@ class _Run:
 
     __slots__ = ("bad", "extra", "manifests", "span", "span_check")
 
-    def __init__(
-        self, span: SpanSummary | None = None, manifests: list[ManifestSummary] | None = None
-    ) -> None:
+    def __init__(self, span: SpanSummary | None = None, manifests: list[ManifestSummary] | None = None) -> None:
         self.span = span
         self.manifests: list[ManifestSummary] = manifests or []
         self.bad: list[Finding] | None = None
@@ -242,9 +240,7 @@ class RunTable:
                 if run.span_check is False:
                     statement = _statement(key, span.statement)
                     found = check_signature(self._ctx, statement, span.signature, 2, "span")
-                    run.span_check = (
-                        None if found is None else Finding(found.code, 2, found.message, span_where)
-                    )
+                    run.span_check = None if found is None else Finding(found.code, 2, found.message, span_where)
                 if isinstance(run.span_check, Finding):
                     findings.append(run.span_check)
         # 5. Join.
@@ -275,9 +271,7 @@ class RunTable:
             findings.append(Finding(BINDING_MISMATCH, 5, message, span_where))
         # 6. Telemetry.
         if span is not None and span.identified and primary is not None:
-            mismatches = telemetry_mismatches(
-                span.telemetry, primary.telemetry, primary.unknown, "the span has"
-            )
+            mismatches = telemetry_mismatches(span.telemetry, primary.telemetry, primary.unknown, "the span has")
             findings.extend(Finding(TELEMETRY_MISMATCH, 6, message, span_where) for message in mismatches)
         # 7. Coverage.
         if span is not None and not span.identified:
@@ -289,14 +283,10 @@ class RunTable:
     def _result(self, key: bytes, run: _Run) -> VerificationResult:
         findings, primary = self._findings(key, run)
         span = run.span
-        statement = (
-            primary.statement if primary is not None else (span.statement if span is not None else None)
-        )
+        statement = primary.statement if primary is not None else (span.statement if span is not None else None)
         model = primary.model if primary is not None else None
         if model is None and span is not None:
-            model = next(
-                (v for a, v in span.telemetry if a == "gen_ai.request.model" and type(v) is str), None
-            )
+            model = next((v for a, v in span.telemetry if a == "gen_ai.request.model" and type(v) is str), None)
         return VerificationResult(
             findings[0].code if findings else VERIFIED,
             self._policy.accepts(findings),
