@@ -20,7 +20,6 @@ from pathlib import Path
 import anthropic
 
 import run_identity
-from run_identity.attributes import RECEIPT_EVENT_NAME
 from run_identity.integrations import anthropic as ri_anthropic
 
 MODEL = "claude-haiku-4-5"
@@ -40,8 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     out = Path(args.out)
-    receipts = run_identity.OtlpJsonFileLogExporter(out / "receipts.jsonl", event_name=RECEIPT_EVENT_NAME)
-    handle = run_identity.setup(args.key, directory=out, manifest_exporters=[receipts], set_global=False)
+    handle = run_identity.setup(args.key, directory=out, set_global=False)  # receipts go to manifests.jsonl
     ri_anthropic.instrument(tracer_provider=handle.tracer_provider)
     try:
         client = anthropic.Anthropic(base_url=args.base_url, max_retries=0)

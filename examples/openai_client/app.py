@@ -9,7 +9,7 @@ request the client sends, declares it before the request goes out, and signs a r
     run-identity verify out --keyring keys/trusted-keys.jwks.json
     run-identity replay <identity> --in out --dry-run
 
-``out/`` receives ``traces.jsonl``, ``manifests.jsonl`` and ``receipts.jsonl`` (OTLP-JSON lines);
+``out/`` receives ``traces.jsonl`` and ``manifests.jsonl`` (manifests and receipts; OTLP-JSON lines);
 ``receipt.json`` is the receipt as it travels with the answer to a downstream party.
 """
 
@@ -23,7 +23,6 @@ from pathlib import Path
 import openai
 
 import run_identity
-from run_identity.attributes import RECEIPT_EVENT_NAME
 from run_identity.integrations import openai as ri_openai
 
 MODEL = "gpt-4o-mini"
@@ -43,8 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     out = Path(args.out)
-    receipts = run_identity.OtlpJsonFileLogExporter(out / "receipts.jsonl", event_name=RECEIPT_EVENT_NAME)
-    handle = run_identity.setup(args.key, directory=out, manifest_exporters=[receipts], set_global=False)
+    handle = run_identity.setup(args.key, directory=out, set_global=False)  # receipts go to manifests.jsonl
     ri_openai.instrument(tracer_provider=handle.tracer_provider)
     try:
         client = openai.OpenAI(base_url=args.base_url, max_retries=0)

@@ -5,6 +5,8 @@ The public API is what ``__all__`` lists; everything else is private and may cha
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from run_identity.canonical import canonicalize
 from run_identity.composition import Composition, PreparedComponent
 from run_identity.declare import Declaration, declare
@@ -18,11 +20,8 @@ from run_identity.errors import (
     SigningError,
     VerificationError,
 )
-from run_identity.export_file import OtlpJsonFileLogExporter, OtlpJsonFileSpanExporter, file_exporters
-from run_identity.genai import start_genai_span
 from run_identity.keys import Ed25519Signer, Keyring, Signer, generate_key_files, load_signer
 from run_identity.manifest import Manifest
-from run_identity.manifest_export import ManifestEmitter
 from run_identity.parts import (
     BlobPart,
     Document,
@@ -36,12 +35,44 @@ from run_identity.parts import (
     ToolCallResponsePart,
     UriPart,
 )
-from run_identity.pipeline import IdentitySetup, setup
-from run_identity.processor import Coverage, IdentitySpanProcessor
 from run_identity.receipt import Receipt, ReceiptStatement, output_digest, receipt_of, sign_receipt, verify_receipt
-from run_identity.sampling import IdentitySampler
 from run_identity.signing import SignedRun, sign_run
 from run_identity.statement import BindingStatement
+
+# The SDK side (processor, exporters, set-up) loads on first use, so that a verifier importing
+# run_identity.verify never imports opentelemetry-sdk (docs/verify.md: the verifier is a separate party).
+_LAZY = {
+    "Coverage": "run_identity.processor",
+    "IdentitySampler": "run_identity.sampling",
+    "IdentitySetup": "run_identity.pipeline",
+    "IdentitySpanProcessor": "run_identity.processor",
+    "ManifestEmitter": "run_identity.manifest_export",
+    "OtlpJsonFileLogExporter": "run_identity.export_file",
+    "OtlpJsonFileSpanExporter": "run_identity.export_file",
+    "file_exporters": "run_identity.export_file",
+    "setup": "run_identity.pipeline",
+    "start_genai_span": "run_identity.genai",
+}
+
+
+def __getattr__(name: str) -> object:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'run_identity' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+if TYPE_CHECKING:
+    from run_identity.export_file import OtlpJsonFileLogExporter, OtlpJsonFileSpanExporter, file_exporters
+    from run_identity.genai import start_genai_span
+    from run_identity.manifest_export import ManifestEmitter
+    from run_identity.pipeline import IdentitySetup, setup
+    from run_identity.processor import Coverage, IdentitySpanProcessor
+    from run_identity.sampling import IdentitySampler
 
 __version__ = "0.1.0"
 

@@ -4,7 +4,8 @@ Files, in the directory given to :func:`file_exporters` (or :func:`run_identity.
 
 * ``traces.jsonl``: one line per span export batch, each line one ``ExportTraceServiceRequest``;
 * ``manifests.jsonl``: one line per log export batch, each line one ``ExportLogsServiceRequest`` holding
-  ``run_identity.manifest`` log records (other log records are skipped by the manifest exporter).
+  the identity signal: ``run_identity.manifest`` records and the ``run_identity.receipt`` records of the
+  client integrations (other log records are skipped by this exporter).
 
 Format: exactly what the ``otelcol-contrib`` file exporter writes with its default ``json`` format, i.e. the
 OTLP/JSON encoding of the OTLP specification: lowerCamelCase keys (``resourceSpans``, ``scopeSpans``,
@@ -24,7 +25,7 @@ from __future__ import annotations
 import base64
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -38,7 +39,7 @@ from opentelemetry.sdk._logs.export import LogRecordExporter, LogRecordExportRes
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
-from run_identity.attributes import MANIFEST_EVENT_NAME
+from run_identity.attributes import MANIFEST_EVENT_NAME, RECEIPT_EVENT_NAME
 
 __all__ = [
     "MANIFESTS_FILE",
@@ -133,20 +134,23 @@ class OtlpJsonFileSpanExporter(SpanExporter):
 class OtlpJsonFileLogExporter(LogRecordExporter):
     """Appends each batch of log records to ``path`` as one OTLP/JSON ``ExportLogsServiceRequest`` line.
 
-    With ``event_name`` set, only records with that ``event_name`` are written.
+    With ``event_name`` set (one name, or a collection of names), only records with such an ``event_name``
+    are written.
     """
 
-    def __init__(self, path: str | os.PathLike[str], *, event_name: str | None = None) -> None:
+    def __init__(
+        self, path: str | os.PathLike[str], *, event_name: str | Collection[str] | None = None
+    ) -> None:
         self._out = _LineFile(path)
-        self._event_name = event_name
+        self._event_names = frozenset([event_name] if isinstance(event_name, str) else event_name or ())
 
     @property
     def path(self) -> Path:
         return self._out.path
 
     def export(self, batch: Sequence[ReadableLogRecord]) -> LogRecordExportResult:
-        if self._event_name is not None:
-            batch = [r for r in batch if r.log_record.event_name == self._event_name]
+        if self._event_names:
+            batch = [r for r in batch if r.log_record.event_name in self._event_names]
         if not batch:
             return LogRecordExportResult.SUCCESS
         try:
@@ -165,9 +169,9 @@ class OtlpJsonFileLogExporter(LogRecordExporter):
 def file_exporters(
     directory: str | os.PathLike[str],
 ) -> tuple[OtlpJsonFileSpanExporter, OtlpJsonFileLogExporter]:
-    """Exporters for ``<directory>/traces.jsonl`` (spans) and ``<directory>/manifests.jsonl`` (manifests)."""
+    """Exporters for ``<directory>/traces.jsonl`` (spans) and ``<directory>/manifests.jsonl`` (manifests, receipts)."""
     out = Path(directory)
     return (
         OtlpJsonFileSpanExporter(out / TRACES_FILE),
-        OtlpJsonFileLogExporter(out / MANIFESTS_FILE, event_name=MANIFEST_EVENT_NAME),
+        OtlpJsonFileLogExporter(out / MANIFESTS_FILE, event_name=(MANIFEST_EVENT_NAME, RECEIPT_EVENT_NAME)),
     )

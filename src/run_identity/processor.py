@@ -103,6 +103,21 @@ class IdentitySpanProcessor(SpanProcessor):
         return self._strict
 
     @property
+    def signer(self) -> Signer:
+        """The signer of binding statements (client integrations sign run receipts with it too)."""
+        return self._signer
+
+    @property
+    def salt(self) -> bytes:
+        """The deployment's blinding salt (empty by default)."""
+        return self._salt
+
+    @property
+    def logger_provider(self) -> LoggerProvider | None:
+        """Where manifests (and receipts) go; None when manifests are off."""
+        return self._emitter.logger_provider if self._emitter is not None else None
+
+    @property
     def coverage(self) -> Coverage:
         """The counters now."""
         with self._lock:

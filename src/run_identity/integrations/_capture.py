@@ -328,12 +328,11 @@ class Run:
         """The signer, the LoggerProvider and the salt: as given to ``instrument()``, else the processor's."""
         capture = self._capture
         processor = find_identity_processor(capture.provider())
-        signer = capture.signer or (getattr(processor, "_signer", None) if processor is not None else None)
-        salt = capture.salt if capture.salt is not None else getattr(processor, "_salt", b"")
+        signer = capture.signer or (processor.signer if processor is not None else None)
+        salt = capture.salt if capture.salt is not None else (processor.salt if processor is not None else b"")
         logger_provider = capture.logger_provider
         if logger_provider is None and processor is not None:
-            emitter = getattr(processor, "_emitter", None)
-            logger_provider = emitter.logger_provider if emitter is not None else None
+            logger_provider = processor.logger_provider
         elif logger_provider is None and capture.signer is not None:
             logger_provider = get_logger_provider()
         return signer, logger_provider, salt
