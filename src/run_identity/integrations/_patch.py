@@ -14,10 +14,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from run_identity.integrations._capture import Accumulator, Capture, Endpoint, Run
+from run_identity.integrations._capture import Accumulator, Capture, CaptureStats, Endpoint, Run
 from run_identity.integrations._values import reusable
 
-__all__ = ["Target", "patch", "unpatch"]
+__all__ = ["Integration", "Target", "patch", "unpatch"]
 
 _ORIGINAL = "_run_identity_original"
 _MAX_CHAIN = 32
@@ -81,6 +81,41 @@ def unpatch(target: Target) -> None:
     original = getattr(current, _ORIGINAL, None)
     if original is not None:
         setattr(owner, target.attribute, original)
+
+
+class Integration:
+    """The life cycle shared by the client integrations: one active :class:`Capture` over their targets."""
+
+    def __init__(self, name: str, targets: tuple[Target, ...]) -> None:
+        self.name = name
+        self.targets = targets
+        self._capture: Capture | None = None
+
+    def instrument(self, *, own_span: bool | None, **options: Any) -> bool:
+        """Patch every target with a new Capture; False when the client library is missing. Idempotent."""
+        if self._capture is not None and self._capture.enabled:
+            return True
+        capture = Capture(self.name, **options)
+        if not any([patch(t, capture, own_span) for t in self.targets]):
+            return False
+        if self._capture is not None:
+            self._capture.enabled = False
+        self._capture = capture
+        return True
+
+    def uninstrument(self) -> None:
+        """Stop capturing and restore the methods (a wrapper another library put over ours passes through)."""
+        if self._capture is not None:
+            self._capture.enabled = False
+        for target in self.targets:
+            unpatch(target)
+        self._capture = None
+
+    def is_instrumented(self) -> bool:
+        return self._capture is not None and self._capture.enabled
+
+    def stats(self) -> CaptureStats:
+        return self._capture.stats if self._capture is not None else CaptureStats()
 
 
 def _bind(original: Any, instance: Any) -> Any:

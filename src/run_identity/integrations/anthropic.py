@@ -19,15 +19,14 @@ from opentelemetry._logs import LoggerProvider
 from opentelemetry.trace import TracerProvider
 
 from run_identity.integrations._anthropic_map import MessagesAccumulator, messages_composition, messages_output
-from run_identity.integrations._capture import Capture, CaptureStats, Output
-from run_identity.integrations._patch import Target, patch, unpatch
+from run_identity.integrations._capture import CaptureStats, Output
+from run_identity.integrations._patch import Integration, Target
 from run_identity.integrations._values import reusable
 from run_identity.integrations.openai import endpoint_of, request_body
 from run_identity.keys import Signer
 
 __all__ = ["instrument", "is_instrumented", "stats", "uninstrument"]
 
-_CAPTURE: list[Capture] = []
 
 
 class _Endpoint:
@@ -64,6 +63,7 @@ TARGETS = (
     Target(_MODULE, "Messages", "stream", "manager", _STREAM),
     Target(_MODULE, "AsyncMessages", "stream", "async_manager", _STREAM),
 )
+_INTEGRATION = Integration("anthropic", TARGETS)
 
 
 def instrument(
@@ -80,39 +80,27 @@ def instrument(
 
     Options as for :func:`run_identity.integrations.openai.instrument`.
     """
-    if _CAPTURE and _CAPTURE[0].enabled:
-        return True
-    capture = Capture(
-        "anthropic",
+    return _INTEGRATION.instrument(
         tracer_provider=tracer_provider,
         signer=signer,
         logger_provider=logger_provider,
         salt=salt,
+        own_span=own_span,
         strict=strict,
         export_output=export_output,
     )
-    if not any([patch(t, capture, own_span) for t in TARGETS]):
-        return False
-    if _CAPTURE:
-        _CAPTURE[0].enabled = False
-    _CAPTURE[:] = [capture]
-    return True
 
 
 def uninstrument() -> None:
     """Stop capturing and restore the methods."""
-    for capture in _CAPTURE:
-        capture.enabled = False
-    for target in TARGETS:
-        unpatch(target)
-    _CAPTURE.clear()
+    _INTEGRATION.uninstrument()
 
 
 def is_instrumented() -> bool:
     """Whether :func:`instrument` is in effect."""
-    return bool(_CAPTURE) and _CAPTURE[0].enabled
+    return _INTEGRATION.is_instrumented()
 
 
 def stats() -> CaptureStats:
     """The counters of the current instrumentation (zeros when not instrumented)."""
-    return _CAPTURE[0].stats if _CAPTURE else CaptureStats()
+    return _INTEGRATION.stats()

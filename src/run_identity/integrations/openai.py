@@ -21,7 +21,7 @@ from urllib.parse import urlsplit, urlunsplit
 from opentelemetry._logs import LoggerProvider
 from opentelemetry.trace import TracerProvider
 
-from run_identity.integrations._capture import Capture, CaptureStats, Output
+from run_identity.integrations._capture import CaptureStats, Output
 from run_identity.integrations._openai_map import chat_composition, responses_composition
 from run_identity.integrations._openai_output import (
     ChatAccumulator,
@@ -29,14 +29,13 @@ from run_identity.integrations._openai_output import (
     chat_output,
     responses_output,
 )
-from run_identity.integrations._patch import Target, patch, unpatch
+from run_identity.integrations._patch import Integration, Target
 from run_identity.integrations._values import omitted, plain, reusable
 from run_identity.keys import Signer
 
 __all__ = ["instrument", "is_instrumented", "request_body", "stats", "uninstrument"]
 
 _CALL_OPTIONS = frozenset({"extra_headers", "extra_query", "extra_body", "timeout"})
-_CAPTURE: list[Capture] = []
 
 
 def endpoint_of(client: Any, path: str) -> str | None:
@@ -100,6 +99,7 @@ TARGETS = (
     Target("openai.resources.responses.responses", "Responses", "create", "sync", _RESPONSES),
     Target("openai.resources.responses.responses", "AsyncResponses", "create", "async", _RESPONSES),
 )
+_INTEGRATION = Integration("openai", TARGETS)
 
 
 def instrument(
@@ -120,40 +120,27 @@ def instrument(
     True/False force it. ``strict`` raises capture failures (for tests); ``export_output=False`` leaves the
     output out of the exported receipt (its digest stays). Calling it again changes nothing.
     """
-    if _CAPTURE and _CAPTURE[0].enabled:
-        return True
-    capture = Capture(
-        "openai",
+    return _INTEGRATION.instrument(
         tracer_provider=tracer_provider,
         signer=signer,
         logger_provider=logger_provider,
         salt=salt,
+        own_span=own_span,
         strict=strict,
         export_output=export_output,
     )
-    patched = [patch(t, capture, own_span) for t in TARGETS]
-    if not any(patched):
-        return False
-    if _CAPTURE:
-        _CAPTURE[0].enabled = False
-    _CAPTURE[:] = [capture]
-    return True
 
 
 def uninstrument() -> None:
-    """Stop capturing and restore the methods (a wrapper another library put over ours passes through)."""
-    for capture in _CAPTURE:
-        capture.enabled = False
-    for target in TARGETS:
-        unpatch(target)
-    _CAPTURE.clear()
+    """Stop capturing and restore the methods."""
+    _INTEGRATION.uninstrument()
 
 
 def is_instrumented() -> bool:
     """Whether :func:`instrument` is in effect."""
-    return bool(_CAPTURE) and _CAPTURE[0].enabled
+    return _INTEGRATION.is_instrumented()
 
 
 def stats() -> CaptureStats:
     """The counters of the current instrumentation (zeros when not instrumented)."""
-    return _CAPTURE[0].stats if _CAPTURE else CaptureStats()
+    return _INTEGRATION.stats()
