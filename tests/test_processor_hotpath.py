@@ -9,15 +9,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from run_identity import CanonicalizationError, Composition, compute_identity
-from run_identity.composition import (
-    _document_ok,
-    _message_ok,
-    _part_ok,
-    _tool_ok,
-    _validate_document,
-    _validate_message,
-    _validate_part,
-    _validate_tool,
+from run_identity._element_schema import (
+    document_ok,
+    message_ok,
+    part_ok,
+    tool_ok,
+    validate_document,
+    validate_message,
+    validate_part,
+    validate_tool,
 )
 from run_identity.errors import CompositionError
 
@@ -69,10 +69,10 @@ def _outcome(validate: Any, value: Any) -> tuple[str, Any]:
 @pytest.mark.parametrize(
     ("ok", "validate"),
     [
-        (_part_ok, _validate_part),
-        (_message_ok, _validate_message),
-        (_tool_ok, _validate_tool),
-        (_document_ok, _validate_document),
+        (part_ok, validate_part),
+        (message_ok, validate_message),
+        (tool_ok, validate_tool),
+        (document_ok, validate_document),
     ],
 )
 @settings(max_examples=200, deadline=None)
@@ -89,12 +89,12 @@ def test_fast_check_only_passes_what_the_validator_returns_unchanged(
 @pytest.mark.parametrize(
     ("ok", "element"),
     [
-        (_part_ok, {"type": "text", "content": "hi", "id": None}),
-        (_part_ok, {"type": "tool_call", "name": "f", "arguments": {"a": 1}}),
-        (_part_ok, {"type": "custom", "anything": [1]}),
-        (_message_ok, {"role": "user", "parts": [{"type": "text", "content": "x"}], "name": "n"}),
-        (_tool_ok, {"type": "function", "name": "f", "description": None, "parameters": {"type": "object"}}),
-        (_document_ok, {"id": "d", "uri": "kb://x"}),
+        (part_ok, {"type": "text", "content": "hi", "id": None}),
+        (part_ok, {"type": "tool_call", "name": "f", "arguments": {"a": 1}}),
+        (part_ok, {"type": "custom", "anything": [1]}),
+        (message_ok, {"role": "user", "parts": [{"type": "text", "content": "x"}], "name": "n"}),
+        (tool_ok, {"type": "function", "name": "f", "description": None, "parameters": {"type": "object"}}),
+        (document_ok, {"id": "d", "uri": "kb://x"}),
     ],
 )
 def test_fast_check_accepts_the_common_valid_shapes(ok: Any, element: dict[str, Any]) -> None:
