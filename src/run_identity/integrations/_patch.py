@@ -122,6 +122,18 @@ def _bind(original: Any, instance: Any) -> Any:
     return original.__get__(instance, type(instance))
 
 
+def _answer(run: Run, response: Any, endpoint: Endpoint, *, is_async: bool) -> Any:
+    """What the wrapped call returns: a proxy that finishes the run when a stream is read to its end."""
+    if run.stream and hasattr(response, "__aiter__" if is_async else "__iter__"):
+        proxy = AsyncStreamProxy if is_async else StreamProxy
+        return proxy(response, run, endpoint.accumulator())
+    if run.stream:  # a raw-response wrapper of a stream: the application reads it, no receipt
+        run.finish(None, response)
+        return response
+    run.returned(response)
+    return response
+
+
 def _sync(original: Any, capture: Capture, endpoint: Endpoint, own_span: bool) -> Callable[..., Any]:
     def create(self: Any, *args: Any, **kwargs: Any) -> Any:
         run = capture.start(endpoint, self, kwargs, own_span=own_span)
@@ -135,13 +147,7 @@ def _sync(original: Any, capture: Capture, endpoint: Endpoint, own_span: bool) -
             raise
         finally:
             run.exit()
-        if run.stream and hasattr(response, "__iter__"):
-            return StreamProxy(response, run, endpoint.accumulator())
-        if run.stream:  # a raw-response wrapper of a stream: the application reads it, no receipt
-            run.finish(None, response)
-            return response
-        run.returned(response)
-        return response
+        return _answer(run, response, endpoint, is_async=False)
 
     return create
 
@@ -159,13 +165,7 @@ def _async(original: Any, capture: Capture, endpoint: Endpoint, own_span: bool) 
             raise
         finally:
             run.exit()
-        if run.stream and hasattr(response, "__aiter__"):
-            return AsyncStreamProxy(response, run, endpoint.accumulator())
-        if run.stream:  # a raw-response wrapper of a stream: the application reads it, no receipt
-            run.finish(None, response)
-            return response
-        run.returned(response)
-        return response
+        return _answer(run, response, endpoint, is_async=True)
 
     return create
 
