@@ -23,6 +23,8 @@ __all__ = [
     "require_dict",
     "require_list",
     "require_str",
+    "text_messages_ok",
+    "text_parts_ok",
     "tool_ok",
     "type_name",
     "validate_document",
@@ -168,6 +170,59 @@ def message_ok(message: object) -> bool:
         return True
     name = message.get("name")
     return name is None or type(name) is str
+
+
+# The common shapes, checked a whole list at a time with no call per element. True proves two things: each
+# element is valid and its validator would return it unchanged, and every value under the list is an exact
+# dict, list, str or None, so canonicalize_elements(items, plain=True) may skip its type walk. Key types are
+# not checked: the member names are found by lookup, and orjson (like the validators) refuses non-str keys.
+# Parts of these types need nothing beyond "content": a string.
+_CONTENT_PARTS = frozenset({"text", "reasoning"})
+
+
+def text_parts_ok(parts: list[Any]) -> bool:
+    """Whether every part is exactly ``{"type": "text" (or "reasoning"), "content": str}``."""
+    try:
+        for part in parts:
+            if (
+                type(part) is not dict
+                or len(part) != 2
+                or type(part["content"]) is not str
+                or type(kind := part["type"]) is not str
+                or kind not in _CONTENT_PARTS
+            ):
+                return False
+    except KeyError:
+        return False
+    return True
+
+
+def text_messages_ok(messages: list[Any]) -> bool:
+    """Whether every message is ``{"role": str, "parts": [text parts], "name": str or null (optional)}``."""
+    try:
+        for message in messages:
+            if (
+                type(message) is not dict
+                or type(message["role"]) is not str
+                or type(parts := message["parts"]) is not list
+            ):
+                return False
+            for part in parts:  # text_parts_ok inlined: a call per message costs as much as the checks
+                if (
+                    type(part) is not dict
+                    or len(part) != 2
+                    or type(part["content"]) is not str
+                    or type(kind := part["type"]) is not str
+                    or kind not in _CONTENT_PARTS
+                ):
+                    return False
+            if len(message) != 2:
+                name = message.get("name", message)  # a missing name (another third member) fails as the dict
+                if len(message) != 3 or (name is not None and type(name) is not str):
+                    return False
+    except KeyError:
+        return False
+    return True
 
 
 def optional_str_ok(obj: dict[str, Any], key: str) -> bool:

@@ -56,6 +56,10 @@ _IDENTIFIER: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _SURROGATE: Final = re.compile("[\ud800-\udfff]")
 _ASTRAL_LEAD: Final = re.compile(rb"[\xf0-\xf4]")
 _PLAIN_TYPES: Final = frozenset({dict, list, tuple, str, int, bool, type(None)})
+_is_plain_type_set = _PLAIN_TYPES.issuperset
+_SCALAR_TYPES: Final = frozenset({str, int, bool, type(None)})
+_FLAT_TYPES: Final = _SCALAR_TYPES | {float, list}
+_dumps = orjson.dumps
 # A value with shared sub-containers (or a cycle) can be far larger as a tree than in memory; past this many
 # visited objects the level walk gives up and the recursive walk (which ends cycles at MAX_DEPTH) decides.
 _PLAIN_WALK_LIMIT: Final = 1 << 20
@@ -82,26 +86,41 @@ def canonicalize(value: object, path: str = "") -> bytes:
     path of the bad value, prefixed by ``path`` (``canonicalize(v, "messages[3]")`` reports errors as
     ``messages[3].parts[0].content: lone surrogate U+D800``).
     """
-    if type(value) is dict or type(value) is list or type(value) is tuple:
-        out = _fast(value)
+    kind = type(value)
+    if kind is dict or kind is list or kind is tuple:
+        out = _fast_flat(cast("dict[Any, Any]", value)) if kind is dict else None  # parameters, a model
+        if out is None:
+            out = _fast(cast("_Container", value))
         if out is not None:
             return out
+    elif kind is str:  # operation: orjson rejects a lone surrogate, and the careful pass then names it
+        try:
+            return _dumps(value)
+        except orjson.JSONEncodeError:
+            pass
     return _careful(value, path)
 
 
-def canonicalize_elements(items: list[Any] | tuple[Any, ...], path: str = "") -> list[bytes]:
+def canonicalize_elements(
+    items: list[Any] | tuple[Any, ...], path: str = "", *, plain: bool = False
+) -> list[bytes]:
     """The canonical bytes of each element of ``items``, in order: ``[canonicalize(e) for e in items]``.
 
-    One type walk covers all elements, which is what makes a list component cheap. Raises
-    CanonicalizationError naming ``path[i]...`` for the first element that cannot be canonicalized.
+    One type walk covers all elements, which is what makes a list component cheap. ``plain=True`` says the
+    caller has just checked, with nothing run in between, that every value under ``items`` is an exact
+    ``dict``, ``list``, ``str``, ``int``, ``bool`` or ``None`` (the schema's common shapes do: see
+    ``_element_schema.text_messages_ok``), so the walk is skipped; keys, strings and integers are still
+    orjson's to check. Raises CanonicalizationError naming ``path[i]...`` for the first element that cannot
+    be canonicalized.
     """
+    dumps = orjson.dumps
     try:
-        if _is_plain(items):
+        if plain or _is_plain(items):
             ready: list[Any] | tuple[Any, ...] = items
         else:
             with_floats: set[int] = set()
             ready = [_ready(item, with_floats) for item in items] if _scan(items, 0, with_floats) else items
-        outs = [orjson.dumps(item, option=_OPTIONS) for item in ready]
+        outs = [dumps(item, None, _OPTIONS) for item in ready]
     except (_Fallback, orjson.JSONEncodeError):
         return [canonicalize(item, json_path_join(path, i)) for i, item in enumerate(items)]
     joined = b"".join(outs)  # one scan of all elements; the rare hit is then found element by element
@@ -135,6 +154,33 @@ def _fast(value: _Container) -> bytes | None:
     return out if out.isascii() or not _utf16_order_may_differ(out) else None
 
 
+def _fast_flat(value: dict[Any, Any]) -> bytes | None:
+    """The canonical bytes of a dict of scalars and lists of scalars (parameters, a model), or None.
+
+    None (the general passes then decide) for any other value, a list holding anything but exact ``str``,
+    ``int``, ``bool`` or ``None``, and NaN or an infinity. Floats are written as Fragments of their
+    ECMAScript form.
+    """
+    kinds = set(map(type, value.values()))
+    try:
+        if _SCALAR_TYPES.issuperset(kinds):
+            out = _dumps(value, None, _OPTIONS)
+        elif _FLAT_TYPES.issuperset(kinds):
+            ready = dict(value)
+            for key, item in value.items():
+                kind = type(item)
+                if kind is float:
+                    ready[key] = _FLOAT_FRAGMENTS.get(item) or _float_fragment(item)
+                elif kind is list and not _SCALAR_TYPES.issuperset(map(type, item)):
+                    return None
+            out = _dumps(ready, None, _OPTIONS)
+        else:
+            return None
+    except (_Fallback, orjson.JSONEncodeError):
+        return None
+    return out if out.isascii() or not _utf16_order_may_differ(out) else None
+
+
 def _is_plain(root: _Container) -> bool:
     """Whether everything under ``root`` is an exact dict, list, tuple, str, int, bool or None (no float).
 
@@ -149,7 +195,7 @@ def _is_plain(root: _Container) -> bool:
         if not children:
             return True
         seen += len(children)
-        if seen > _PLAIN_WALK_LIMIT or not set(map(type, children)) <= _PLAIN_TYPES:
+        if seen > _PLAIN_WALK_LIMIT or not _is_plain_type_set(map(type, children)):
             return False
         level = children
     return False

@@ -10,6 +10,7 @@ never repairs or coerces.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -24,6 +25,8 @@ from run_identity._element_schema import (
     require_dict,
     require_list,
     require_str,
+    text_messages_ok,
+    text_parts_ok,
     tool_ok,
     type_name,
     validate_document,
@@ -108,7 +111,20 @@ def _require_str_keys(obj: Mapping[Any, Any], path: str) -> None:
             raise fail(path, f"object key {key!r} of type {type(key).__name__} is not a string")
 
 
+def _model_ok(m: dict[Any, Any]) -> bool:
+    """True only when _validate_model accepts ``m`` (string members, a clean endpoint already seen)."""
+    for key, item in m.items():
+        if type(key) is not str or key not in _MODEL_FIELDS or type(item) is not str:
+            return False
+    if "provider" not in m or "name" not in m or "weights_digest" in m:
+        return False
+    endpoint = m.get("endpoint")
+    return endpoint is None or endpoint in _CLEAN_ENDPOINTS
+
+
 def _validate_model(value: object, path: str) -> dict[str, Any]:
+    if type(value) is dict and _model_ok(value):
+        return value
     m = require_dict(value, path)
     _require_str_keys(m, path)
     for key in m:
@@ -137,7 +153,33 @@ def _is_number(value: object) -> bool:
     return type(value) is int or type(value) is float
 
 
+_SEQUENCE_TYPES = frozenset({list, tuple})
+# Parameter -> the exact types its value may have (stop_sequences: of strings, response_format: an object
+# whose members are content like any other).
+_PARAMETER_TYPES: dict[str, frozenset[type]] = {
+    **dict.fromkeys(_NUMBER_PARAMS, frozenset({int, float})),
+    **dict.fromkeys(_INT_PARAMS, frozenset({int})),
+    "stop_sequences": _SEQUENCE_TYPES,
+    "output_type": frozenset({str}),
+    "response_format": frozenset({dict, str}),
+}
+_STRINGS = frozenset({str})
+
+
+def _parameters_ok(p: dict[Any, Any]) -> bool:
+    """True only when _validate_parameters accepts ``p``; one lookup per member instead of a chain of tests."""
+    for key, item in p.items():
+        kinds = _PARAMETER_TYPES.get(key)
+        if kinds is None or type(key) is not str or type(item) not in kinds:
+            return False
+        if kinds is _SEQUENCE_TYPES and not _STRINGS.issuperset(map(type, item)):
+            return False
+    return True
+
+
 def _validate_parameters(value: object, path: str) -> dict[str, Any]:
+    if type(value) is dict and _parameters_ok(value):
+        return value
     p = require_dict(value, path)
     _require_str_keys(p, path)
     for key, v in p.items():
@@ -222,6 +264,15 @@ _ELEMENT_OK: dict[Any, Any] = {
 }
 
 
+# List components whose common shape (text parts, text messages) is checked without a call per element.
+_LIST_SHAPES: dict[str, Any] = {"instructions": text_parts_ok, "messages": text_messages_ok}
+# Component name -> its validator, taking (value, path).
+_VALIDATORS: dict[str, Any] = {
+    **_SINGLE_VALIDATORS,
+    **{name: functools.partial(_validate_list, validate) for name, validate in _ELEMENT_VALIDATORS.items()},
+}
+
+
 def validate_component(name: str, value: object, path: str | None = None) -> Any:
     """Validate one component's JSON value and return it (blob bytes encoded as base64, tuples as lists).
 
@@ -287,10 +338,15 @@ class Composition:
             if name not in COMPONENT_NAMES:
                 allowed = ", ".join(sorted(COMPONENT_NAMES))
                 raise fail(json_path_join("", name), f"unknown component (allowed: {allowed})")
-            if type(value) is PreparedComponent:
+            kind = type(value)
+            if kind is PreparedComponent:
                 if value.name != name:
                     raise fail(name, f"prepared component is {value.name!r}, not {name!r}")
                 checked[name] = value
+            elif kind is dict or kind is str:  # exact dicts and strings have no to_json: as_json is a no-op
+                checked[name] = _VALIDATORS[name](value, name)
+            elif kind is list and (shape := _LIST_SHAPES.get(name)) is not None and shape(value):
+                checked[name] = value  # valid as it is, and every element an exact dict (no to_json)
             else:
                 checked[name] = validate_component(name, as_json(value))
         for name in REQUIRED_COMPONENTS:
@@ -312,7 +368,7 @@ class Composition:
 
         Raises CompositionError for unknown components, missing required ones, and schema violations.
         """
-        if not isinstance(data, Mapping):
+        if type(data) is not dict and not isinstance(data, Mapping):
             raise fail("", f"a composition is a JSON object, got {type_name(data)}")
         return cls(data)
 

@@ -13,10 +13,11 @@ The salt is empty by default, so default identities agree everywhere.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
+from run_identity._element_schema import text_messages_ok, text_parts_ok
 from run_identity.canonical import canonicalize, canonicalize_elements
 from run_identity.composition import (
     LIST_COMPONENTS,
@@ -43,6 +44,8 @@ __all__ = [
 SPEC_VERSION = "1"
 _LIST = frozenset(LIST_COMPONENTS)
 _sha256 = hashlib.sha256
+_new_tuple = tuple.__new__  # a ComponentDigest without the Python-level __new__ of NamedTuple
+_new_object = object.__new__
 
 
 def _hex(data: bytes) -> str:
@@ -87,7 +90,7 @@ def list_digest(name: str, element_digests: Sequence[str]) -> str:
 
 def identity_digest(component_digests: Mapping[str, str]) -> str:
     """The identity over the present components' digests."""
-    body = ",".join(f'"{name}":"{component_digests[name]}"' for name in sorted(component_digests))
+    body = ",".join([f'"{name}":"{component_digests[name]}"' for name in sorted(component_digests)])
     return _hex(b"run-identity/v1/identity\x00{" + body.encode("ascii") + b"}")
 
 
@@ -118,13 +121,23 @@ class Identity:
     salt_id: str | None = None
 
 
+# List components whose common shape proves, in one pass, that every value under the list is plain JSON.
+_PLAIN_SHAPES: dict[str, Callable[[list[Any]], bool]] = {"instructions": text_parts_ok, "messages": text_messages_ok}
+
+
 def _digest_list(
     name: str, value: list[Any] | tuple[Any, ...], salt: bytes
 ) -> tuple[str, tuple[str, ...], tuple[bytes, ...]]:
     prefix = _prefix("element", name, salt)
-    blobs = tuple(canonicalize_elements(value, name))
-    digests = tuple(["sha256:" + _sha256(prefix + b).hexdigest() for b in blobs])
-    return list_digest(name, digests), digests, blobs
+    shape = _PLAIN_SHAPES.get(name)
+    # The shape check runs on the value as it is now, right before it is written (a composition holds the
+    # caller's objects, which may have changed since they were validated).
+    plain = shape is not None and type(value) is list and shape(value)
+    blobs = tuple(canonicalize_elements(value, name, plain=plain))
+    sha256 = _sha256
+    digests = tuple(["sha256:" + sha256(prefix + b).hexdigest() for b in blobs])
+    body = ('["' + '","'.join(digests) + '"]') if digests else "[]"
+    return _hex(_prefix("list", name, None) + body.encode("ascii")), digests, blobs
 
 
 def prepare(name: str, value: Any, *, salt: bytes = b"") -> PreparedComponent:
@@ -147,22 +160,30 @@ def compute_identity(composition: Composition, *, salt: bytes = b"") -> Identity
     Raises CanonicalizationError (a value is not unambiguous JSON) or CompositionError (a prepared
     component was made with another salt), each naming the field path.
     """
-    sid = salt_id(salt)
+    sid = salt_id(salt) if salt else None
     digests: dict[str, ComponentDigest] = {}
     canonical: dict[str, bytes | tuple[bytes, ...]] = {}
+    members: list[str] = []
     for name, value in composition.components.items():
         if type(value) is PreparedComponent:
             if value.salt_id != sid:
                 raise CompositionError(name, "prepared with another blinding salt")
-            digests[name] = ComponentDigest(name, value.digest, value.element_digests)
+            digest = value.digest
+            digests[name] = _new_tuple(ComponentDigest, (name, digest, value.element_digests))
             canonical[name] = value.element_bytes if value.element_bytes is not None else value.canonical  # type: ignore[assignment]
         elif name in _LIST:
             digest, element_digests, blobs = _digest_list(name, value, salt)
-            digests[name] = ComponentDigest(name, digest, element_digests)
+            digests[name] = _new_tuple(ComponentDigest, (name, digest, element_digests))
             canonical[name] = blobs
         else:
             blob = canonicalize(value, name)
-            digests[name] = ComponentDigest(name, component_digest(name, blob, salt))
+            digest = "sha256:" + _sha256(_prefix("component", name, salt) + blob).hexdigest()
+            digests[name] = _new_tuple(ComponentDigest, (name, digest, None))
             canonical[name] = blob
-    identity = identity_digest({name: d.digest for name, d in digests.items()})
-    return Identity(identity, digests, canonical, sid)
+        members.append(f'"{name}":"{digest}"')
+    members.sort()  # by name: no component name is a prefix of another, and all are ASCII (JCS order)
+    identity = _hex(b"run-identity/v1/identity\x00{" + ",".join(members).encode("ascii") + b"}")
+    result = _new_object(Identity)
+    # What the frozen dataclass's __init__ does, one object.__setattr__ per field, in one step.
+    result.__dict__.update(id=identity, components=digests, canonical=canonical, salt_id=sid)
+    return result

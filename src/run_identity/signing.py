@@ -8,7 +8,7 @@ from run_identity.composition import Composition
 from run_identity.digest import Identity, compute_identity
 from run_identity.keys import Signer, sign_or_raise
 from run_identity.manifest import build_manifest_json
-from run_identity.statement import BindingStatement, format_timestamp
+from run_identity.statement import BindingStatement, run_statement
 
 __all__ = ["SignedRun", "sign_run"]
 
@@ -45,11 +45,7 @@ def sign_run(
     identified, ManifestError for malformed ids, SigningError when the signer fails.
     """
     identity = compute_identity(composition, salt=salt)
-    statement = BindingStatement(
-        identity=identity.id,
-        trace_id=trace_id,
-        span_id=span_id,
-        key_id=signer.key_id,
-        declared_at=declared_at if declared_at is not None else format_timestamp(),
+    statement = run_statement(
+        identity.id, trace_id=trace_id, span_id=span_id, key_id=signer.key_id, declared_at=declared_at
     )
     return SignedRun(identity, statement, sign_or_raise(signer, statement.signing_input()))

@@ -32,11 +32,12 @@ __all__ = [
     "encode_signature",
     "format_timestamp",
     "pae",
+    "run_statement",
 ]
 
 PAYLOAD_TYPE = "application/vnd.run-identity.binding.v1+json"
 _PAYLOAD_TYPE_BYTES = PAYLOAD_TYPE.encode("ascii")
-_PAE_HEAD = b"DSSEv1 %d %s " % (len(_PAYLOAD_TYPE_BYTES), _PAYLOAD_TYPE_BYTES)
+_PAE_HEAD_TEXT = f"DSSEv1 {len(_PAYLOAD_TYPE_BYTES)} {PAYLOAD_TYPE} "
 
 _PATTERNS = {
     "spec_version": re.compile(r"[0-9]+"),
@@ -46,7 +47,9 @@ _PATTERNS = {
     "key_id": re.compile(r"[A-Za-z0-9_-]{43}"),
     "declared_at": re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{6}Z"),
 }
-_ZERO = {"trace_id": "0" * 32, "span_id": "0" * 16}
+_ZERO_TRACE_ID = "0" * 32
+_ZERO_SPAN_ID = "0" * 16
+_ZERO = {"trace_id": _ZERO_TRACE_ID, "span_id": _ZERO_SPAN_ID}
 
 
 def _is_calendar_time(text: str) -> bool:
@@ -96,6 +99,69 @@ def decode_signature(text: object) -> bytes | None:
     return raw
 
 
+# The checks of BindingStatement.__post_init__ for the statements sign_run makes, with what repeats from call
+# to call remembered: key ids (one per signer) and the last "YYYY-MM-DDTHH:MM:SS" found to be a real time.
+_IDS = re.compile(r"[0-9a-f]{32}/[0-9a-f]{16}")
+_FRACTION = re.compile(r"\.[0-9]{6}Z")
+_CHECKED_KEY_IDS: set[str] = set()
+_CHECKED_SECOND = ""
+
+
+def run_statement(
+    identity: str, *, trace_id: str, span_id: str, key_id: str, declared_at: str | None = None
+) -> BindingStatement:
+    """The statement binding ``identity`` (an ``Identity.id`` computed here) to a span, dated now by default.
+
+    The other fields get every check construction makes, with the same errors: anything the quick checks
+    below do not vouch for goes through the constructor. Raises ManifestError.
+    """
+    if declared_at is None:
+        declared_at = format_timestamp()
+    if (
+        type(trace_id) is str
+        and type(span_id) is str
+        and _IDS.fullmatch(f"{trace_id}/{span_id}")
+        and trace_id != _ZERO_TRACE_ID
+        and span_id != _ZERO_SPAN_ID
+        and type(key_id) is str
+        and (key_id in _CHECKED_KEY_IDS or _remember_key_id(key_id))
+        and type(declared_at) is str
+        and _FRACTION.fullmatch(declared_at, 19)
+        and (declared_at[:19] == _CHECKED_SECOND or _remember_second(declared_at))
+    ):
+        statement = object.__new__(BindingStatement)
+        # A frozen dataclass's __init__ sets each field through object.__setattr__; these are checked.
+        statement.__dict__.update(
+            identity=identity,
+            trace_id=trace_id,
+            span_id=span_id,
+            key_id=key_id,
+            declared_at=declared_at,
+            spec_version="1",
+        )
+        return statement
+    return BindingStatement(
+        identity=identity, trace_id=trace_id, span_id=span_id, key_id=key_id, declared_at=declared_at
+    )
+
+
+def _remember_key_id(key_id: str) -> bool:
+    if not _PATTERNS["key_id"].fullmatch(key_id):
+        return False
+    if len(_CHECKED_KEY_IDS) >= 64:
+        _CHECKED_KEY_IDS.clear()
+    _CHECKED_KEY_IDS.add(key_id)
+    return True
+
+
+def _remember_second(declared_at: str) -> bool:
+    global _CHECKED_SECOND
+    if not (_PATTERNS["declared_at"].fullmatch(declared_at) and _is_calendar_time(declared_at)):
+        return False
+    _CHECKED_SECOND = declared_at[:19]
+    return True
+
+
 @dataclass(frozen=True)
 class BindingStatement:
     """What the signature covers. Validates its fields on construction (raises ManifestError)."""
@@ -130,18 +196,21 @@ class BindingStatement:
 
     def canonical(self) -> bytes:
         """JCS bytes of the statement."""
+        return self._canonical_text().encode("ascii")
+
+    def _canonical_text(self) -> str:
         # The fields were validated on construction: ASCII letters, digits and ``:_-.`` only, which JCS
         # writes unescaped, so the canonical form is this template with the keys in sorted order
         # (tests/test_processor.py compares it with canonicalize(self.to_json())).
         return (
             f'{{"declared_at":"{self.declared_at}","identity":"{self.identity}","key_id":"{self.key_id}",'
             f'"span_id":"{self.span_id}","spec_version":"{self.spec_version}","trace_id":"{self.trace_id}"}}'
-        ).encode("ascii")
+        )
 
     def signing_input(self) -> bytes:
         """The exact bytes that are signed: PAE(payload type, JCS(statement))."""
-        body = self.canonical()
-        return _PAE_HEAD + b"%d %s" % (len(body), body)
+        body = self._canonical_text()  # ASCII: its length in characters is its length in bytes
+        return f"{_PAE_HEAD_TEXT}{len(body)} {body}".encode("ascii")
 
     @classmethod
     def from_json(cls, data: object, *, path: str = "statement") -> BindingStatement:
