@@ -33,7 +33,7 @@ _DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 _LIST = frozenset(LIST_COMPONENTS)
 _TOP = frozenset({"spec_version", "identity", "components", "statement", "signature"})
 _DIGIT_BYTES = frozenset(b"0123456789")
-_NOT_LEAD = bytes(b for b in range(256) if b not in b"\xee\xef\xf0\xf1\xf2\xf3\xf4")
+_ASTRAL_LEADS = (b"\xf0", b"\xf1", b"\xf2", b"\xf3", b"\xf4")
 _ELEMENT_KEYS = frozenset({"digest", "value"})
 _PREFIX: dict[tuple[str, str], bytes] = {}
 _sha256 = hashlib.sha256
@@ -66,19 +66,22 @@ def _may_differ(out: bytes) -> bool:
     (orjson always signs it: ``1e-7``, ``1e+16``; the only spellings where the two differ), or keys whose
     UTF-16 order may differ from their code-point order. The same bytes inside strings only cost the
     exact check.
+
+    Multi-byte searches cost a few nanoseconds a byte, single-byte ones (memchr) a few hundredths: each
+    pattern is looked for only once a byte it needs is present.
     """
-    if b".0" in out and (b".0," in out or b".0}" in out or b".0]" in out or out.endswith(b".0")):
+    if b"." in out and b".0" in out and (b".0," in out or b".0}" in out or b".0]" in out or out.endswith(b".0")):
         return True
-    for sign in (b"e-", b"e+"):
-        at = out.find(sign)
-        while at > 0:
-            if out[at - 1] in _DIGIT_BYTES:
-                return True
-            at = out.find(sign, at + 2)
-    if not out.isascii():
-        leads = out.translate(None, _NOT_LEAD)  # the lead bytes of astral and U+E000..U+FFFF characters
-        return bool(leads.translate(None, b"\xee\xef")) and bool(leads.translate(None, b"\xf0\xf1\xf2\xf3\xf4"))
-    return False
+    for sign in (b"-", b"+"):
+        if sign in out:
+            at = out.find(b"e" + sign)
+            while at > 0:
+                if out[at - 1] in _DIGIT_BYTES:
+                    return True
+                at = out.find(b"e" + sign, at + 2)
+    if out.isascii() or (b"\xee" not in out and b"\xef" not in out):
+        return False
+    return any(lead in out for lead in _ASTRAL_LEADS)  # and one in U+E000..U+FFFF: order may differ
 
 
 def _exact(value: Any, out: bytes) -> bool:
@@ -88,17 +91,52 @@ def _exact(value: Any, out: bytes) -> bool:
         return False
 
 
-def _serialize(values: list[Any]) -> list[bytes]:
-    """Each value's RFC 8785 bytes, by orjson, or _Unsure when that cannot be vouched for."""
-    try:
-        outs = [_dumps(v, option=_OPTIONS) for v in values]
-    except orjson.JSONEncodeError:  # an integer beyond 2^53, a lone surrogate...
-        raise _Unsure from None
-    if _may_differ(b"\n".join(outs)):
-        for v, out in zip(values, outs, strict=True):
-            if _may_differ(out) and not _exact(v, out):
-                raise _Unsure
-    return outs
+class _Digests:
+    """Digests of values already vouched for, by their domain prefix and orjson bytes, to a bounded size.
+
+    A system prompt or tool set repeats in every run of an application, and a conversation's messages in
+    every later turn of it: their bytes are then screened and hashed once. orjson's bytes determine the
+    JSON value they were made from (values parsed from JSON: strings, integers, shortest-repr floats,
+    sorted keys), hence its canonical form, so equal bytes vouch for each other. The memory is freed
+    whole once it holds ``limit`` bytes of keys, so it stays bounded whatever the input.
+    """
+
+    __slots__ = ("_by_prefix", "_held", "_limit")
+
+    def __init__(self, limit: int) -> None:
+        self._by_prefix: dict[bytes, dict[bytes, str]] = {}
+        self._held = 0
+        self._limit = limit
+
+    def of(self, prefix: bytes, values: list[Any]) -> list[str]:
+        """Each value's digest under ``prefix`` over its RFC 8785 bytes; _Unsure when those cannot be vouched
+        for (an integer beyond 2^53, a lone surrogate, a float or key order orjson writes otherwise)."""
+        try:
+            outs = [_dumps(v, option=_OPTIONS) for v in values]
+        except orjson.JSONEncodeError:
+            raise _Unsure from None
+        known = self._by_prefix.get(prefix)
+        if known is None:
+            known = self._by_prefix[prefix] = {}
+        found = [known.get(out) for out in outs]
+        if None not in found:
+            return found  # type: ignore[return-value]  # no None left
+        fresh = [(v, out) for v, out, d in zip(values, outs, found, strict=True) if d is None]
+        if _may_differ(b"\n".join(out for _, out in fresh)):
+            for v, out in fresh:
+                if _may_differ(out) and not _exact(v, out):
+                    raise _Unsure
+        if self._held > self._limit:
+            self._by_prefix.clear()
+            self._held = 0
+            known = self._by_prefix[prefix] = {}
+        for _, out in fresh:
+            known[out] = "sha256:" + _sha256(prefix + out).hexdigest()
+            self._held += len(out)
+        return [known[out] for out in outs]
+
+
+_DIGESTS = _Digests(4 << 20)
 
 
 def _stated(value: object) -> str:
@@ -113,8 +151,7 @@ def _elements(name: str, elements: list[Any]) -> tuple[list[str], list[Any]]:
     try:
         if all(e.keys() == _ELEMENT_KEYS for e in elements):  # the common case: nothing withheld
             stated = [e["digest"] for e in elements]
-            outs = _serialize([e["value"] for e in elements])
-            if ["sha256:" + _sha256(prefix + out).hexdigest() for out in outs] != stated:
+            if _DIGESTS.of(prefix, [e["value"] for e in elements]) != stated:
                 raise _Unsure
             return stated, list(stated)
     except AttributeError:  # an element is not an object
@@ -126,8 +163,7 @@ def _elements(name: str, elements: list[Any]) -> tuple[list[str], list[Any]]:
             raise _Unsure
         d = _stated(e.get("digest"))
         if "value" in e:
-            (out,) = _serialize([e["value"]])
-            if "sha256:" + _sha256(prefix + out).hexdigest() != d:
+            if _DIGESTS.of(prefix, [e["value"]]) != [d]:
                 raise _Unsure
             marks.append(d)
         elif e.get("withheld") is True and _DIGEST.fullmatch(d) is not None:
@@ -158,8 +194,7 @@ def _component(name: str, data: Any, shape: list[Any]) -> str:
     else:
         if "value" not in data:
             raise _Unsure
-        (out,) = _serialize([data["value"]])
-        if "sha256:" + _sha256(_prefix("component", name) + out).hexdigest() != stated:
+        if _DIGESTS.of(_prefix("component", name), [data["value"]]) != [stated]:
             raise _Unsure
         shape.append([name, stated])
     return stated
