@@ -108,14 +108,17 @@ def canonicalize_elements(
 
     One type walk covers all elements, which is what makes a list component cheap. ``plain=True`` says the
     caller has just checked, with nothing run in between, that every value under ``items`` is an exact
-    ``dict``, ``list``, ``str``, ``int``, ``bool`` or ``None`` (the schema's common shapes do: see
-    ``_element_schema.text_messages_ok``), so the walk is skipped; keys, strings and integers are still
-    orjson's to check. Raises CanonicalizationError naming ``path[i]...`` for the first element that cannot
-    be canonicalized.
+    ``dict``, ``list``, ``str``, ``int``, ``bool`` or ``None`` and every key one of a few ASCII names (the
+    schema's common shapes: see ``_element_schema.text_messages_ok``), so the type walk and the UTF-16 key
+    order check are skipped; orjson still refuses non-``str`` keys, lone surrogates and big integers, and
+    the careful pass then names them. Raises CanonicalizationError naming ``path[i]...`` for the first
+    element that cannot be canonicalized.
     """
     dumps = orjson.dumps
     try:
-        if plain or _is_plain(items):
+        if plain:
+            return [dumps(item, None, _OPTIONS) for item in items]
+        if _is_plain(items):
             ready: list[Any] | tuple[Any, ...] = items
         else:
             with_floats: set[int] = set()

@@ -21,6 +21,7 @@ from run_identity._element_schema import text_messages_ok, text_parts_ok
 from run_identity.canonical import canonicalize, canonicalize_elements
 from run_identity.composition import (
     LIST_COMPONENTS,
+    SINGLE_COMPONENTS,
     Composition,
     PreparedComponent,
     as_json,
@@ -70,6 +71,12 @@ def _prefix(kind: str, name: str, salt: bytes | None) -> bytes:
         found = f"run-identity/v1/{kind}/{name}".encode() + b"\x00" if salt is None else _salted_prefix(kind, name, b"")
         found = _PREFIXES[key] = found
     return found
+
+
+# The hot path's unsalted prefixes, looked up by component name.
+_ELEMENT_PREFIXES = {name: _salted_prefix("element", name, b"") for name in LIST_COMPONENTS}
+_LIST_PREFIXES = {name: f"run-identity/v1/list/{name}".encode() + b"\x00" for name in LIST_COMPONENTS}
+_COMPONENT_PREFIXES = {name: _salted_prefix("component", name, b"") for name in SINGLE_COMPONENTS}
 
 
 def element_digest(name: str, canonical: bytes, salt: bytes = b"") -> str:
@@ -128,7 +135,7 @@ _PLAIN_SHAPES: dict[str, Callable[[list[Any]], bool]] = {"instructions": text_pa
 def _digest_list(
     name: str, value: list[Any] | tuple[Any, ...], salt: bytes
 ) -> tuple[str, tuple[str, ...], tuple[bytes, ...]]:
-    prefix = _prefix("element", name, salt)
+    prefix = _salted_prefix("element", name, salt) if salt else _ELEMENT_PREFIXES[name]
     shape = _PLAIN_SHAPES.get(name)
     # The shape check runs on the value as it is now, right before it is written (a composition holds the
     # caller's objects, which may have changed since they were validated).
@@ -137,7 +144,7 @@ def _digest_list(
     sha256 = _sha256
     digests = tuple(["sha256:" + sha256(prefix + b).hexdigest() for b in blobs])
     body = ('["' + '","'.join(digests) + '"]') if digests else "[]"
-    return _hex(_prefix("list", name, None) + body.encode("ascii")), digests, blobs
+    return "sha256:" + sha256(_LIST_PREFIXES[name] + body.encode("ascii")).hexdigest(), digests, blobs
 
 
 def prepare(name: str, value: Any, *, salt: bytes = b"") -> PreparedComponent:
@@ -177,12 +184,13 @@ def compute_identity(composition: Composition, *, salt: bytes = b"") -> Identity
             canonical[name] = blobs
         else:
             blob = canonicalize(value, name)
-            digest = "sha256:" + _sha256(_prefix("component", name, salt) + blob).hexdigest()
+            prefix = _salted_prefix("component", name, salt) if salt else _COMPONENT_PREFIXES[name]
+            digest = "sha256:" + _sha256(prefix + blob).hexdigest()
             digests[name] = _new_tuple(ComponentDigest, (name, digest, None))
             canonical[name] = blob
         members.append(f'"{name}":"{digest}"')
     members.sort()  # by name: no component name is a prefix of another, and all are ASCII (JCS order)
-    identity = _hex(b"run-identity/v1/identity\x00{" + ",".join(members).encode("ascii") + b"}")
+    identity = "sha256:" + _sha256(f"run-identity/v1/identity\x00{{{','.join(members)}}}".encode("ascii")).hexdigest()
     result = _new_object(Identity)
     # What the frozen dataclass's __init__ does, one object.__setattr__ per field, in one step.
     result.__dict__.update(id=identity, components=digests, canonical=canonical, salt_id=sid)
