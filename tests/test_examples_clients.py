@@ -52,8 +52,14 @@ def keys(tmp_path: Path) -> tuple[Path, Path, Keyring]:
 def check_export(out: Path, jwks: Path, ring: Keyring, capsys: pytest.CaptureFixture[str]) -> None:
     """The export verifies (spans, manifests, receipts) and receipt.json checks against the manifest."""
     receipt = Receipt.from_json((out.parent / "receipt.json").read_bytes())
-    line = (out / "manifests.jsonl").read_text().splitlines()[0]
-    body = json.loads(line)["resourceLogs"][0]["scopeLogs"][0]["logRecords"][0]["body"]["stringValue"]
+    records = [
+        record
+        for line in (out / "manifests.jsonl").read_text().splitlines()
+        for resource in json.loads(line)["resourceLogs"]
+        for scope in resource["scopeLogs"]
+        for record in scope["logRecords"]
+    ]
+    (body,) = [r["body"]["stringValue"] for r in records if r.get("eventName") == "run_identity.manifest"]
     verify_receipt(receipt, ring, statement=Manifest.from_json(body).statement)
     capsys.readouterr()
     assert cli(["verify", str(out), "--keyring", str(jwks)]) == 0, capsys.readouterr().out

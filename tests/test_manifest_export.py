@@ -131,10 +131,14 @@ class _FailingProvider:
         raise RuntimeError("logs pipeline broken")
 
 
-def test_manifest_failure_is_counted_and_keeps_the_identity(signer: Ed25519Signer) -> None:
-    """A broken logs pipeline does not raise; the span keeps its identity and the failure is counted."""
+@pytest.mark.parametrize("background", [True, False], ids=["background", "inline"])
+def test_manifest_failure_is_counted_and_keeps_the_identity(signer: Ed25519Signer, background: bool) -> None:
+    """A broken logs pipeline does not raise; the span keeps its identity and the failure is counted.
+
+    In strict mode it raises: in on_start when signing inline, when the span ends when signing on the worker.
+    """
     provider = TracerProvider(shutdown_on_exit=False)
-    processor = IdentitySpanProcessor(signer, logger_provider=_FailingProvider())
+    processor = IdentitySpanProcessor(signer, logger_provider=_FailingProvider(), background_signing=background)
     provider.add_span_processor(processor)
     with declare(composition()) as declaration:
         provider.get_tracer("t").start_span("chat", attributes=GENAI).end()
@@ -142,9 +146,11 @@ def test_manifest_failure_is_counted_and_keeps_the_identity(signer: Ed25519Signe
     coverage = processor.coverage
     assert (coverage.identified, coverage.manifests_emitted, coverage.manifest_failures) == (1, 0, 1)
     strict = TracerProvider(shutdown_on_exit=False)
-    strict.add_span_processor(IdentitySpanProcessor(signer, logger_provider=_FailingProvider(), strict=True))
+    strict.add_span_processor(
+        IdentitySpanProcessor(signer, logger_provider=_FailingProvider(), strict=True, background_signing=background)
+    )
     with declare(composition()), pytest.raises(RuntimeError):
-        strict.get_tracer("t").start_span("chat", attributes=GENAI)
+        strict.get_tracer("t").start_span("chat", attributes=GENAI).end()
 
 
 def test_emitter_uses_the_global_provider_by_default() -> None:

@@ -288,11 +288,13 @@ def test_failing_signer_is_marked_not_raised(make_pipeline: Callable[..., Pipeli
     assert isinstance(error, str) and error.startswith("SigningError:")
 
 
-def test_failing_signer_raises_in_strict_mode(make_pipeline: Callable[..., Pipeline]) -> None:
-    """In strict mode the SigningError reaches the caller."""
-    pipeline = make_pipeline(signer_=BrokenSigner(), strict=True)
+@pytest.mark.parametrize("background", [True, False], ids=["background", "inline"])
+def test_failing_signer_raises_in_strict_mode(make_pipeline: Callable[..., Pipeline], background: bool) -> None:
+    """In strict mode the SigningError reaches the caller: from start_span when signing inline, from end()
+    when signing on the worker."""
+    pipeline = make_pipeline(signer_=BrokenSigner(), strict=True, background_signing=background)
     with declare(chat()), pytest.raises(SigningError):
-        pipeline.tracer.start_span("chat", attributes=GENAI)
+        pipeline.tracer.start_span("chat", attributes=GENAI).end()
 
 
 @pytest.mark.parametrize(("signer", "salt"), [(object(), b""), (Ed25519Signer.generate(), "salt")])

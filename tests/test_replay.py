@@ -155,8 +155,14 @@ def test_a_manifest_that_withholds_content_cannot_be_replayed(
 ) -> None:
     """Withheld content: replay says so and exits 1."""
     out, _, _ = record_run(tmp_path, signer, lambda: chat(server))
-    line = (out / "manifests.jsonl").read_text().splitlines()[0]
-    body = json.loads(line)["resourceLogs"][0]["scopeLogs"][0]["logRecords"][0]["body"]["stringValue"]
+    records = [
+        record
+        for line in (out / "manifests.jsonl").read_text().splitlines()
+        for resource in json.loads(line)["resourceLogs"]
+        for scope in resource["scopeLogs"]
+        for record in scope["logRecords"]
+    ]
+    (body,) = [r["body"]["stringValue"] for r in records if r.get("eventName") == "run_identity.manifest"]
     manifest = Manifest.from_json(body).withhold("messages", 1)
     path = tmp_path / "withheld.json"
     path.write_bytes(manifest.to_json_bytes())

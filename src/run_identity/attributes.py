@@ -16,7 +16,8 @@ RUN_IDENTITY_KEY_ID = "run_identity.key_id"
 RUN_IDENTITY_SPEC_VERSION = "run_identity.spec_version"
 #: When the composition was declared (RFC 3339, UTC, microseconds), part of the signed statement.
 RUN_IDENTITY_DECLARED_AT = "run_identity.declared_at"
-#: Set instead of the identity when a declared composition could not be identified; the reason.
+#: The reason a declared composition could not be identified (set instead of the identity) or its binding
+#: could not be signed (set beside the identity, with no signature).
 RUN_IDENTITY_ERROR = "run_identity.error"
 
 #: ``event_name`` of the OTLP log record that carries a run's manifest.

@@ -3,14 +3,22 @@
 ``on_start`` runs synchronously on the thread that starts the span. For a GenAI span (one with
 ``gen_ai.operation.name`` at start, or one :func:`run_identity.start_genai_span` started) it looks up the
 active :class:`~run_identity.declare.Declaration` in the span's parent context (then in the current
-context), claims it, computes the identity of the declared composition, signs the binding statement for
-this span, sets the ``run_identity.*`` attributes and emits the manifest. It never reads the composition
-back from span attributes. Other spans are not touched; GenAI spans without an applicable declaration are
-counted and left as they are.
+context), claims it, computes the identity of the declared composition and its binding statement for
+this span, and sets the ``run_identity.*`` attributes. It never reads the composition back from span
+attributes. Other spans are not touched; GenAI spans without an applicable declaration are counted and
+left as they are.
+
+Signing happens off the application's thread by default (:mod:`run_identity._background`): a worker
+signs the statement while the LLM call runs, and the processor's ``_on_ending`` hook puts
+``run_identity.signature`` on the span when it ends (waiting for the worker if the span ends first), so
+exporters always see it, then emits the run's manifest. Manifests of spans that never end go out at
+shutdown. ``background_signing=False``, a full worker queue, or an SDK where the hook cannot set
+attributes make ``on_start`` sign and emit inline instead.
 
 It never raises into the application: a composition that cannot be identified (or a signer or logs
 pipeline that fails) is logged once per distinct reason, counted, and the span gets ``run_identity.error``
-with the reason. ``strict=True`` raises instead, for tests and CI.
+with the reason. ``strict=True`` raises instead, for tests and CI (a failure on the signing worker is
+raised when the span ends).
 """
 
 from __future__ import annotations
@@ -18,19 +26,29 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
+import weakref
 from dataclasses import dataclass
 
 from opentelemetry import context as context_api
 from opentelemetry._logs import LoggerProvider
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 
-from run_identity.attributes import RUN_IDENTITY_ERROR
+from run_identity._background import Job, SigningWorker, attach_at_ending, ending_attach_works
+from run_identity.attributes import (
+    RUN_IDENTITY_DECLARED_AT,
+    RUN_IDENTITY_ERROR,
+    RUN_IDENTITY_ID,
+    RUN_IDENTITY_KEY_ID,
+    RUN_IDENTITY_SIGNATURE,
+    RUN_IDENTITY_SPEC_VERSION,
+)
 from run_identity.composition import Composition
 from run_identity.declare import Declaration, current_declaration
-from run_identity.keys import Signer
+from run_identity.digest import compute_identity
+from run_identity.keys import Signer, sign_or_raise
 from run_identity.manifest_export import GEN_AI_REQUEST_MODEL, ManifestEmitter
-from run_identity.signing import sign_run
-from run_identity.statement import format_timestamp
+from run_identity.signing import SignedRun
+from run_identity.statement import BindingStatement, encode_signature, format_timestamp
 
 __all__ = ["GEN_AI_OPERATION_NAME", "Coverage", "IdentitySpanProcessor"]
 
@@ -38,6 +56,7 @@ GEN_AI_OPERATION_NAME = "gen_ai.operation.name"
 _LOG = logging.getLogger("run_identity")
 _MAX_REASON = 500
 _MAX_LOGGED_REASONS = 256
+_MAX_JOBS = 10_000
 # Indexes of the counters, in the order of the fields of Coverage.
 _GENAI_SPANS, _IDENTIFIED, _UNDECLARED, _FAILED, _EMITTED, _EMIT_FAILED = range(6)
 
@@ -68,13 +87,28 @@ def _reason(exc: BaseException) -> str:
     return text if len(text) <= _MAX_REASON else text[: _MAX_REASON - 1] + "…"
 
 
+def _span_attributes(statement: BindingStatement, signature: str | None) -> dict[str, str]:
+    """The ``run_identity.*`` attributes of a run's span; ``signature`` (base64) is None until it is made."""
+    attributes = {
+        RUN_IDENTITY_ID: statement.identity,
+        RUN_IDENTITY_KEY_ID: statement.key_id,
+        RUN_IDENTITY_SPEC_VERSION: statement.spec_version,
+        RUN_IDENTITY_DECLARED_AT: statement.declared_at,
+    }
+    if signature is not None:
+        attributes[RUN_IDENTITY_SIGNATURE] = signature
+    return attributes
+
+
 class IdentitySpanProcessor(SpanProcessor):
     """Binds declared compositions to GenAI spans in ``on_start`` (see the module docstring).
 
     ``signer`` signs every binding statement (load it once, e.g. with :func:`run_identity.load_signer`).
     ``logger_provider`` receives the manifests (default: the global one); ``emit_manifests=False`` turns
-    them off. ``salt`` is the deployment's blinding salt (empty by default). Raises ValueError for a
-    ``signer`` without ``key_id``/``sign`` or a non-bytes ``salt``.
+    them off. ``salt`` is the deployment's blinding salt (empty by default). ``background_signing``
+    (default: on where the SDK allows it) signs off the application's thread; a span that ends waits at
+    most ``signing_timeout`` seconds for its signature. Raises ValueError for a ``signer`` without
+    ``key_id``/``sign`` or a non-bytes ``salt``.
     """
 
     def __init__(
@@ -85,6 +119,8 @@ class IdentitySpanProcessor(SpanProcessor):
         strict: bool = False,
         salt: bytes = b"",
         emit_manifests: bool = True,
+        background_signing: bool | None = None,
+        signing_timeout: float = 10.0,
     ) -> None:
         if not (isinstance(getattr(signer, "key_id", None), str) and callable(getattr(signer, "sign", None))):
             raise ValueError("signer must have a 'key_id' string and a 'sign(data) -> bytes' method")
@@ -97,6 +133,14 @@ class IdentitySpanProcessor(SpanProcessor):
         self._lock = threading.Lock()
         self._counts = [0, 0, 0, 0, 0, 0]  # the fields of Coverage, in order
         self._logged: set[str] = set()
+        if background_signing is None:
+            background_signing = ending_attach_works()
+        self._worker = SigningWorker() if background_signing else None
+        self._signing_timeout = signing_timeout
+        # id(span) -> (span weakref, job) while its signature is being made, until the span ends. The weakref
+        # tells a reused id from its span; entries of spans dropped unended are purged past _MAX_JOBS.
+        self._jobs: dict[int, tuple[weakref.ref[Span], Job]] = {}
+        self._late: list[Job] = []  # runs whose span ended before its signature was made
 
     @property
     def strict(self) -> bool:
@@ -113,13 +157,18 @@ class IdentitySpanProcessor(SpanProcessor):
         return self._salt
 
     @property
+    def background_signing(self) -> bool:
+        """Whether signatures are made off the application's thread."""
+        return self._worker is not None
+
+    @property
     def logger_provider(self) -> LoggerProvider | None:
         """Where manifests (and receipts) go; None when manifests are off."""
         return self._emitter.logger_provider if self._emitter is not None else None
 
     @property
     def coverage(self) -> Coverage:
-        """The counters now."""
+        """The counters now (a run is counted once its signature is made)."""
         with self._lock:
             return Coverage(*self._counts)
 
@@ -170,6 +219,13 @@ class IdentitySpanProcessor(SpanProcessor):
             return
         self._bind(span, declaration)
 
+    def _failed(self, declaration: Declaration, exc: Exception, message: str) -> str:
+        reason = _reason(exc)
+        declaration.error = reason
+        self._count(_FAILED)
+        self._log_once(reason, message)
+        return reason
+
     def _bind(self, span: Span, declaration: Declaration) -> None:
         context = span.get_span_context()
         trace_id = format(context.trace_id, "032x")
@@ -177,49 +233,131 @@ class IdentitySpanProcessor(SpanProcessor):
         try:
             declared = declaration.composition
             composition = declared if type(declared) is Composition else Composition.from_dict(declared)  # type: ignore[arg-type]
-            run = sign_run(
-                composition,
-                self._signer,
+            identity = compute_identity(composition, salt=self._salt)
+            statement = BindingStatement(
+                identity=identity.id,
                 trace_id=trace_id,
                 span_id=span_id,
-                salt=self._salt,
+                key_id=self._signer.key_id,
                 declared_at=format_timestamp(declaration.declared_ns),
             )
         except Exception as exc:
-            reason = _reason(exc)
-            declaration.error = reason
-            self._count(_FAILED)
+            reason = self._failed(declaration, exc, "run_identity: a declared composition could not be identified")
             if self._strict:
                 raise
             with contextlib.suppress(Exception):  # a span refusing attributes must not break the app
                 span.set_attribute(RUN_IDENTITY_ERROR, reason)
-            self._log_once(reason, "run_identity: a declared composition could not be identified")
             return
-        span.set_attributes(run.span_attributes())
-        declaration.identity = run.identity.id
+        declaration.identity = identity.id
         declaration.trace_id = trace_id
         declaration.span_id = span_id
-        self._count(_IDENTIFIED)
-        if self._emitter is None:
-            return
+        worker = self._worker
+        if worker is not None:
+            job = Job(self._sign_job, (identity, statement, context, declaration))
+            jobs = self._jobs
+            if len(jobs) >= _MAX_JOBS:
+                self._purge_jobs()
+            key = id(span)
+            jobs[key] = (weakref.ref(span), job)
+            if worker.submit(job):
+                span.set_attributes(_span_attributes(statement, None))
+                return
+            jobs.pop(key, None)  # the queue is full: sign here, as without a worker
+        job = Job(self._sign_job, (identity, statement, context, declaration))
+        self._sign_job(job)
+        if job.signature is None:
+            with contextlib.suppress(Exception):
+                span.set_attribute(RUN_IDENTITY_ERROR, job.error)
+        else:
+            attributes = _span_attributes(statement, None)
+            attributes[RUN_IDENTITY_SIGNATURE] = encode_signature(job.signature)
+            span.set_attributes(attributes)
+            self._emit(job)
+        if self._strict and job.exception is not None:
+            raise job.exception
+
+    def _sign_job(self, job: Job) -> None:
+        """Sign the run's binding statement; records the outcome on ``job`` (never raises)."""
+        statement: BindingStatement = job.data[1]
         try:
+            job.signature = sign_or_raise(self._signer, statement.signing_input())
+        except Exception as exc:
+            job.error = self._failed(job.data[3], exc, "run_identity: a binding statement could not be signed")
+            job.exception = exc
+            return
+        self._count(_IDENTIFIED)
+
+    def _emit(self, job: Job) -> None:
+        """Emit the manifest of a signed run (a failure is counted and kept on ``job``, not raised)."""
+        if self._emitter is None or job.signature is None:
+            return
+        identity, statement, context, declaration = job.data
+        try:
+            run = SignedRun(identity, statement, job.signature)
             self._emitter.emit(run, context, model=declaration.model, provider=declaration.provider)
         except Exception as exc:
             self._count(_EMIT_FAILED, genai_span=False)
-            if self._strict:
-                raise
+            job.exception = exc
             self._log_once(_reason(exc), "run_identity: a manifest could not be emitted")
             return
         self._count(_EMITTED, genai_span=False)
+
+    def _purge_jobs(self) -> None:
+        """Emit the manifests of spans that were dropped without ending, and forget their jobs."""
+        for key, (ref, job) in list(self._jobs.items()):
+            if ref() is None and self._jobs.pop(key, None) is not None and job.wait(0):
+                self._emit(job)
+
+    def _on_ending(self, span: Span) -> None:
+        """Put the signature made on the worker on the span as it ends, then emit the run's manifest."""
+        if not self._jobs:
+            return
+        entry = self._jobs.pop(id(span), None)
+        if entry is None or entry[0]() is not span:
+            return
+        job = entry[1]
+        if not job.wait(self._signing_timeout):
+            reason = f"the signature was not ready when the span ended (waited {self._signing_timeout} s)"
+            self._log_once(reason, "run_identity: a span ended without its signature")
+            attach_at_ending(span, RUN_IDENTITY_ERROR, reason)
+            self._late.append(job)  # its manifest goes out at the next flush or at shutdown
+            return
+        if job.signature is not None:
+            attach_at_ending(span, RUN_IDENTITY_SIGNATURE, encode_signature(job.signature))
+            self._emit(job)
+        elif job.error is not None:
+            attach_at_ending(span, RUN_IDENTITY_ERROR, job.error)
+        if self._strict and job.exception is not None:
+            raise job.exception
+
+    def _emit_pending(self, *, in_flight: bool) -> None:
+        """Emit the manifests of runs whose signature came after their span ended, and with ``in_flight``
+        those of spans that have not ended (at shutdown they never will be exported)."""
+        late, self._late = self._late, []
+        pending = [job for job in late if job.wait(0)]
+        self._late.extend(job for job in late if job not in pending)
+        if in_flight:
+            entries, self._jobs = list(self._jobs.values()), {}
+            pending.extend(job for _, job in entries if job.wait(0))
+        for job in pending:
+            self._emit(job)
 
     def on_end(self, span: ReadableSpan) -> None:
         return None
 
     def shutdown(self) -> None:
-        return None
+        """Finish the signatures under way and emit every manifest not yet emitted."""
+        if self._worker is not None:
+            self._worker.shutdown(self._signing_timeout)
+            self._emit_pending(in_flight=True)
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
-        """Flush the manifests' LoggerProvider too, so a TracerProvider flush also delivers manifests."""
+        """Wait for the signing worker, then flush the manifests' LoggerProvider, so a TracerProvider flush
+        also delivers manifests."""
+        if self._worker is not None:
+            if not self._worker.flush(timeout_millis / 1000):
+                return False
+            self._emit_pending(in_flight=False)
         if self._emitter is None:
             return True
         flush = getattr(self._emitter.logger_provider, "force_flush", None)

@@ -1,0 +1,165 @@
+"""Signing off the application's thread: a worker that signs runs while their LLM calls are in flight.
+
+The identity is computed on the application's thread in ``on_start`` (it must be derived from the
+declaration before inference); the Ed25519 signature over the binding statement only binds that identity
+to the span, so it can be made while the call runs. pyca/cryptography releases the GIL while it signs, so
+on a machine with a second core the signature costs the application's thread nothing. The worker then
+builds and emits the run's manifest (which needs the signature).
+
+The signature reaches the span in the processor's ``_on_ending`` hook, which the SDK calls when the span
+ends and before any ``on_end`` (so exporters see it). An LLM call lasts far longer than a signature, so the
+hook normally finds the job done; when a span ends sooner, the hook waits for it. The SDK makes a span's
+attributes read-only just before ``_on_ending`` (the specification says the span is still mutable then),
+so :func:`attach_at_ending` writes through the SDK's own locked setter; :func:`ending_attach_works` checks
+once, on a throwaway provider, that this works with the installed SDK, and the processor signs inline when
+it does not.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import queue
+import threading
+import weakref
+from _thread import allocate_lock as _allocate_lock
+from collections.abc import Callable
+from typing import Any
+
+from opentelemetry.sdk.trace import Span, SpanProcessor, TracerProvider
+
+__all__ = ["Job", "SigningWorker", "attach_at_ending", "ending_attach_works"]
+
+_LOG = logging.getLogger("run_identity")
+_PROBE_KEY = "run_identity.probe"
+
+
+def attach_at_ending(span: Span, key: str, value: str) -> bool:
+    """Set ``key`` on ``span`` from ``_on_ending``, where the public setter refuses; False if it cannot."""
+    try:
+        attributes: Any = span._attributes  # private: see the module docstring
+        with attributes._lock:
+            attributes._setitem_locked(key, value)
+    except Exception:
+        return False
+    return True
+
+
+class _Probe(SpanProcessor):
+    def __init__(self) -> None:
+        self.attached = False
+
+    def _on_ending(self, span: Span) -> None:
+        self.attached = attach_at_ending(span, _PROBE_KEY, "1")
+
+
+_ENDING_ATTACH: bool | None = None
+
+
+def ending_attach_works() -> bool:
+    """Whether this SDK calls ``_on_ending`` and keeps an attribute :func:`attach_at_ending` sets there."""
+    global _ENDING_ATTACH
+    if _ENDING_ATTACH is None:
+        try:
+            probe = _Probe()
+            provider = TracerProvider(shutdown_on_exit=False)
+            provider.add_span_processor(probe)
+            span = provider.get_tracer("run_identity.probe").start_span("probe")
+            span.end()
+            attributes = getattr(span, "attributes", None) or {}
+            _ENDING_ATTACH = probe.attached and attributes.get(_PROBE_KEY) == "1"
+        except Exception:
+            _ENDING_ATTACH = False
+    return _ENDING_ATTACH
+
+
+class Job:
+    """One run to sign on the worker: ``run(job)`` does the work there; :meth:`wait` until it is over.
+
+    Light on purpose (a C lock, no Event or Condition): one is made for every declared span.
+    """
+
+    __slots__ = ("_done", "data", "error", "exception", "run", "signature")
+
+    def __init__(self, run: Callable[[Job], None], data: Any = None) -> None:
+        self.run = run
+        self.data = data  # what ``run`` works on
+        self._done = _allocate_lock()
+        self._done.acquire()  # released by the worker when the job is over
+        self.signature: bytes | None = None  # set by ``run`` on success
+        self.error: str | None = None  # the reason, set by ``run`` on failure
+        self.exception: Exception | None = None  # what failed (signing or emitting), raised in strict mode
+
+    def finish(self) -> None:
+        self._done.release()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Whether the job is over, waiting at most ``timeout`` seconds (None: as long as it takes)."""
+        if not self._done.acquire(timeout=-1 if timeout is None else timeout):
+            return False
+        self._done.release()
+        return True
+
+
+class SigningWorker:
+    """A daemon thread that runs :class:`Job` s in order; about ``capacity`` wait at most.
+
+    ``submit`` returns False when the queue is full (the caller then signs inline, so nothing is dropped
+    and memory stays bounded) or after ``shutdown``. Started on first use and again in a forked child.
+    """
+
+    def __init__(self, capacity: int = 4096) -> None:
+        self._capacity = capacity
+        self._lock = threading.Lock()
+        self._reset()
+        weak = weakref.WeakMethod(self._reset)
+        os.register_at_fork(after_in_child=lambda: (method := weak()) is not None and method())
+
+    def _reset(self) -> None:
+        self._queue: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._closed = False
+
+    def submit(self, job: Job) -> bool:
+        if self._closed or self._queue.qsize() >= self._capacity:
+            return False
+        if self._thread is None:
+            with self._lock:
+                if self._thread is None:
+                    thread = threading.Thread(target=self._work, name="run_identity-signer", daemon=True)
+                    thread.start()
+                    self._thread = thread
+        self._queue.put(job)
+        return True
+
+    def _work(self) -> None:
+        get = self._queue.get
+        while True:
+            job = get()
+            if job is None:
+                return
+            try:
+                job.run(job)
+            except Exception as exc:  # run() handles its own failures; this is a last guard
+                job.error = f"{type(exc).__name__}: {exc}"
+                with contextlib.suppress(Exception):
+                    _LOG.warning("run_identity: signing job failed: %s", job.error)
+            finally:
+                job.finish()
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait until every job submitted so far is over; False on timeout."""
+        if self._thread is None:
+            return True
+        marker = Job(lambda job: None)
+        self._queue.put(marker)
+        return marker.wait(timeout)
+
+    def shutdown(self, timeout: float | None = None) -> None:
+        """Finish the queued jobs and stop the thread; later submits return False."""
+        self._closed = True
+        thread = self._thread
+        if thread is not None:
+            self._queue.put(None)
+            thread.join(timeout)
