@@ -26,10 +26,10 @@ from run_identity.digest import SPEC_VERSION, identity_digest, list_digest
 from run_identity.errors import CanonicalizationError, ManifestError
 from run_identity.statement import BindingStatement, decode_signature
 
-__all__ = ["FastManifest", "fast_check", "fingerprint"]
+__all__ = ["DIGEST", "FastManifest", "Part", "Unsure", "canonical_digest", "fast_check", "fingerprint", "prefix"]
 
 _OPTIONS = orjson.OPT_SORT_KEYS | orjson.OPT_STRICT_INTEGER
-_DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
+DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 _LIST = frozenset(LIST_COMPONENTS)
 _TOP = frozenset({"spec_version", "identity", "components", "statement", "signature"})
 _DIGIT_BYTES = frozenset(b"0123456789")
@@ -40,25 +40,30 @@ _sha256 = hashlib.sha256
 _dumps = orjson.dumps
 
 
-def _prefix(kind: str, name: str) -> bytes:
+def prefix(kind: str, name: str) -> bytes:
+    """The domain-separation prefix of an unsalted element or component digest."""
     found = _PREFIX.get((kind, name))
     if found is None:
         found = _PREFIX[(kind, name)] = f"run-identity/v1/{kind}/{name}".encode() + b"\x00\x00\x00\x00\x00"
     return found
 
 
-class _Unsure(Exception):
+class Unsure(Exception):
     """This path cannot vouch for the manifest; the core reader decides."""
+
+
+#: (withheld, value) of a single-valued component, as the telemetry check (step 6) reads it.
+Part = tuple[bool, Any]
 
 
 @dataclass(frozen=True, slots=True)
 class FastManifest:
     """A manifest whose every digest and identity recomputed from its content (no salt)."""
 
-    doc: dict[str, Any]
     statement: BindingStatement
     signature: bytes
     shape: bytes
+    parts: dict[str, Part]
 
 
 def _may_differ(out: bytes) -> bool:
@@ -91,111 +96,91 @@ def _exact(value: Any, out: bytes) -> bool:
         return False
 
 
-class _Digests:
-    """Digests of values already vouched for, by their domain prefix and orjson bytes, to a bounded size.
+def _serialize(values: list[Any]) -> list[bytes]:
+    """Each value's RFC 8785 bytes, by orjson, or Unsure when that cannot be vouched for."""
+    try:
+        outs = [_dumps(v, option=_OPTIONS) for v in values]
+    except orjson.JSONEncodeError:  # an integer beyond 2^53, a lone surrogate...
+        raise Unsure from None
+    if _may_differ(b"\n".join(outs)):
+        for v, out in zip(values, outs, strict=True):
+            if _may_differ(out) and not _exact(v, out):
+                raise Unsure
+    return outs
 
-    A system prompt or tool set repeats in every run of an application, and a conversation's messages in
-    every later turn of it: their bytes are then screened and hashed once. orjson's bytes determine the
-    JSON value they were made from (values parsed from JSON: strings, integers, shortest-repr floats,
-    sorted keys), hence its canonical form, so equal bytes vouch for each other. The memory is freed
-    whole once it holds ``limit`` bytes of keys, so it stays bounded whatever the input.
+
+def _digests(domain: bytes, values: list[Any]) -> list[str]:
+    return ["sha256:" + _sha256(domain + out).hexdigest() for out in _serialize(values)]
+
+
+def canonical_digest(domain: bytes, value: Any, text: str) -> str:
+    """The digest under the ``domain`` prefix of ``value``, decoded from ``text``, when ``text`` is its RFC 8785 form.
+
+    Raises Unsure otherwise (and ValueError for text that is no valid UTF-8 string).
     """
-
-    __slots__ = ("_by_prefix", "_held", "_limit")
-
-    def __init__(self, limit: int) -> None:
-        self._by_prefix: dict[bytes, dict[bytes, str]] = {}
-        self._held = 0
-        self._limit = limit
-
-    def of(self, prefix: bytes, values: list[Any]) -> list[str]:
-        """Each value's digest under ``prefix`` over its RFC 8785 bytes; _Unsure when those cannot be vouched
-        for (an integer beyond 2^53, a lone surrogate, a float or key order orjson writes otherwise)."""
-        try:
-            outs = [_dumps(v, option=_OPTIONS) for v in values]
-        except orjson.JSONEncodeError:
-            raise _Unsure from None
-        known = self._by_prefix.get(prefix)
-        if known is None:
-            known = self._by_prefix[prefix] = {}
-        found = [known.get(out) for out in outs]
-        if None not in found:
-            return found  # type: ignore[return-value]  # no None left
-        fresh = [(v, out) for v, out, d in zip(values, outs, found, strict=True) if d is None]
-        if _may_differ(b"\n".join(out for _, out in fresh)):
-            for v, out in fresh:
-                if _may_differ(out) and not _exact(v, out):
-                    raise _Unsure
-        if self._held > self._limit:
-            self._by_prefix.clear()
-            self._held = 0
-            known = self._by_prefix[prefix] = {}
-        for _, out in fresh:
-            known[out] = "sha256:" + _sha256(prefix + out).hexdigest()
-            self._held += len(out)
-        return [known[out] for out in outs]
-
-
-_DIGESTS = _Digests(4 << 20)
+    (out,) = _serialize([value])
+    if out != text.encode():
+        raise Unsure
+    return "sha256:" + _sha256(domain + out).hexdigest()
 
 
 def _stated(value: object) -> str:
     if type(value) is not str:
-        raise _Unsure
+        raise Unsure
     return value
 
 
 def _elements(name: str, elements: list[Any]) -> tuple[list[str], list[Any]]:
     """The element digests, each recomputed when revealed, and the withheld marks for the fingerprint."""
-    prefix = _prefix("element", name)
+    domain = prefix("element", name)
     try:
         if all(e.keys() == _ELEMENT_KEYS for e in elements):  # the common case: nothing withheld
             stated = [e["digest"] for e in elements]
-            if _DIGESTS.of(prefix, [e["value"] for e in elements]) != stated:
-                raise _Unsure
+            if _digests(domain, [e["value"] for e in elements]) != stated:
+                raise Unsure
             return stated, list(stated)
     except AttributeError:  # an element is not an object
-        raise _Unsure from None
+        raise Unsure from None
     digests: list[str] = []
     marks: list[Any] = []
     for e in elements:
         if type(e) is not dict or len(e) != 2:
-            raise _Unsure
+            raise Unsure
         d = _stated(e.get("digest"))
         if "value" in e:
-            if _DIGESTS.of(prefix, [e["value"]]) != [d]:
-                raise _Unsure
+            if _digests(domain, [e["value"]]) != [d]:
+                raise Unsure
             marks.append(d)
-        elif e.get("withheld") is True and _DIGEST.fullmatch(d) is not None:
+        elif e.get("withheld") is True and DIGEST.fullmatch(d) is not None:
             marks.append([d])
         else:
-            raise _Unsure
+            raise Unsure
         digests.append(d)
     return digests, marks
 
 
 def _component(name: str, data: Any, shape: list[Any]) -> str:
-    """The component's stated digest once every digest in it recomputed; _Unsure otherwise."""
+    """The component's stated digest once every digest in it recomputed; Unsure otherwise."""
     if type(data) is not dict or len(data) != 2:
-        raise _Unsure
+        raise Unsure
     stated = _stated(data.get("digest"))
     if data.get("withheld") is True:
-        if _DIGEST.fullmatch(stated) is None:
-            raise _Unsure
+        if DIGEST.fullmatch(stated) is None:
+            raise Unsure
         shape.append([name, stated, True])
     elif name in _LIST:
         elements = data.get("elements")
         if type(elements) is not list:
-            raise _Unsure
+            raise Unsure
         digests, marks = _elements(name, elements)
         if list_digest(name, digests) != stated:
-            raise _Unsure
+            raise Unsure
         shape.append([name, stated, marks])
     else:
         if "value" not in data:
-            raise _Unsure
-        if _DIGESTS.of(_prefix("component", name), [data["value"]]) != [stated]:
-            raise _Unsure
+            raise Unsure
+        if _digests(prefix("component", name), [data["value"]]) != [stated]:
+            raise Unsure
         shape.append([name, stated])
     return stated
 
@@ -204,22 +189,23 @@ def fast_check(doc: object) -> FastManifest | None:
     """The manifest parsed from ``doc`` when it is well formed, unsalted and recomputes exactly; else None."""
     try:
         if type(doc) is not dict or doc.keys() != _TOP or doc["spec_version"] != SPEC_VERSION:
-            raise _Unsure
+            raise Unsure
         identity = _stated(doc["identity"])
         components = doc["components"]
         if type(components) is not dict or not components.keys() <= COMPONENT_NAMES:
-            raise _Unsure
+            raise Unsure
         shape: list[Any] = []
         digests = {name: _component(name, data, shape) for name, data in components.items()}
         if identity_digest(digests) != identity:
-            raise _Unsure
+            raise Unsure
         statement = BindingStatement.from_json(doc["statement"])
         signature = decode_signature(doc["signature"])
         if signature is None or statement.identity != identity or statement.spec_version != SPEC_VERSION:
-            raise _Unsure
-    except (_Unsure, ManifestError):
+            raise Unsure
+    except (Unsure, ManifestError):
         return None
-    return FastManifest(doc, statement, signature, fingerprint(identity, statement, doc["signature"], shape, None))
+    parts = {n: (c.get("withheld") is True, c.get("value")) for n, c in components.items() if n not in _LIST}
+    return FastManifest(statement, signature, fingerprint(identity, statement, doc["signature"], shape, None), parts)
 
 
 def fingerprint(

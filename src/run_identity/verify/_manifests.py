@@ -8,7 +8,6 @@ a :class:`ManifestSummary` is kept: the content is dropped once checked.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
 from typing import Any
 
 import orjson
@@ -38,6 +37,7 @@ from run_identity.verify._checks import (
 from run_identity.verify._codes import BINDING_MISMATCH, IDENTITY_MISMATCH, TELEMETRY_MISMATCH, Finding
 from run_identity.verify._fast import fast_check, fingerprint
 from run_identity.verify._records import ManifestRecord
+from run_identity.verify._text import read_canonical
 
 __all__ = ["summarize_manifest"]
 
@@ -71,11 +71,6 @@ def _telemetry(model: _Part, operation: _Part, parameters: _Part) -> tuple[Telem
         else:
             pairs.extend((PARAMETER_ATTRS[k], as_tuple(v)) for k, v in value.items() if k in PARAMETER_ATTRS)
     return tuple(pairs), frozenset(unknown), model_name
-
-
-def _doc_part(components: Mapping[str, Any], name: str) -> _Part:
-    c = components.get(name)
-    return None if c is None else (c.get("withheld") is True, c.get("value"))
 
 
 def _manifest_part(manifest: Manifest, name: str) -> _Part:
@@ -126,18 +121,21 @@ def summarize_manifest(
     body = record.body
     if type(body) is not str:
         return Malformed(*at, "the manifest record's body is not a string")
-    try:
-        doc = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        return Malformed(*at, f"manifest: not JSON ({exc})")
     findings: list[Finding] = []
     notes: list[str] = []
     problems: tuple[str, ...] = ()
-    fast = fast_check(doc)
+    # 4. Content, straight from canonical text; else parsed, by the fast path or by the core reader.
+    fast = read_canonical(body)
+    if fast is None:
+        try:
+            doc = orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            return Malformed(*at, f"manifest: not JSON ({exc})")
+        fast = fast_check(doc)
     if fast is not None:
         statement, signature, shape = fast.statement, fast.signature, fast.shape
-        comps = doc["components"]
-        telemetry = _telemetry(_doc_part(comps, "model"), _doc_part(comps, "operation"), _doc_part(comps, "parameters"))
+        parts = fast.parts
+        telemetry = _telemetry(parts.get("model"), parts.get("operation"), parts.get("parameters"))
         identity = statement.identity
     else:
         try:
@@ -149,7 +147,6 @@ def summarize_manifest(
             return Malformed(
                 *at, f"manifest statement: spec version {statement.spec_version!r} is not {SPEC_VERSION!r}"
             )
-        # 4. Content (core reader; the fast path found something to say, or could not vouch).
         checked, salt = manifest, b""
         if manifest.salt_id is not None:
             known = ctx.salts.get(manifest.salt_id)
@@ -163,8 +160,8 @@ def summarize_manifest(
             shape = _canonical_hash(manifest, body)
         else:
             shape = fingerprint(identity, statement, encode_signature(signature), _shape(manifest), manifest.salt_id)
-        parts = (_manifest_part(manifest, n) for n in ("model", "operation", "parameters"))
-        telemetry = _telemetry(*parts)
+        core_parts = (_manifest_part(manifest, n) for n in ("model", "operation", "parameters"))
+        telemetry = _telemetry(*core_parts)
     # 3. Manifest signature.
     found = check_signature(ctx, statement, signature, 3, "manifest")
     if found is not None:
