@@ -17,7 +17,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _timing import bare_span_call, fmt_us, per_call
 from compositions import rag_large, small, typical
 
-from run_identity import Composition, Ed25519Signer, canonicalize, prepare, sign_run
+from run_identity import Composition, Ed25519Signer, canonicalize, compute_identity, prepare, sign_run
+from run_identity.statement import run_statement
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 SPAN_ID = "00f067aa0ba902b7"
@@ -28,7 +29,10 @@ def main() -> int:
     bare = per_call(bare_span_call())
     print(f"bare OTel span (start+end, 12 attributes): {fmt_us(bare)}  = 1.00x")
     print()
-    print(f"{'composition':<22}{'KB':>6}{'identity+sign':>16}{'/span':>8}{'canonical':>14}{'rfc8785':>14}{'speedup':>9}")
+    print(
+        f"{'composition':<22}{'KB':>6}{'identity+sign':>16}{'/span':>8}{'no sign':>10}{'/span':>8}"
+        f"{'canonical':>14}{'rfc8785':>14}{'speedup':>9}"
+    )
     cases = [("small", small()), ("typical", typical()), ("rag-large", rag_large())]
     prepared = typical()
     prepared["instructions"] = prepare("instructions", prepared["instructions"])
@@ -41,15 +45,22 @@ def main() -> int:
         def run(doc: dict[str, object] = doc) -> None:
             sign_run(Composition.from_dict(doc), signer, trace_id=TRACE_ID, span_id=SPAN_ID)
 
+        def unsigned(doc: dict[str, object] = doc) -> None:
+            identity = compute_identity(Composition.from_dict(doc))
+            run_statement(identity.id, trace_id=TRACE_ID, span_id=SPAN_ID, key_id=signer.key_id).signing_input()
+
         cost = per_call(run)
+        bare_cost = per_call(unsigned)
         canon = per_call(lambda plain=plain: canonicalize(plain))
         ref = per_call(lambda plain=plain: rfc8785.dumps(plain), repeat=3)
         print(
-            f"{name:<22}{size:6.1f}{fmt_us(cost):>16}{cost / bare:7.2f}x{fmt_us(canon):>14}{fmt_us(ref):>14}"
+            f"{name:<22}{size:6.1f}{fmt_us(cost):>16}{cost / bare:7.2f}x{fmt_us(bare_cost):>10}{bare_cost / bare:7.2f}x"
+            f"{fmt_us(canon):>14}{fmt_us(ref):>14}"
             f"{ref / canon:8.1f}x"
         )
     print()
     print("identity+sign: Composition.from_dict + canonicalize + digests + identity + Ed25519 signature")
+    print("no sign: the same without the signature (the part left on the application's thread when a worker signs)")
     print("goals: typical <= 3x the bare span; typical (prepared) <= 2x; canonical >= 10x faster than rfc8785")
     return 0
 
