@@ -33,7 +33,7 @@ from opentelemetry import context as context_api
 from opentelemetry._logs import LoggerProvider
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 
-from run_identity._background import Job, SigningWorker, attach_at_ending, ending_attach_works
+from run_identity._background import Job, SigningWorker, attach, attach_at_ending, ending_attach_works
 from run_identity.attributes import (
     RUN_IDENTITY_DECLARED_AT,
     RUN_IDENTITY_ERROR,
@@ -48,7 +48,7 @@ from run_identity.digest import compute_identity
 from run_identity.keys import Signer, sign_or_raise
 from run_identity.manifest_export import GEN_AI_REQUEST_MODEL, ManifestEmitter
 from run_identity.signing import SignedRun
-from run_identity.statement import BindingStatement, encode_signature, format_timestamp
+from run_identity.statement import BindingStatement, encode_signature, format_timestamp, run_statement
 
 __all__ = ["GEN_AI_OPERATION_NAME", "Coverage", "IdentitySpanProcessor"]
 
@@ -234,8 +234,8 @@ class IdentitySpanProcessor(SpanProcessor):
             declared = declaration.composition
             composition = declared if type(declared) is Composition else Composition.from_dict(declared)  # type: ignore[arg-type]
             identity = compute_identity(composition, salt=self._salt)
-            statement = BindingStatement(
-                identity=identity.id,
+            statement = run_statement(
+                identity.id,
                 trace_id=trace_id,
                 span_id=span_id,
                 key_id=self._signer.key_id,
@@ -258,9 +258,13 @@ class IdentitySpanProcessor(SpanProcessor):
             if len(jobs) >= _MAX_JOBS:
                 self._purge_jobs()
             key = id(span)
+            dropped = jobs.get(key)
+            if dropped is not None:  # a span dropped unended had this address
+                self._retire(dropped[1])
             jobs[key] = (weakref.ref(span), job)
             if worker.submit(job):
-                span.set_attributes(_span_attributes(statement, None))
+                if not attach(span, _span_attributes(statement, None)):
+                    span.set_attributes(_span_attributes(statement, None))
                 return
             jobs.pop(key, None)  # the queue is full: sign here, as without a worker
         job = Job(self._sign_job, (identity, statement, context, declaration))
@@ -305,17 +309,27 @@ class IdentitySpanProcessor(SpanProcessor):
     def _purge_jobs(self) -> None:
         """Emit the manifests of spans that were dropped without ending, and forget their jobs."""
         for key, (ref, job) in list(self._jobs.items()):
-            if ref() is None and self._jobs.pop(key, None) is not None and job.wait(0):
-                self._emit(job)
+            if ref() is None and self._jobs.pop(key, None) is not None:
+                self._retire(job)
+
+    def _retire(self, job: Job) -> None:
+        """Emit the manifest of a run whose span will not end, now or (unsigned yet) at the next flush."""
+        if job.wait(0):
+            self._emit(job)
+        else:
+            self._late.append(job)
 
     def _on_ending(self, span: Span) -> None:
         """Put the signature made on the worker on the span as it ends, then emit the run's manifest."""
         if not self._jobs:
             return
         entry = self._jobs.pop(id(span), None)
-        if entry is None or entry[0]() is not span:
+        if entry is None:
             return
-        job = entry[1]
+        ref, job = entry
+        if ref() is not span:  # the job of a span dropped unended at this address
+            self._retire(job)
+            return
         if not job.wait(self._signing_timeout):
             reason = f"the signature was not ready when the span ended (waited {self._signing_timeout} s)"
             self._log_once(reason, "run_identity: a span ended without its signature")
