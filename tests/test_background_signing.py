@@ -56,8 +56,17 @@ def assert_verifies(span: ReadableSpan, keyring: Keyring) -> None:
 
 
 def test_the_sdk_lets_the_hook_attach() -> None:
-    """The pinned SDK calls _on_ending and keeps what it sets: background signing is on by default."""
+    """The pinned SDK calls _on_ending and keeps what it sets, so background signing is available."""
     assert ending_attach_works()
+
+
+def test_background_is_the_default_for_signers_other_than_a_key_file(signer: Ed25519Signer) -> None:
+    """A local Ed25519 key signs inline; any other signer (an HSM, a KMS) signs on the worker."""
+    from run_identity import IdentitySpanProcessor
+
+    assert not IdentitySpanProcessor(signer, emit_manifests=False).background_signing
+    assert IdentitySpanProcessor(GatedSigner(signer), emit_manifests=False).background_signing
+    assert IdentitySpanProcessor(signer, emit_manifests=False, background_signing=True).background_signing
 
 
 def test_signature_is_made_on_the_worker_and_attached_at_end(
@@ -86,7 +95,7 @@ def test_a_long_call_finds_its_signature_ready(
 ) -> None:
     """When the call outlasts the signature (the usual case), ending the span does not wait; the manifest
     goes out when the span ends."""
-    pipeline = make_pipeline()
+    pipeline = make_pipeline(background_signing=True)
     with declare(chat()):
         span = pipeline.tracer.start_span("chat gpt-4o-mini", attributes=GENAI)
     assert pipeline.processor.force_flush()  # the worker is done: the signature is made
@@ -125,7 +134,7 @@ def test_many_threads_each_get_their_own_signature(
     make_pipeline: Callable[..., Pipeline], keyring: Keyring
 ) -> None:
     """Spans started and ended on several threads at once each carry the signature of their own binding."""
-    pipeline = make_pipeline()
+    pipeline = make_pipeline(background_signing=True)
 
     def one(i: int) -> None:
         with declare(chat(f"question {i}")):
@@ -150,7 +159,7 @@ def test_spans_dropped_unended_still_emit_their_manifests(make_pipeline: Callabl
 
     from run_identity import processor as processor_module
 
-    pipeline = make_pipeline()
+    pipeline = make_pipeline(background_signing=True)
     original = processor_module._MAX_JOBS
     processor_module._MAX_JOBS = 4
     try:
@@ -176,7 +185,7 @@ def test_the_attribute_length_limit_still_applies(signer: Ed25519Signer) -> None
     from run_identity import IdentitySpanProcessor
 
     provider = TracerProvider(shutdown_on_exit=False, span_limits=SpanLimits(max_attribute_length=20))
-    provider.add_span_processor(IdentitySpanProcessor(signer, emit_manifests=False))
+    provider.add_span_processor(IdentitySpanProcessor(signer, emit_manifests=False, background_signing=True))
     with declare(chat()):
         span = provider.get_tracer("t").start_span("chat gpt-4o-mini", attributes=GENAI)
     span.end()
@@ -209,7 +218,7 @@ def test_a_full_queue_signs_inline() -> None:
 def test_shutdown_emits_the_manifests_of_spans_still_open(make_pipeline: Callable[..., Pipeline]) -> None:
     """TracerProvider.shutdown lets the worker finish and emits the manifests of spans that never ended:
     a declared run's manifest does not vanish."""
-    pipeline = make_pipeline()
+    pipeline = make_pipeline(background_signing=True)
     spans = []
     for i in range(20):
         with declare(chat(f"q{i}")):
@@ -236,7 +245,7 @@ def test_a_forked_child_gets_its_own_worker(signer: Ed25519Signer) -> None:
 
     from run_identity import IdentitySpanProcessor
 
-    processor = IdentitySpanProcessor(signer, emit_manifests=False)
+    processor = IdentitySpanProcessor(signer, emit_manifests=False, background_signing=True)
     provider = TracerProvider(shutdown_on_exit=False)
     provider.add_span_processor(processor)
     with declare(chat()):

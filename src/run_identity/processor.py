@@ -8,12 +8,18 @@ this span, and sets the ``run_identity.*`` attributes. It never reads the compos
 attributes. Other spans are not touched; GenAI spans without an applicable declaration are counted and
 left as they are.
 
-Signing happens off the application's thread by default (:mod:`run_identity._background`): a worker
-signs the statement while the LLM call runs, and the processor's ``_on_ending`` hook puts
-``run_identity.signature`` on the span when it ends (waiting for the worker if the span ends first), so
-exporters always see it, then emits the run's manifest. Manifests of spans that never end go out at
-shutdown. ``background_signing=False``, a full worker queue, or an SDK where the hook cannot set
-attributes make ``on_start`` sign and emit inline instead.
+Signing is inline (in ``on_start``) for the library's own :class:`~run_identity.keys.Ed25519Signer`, and
+off the application's thread (:mod:`run_identity._background`) for any other signer, an HSM or a KMS that
+may wait on the network; ``background_signing`` chooses explicitly. Off the thread, a worker signs the
+statement while the LLM call runs, and the processor's ``_on_ending`` hook puts ``run_identity.signature``
+on the span when it ends (waiting for the worker if the span ends first), so exporters always see it, then
+emits the run's manifest; manifests of spans that never end go out at shutdown. A full worker queue, or an
+SDK where the hook cannot set attributes, makes ``on_start`` sign and emit inline instead.
+
+Why not off the thread for a key file too: a local Ed25519 signature costs about 1.25 bare spans of CPU
+cycles here, and handing it to another thread costs the application's thread about as much, because two
+cores running Python trade the cache lines of the objects both touch (bench/bench_processor.py prints
+both modes).
 
 It never raises into the application: a composition that cannot be identified (or a signer or logs
 pipeline that fails) is logged once per distinct reason, counted, and the span gets ``run_identity.error``
@@ -45,7 +51,7 @@ from run_identity.attributes import (
 from run_identity.composition import Composition
 from run_identity.declare import Declaration, current_declaration
 from run_identity.digest import compute_identity
-from run_identity.keys import Signer, sign_or_raise
+from run_identity.keys import Ed25519Signer, Signer, sign_or_raise
 from run_identity.manifest_export import GEN_AI_REQUEST_MODEL, ManifestEmitter
 from run_identity.signing import SignedRun
 from run_identity.statement import BindingStatement, encode_signature, format_timestamp, run_statement
@@ -105,10 +111,10 @@ class IdentitySpanProcessor(SpanProcessor):
 
     ``signer`` signs every binding statement (load it once, e.g. with :func:`run_identity.load_signer`).
     ``logger_provider`` receives the manifests (default: the global one); ``emit_manifests=False`` turns
-    them off. ``salt`` is the deployment's blinding salt (empty by default). ``background_signing``
-    (default: on where the SDK allows it) signs off the application's thread; a span that ends waits at
-    most ``signing_timeout`` seconds for its signature. Raises ValueError for a ``signer`` without
-    ``key_id``/``sign`` or a non-bytes ``salt``.
+    them off. ``salt`` is the deployment's blinding salt (empty by default). ``background_signing`` signs
+    off the application's thread (default: for signers other than :class:`Ed25519Signer`, where the SDK
+    allows it); a span that ends waits at most ``signing_timeout`` seconds for its signature. Raises
+    ValueError for a ``signer`` without ``key_id``/``sign`` or a non-bytes ``salt``.
     """
 
     def __init__(
@@ -134,8 +140,8 @@ class IdentitySpanProcessor(SpanProcessor):
         self._counts = [0, 0, 0, 0, 0, 0]  # the fields of Coverage, in order
         self._logged: set[str] = set()
         if background_signing is None:
-            background_signing = ending_attach_works()
-        self._worker = SigningWorker() if background_signing else None
+            background_signing = type(signer) is not Ed25519Signer
+        self._worker = SigningWorker() if background_signing and ending_attach_works() else None
         self._signing_timeout = signing_timeout
         # id(span) -> (span weakref, job) while its signature is being made, until the span ends. The weakref
         # tells a reused id from its span; entries of spans dropped unended are purged past _MAX_JOBS.
