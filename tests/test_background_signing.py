@@ -177,7 +177,8 @@ def test_spans_dropped_unended_still_emit_their_manifests(make_pipeline: Callabl
     assert len(pipeline.log_exporter.get_finished_logs()) == 10
 
 
-def test_the_attribute_length_limit_still_applies(signer: Ed25519Signer) -> None:
+@pytest.mark.parametrize("background", [True, False], ids=["background", "inline"])
+def test_the_attribute_length_limit_still_applies(signer: Ed25519Signer, background: bool) -> None:
     """With OTel's attribute length limit below our values, they are truncated as configured, as the public
     setter does for any attribute (and as signing inline does)."""
     from opentelemetry.sdk.trace import SpanLimits, TracerProvider
@@ -185,7 +186,7 @@ def test_the_attribute_length_limit_still_applies(signer: Ed25519Signer) -> None
     from run_identity import IdentitySpanProcessor
 
     provider = TracerProvider(shutdown_on_exit=False, span_limits=SpanLimits(max_attribute_length=20))
-    provider.add_span_processor(IdentitySpanProcessor(signer, emit_manifests=False, background_signing=True))
+    provider.add_span_processor(IdentitySpanProcessor(signer, emit_manifests=False, background_signing=background))
     with declare(chat()):
         span = provider.get_tracer("t").start_span("chat gpt-4o-mini", attributes=GENAI)
     span.end()

@@ -141,7 +141,10 @@ class IdentitySpanProcessor(SpanProcessor):
         self._logged: set[str] = set()
         if background_signing is None:
             background_signing = type(signer) is not Ed25519Signer
-        self._worker = SigningWorker() if background_signing and ending_attach_works() else None
+        # Where the SDK's locked attribute setter works (checked once), our string attributes go through it:
+        # the public setter's per-value cleaning costs about a quarter of a bare span for five of them.
+        self._raw_attributes = ending_attach_works()
+        self._worker = SigningWorker() if background_signing and self._raw_attributes else None
         self._signing_timeout = signing_timeout
         # id(span) -> (span weakref, job) while its signature is being made, until the span ends. The weakref
         # tells a reused id from its span; entries of spans dropped unended are purged past _MAX_JOBS.
@@ -281,7 +284,8 @@ class IdentitySpanProcessor(SpanProcessor):
         else:
             attributes = _span_attributes(statement, None)
             attributes[RUN_IDENTITY_SIGNATURE] = encode_signature(job.signature)
-            span.set_attributes(attributes)
+            if not (self._raw_attributes and attach(span, attributes)):
+                span.set_attributes(attributes)
             self._emit(job)
         if self._strict and job.exception is not None:
             raise job.exception
