@@ -50,7 +50,7 @@ MODEL = "gen_ai.request.model"
 #: Span attributes cross-checked against the manifest (docs/spec.md §12 step 6).
 TELEMETRY_ATTRIBUTES = (OPERATION, PROVIDER, MODEL, *(a for a in PARAMETER_ATTRIBUTES.values() if a))
 PARAMETER_ATTRS = {k: a for k, a in PARAMETER_ATTRIBUTES.items() if a}
-_STATEMENT_FIELDS = ("identity", "key_id", "declared_at", "spec_version")
+_ABSENT = object()
 
 #: A statement without its ids (the ids are the run's key): identity, key id, declared_at, spec version.
 Statement = tuple[str, str, str, str]
@@ -170,7 +170,12 @@ def as_tuple(value: Any) -> Any:
 
 
 def _span_telemetry(attributes: Mapping[str, Any]) -> Telemetry:
-    return tuple((a, as_tuple(attributes[a])) for a in TELEMETRY_ATTRIBUTES if a in attributes)
+    out = []
+    for a in TELEMETRY_ATTRIBUTES:
+        if a in attributes:
+            value = attributes[a]
+            out.append((a, as_tuple(value) if type(value) is list or type(value) is tuple else value))
+    return tuple(out)
 
 
 def summarize_span(record: SpanRecord, source: int) -> SpanSummary | None:
@@ -219,8 +224,12 @@ def telemetry_mismatches(span: Telemetry, manifest: Telemetry, unknown: frozense
     for attr, value in span:
         if attr in unknown:
             continue
-        if attr not in declared:
+        found = declared.get(attr, _ABSENT)
+        if found is _ABSENT:
             out.append(f"{where} {attr}={_show(value)}, the manifest declares none")
-        elif not same_value(value, declared[attr]):
-            out.append(f"{where} {attr}={_show(value)}, the manifest declares {_show(declared[attr])}")
+        # Equal values of one type agree (tuples excepted: == says (True,) == (1,)); the rest is weighed.
+        elif (type(value) is not type(found) or type(value) is tuple or value != found) and not same_value(
+            value, found
+        ):
+            out.append(f"{where} {attr}={_show(value)}, the manifest declares {_show(found)}")
     return out

@@ -13,9 +13,9 @@ from typing import Any
 
 from run_identity.verify._checks import ManifestSummary, SpanSummary
 
-__all__ = ["MANIFEST", "SPAN", "VERIFIED", "Profiles", "pack_manifest", "pack_span", "pack_verified"]
+__all__ = ["JOINED", "MANIFEST", "SPAN", "Profiles", "pack_manifest", "pack_span", "pack_verified"]
 
-SPAN, MANIFEST, VERIFIED = b"S"[0], b"M"[0], b"V"[0]
+SPAN, MANIFEST, JOINED = b"S"[0], b"M"[0], b"V"[0]
 _DECLARED = 27  # RFC 3339 with six fractional digits: 2026-11-22T02:07:12.123456Z
 # tag, identity, signature, declared_at, position, index, profile
 _SPAN = struct.Struct(f"<B32s64s{_DECLARED}sQII")
@@ -119,7 +119,7 @@ def pack_verified(span: SpanSummary, m: ManifestSummary, profiles: Profiles) -> 
     if m.findings or m.notes or not m.bound or m.identity != st[0]:
         return None
     return _VERIFIED.pack(
-        VERIFIED,
+        JOINED,
         _identity(m.identity),
         m.binding,
         m.fingerprint,

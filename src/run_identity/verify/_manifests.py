@@ -69,7 +69,9 @@ def _telemetry(model: _Part, operation: _Part, parameters: _Part) -> tuple[Telem
         if withheld or type(value) is not dict:
             unknown.update(PARAMETER_ATTRS.values())
         else:
-            pairs.extend((PARAMETER_ATTRS[k], as_tuple(v)) for k, v in value.items() if k in PARAMETER_ATTRS)
+            for k, v in value.items():
+                if k in PARAMETER_ATTRS:
+                    pairs.append((PARAMETER_ATTRS[k], as_tuple(v) if type(v) is list or type(v) is tuple else v))
     return tuple(pairs), frozenset(unknown), model_name
 
 

@@ -32,6 +32,7 @@ from run_identity.verify._codes import (
     Finding,
 )
 from run_identity.verify._compact import (
+    JOINED,
     MANIFEST,
     SPAN,
     Profiles,
@@ -182,8 +183,15 @@ class RunTable:
         run.manifests.append(manifest)
         self._settle(manifest.key, run)
 
-    def results(self) -> Iterator[VerificationResult]:
-        """One result per run (and per unreadable record), in order of first appearance."""
+    def verified_count(self) -> int:
+        """How many runs joined cleanly (their results are ``verified``, whatever the policy)."""
+        return sum(1 for entry in self._runs.values() if type(entry) is bytes and entry[0] == JOINED)
+
+    def results(self, *, verified: bool = True) -> Iterator[VerificationResult]:
+        """One result per run (and per unreadable record), in order of first appearance.
+
+        ``verified=False`` leaves out the runs that joined cleanly (counted by :meth:`verified_count`).
+        """
         for key, entry in self._runs.items():
             if isinstance(entry, _Loose):
                 findings = (entry.finding,)
@@ -194,8 +202,9 @@ class RunTable:
                 continue
             assert isinstance(key, bytes)
             if isinstance(entry, bytes):
-                if entry[0] not in (SPAN, MANIFEST):
-                    yield self._verified(key, entry)
+                if entry[0] == JOINED:
+                    if verified:
+                        yield self._verified(key, entry)
                     continue
                 entry = self._open(key)
                 self._runs[key] = entry  # keeps step 2's outcome if results are read again

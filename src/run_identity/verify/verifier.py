@@ -24,7 +24,7 @@ from typing import Any
 from run_identity.digest import SPEC_VERSION, salt_id
 from run_identity.keys import Keyring
 from run_identity.verify._checks import CheckContext
-from run_identity.verify._codes import RESULT_CODES
+from run_identity.verify._codes import RESULT_CODES, VERIFIED
 from run_identity.verify._inputs import Chunk, discover, plan
 from run_identity.verify._pool import run_chunks
 from run_identity.verify._receipts import Receipts, ReceiptSummary
@@ -78,7 +78,12 @@ class VerificationReport:
         if self._counts is None:
             counts = dict.fromkeys(RESULT_CODES, 0)
             failed = 0
-            for r in self.results():
+            if self._receipts:
+                results = self.results()
+            else:  # runs that joined cleanly are counted without making their results
+                counts[VERIFIED] = self._table.verified_count()
+                results = self._table.results(verified=False)
+            for r in results:
                 counts[r.code] += 1
                 failed += not r.passed
             self._counts, self._failed = counts, failed
