@@ -131,6 +131,27 @@ def test_one_signature_verification_per_run_when_span_and_manifest_agree(export:
     assert CountingKeyring.calls == 5
 
 
+def test_span_statements_are_judged_alike_whichever_file_is_read_first(export: vf.Export, tmp_path: Path) -> None:
+    """A span's statement is validated (or vouched for by its manifest's) with the same outcome either way."""
+    target = _copy(export, tmp_path / "export")
+    traces = vf.read_lines(target / "traces.jsonl")
+    spans = [s for s in vf.spans_of(traces) if vf.attribute(s, "run_identity.id")]
+    vf.set_attribute(spans[0], "run_identity.declared_at", "2026-13-01T00:00:00.000000Z")
+    vf.set_attribute(spans[1], "run_identity.spec_version", "2")
+    vf.set_attribute(spans[2], "run_identity.key_id", 7)
+    vf.write_lines(target / "traces.jsonl", traces)
+
+    def outcome(paths: list[Path]) -> list[tuple[str | None, str, list[str]]]:
+        results = _verify(paths).results()
+        return sorted((r.span_id, r.code, [f.message for f in r.findings]) for r in results)
+
+    manifests_first = outcome([target / "manifests.jsonl", target / "traces.jsonl"])
+    assert manifests_first == outcome([target / "traces.jsonl", target / "manifests.jsonl"])
+    codes = {span_id: code for span_id, code, _ in manifests_first}
+    assert [codes[s["spanId"]] for s in spans[:3]] == ["malformed"] * 3
+    assert list(codes.values()).count("verified") == 2
+
+
 # --- codes and their precedence ---------------------------------------------------------------------------
 
 

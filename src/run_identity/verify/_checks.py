@@ -12,12 +12,16 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import Any
 
 from run_identity.attributes import (
+    RUN_IDENTITY_DECLARED_AT,
     RUN_IDENTITY_ERROR,
     RUN_IDENTITY_ID,
+    RUN_IDENTITY_KEY_ID,
     RUN_IDENTITY_SIGNATURE,
+    RUN_IDENTITY_SPEC_VERSION,
 )
 from run_identity.composition import PARAMETER_ATTRIBUTES
 from run_identity.digest import SPEC_VERSION
@@ -51,6 +55,9 @@ MODEL = "gen_ai.request.model"
 TELEMETRY_ATTRIBUTES = (OPERATION, PROVIDER, MODEL, *(a for a in PARAMETER_ATTRIBUTES.values() if a))
 PARAMETER_ATTRS = {k: a for k, a in PARAMETER_ATTRIBUTES.items() if a}
 _ABSENT = object()
+#: The span attributes that carry the statement, in the order of :data:`Statement`.
+_STATEMENT_ATTRIBUTES = (RUN_IDENTITY_ID, RUN_IDENTITY_KEY_ID, RUN_IDENTITY_DECLARED_AT, RUN_IDENTITY_SPEC_VERSION)
+_statement_values = itemgetter(*_STATEMENT_ATTRIBUTES)
 
 #: A statement without its ids (the ids are the run's key): identity, key id, declared_at, spec version.
 Statement = tuple[str, str, str, str]
@@ -79,6 +86,20 @@ class SpanSummary:
     telemetry: Telemetry
     problem: str | None = None
     error: str | None = None
+    #: False while ``statement`` holds the span's four statement attributes as found, not validated yet: the
+    #: join skips validating them when they equal the statement of a manifest already checked (:meth:`check`).
+    checked: bool = True
+
+    def check(self) -> None:
+        """Validate a deferred statement: the outcome :func:`summarize_span` gives without deferring."""
+        if self.checked:
+            return
+        self.checked = True
+        assert self.statement is not None
+        attrs = dict(zip(_STATEMENT_ATTRIBUTES, self.statement, strict=True))
+        self.statement, self.problem = _span_statement(attrs, self.key[:16].hex(), self.key[16:].hex())
+        if self.problem is not None:
+            self.error = None
 
     def same_as(self, other: SpanSummary) -> bool:
         """Whether two deliveries of a span say the same (a collector retry) or contradict each other."""
@@ -178,8 +199,12 @@ def _span_telemetry(attributes: Mapping[str, Any]) -> Telemetry:
     return tuple(out)
 
 
-def summarize_span(record: SpanRecord, source: int) -> SpanSummary | None:
-    """Step 1 and the preparation of step 2 for a span; None for a span that is no run and no GenAI call."""
+def summarize_span(record: SpanRecord, source: int, *, defer: bool = False) -> SpanSummary | None:
+    """Step 1 and the preparation of step 2 for a span; None for a span that is no run and no GenAI call.
+
+    ``defer`` leaves the statement's validation to :meth:`SpanSummary.check` (the join needs it only when
+    no manifest vouches for the same statement).
+    """
     attrs = record.attributes
     key = run_key(record.trace_id, record.span_id)
     telemetry = _span_telemetry(attrs)
@@ -190,16 +215,30 @@ def summarize_span(record: SpanRecord, source: int) -> SpanSummary | None:
             return None
         return SpanSummary(key, source, record.position, record.index, False, None, None, telemetry, None, error_text)
     signature = decode_signature(attrs.get(RUN_IDENTITY_SIGNATURE))
-    try:
-        statement = BindingStatement.from_span(attrs, record.trace_id, record.span_id)
-    except ManifestError as exc:
-        problem = f"the span's run_identity attributes do not form a binding statement: {exc}"
+    if defer:
+        try:
+            found = _statement_values(attrs)
+        except KeyError:
+            pass
+        else:
+            return SpanSummary(
+                key, source, record.position, record.index, True, found, signature, telemetry, None, error_text, False
+            )
+    fields, problem = _span_statement(attrs, record.trace_id, record.span_id)
+    if problem is not None:
         return SpanSummary(key, source, record.position, record.index, True, None, signature, telemetry, problem)
-    if statement.spec_version != SPEC_VERSION:
-        problem = f"the span follows spec version {statement.spec_version!r}; this verifier knows {SPEC_VERSION!r}"
-        return SpanSummary(key, source, record.position, record.index, True, None, signature, telemetry, problem)
-    fields = statement_fields(statement)
     return SpanSummary(key, source, record.position, record.index, True, fields, signature, telemetry, None, error_text)
+
+
+def _span_statement(attrs: Mapping[str, Any], trace_id: str, span_id: str) -> tuple[Statement | None, str | None]:
+    """The statement rebuilt from a span's attributes alone, or why there is none."""
+    try:
+        statement = BindingStatement.from_span(attrs, trace_id, span_id)
+    except ManifestError as exc:
+        return None, f"the span's run_identity attributes do not form a binding statement: {exc}"
+    if statement.spec_version != SPEC_VERSION:
+        return None, f"the span follows spec version {statement.spec_version!r}; this verifier knows {SPEC_VERSION!r}"
+    return statement_fields(statement), None
 
 
 def same_value(a: Any, b: Any) -> bool:

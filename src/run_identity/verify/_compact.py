@@ -88,6 +88,13 @@ def pack_manifest(m: ManifestSummary, profiles: Profiles) -> bytes | None:
     )
 
 
+def packed_statement(blob: bytes, profiles: Profiles) -> tuple[str, str, str, str]:
+    """The statement (without its ids) of a packed pending manifest."""
+    _, identity, _, _, declared, _, _, profile = _MANIFEST.unpack(blob)
+    _, key_id, spec, *_ = profiles[profile]
+    return ("sha256:" + identity.hex(), key_id, declared.decode(), spec)
+
+
 def _manifest(
     key: bytes,
     identity: bytes,

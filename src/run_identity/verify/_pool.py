@@ -46,7 +46,7 @@ def process_chunk(chunk: Chunk, ctx: CheckContext) -> ChunkResult:
             continue
         for record in records(request, tally):
             if isinstance(record, SpanRecord):
-                span = summarize_span(record, chunk.source)
+                span = summarize_span(record, chunk.source, defer=True)
                 if span is None:
                     tally.ignored_spans += 1
                 else:

@@ -213,8 +213,16 @@ def _json_attributes(items: list[Any], *, keep_all: bool = False) -> dict[str, A
             raise _Bad("an attribute has no string key")
         if keep_all or key.startswith(_KEPT_PREFIXES) or key == _EVENT_NAME_ATTRIBUTE:
             value = kv.get("value", _EMPTY)
-            text = value.get("stringValue") if type(value) is dict and len(value) == 1 else None
-            out[key] = text if type(text) is str else _json_value(value)
+            if type(value) is dict and len(value) == 1:  # the common shapes without a call
+                text = value.get("stringValue")
+                if type(text) is str:
+                    out[key] = text
+                    continue
+                number = value.get("doubleValue")
+                if type(number) is float:
+                    out[key] = number
+                    continue
+            out[key] = _json_value(value)
     return out
 
 
