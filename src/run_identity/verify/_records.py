@@ -206,13 +206,29 @@ def _json_value(value: object) -> Any:
 
 
 def _json_attributes(items: list[Any], *, keep_all: bool = False) -> dict[str, Any]:
+    if not keep_all:
+        try:
+            return _json_plain_attributes(items)
+        except (KeyError, TypeError, AttributeError):
+            pass  # an item that is not a plain {"key": ..., "value": ...} object: the loop below words it
     out: dict[str, Any] = {}
     for kv in items:
         key = kv.get("key") if type(kv) is dict else None
         if type(key) is not str:
             raise _Bad("an attribute has no string key")
         if keep_all or key.startswith(_KEPT_PREFIXES) or key == _EVENT_NAME_ATTRIBUTE:
-            value = kv.get("value", _EMPTY)
+            out[key] = _json_value(kv.get("value", _EMPTY))
+    return out
+
+
+def _json_plain_attributes(items: list[Any]) -> dict[str, Any]:
+    """The kept attributes when every item has a ``key`` and a ``value``: what :func:`_json_attributes` finds,
+    fewer steps; raises KeyError, TypeError or AttributeError (a non-string key) otherwise."""
+    out: dict[str, Any] = {}
+    for kv in items:
+        key = kv["key"]
+        if key.startswith(_KEPT_PREFIXES) or key == _EVENT_NAME_ATTRIBUTE:
+            value = kv["value"]
             if type(value) is dict and len(value) == 1:  # the common shapes without a call
                 text = value.get("stringValue")
                 if type(text) is str:

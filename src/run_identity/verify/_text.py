@@ -20,8 +20,6 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import orjson
-
 from run_identity.composition import COMPONENT_NAMES, LIST_COMPONENTS
 from run_identity.digest import SPEC_VERSION, identity_digest, list_digest
 from run_identity.errors import ManifestError
@@ -37,11 +35,13 @@ _SIGNATURE = '","signature":"'
 _STATEMENT = f'","spec_version":"{SPEC_VERSION}","statement":'
 _DIGEST_AT = len('":{"digest":"')
 _ELEMENT_VALUE_AT = len('{"digest":"') + 71 + len('","value":')
+_STATEMENT_KEYS = ["declared_at", "identity", "key_id", "span_id", "spec_version", "trace_id"]
 _scan = json.JSONDecoder().raw_decode
 
 
 class _Seen:
-    """Components and elements already proved, keyed by (name, digest), with their exact text.
+    """Components (by name and digest) and elements (by list name, then digest) already proved, with their
+    exact text.
 
     An element's text runs from its ``{`` to its ``}``; a component's from its quoted name to its ``}``.
     Equal text under the same digest is the same proof, so nothing in it is read again. Freed whole once it
@@ -52,7 +52,7 @@ class _Seen:
 
     def __init__(self, limit: int) -> None:
         self.components: dict[tuple[str, str], tuple[str, list[Any], Part | None]] = {}
-        self.elements: dict[tuple[str, str], str] = {}
+        self.elements: dict[str, dict[str, str]] = {}
         self.held = 0
         self.limit = limit
 
@@ -124,7 +124,7 @@ def _read(text: str) -> FastManifest:
     if not text.startswith(_STATEMENT, end) or text[-1] != "}":
         raise Unsure
     statement_text = text[end + len(_STATEMENT) : -1]
-    statement = BindingStatement.from_json(orjson.loads(statement_text))
+    statement = _statement(statement_text)
     signature = decode_signature(signature_text)
     if (
         signature is None
@@ -134,6 +134,22 @@ def _read(text: str) -> FastManifest:
     ):
         raise Unsure
     return FastManifest(statement, signature, fingerprint(identity, statement, signature_text, shape, None), parts)
+
+
+def _statement(text: str) -> BindingStatement:
+    """The statement in ``text``, read as its canonical form (checked by the caller) would spell it."""
+    parts = text.split('"')
+    if len(parts) != 25 or parts[1::4] != _STATEMENT_KEYS:
+        raise Unsure
+    declared_at, identity, key_id, span_id, spec_version, trace_id = parts[3::4]
+    return BindingStatement(
+        identity=identity,
+        trace_id=trace_id,
+        span_id=span_id,
+        key_id=key_id,
+        declared_at=declared_at,
+        spec_version=spec_version,
+    )
 
 
 def _component(text: str, end: int, name: str, stated: str) -> tuple[int, list[Any], Part | None]:
@@ -167,11 +183,13 @@ def _component(text: str, end: int, name: str, stated: str) -> tuple[int, list[A
 
 def _elements(text: str, pos: int, name: str, digests: list[str], marks: list[Any]) -> int:
     """Read the elements of list component ``name`` from ``pos``; the position of the closing ``]``."""
-    seen = _SEEN.elements
+    seen = _SEEN.elements.get(name)
+    if seen is None:
+        seen = _SEEN.elements[name] = {}
     element = prefix("element", name)
     while True:
         digest = text[pos + 11 : pos + 82]
-        known = seen.get((name, digest))
+        known = seen.get(digest)
         if known is not None and text.startswith(known, pos):
             pos += len(known)
             marks.append(digest)
@@ -181,7 +199,7 @@ def _elements(text: str, pos: int, name: str, digests: list[str], marks: list[An
                 raise Unsure
             if text[after] != "}":
                 raise Unsure
-            seen[(name, digest)] = text[pos : after + 1]
+            seen[digest] = text[pos : after + 1]
             _SEEN.count(after + 1 - pos)
             pos = after + 1
             marks.append(digest)
