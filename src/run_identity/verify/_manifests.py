@@ -8,6 +8,7 @@ a :class:`ManifestSummary` is kept: the content is dropped once checked.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
@@ -35,7 +36,7 @@ from run_identity.verify._checks import (
     telemetry_mismatches,
 )
 from run_identity.verify._codes import BINDING_MISMATCH, IDENTITY_MISMATCH, TELEMETRY_MISMATCH, Finding
-from run_identity.verify._fast import fast_check, fingerprint
+from run_identity.verify._fast import Part, fast_check, fingerprint
 from run_identity.verify._records import ManifestRecord
 from run_identity.verify._text import read_canonical
 
@@ -73,6 +74,22 @@ def _telemetry(model: _Part, operation: _Part, parameters: _Part) -> tuple[Telem
                 if k in PARAMETER_ATTRS:
                     pairs.append((PARAMETER_ATTRS[k], as_tuple(v) if type(v) is list or type(v) is tuple else v))
     return tuple(pairs), frozenset(unknown), model_name
+
+
+#: The last parts read and their telemetry: runs of one application share the very same remembered parts
+#: (:mod:`._text`), so consecutive manifests are compared by identity. One tuple, swapped whole (threads).
+_LAST: tuple[_Part, _Part, _Part, tuple[Telemetry, frozenset[str], str | None]] | None = None
+
+
+def _shared_telemetry(parts: Mapping[str, Part]) -> tuple[Telemetry, frozenset[str], str | None]:
+    global _LAST
+    model, operation, parameters = parts.get("model"), parts.get("operation"), parts.get("parameters")
+    last = _LAST
+    if last is not None and last[0] is model and last[1] is operation and last[2] is parameters:
+        return last[3]
+    found = _telemetry(model, operation, parameters)
+    _LAST = (model, operation, parameters, found)
+    return found
 
 
 def _manifest_part(manifest: Manifest, name: str) -> _Part:
@@ -136,8 +153,7 @@ def summarize_manifest(
         fast = fast_check(doc)
     if fast is not None:
         statement, signature, shape = fast.statement, fast.signature, fast.shape
-        parts = fast.parts
-        telemetry = _telemetry(parts.get("model"), parts.get("operation"), parts.get("parameters"))
+        telemetry = _shared_telemetry(fast.parts)
         identity = statement.identity
     else:
         try:

@@ -17,6 +17,7 @@ from run_identity.verify._checks import (
     Malformed,
     ManifestSummary,
     SpanSummary,
+    Telemetry,
     binding_hash,
     check_signature,
     telemetry_mismatches,
@@ -87,6 +88,7 @@ class RunTable:
         self._runs: dict[bytes | int, bytes | _Run | _Loose] = {}
         self._shared: dict[object, object] = {}
         self._profiles = Profiles()
+        self._agreed: tuple[Telemetry, Telemetry, frozenset[str]] | None = None
 
     def __len__(self) -> int:
         return len(self._runs)
@@ -146,8 +148,19 @@ class RunTable:
             span.statement is not None
             and span.statement == m.statement
             and binding_hash(span.statement, span.signature) == m.binding
-            and not telemetry_mismatches(span.telemetry, m.telemetry, m.unknown, "")
+            and self._telemetry_agrees(span, m)
         )
+
+    def _telemetry_agrees(self, span: SpanSummary, m: ManifestSummary) -> bool:
+        """Step 6 for a join. Telemetry is shared (:meth:`_share`), so runs of one application hand the very
+        same objects: the last agreement found is recognised by identity."""
+        last = self._agreed
+        if last is not None and last[0] is span.telemetry and last[1] is m.telemetry and last[2] is m.unknown:
+            return True
+        if telemetry_mismatches(span.telemetry, m.telemetry, m.unknown, ""):
+            return False
+        self._agreed = (span.telemetry, m.telemetry, m.unknown)
+        return True
 
     def _add_span(self, span: SpanSummary) -> None:
         entry = self._runs.get(span.key)
