@@ -20,7 +20,7 @@ __all__ = ["BadRecord", "ManifestRecord", "ReceiptRecord", "SpanRecord", "Tally"
 
 _KEPT_PREFIXES = ("run_identity.", "gen_ai.")
 _EVENT_NAME_ATTRIBUTE = "event.name"
-_HEX = frozenset("0123456789abcdef")
+_HEX = "0123456789abcdef"
 _EMPTY: dict[str, Any] = {}
 
 
@@ -139,7 +139,7 @@ def _json_id(value: object, size: int, what: str) -> str:
         raise _Bad(f"{what} is not a string")
     if len(value) == 2 * size:
         low = value.lower()
-        if set(low) <= _HEX:
+        if not low.strip(_HEX):  # every character a hex digit
             return low
     elif len(value) == 4 * ((size + 2) // 3):
         try:
@@ -237,6 +237,10 @@ def _json_plain_attributes(items: list[Any]) -> dict[str, Any]:
                 number = value.get("doubleValue")
                 if type(number) is float:
                     out[key] = number
+                    continue
+                integer = value.get("intValue")
+                if type(integer) is str and integer.isdecimal() and integer.isascii():
+                    out[key] = int(integer)
                     continue
             out[key] = _json_value(value)
     return out
