@@ -343,11 +343,12 @@ def _proto_value(value: Any) -> Any:
 
 
 def _proto_attributes(items: Any) -> dict[str, Any]:
-    return {
-        kv.key: _proto_value(kv.value)
-        for kv in items
-        if kv.key.startswith(_KEPT_PREFIXES) or kv.key == _EVENT_NAME_ATTRIBUTE
-    }
+    out: dict[str, Any] = {}
+    for kv in items:
+        key = kv.key  # each read of a protobuf field makes a new object: once
+        if key.startswith(_KEPT_PREFIXES) or key == _EVENT_NAME_ATTRIBUTE:
+            out[key] = _proto_value(kv.value)
+    return out
 
 
 def _proto_id(raw: bytes, size: int, what: str) -> str:
