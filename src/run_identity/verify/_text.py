@@ -100,12 +100,13 @@ def _read(text: str) -> FastManifest:
                 parts[name] = known[2]
         else:
             start = pos
-            pos, item, part = _component(text, end, name, stated)
+            pos, item, part, settled = _component(text, end, name, stated)
             shape.append(item)
             if part is not None:
                 parts[name] = part
-            seen.components[(name, stated)] = (text[start:pos], item, part)
-            seen.count(pos - start)
+            if settled:
+                seen.components[(name, stated)] = (text[start:pos], item, part)
+                seen.count(pos - start)
         digests[name] = stated
         if text[pos] == "}":
             break
@@ -152,15 +153,17 @@ def _statement(text: str) -> BindingStatement:
     )
 
 
-def _component(text: str, end: int, name: str, stated: str) -> tuple[int, list[Any], Part | None]:
-    """Read the component whose name ends at ``end``: the position after it, its shape item and value."""
+def _component(text: str, end: int, name: str, stated: str) -> tuple[int, list[Any], Part | None, bool]:
+    """Read the component whose name ends at ``end``: the position after it, its shape item, its value, and
+    whether it is worth remembering whole (a list with a new element, such as a conversation that grows
+    turn by turn, is remembered element by element only)."""
     if not text.startswith('":{"digest":"', end):
         raise Unsure
     pos = end + _DIGEST_AT + 71
     if text.startswith('","withheld":true}', pos):
         if DIGEST.fullmatch(stated) is None:
             raise Unsure
-        return pos + len('","withheld":true}'), [name, stated, True], (True, None)
+        return pos + len('","withheld":true}'), [name, stated, True], (True, None), True
     if name not in _LIST:
         if not text.startswith('","value":', pos):
             raise Unsure
@@ -168,25 +171,28 @@ def _component(text: str, end: int, name: str, stated: str) -> tuple[int, list[A
         value, after = _scan(text, pos)
         if canonical_digest(prefix("component", name), value, text[pos:after]) != stated or text[after] != "}":
             raise Unsure
-        return after + 1, [name, stated], (False, value)
+        return after + 1, [name, stated], (False, value), True
     if not text.startswith('","elements":[', pos):
         raise Unsure
     pos += len('","elements":[')
     digests: list[str] = []
     marks: list[Any] = []
+    fresh = False
     if text[pos] != "]":
-        pos = _elements(text, pos, name, digests, marks)
+        pos, fresh = _elements(text, pos, name, digests, marks)
     if not text.startswith("]}", pos) or list_digest(name, digests) != stated:
         raise Unsure
-    return pos + 2, [name, stated, marks], None
+    return pos + 2, [name, stated, marks], None, not fresh
 
 
-def _elements(text: str, pos: int, name: str, digests: list[str], marks: list[Any]) -> int:
-    """Read the elements of list component ``name`` from ``pos``; the position of the closing ``]``."""
+def _elements(text: str, pos: int, name: str, digests: list[str], marks: list[Any]) -> tuple[int, bool]:
+    """Read the elements of list component ``name`` from ``pos``: the position of the closing ``]``, and
+    whether an element was new."""
     seen = _SEEN.elements.get(name)
     if seen is None:
         seen = _SEEN.elements[name] = {}
     element = prefix("element", name)
+    fresh = False
     while True:
         digest = text[pos + 11 : pos + 82]
         known = seen.get(digest)
@@ -203,6 +209,7 @@ def _elements(text: str, pos: int, name: str, digests: list[str], marks: list[An
             _SEEN.count(after + 1 - pos)
             pos = after + 1
             marks.append(digest)
+            fresh = True
         elif text.startswith('{"digest":"', pos) and text.startswith('","withheld":true}', pos + 82):
             if DIGEST.fullmatch(digest) is None:
                 raise Unsure
@@ -212,5 +219,5 @@ def _elements(text: str, pos: int, name: str, digests: list[str], marks: list[An
             raise Unsure
         digests.append(digest)
         if text[pos] != ",":
-            return pos
+            return pos, fresh
         pos += 1
