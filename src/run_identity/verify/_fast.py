@@ -9,6 +9,10 @@ the element through an exact check of its floats. Anything unusual (any such cas
 surprise, any digest that does not recompute) returns None, and the core reader
 (:meth:`run_identity.manifest.Manifest.recompute`) decides and explains. So this path can only agree
 with the core one, never overrule it; ``tests/test_verify_fast.py`` checks that on many manifests.
+
+Manifests whose text is already canonical, as signers write it, are read without parsing by :mod:`._text`,
+which uses the screens here for the values it has not seen before; this parsed path serves the others
+(re-encoded on the way: other key order, spacing or escapes).
 """
 
 from __future__ import annotations
@@ -114,9 +118,8 @@ def _digests(domain: bytes, values: list[Any]) -> list[str]:
 
 
 def canonical_digest(domain: bytes, value: Any, text: str) -> str:
-    """The digest under the ``domain`` prefix of ``value``, decoded from ``text``, when ``text`` is its RFC 8785 form.
-
-    Raises Unsure otherwise (and ValueError for text that is no valid UTF-8 string).
+    """The digest under the ``domain`` prefix of ``value`` (decoded from ``text``) when ``text`` is exactly its
+    RFC 8785 form. Raises Unsure otherwise, and ValueError for text that cannot be UTF-8 (a lone surrogate).
     """
     (out,) = _serialize([value])
     if out != text.encode():

@@ -77,6 +77,7 @@ def read_canonical(text: str) -> FastManifest | None:
 
 
 def _read(text: str) -> FastManifest:
+    """Follow the canonical form from the first byte to the last; raises Unsure (and others) at a surprise."""
     if not text.startswith(_HEAD):
         raise Unsure
     pos = len(_HEAD)
