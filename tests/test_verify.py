@@ -363,3 +363,38 @@ def test_the_verifier_imports_nothing_from_the_sdk_side() -> None:
                 names = [node.module]
             for name in names:
                 assert not name.startswith(forbidden), f"{path.name} imports {name}"
+
+
+def test_a_boolean_span_value_is_not_shared_with_an_equal_number(tmp_path: Path) -> None:
+    """Runs share equal telemetry objects to save memory, but only of the same types: a span whose seed is
+    ``true`` where its manifest says ``1`` is a telemetry mismatch even after a run whose span says ``1``
+    (``True == 1`` in Python)."""
+    composition = {
+        "model": {"provider": "openai", "name": "gpt-4o-mini"},
+        "operation": "chat",
+        "messages": [{"role": "user", "parts": [{"type": "text", "content": "hi"}]}],
+        "parameters": {"seed": 1},
+    }
+    export = vf.export_runs(tmp_path / "export", [("first", composition), ("second", composition)])
+    docs = vf.read_lines(export.traces)
+    second = vf.find(vf.spans_of(docs), export.runs[1].span_id)
+    assert vf.attribute(second, "gen_ai.request.seed") == "1"
+    vf.set_attribute(second, "gen_ai.request.seed", True)
+    vf.write_lines(export.traces, docs)
+    codes = vf.codes_by_label(vf.verify_with([export.directory], [vf.signer()]), export)
+    assert codes == {"first": "verified", "second": "telemetry_mismatch"}
+
+
+@pytest.mark.parametrize("text", ["--5", "\u00b2", "-", "5-", " 5"])
+def test_an_int_value_that_is_no_decimal_integer_is_malformed(export: vf.Export, tmp_path: Path, text: str) -> None:
+    """An OTLP/JSON intValue must be a decimal integer; anything else is reported, not a crash."""
+    docs = vf.read_lines(export.traces)
+    span = vf.find(vf.spans_of(docs), export.runs[0].span_id)
+    span["attributes"] = [kv for kv in span["attributes"] if kv["key"] != "gen_ai.request.max_tokens"]
+    span["attributes"].append({"key": "gen_ai.request.max_tokens", "value": {"intValue": text}})
+    folder = tmp_path / "odd"
+    folder.mkdir()
+    vf.write_lines(folder / "traces.jsonl", docs)
+    shutil.copy(export.manifests, folder / "manifests.jsonl")
+    report = _verify([folder])
+    assert any(r.code == "malformed" for r in report.results())

@@ -190,6 +190,16 @@ def as_tuple(value: Any) -> Any:
     return tuple(as_tuple(v) for v in value)
 
 
+def _types(value: Any) -> Any:
+    return tuple(_types(v) for v in value) if type(value) is tuple else type(value)
+
+
+def typed_key(telemetry: Telemetry) -> tuple[Telemetry, Any]:
+    """A key under which telemetry may share one object: equal values of the same types only (``True == 1``
+    and ``1 == 1.0`` in Python, but step 6 tells booleans from numbers)."""
+    return telemetry, tuple(_types(value) for _, value in telemetry)
+
+
 def _span_telemetry(attributes: Mapping[str, Any]) -> Telemetry:
     out = []
     for a in TELEMETRY_ATTRIBUTES:

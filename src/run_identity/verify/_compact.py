@@ -11,7 +11,7 @@ from __future__ import annotations
 import struct
 from typing import Any
 
-from run_identity.verify._checks import ManifestSummary, SpanSummary
+from run_identity.verify._checks import ManifestSummary, SpanSummary, Telemetry, typed_key
 
 __all__ = ["JOINED", "MANIFEST", "SPAN", "Profiles", "pack_manifest", "pack_span", "pack_verified"]
 
@@ -29,13 +29,16 @@ class Profiles:
     """Values shared by many runs, stored once and named by a small integer."""
 
     def __init__(self) -> None:
-        self._index: dict[tuple[Any, ...], int] = {}
+        self._index: dict[tuple[tuple[Any, ...], Any], int] = {}
         self._items: list[tuple[Any, ...]] = []
 
-    def add(self, profile: tuple[Any, ...]) -> int:
-        found = self._index.get(profile)
+    def add(self, profile: tuple[Any, ...], telemetry: Telemetry) -> int:
+        """The number of ``profile``, which holds ``telemetry``: equal profiles share one only when their
+        telemetry values also have the same types (:func:`typed_key`)."""
+        key = (profile, typed_key(telemetry)[1])
+        found = self._index.get(key)
         if found is None:
-            found = self._index[profile] = len(self._items)
+            found = self._index[key] = len(self._items)
             self._items.append(profile)
         return found
 
@@ -56,7 +59,7 @@ def pack_span(span: SpanSummary, profiles: Profiles) -> bytes | None:
     st = span.statement
     if st is None or span.problem or span.error or span.signature is None or not _fits(st):
         return None
-    profile = profiles.add((span.source, st[1], st[3], span.telemetry))
+    profile = profiles.add((span.source, st[1], st[3], span.telemetry), span.telemetry)
     return _SPAN.pack(SPAN, _identity(st[0]), span.signature, st[2].encode(), span.position, span.index, profile)
 
 
@@ -68,7 +71,7 @@ def unpack_span(blob: bytes, key: bytes, profiles: Profiles) -> SpanSummary:
 
 
 def _manifest_profile(m: ManifestSummary, profiles: Profiles) -> int:
-    return profiles.add((m.source, m.statement[1], m.statement[3], m.telemetry, m.unknown, m.model))
+    return profiles.add((m.source, m.statement[1], m.statement[3], m.telemetry, m.unknown, m.model), m.telemetry)
 
 
 def pack_manifest(m: ManifestSummary, profiles: Profiles) -> bytes | None:
@@ -133,7 +136,7 @@ def pack_verified(span: SpanSummary, m: ManifestSummary, profiles: Profiles) -> 
         st[2].encode(),
         span.position,
         span.index,
-        profiles.add((span.source, st[1], st[3], span.telemetry)),
+        profiles.add((span.source, st[1], st[3], span.telemetry), span.telemetry),
         m.position,
         m.index,
         _manifest_profile(m, profiles),

@@ -181,7 +181,10 @@ def _json_value(value: object) -> Any:
                 raise _Bad("stringValue is not a string")
             return raw
         if kind == "i":
-            if type(raw) is int or (type(raw) is str and raw.lstrip("-").isdigit()):
+            if type(raw) is int:
+                return raw
+            digits = raw[1:] if type(raw) is str and raw[:1] == "-" else raw
+            if type(digits) is str and digits.isascii() and digits.isdecimal():  # not "--5", not "²"
                 return int(raw)
             raise _Bad("intValue is not an integer")
         if kind == "d":

@@ -21,6 +21,7 @@ from run_identity.verify._checks import (
     binding_hash,
     check_signature,
     telemetry_mismatches,
+    typed_key,
 )
 from run_identity.verify._codes import (
     BINDING_MISMATCH,
@@ -96,6 +97,10 @@ class RunTable:
     def _share(self, value: _T) -> _T:
         """One object for equal small values (key ids, telemetry, models), to keep per-run memory small."""
         return cast(_T, self._shared.setdefault(value, value))
+
+    def _share_telemetry(self, telemetry: Telemetry) -> Telemetry:
+        """One object for equal telemetry of the same types (a span's ``True`` is not a manifest's ``1``)."""
+        return cast(Telemetry, self._shared.setdefault(typed_key(telemetry), telemetry))
 
     def add(self, item: SpanSummary | ManifestSummary | Malformed) -> None:
         """Take one summary from a worker."""
@@ -180,7 +185,7 @@ class RunTable:
             and same_span(entry, span, self._profiles, binding_hash(span.statement, span.signature))
         ):
             return
-        span.telemetry = self._share(span.telemetry)
+        span.telemetry = self._share_telemetry(span.telemetry)
         run = self._open(span.key)
         if run.span is None:
             run.span = span
@@ -200,7 +205,7 @@ class RunTable:
         for seen in run.manifests:
             if seen.fingerprint == manifest.fingerprint:
                 return
-        manifest.telemetry = self._share(manifest.telemetry)
+        manifest.telemetry = self._share_telemetry(manifest.telemetry)
         manifest.unknown = self._share(manifest.unknown)
         manifest.model = self._share(manifest.model)
         run.manifests.append(manifest)
