@@ -16,10 +16,10 @@ on the span when it ends (waiting for the worker if the span ends first), so exp
 emits the run's manifest; manifests of spans that never end go out at shutdown. A full worker queue, or an
 SDK where the hook cannot set attributes, makes ``on_start`` sign and emit inline instead.
 
-Why not off the thread for a key file too: a local Ed25519 signature costs about 1.25 bare spans of CPU
-cycles here, and handing it to another thread costs the application's thread about as much, because two
-cores running Python trade the cache lines of the objects both touch (bench/bench_processor.py prints
-both modes).
+Why not off the thread for a key file too: a local Ed25519 signature costs about two bare spans of CPU
+cycles here, but the hand-off, and two cores running Python (trading the cache lines of the objects both
+touch), gave most of that back on the application's thread; docs/integration.md has the figures and
+bench/bench_processor.py prints both modes.
 
 It never raises into the application: a composition that cannot be identified (or a signer or logs
 pipeline that fails) is logged once per distinct reason, counted, and the span gets ``run_identity.error``
