@@ -1,4 +1,4 @@
-"""Timing helpers shared by the benchmarks: best-of-N per-call cost, and the bare-span baseline."""
+"""Timing helpers shared by the benchmarks: interleaved best-of-N per-call cost, and the bare-span baseline."""
 
 from __future__ import annotations
 
@@ -9,35 +9,49 @@ from collections.abc import Callable
 from opentelemetry.sdk.trace import TracerProvider
 
 
-def per_call(fn: Callable[[], object], *, repeat: int = 7, min_seconds: float = 0.2) -> float:
-    """Seconds per call of ``fn``: the best of ``repeat`` rounds, each at least ``min_seconds`` long.
+def interleaved(
+    calls: dict[str, Callable[[], object]],
+    *,
+    clocks: tuple[Callable[[], float], ...] = (time.thread_time,),
+    rounds: int = 9,
+    seconds: float = 0.04,
+) -> dict[str, tuple[float, ...]]:
+    """Seconds per call of each callable on each clock: the best of ``rounds`` rounds, interleaved.
 
-    The minimum is the figure least disturbed by other work on a shared machine.
+    Interleaving makes the drifts of a shared machine hit every case alike, and CPU clocks (the default is
+    the calling thread's) do not count waiting for a core, so ratios between cases measured together hold.
     """
-    fn()
-    loops = 1
-    while True:
-        start = time.perf_counter()
-        for _ in range(loops):
-            fn()
-        elapsed = time.perf_counter() - start
-        if elapsed >= min_seconds / 4:
-            break
-        loops *= 4
-    loops = max(1, int(loops * (min_seconds / max(elapsed, 1e-9))))
-    best = float("inf")
+    loops: dict[str, int] = {}
+    for name, fn in calls.items():
+        fn()
+        n = 1
+        while True:
+            start = time.thread_time()
+            for _ in range(n):
+                fn()
+            elapsed = time.thread_time() - start
+            if elapsed >= seconds / 4:
+                break
+            n *= 2
+        loops[name] = max(1, int(n * seconds / max(elapsed, 1e-9)))
+    best = {name: [float("inf")] * len(clocks) for name in calls}
+    gc.collect()
     gc_was = gc.isenabled()
     gc.disable()
     try:
-        for _ in range(repeat):
-            start = time.perf_counter()
-            for _ in range(loops):
-                fn()
-            best = min(best, (time.perf_counter() - start) / loops)
+        for _ in range(rounds):
+            for name, fn in calls.items():
+                n = loops[name]
+                before = [clock() for clock in clocks]
+                for _ in range(n):
+                    fn()
+                after = [clock() for clock in clocks]
+                for i in range(len(clocks)):
+                    best[name][i] = min(best[name][i], (after[i] - before[i]) / n)
     finally:
         if gc_was:
             gc.enable()
-    return best
+    return {name: tuple(b) for name, b in best.items()}
 
 
 def bare_span_call() -> Callable[[], None]:

@@ -8,13 +8,14 @@ instructions and tools prepared once.
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import rfc8785
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _timing import bare_span_call, fmt_us, per_call
+from _timing import bare_span_call, fmt_us, interleaved
 from compositions import rag_large, small, typical
 
 from run_identity import Composition, Ed25519Signer, canonicalize, compute_identity, prepare, sign_run
@@ -26,21 +27,16 @@ SPAN_ID = "00f067aa0ba902b7"
 
 def main() -> int:
     signer = Ed25519Signer.generate()
-    bare = per_call(bare_span_call())
-    print(f"bare OTel span (start+end, 12 attributes): {fmt_us(bare)}  = 1.00x")
-    print()
-    print(
-        f"{'composition':<22}{'KB':>6}{'identity+sign':>16}{'/span':>8}{'no sign':>10}{'/span':>8}"
-        f"{'canonical':>14}{'rfc8785':>14}{'speedup':>9}"
-    )
     cases = [("small", small()), ("typical", typical()), ("rag-large", rag_large())]
     prepared = typical()
     prepared["instructions"] = prepare("instructions", prepared["instructions"])
     prepared["tools"] = prepare("tools", prepared["tools"])
     cases.append(("typical (prepared)", prepared))
+    calls: dict[str, Callable[[], object]] = {"bare": bare_span_call()}
+    sizes: dict[str, float] = {}
     for name, doc in cases:
         plain = {k: (v.value if hasattr(v, "value") else v) for k, v in doc.items()}
-        size = len(canonicalize(plain)) / 1024
+        sizes[name] = len(canonicalize(plain)) / 1024
 
         def run(doc: dict[str, object] = doc) -> None:
             sign_run(Composition.from_dict(doc), signer, trace_id=TRACE_ID, span_id=SPAN_ID)
@@ -49,14 +45,26 @@ def main() -> int:
             identity = compute_identity(Composition.from_dict(doc))
             run_statement(identity.id, trace_id=TRACE_ID, span_id=SPAN_ID, key_id=signer.key_id).signing_input()
 
-        cost = per_call(run)
-        bare_cost = per_call(unsigned)
-        canon = per_call(lambda plain=plain: canonicalize(plain))
-        ref = per_call(lambda plain=plain: rfc8785.dumps(plain), repeat=3)
+        calls[name] = run
+        calls[name + " no sign"] = unsigned
+        calls[name + " canonical"] = lambda plain=plain: canonicalize(plain)
+        calls[name + " rfc8785"] = lambda plain=plain: rfc8785.dumps(plain)
+    t = {name: v[0] for name, v in interleaved(calls).items()}
+    bare = t["bare"]
+    print("CPU time of this thread per call, best of 9 interleaved rounds; ratios to the bare span of this run")
+    print(f"bare OTel span (start+end, 12 attributes): {fmt_us(bare)}  = 1.00x")
+    print()
+    print(
+        f"{'composition':<22}{'KB':>6}{'identity+sign':>16}{'/span':>8}{'no sign':>14}{'/span':>8}"
+        f"{'canonical':>14}{'rfc8785':>14}{'speedup':>9}"
+    )
+    for name, _ in cases:
+        cost, unsigned_cost = t[name], t[name + " no sign"]
+        canon, ref = t[name + " canonical"], t[name + " rfc8785"]
         print(
-            f"{name:<22}{size:6.1f}{fmt_us(cost):>16}{cost / bare:7.2f}x{fmt_us(bare_cost):>10}{bare_cost / bare:7.2f}x"
-            f"{fmt_us(canon):>14}{fmt_us(ref):>14}"
-            f"{ref / canon:8.1f}x"
+            f"{name:<22}{sizes[name]:6.1f}{fmt_us(cost):>16}{cost / bare:7.2f}x"
+            f"{fmt_us(unsigned_cost):>14}{unsigned_cost / bare:7.2f}x"
+            f"{fmt_us(canon):>14}{fmt_us(ref):>14}{ref / canon:8.1f}x"
         )
     print()
     print("identity+sign: Composition.from_dict + canonicalize + digests + identity + Ed25519 signature")

@@ -24,7 +24,6 @@ prepared once.
 
 from __future__ import annotations
 
-import gc
 import sys
 import time
 from collections.abc import Callable
@@ -33,7 +32,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _timing import bare_span_call, fmt_us
+from _timing import bare_span_call, fmt_us, interleaved
 from compositions import rag_large, small, typical
 from opentelemetry.sdk._logs import LoggerProvider, LogRecordProcessor, ReadWriteLogRecord
 from opentelemetry.sdk.trace import TracerProvider
@@ -139,47 +138,6 @@ def _provider(signer: Ed25519Signer, *, manifests: bool = True, background: bool
     return provider
 
 
-_CLOCKS = (time.thread_time, time.process_time, time.perf_counter)
-
-
-def _measure(
-    calls: dict[str, Callable[[], None]], *, rounds: int = 9, seconds: float = 0.04
-) -> dict[str, tuple[float, float, float]]:
-    """Seconds per call of each callable on each of ``_CLOCKS``: the best of ``rounds`` interleaved rounds.
-
-    Interleaving makes drifts of a shared machine hit every case alike; CPU clocks do not count waiting
-    for a core.
-    """
-    loops: dict[str, int] = {}
-    for name, fn in calls.items():
-        fn()
-        n = 1
-        while True:
-            start = time.thread_time()
-            for _ in range(n):
-                fn()
-            if time.thread_time() - start >= seconds / 4:
-                break
-            n *= 2
-        loops[name] = max(1, int(n * seconds / max(time.thread_time() - start, 1e-9)))
-    best = {name: [float("inf")] * len(_CLOCKS) for name in calls}
-    gc.collect()
-    gc.disable()
-    try:
-        for _ in range(rounds):
-            for name, fn in calls.items():
-                n = loops[name]
-                before = [clock() for clock in _CLOCKS]
-                for _ in range(n):
-                    fn()
-                after = [clock() for clock in _CLOCKS]
-                for i in range(len(_CLOCKS)):
-                    best[name][i] = min(best[name][i], (after[i] - before[i]) / n)
-    finally:
-        gc.enable()
-    return {name: (b[0], b[1], b[2]) for name, b in best.items()}
-
-
 def _cell(seconds: float, bare: float, width: int = 18) -> str:
     return f"{seconds * 1e6:.1f} µs {seconds / bare:.2f}x".rjust(width)
 
@@ -211,7 +169,7 @@ def main() -> int:
         calls[f"{name}: prebuilt"] = _span_call(inline, built, 1)
         calls[f"{name}: prebuilt, no signature"] = _span_call(_null_provider(signer), built, 1)
         calls[f"{name}: identity alone"] = lambda built=built: _discard(compute_identity(built))
-    t = _measure(calls)
+    t = interleaved(calls, clocks=(time.thread_time, time.process_time, time.perf_counter))
     for name in calls:  # batches of IN_FLIGHT spans -> per span
         if "background" in name or "batch" in name:
             t[name] = (t[name][0] / IN_FLIGHT, t[name][1] / IN_FLIGHT, t[name][2] / IN_FLIGHT)
