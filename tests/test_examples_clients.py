@@ -11,6 +11,7 @@ from types import ModuleType
 
 import pytest
 from llm_servers import API_KEY, LLMServer, serve
+from verify_fixtures import manifest_bodies
 
 from run_identity import Ed25519Signer, Keyring, Manifest, Receipt, verify_receipt
 from run_identity.cli import main as cli
@@ -52,14 +53,7 @@ def keys(tmp_path: Path) -> tuple[Path, Path, Keyring]:
 def check_export(out: Path, jwks: Path, ring: Keyring, capsys: pytest.CaptureFixture[str]) -> None:
     """The export verifies (spans, manifests, receipts) and receipt.json checks against the manifest."""
     receipt = Receipt.from_json((out.parent / "receipt.json").read_bytes())
-    records = [
-        record
-        for line in (out / "manifests.jsonl").read_text().splitlines()
-        for resource in json.loads(line)["resourceLogs"]
-        for scope in resource["scopeLogs"]
-        for record in scope["logRecords"]
-    ]
-    (body,) = [r["body"]["stringValue"] for r in records if r.get("eventName") == "run_identity.manifest"]
+    (body,) = manifest_bodies(out / "manifests.jsonl")
     verify_receipt(receipt, ring, statement=Manifest.from_json(body).statement)
     capsys.readouterr()
     assert cli(["verify", str(out), "--keyring", str(jwks)]) == 0, capsys.readouterr().out

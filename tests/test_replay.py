@@ -11,6 +11,7 @@ import anthropic
 import openai
 import pytest
 from llm_servers import API_KEY, LLMServer, Reply, serve
+from verify_fixtures import manifest_bodies
 
 import run_identity
 from run_identity import Ed25519Signer, Keyring, Manifest, OtlpJsonFileLogExporter
@@ -155,14 +156,7 @@ def test_a_manifest_that_withholds_content_cannot_be_replayed(
 ) -> None:
     """Withheld content: replay says so and exits 1."""
     out, _, _ = record_run(tmp_path, signer, lambda: chat(server))
-    records = [
-        record
-        for line in (out / "manifests.jsonl").read_text().splitlines()
-        for resource in json.loads(line)["resourceLogs"]
-        for scope in resource["scopeLogs"]
-        for record in scope["logRecords"]
-    ]
-    (body,) = [r["body"]["stringValue"] for r in records if r.get("eventName") == "run_identity.manifest"]
+    (body,) = manifest_bodies(out / "manifests.jsonl")
     manifest = Manifest.from_json(body).withhold("messages", 1)
     path = tmp_path / "withheld.json"
     path.write_bytes(manifest.to_json_bytes())

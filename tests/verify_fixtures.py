@@ -233,6 +233,16 @@ def logs_of(docs: Sequence[dict[str, Any]]) -> Iterator[dict[str, Any]]:
                 yield from sl.get("logRecords", [])
 
 
+def manifest_bodies(path: Path) -> list[str]:
+    """The manifest JSON of every ``run_identity.manifest`` record of an OTLP/JSON lines logs file, in order
+    (receipts and other records skipped)."""
+    return [
+        record["body"]["stringValue"]
+        for record in logs_of(read_lines(path))
+        if record.get("eventName") == "run_identity.manifest"
+    ]
+
+
 def attribute(obj: dict[str, Any], key: str) -> Any:
     """The plain value of an attribute of a span or log record (None when absent)."""
     for kv in obj.get("attributes", []):
