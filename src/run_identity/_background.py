@@ -89,7 +89,8 @@ def ending_attach_works() -> bool:
 class Job:
     """One run to sign on the worker: ``run(job)`` does the work there; :meth:`wait` until it is over.
 
-    Light on purpose (a C lock, no Event or Condition): one is made for every declared span.
+    Light on purpose (a C lock, no Event or Condition): one is made for every declared span. A job run
+    on the caller's thread (``run(job)`` directly) never gets a lock and is over when ``run`` returns.
     """
 
     __slots__ = ("_done", "data", "error", "exception", "run", "signature")
@@ -97,20 +98,30 @@ class Job:
     def __init__(self, run: Callable[[Job], None], data: Any = None) -> None:
         self.run = run
         self.data = data  # what ``run`` works on
-        self._done = _allocate_lock()
-        self._done.acquire()  # released by the worker when the job is over
+        self._done: Any = None  # a held lock once queued; the worker releases it when the job is over
         self.signature: bytes | None = None  # set by ``run`` on success
         self.error: str | None = None  # the reason, set by ``run`` on failure
         self.exception: Exception | None = None  # what failed (signing or emitting), raised in strict mode
 
+    def queued(self) -> Job:
+        """Mark the job as handed to the worker (``wait`` now waits for it); returns the job."""
+        done = _allocate_lock()
+        done.acquire()
+        self._done = done
+        return self
+
     def finish(self) -> None:
-        self._done.release()
+        if self._done is not None:
+            self._done.release()
 
     def wait(self, timeout: float | None = None) -> bool:
         """Whether the job is over, waiting at most ``timeout`` seconds (None: as long as it takes)."""
-        if not self._done.acquire(timeout=-1 if timeout is None else timeout):
+        done = self._done
+        if done is None:
+            return True
+        if not done.acquire(timeout=-1 if timeout is None else timeout):
             return False
-        self._done.release()
+        done.release()
         return True
 
 
@@ -142,7 +153,7 @@ class SigningWorker:
                     thread = threading.Thread(target=self._work, name="run_identity-signer", daemon=True)
                     thread.start()
                     self._thread = thread
-        self._queue.put(job)
+        self._queue.put(job.queued())
         return True
 
     def _work(self) -> None:
@@ -164,7 +175,7 @@ class SigningWorker:
         """Wait until every job submitted so far is over; False on timeout."""
         if self._thread is None:
             return True
-        marker = Job(lambda job: None)
+        marker = Job(lambda job: None).queued()
         self._queue.put(marker)
         return marker.wait(timeout)
 

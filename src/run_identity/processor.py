@@ -260,9 +260,9 @@ class IdentitySpanProcessor(SpanProcessor):
         declaration.identity = identity.id
         declaration.trace_id = trace_id
         declaration.span_id = span_id
+        job = Job(self._sign_job, (identity, statement, context, declaration))
         worker = self._worker
         if worker is not None:
-            job = Job(self._sign_job, (identity, statement, context, declaration))
             jobs = self._jobs
             if len(jobs) >= _MAX_JOBS:
                 self._purge_jobs()
@@ -276,7 +276,6 @@ class IdentitySpanProcessor(SpanProcessor):
                     span.set_attributes(_span_attributes(statement, None))
                 return
             jobs.pop(key, None)  # the queue is full: sign here, as without a worker
-        job = Job(self._sign_job, (identity, statement, context, declaration))
         self._sign_job(job)
         if job.signature is None:
             with contextlib.suppress(Exception):
