@@ -216,8 +216,10 @@ def test_an_unrecognized_file_is_malformed_and_does_not_stop_the_rest(export: vf
 
 
 def test_empty_files_blank_lines_and_crlf_are_fine(export: vf.Export, tmp_path: Path) -> None:
-    """Empty files, blank lines and CRLF line ends are not records and not errors."""
+    """Empty files, files of blank lines only, blank lines and CRLF line ends are not records and not errors."""
     (tmp_path / "empty.jsonl").write_bytes(b"")
+    (tmp_path / "newline.jsonl").write_bytes(b"\n")  # its first byte is also a protobuf request's first byte
+    (tmp_path / "blank.jsonl").write_bytes(b"\r\n \n\t\n")
     lines = [orjson.dumps(d) for d in vf.read_lines(export.traces) + vf.read_lines(export.manifests)]
     (tmp_path / "all.jsonl").write_bytes(b"\r\n\r\n".join(lines) + b"\r\n")
     report = _verify([tmp_path], policy=Policy(allow={"unidentified"}))

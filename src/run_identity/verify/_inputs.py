@@ -134,9 +134,10 @@ def plan(source: int, path: Path, target: int) -> tuple[str, list[Chunk]]:
     try:
         with open(path, "rb") as f:
             size = os.fstat(f.fileno()).st_size
-            encoding = detect(f.read(_HEAD))
-            if size == 0:
-                return OTLP_JSON, []
+            head = f.read(_HEAD)
+            encoding = detect(head)
+            if size == 0 or (size == len(head) and not head.strip()):
+                return OTLP_JSON, []  # empty, or blank lines only: JSON lines without a record
             if encoding == OTLP_JSON:
                 bounds = _line_bounds(f, target)
             elif encoding == OTLP_PROTO_FRAMED:
