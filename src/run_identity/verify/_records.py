@@ -10,11 +10,11 @@ from __future__ import annotations
 import base64
 import binascii
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from typing import Any
 
 from run_identity.attributes import MANIFEST_EVENT_NAME, RECEIPT_EVENT_NAME
 from run_identity.verify._inputs import RawRequest
+from run_identity.verify._record_types import BadRecord, ManifestRecord, ReceiptRecord, SpanRecord, Tally
 
 __all__ = ["BadRecord", "ManifestRecord", "ReceiptRecord", "SpanRecord", "Tally", "records"]
 
@@ -22,73 +22,6 @@ _KEPT_PREFIXES = ("run_identity.", "gen_ai.")
 _EVENT_NAME_ATTRIBUTE = "event.name"
 _HEX = "0123456789abcdef"
 _EMPTY: dict[str, Any] = {}
-
-
-@dataclass(slots=True)
-class SpanRecord:
-    """A span: hex ids, name, and its ``run_identity.*`` / ``gen_ai.*`` attributes as Python values."""
-
-    trace_id: str
-    span_id: str
-    name: str
-    attributes: dict[str, Any]
-    position: int
-    index: int
-
-
-@dataclass(slots=True)
-class ManifestRecord:
-    """A ``run_identity.manifest`` log record: its own hex ids (empty when absent), attributes and body."""
-
-    trace_id: str
-    span_id: str
-    attributes: dict[str, Any]
-    body: object
-    position: int
-    index: int
-
-
-@dataclass(slots=True)
-class ReceiptRecord:
-    """A ``run_identity.receipt`` log record (checked by ``._receipts``), fields as in ManifestRecord."""
-
-    trace_id: str
-    span_id: str
-    attributes: dict[str, Any]
-    body: object
-    position: int
-    index: int
-
-
-@dataclass(slots=True)
-class BadRecord:
-    """A line, frame or record that cannot be read; ids are set when the record's own ids were readable."""
-
-    position: int
-    index: int
-    message: str
-    trace_id: str = ""
-    span_id: str = ""
-
-
-@dataclass(slots=True)
-class Tally:
-    """What was read: requests, spans and log records seen, and how many of them verification ignores."""
-
-    requests: int = 0
-    spans: int = 0
-    log_records: int = 0
-    ignored_spans: int = 0
-    ignored_log_records: int = 0
-    extra: dict[str, int] = field(default_factory=dict)
-
-    def add(self, other: Tally) -> None:
-        """Add another tally to this one."""
-        self.requests += other.requests
-        self.spans += other.spans
-        self.log_records += other.log_records
-        self.ignored_spans += other.ignored_spans
-        self.ignored_log_records += other.ignored_log_records
 
 
 class _Bad(Exception):
