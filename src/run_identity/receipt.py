@@ -26,6 +26,8 @@ from run_identity.canonical import canonicalize
 from run_identity.errors import ManifestError, VerificationError
 from run_identity.keys import Keyring, Signer, sign_or_raise
 from run_identity.statement import (
+    SIGNED_FIELD_PATTERNS,
+    TIMESTAMP_PATTERN,
     BindingStatement,
     decode_signature,
     encode_signature,
@@ -50,13 +52,9 @@ _PAYLOAD_TYPE_BYTES = RECEIPT_PAYLOAD_TYPE.encode("ascii")
 _OUTPUT_PREFIX = b"run-identity/v1/output\x00"
 
 _PATTERNS = {
-    "spec_version": re.compile(r"[0-9]+"),
-    "identity": re.compile(r"sha256:[0-9a-f]{64}"),
-    "trace_id": re.compile(r"[0-9a-f]{32}"),
-    "span_id": re.compile(r"[0-9a-f]{16}"),
-    "key_id": re.compile(r"[A-Za-z0-9_-]{43}"),
-    "output_digest": re.compile(r"sha256:[0-9a-f]{64}"),
-    "completed_at": re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{6}Z"),
+    **SIGNED_FIELD_PATTERNS,
+    "output_digest": SIGNED_FIELD_PATTERNS["identity"],
+    "completed_at": TIMESTAMP_PATTERN,
 }
 _OPTIONAL = ("request_model", "response_model", "response_id", "system_fingerprint", "salt_id")
 _ZERO = {"trace_id": "0" * 32, "span_id": "0" * 16}

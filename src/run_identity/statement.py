@@ -27,6 +27,8 @@ from run_identity.errors import ManifestError
 
 __all__ = [
     "PAYLOAD_TYPE",
+    "SIGNED_FIELD_PATTERNS",
+    "TIMESTAMP_PATTERN",
     "BindingStatement",
     "decode_signature",
     "encode_signature",
@@ -39,14 +41,17 @@ PAYLOAD_TYPE = "application/vnd.run-identity.binding.v1+json"
 _PAYLOAD_TYPE_BYTES = PAYLOAD_TYPE.encode("ascii")
 _PAE_HEAD_TEXT = f"DSSEv1 {len(_PAYLOAD_TYPE_BYTES)} {PAYLOAD_TYPE} "
 
-_PATTERNS = {
+#: The shapes of the fields a signed statement (binding or receipt) shares, in docs/spec.md's order.
+SIGNED_FIELD_PATTERNS = {
     "spec_version": re.compile(r"[0-9]+"),
     "identity": re.compile(r"sha256:[0-9a-f]{64}"),
     "trace_id": re.compile(r"[0-9a-f]{32}"),
     "span_id": re.compile(r"[0-9a-f]{16}"),
     "key_id": re.compile(r"[A-Za-z0-9_-]{43}"),
-    "declared_at": re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{6}Z"),
 }
+#: An RFC 3339 UTC time with exactly six fractional digits (``declared_at``, a receipt's ``completed_at``).
+TIMESTAMP_PATTERN = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{6}Z")
+_PATTERNS = {**SIGNED_FIELD_PATTERNS, "declared_at": TIMESTAMP_PATTERN}
 _ZERO_TRACE_ID = "0" * 32
 _ZERO_SPAN_ID = "0" * 16
 _ZERO = {"trace_id": _ZERO_TRACE_ID, "span_id": _ZERO_SPAN_ID}
