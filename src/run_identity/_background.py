@@ -10,7 +10,7 @@ The signature reaches the span in the processor's ``_on_ending`` hook, which the
 ends and before any ``on_end`` (so exporters see it). An LLM call lasts far longer than a signature, so the
 hook normally finds the job done; when a span ends sooner, the hook waits for it. The SDK makes a span's
 attributes read-only just before ``_on_ending`` (the specification says the span is still mutable then),
-so :func:`attach_at_ending` writes through the SDK's own locked setter; :func:`ending_attach_works` checks
+so :func:`attach` writes through the SDK's own locked setter; :func:`ending_attach_works` checks
 once, on a throwaway provider, that this works with the installed SDK, and the processor signs inline when
 it does not.
 """
@@ -29,19 +29,15 @@ from typing import Any
 
 from opentelemetry.sdk.trace import Span, SpanProcessor, TracerProvider
 
-__all__ = ["Job", "SigningWorker", "attach", "attach_at_ending", "ending_attach_works"]
+__all__ = ["Job", "SigningWorker", "attach", "ending_attach_works"]
 
 _LOG = logging.getLogger("run_identity")
 _PROBE_KEY = "run_identity.probe"
 
 
-def attach_at_ending(span: Span, key: str, value: str) -> bool:
-    """Set ``key`` on ``span`` from ``_on_ending``, where the public setter refuses; False if it cannot."""
-    return attach(span, {key: value})
-
-
 def attach(span: Span, items: dict[str, str]) -> bool:
-    """Set string attributes through the SDK's own locked setter; False if it cannot.
+    """Set string attributes through the SDK's own locked setter (which works in ``_on_ending`` too, where
+    the public setter refuses); False if it cannot.
 
     This skips the public setter's per-value cleaning (about 9k instructions an attribute), which strings
     do not need beyond what is done here: truncation to the configured attribute length limit. The
@@ -63,14 +59,14 @@ class _Probe(SpanProcessor):
         self.attached = False
 
     def _on_ending(self, span: Span) -> None:
-        self.attached = attach_at_ending(span, _PROBE_KEY, "1")
+        self.attached = attach(span, {_PROBE_KEY: "1"})
 
 
 _ENDING_ATTACH: bool | None = None
 
 
 def ending_attach_works() -> bool:
-    """Whether this SDK calls ``_on_ending`` and keeps an attribute :func:`attach_at_ending` sets there."""
+    """Whether this SDK calls ``_on_ending`` and keeps an attribute :func:`attach` sets there."""
     global _ENDING_ATTACH
     if _ENDING_ATTACH is None:
         try:

@@ -39,7 +39,7 @@ from opentelemetry import context as context_api
 from opentelemetry._logs import LoggerProvider
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 
-from run_identity._background import Job, SigningWorker, attach, attach_at_ending, ending_attach_works
+from run_identity._background import Job, SigningWorker, attach, ending_attach_works
 from run_identity.attributes import (
     RUN_IDENTITY_DECLARED_AT,
     RUN_IDENTITY_ERROR,
@@ -272,8 +272,9 @@ class IdentitySpanProcessor(SpanProcessor):
                 self._retire(dropped[1])
             jobs[key] = (weakref.ref(span), job)
             if worker.submit(job):
-                if not attach(span, _span_attributes(statement, None)):
-                    span.set_attributes(_span_attributes(statement, None))
+                attributes = _span_attributes(statement, None)
+                if not attach(span, attributes):
+                    span.set_attributes(attributes)
                 return
             jobs.pop(key, None)  # the queue is full: sign here, as without a worker
         self._sign_job(job)
@@ -342,14 +343,14 @@ class IdentitySpanProcessor(SpanProcessor):
         if not job.wait(self._signing_timeout):
             reason = f"the signature was not ready when the span ended (waited {self._signing_timeout} s)"
             self._log_once(reason, "run_identity: a span ended without its signature")
-            attach_at_ending(span, RUN_IDENTITY_ERROR, reason)
+            attach(span, {RUN_IDENTITY_ERROR: reason})
             self._late.append(job)  # its manifest goes out at the next flush or at shutdown
             return
         if job.signature is not None:
-            attach_at_ending(span, RUN_IDENTITY_SIGNATURE, encode_signature(job.signature))
+            attach(span, {RUN_IDENTITY_SIGNATURE: encode_signature(job.signature)})
             self._emit(job)
         elif job.error is not None:
-            attach_at_ending(span, RUN_IDENTITY_ERROR, job.error)
+            attach(span, {RUN_IDENTITY_ERROR: job.error})
         if self._strict and job.exception is not None:
             raise job.exception
 
