@@ -400,3 +400,63 @@ def test_an_int_value_that_is_no_decimal_integer_is_malformed(export: vf.Export,
     shutil.copy(export.manifests, folder / "manifests.jsonl")
     report = _verify([folder])
     assert any(r.code == "malformed" for r in report.results())
+
+
+def test_an_object_valued_span_attribute_is_a_mismatch_not_a_crash(tmp_path: Path) -> None:
+    """A kvlistValue where the span should carry the model name is compared like any value (and shared
+    between runs like any value), never hashed as a dict."""
+    composition = {
+        "model": {"provider": "openai", "name": "gpt-4o-mini"},
+        "operation": "chat",
+        "messages": [{"role": "user", "parts": [{"type": "text", "content": "hi"}]}],
+    }
+    export = vf.export_runs(tmp_path / "export", [("first", composition), ("second", composition)])
+    docs = vf.read_lines(export.traces)
+    for run in export.runs:
+        span = vf.find(vf.spans_of(docs), run.span_id)
+        span["attributes"] = [kv for kv in span["attributes"] if kv["key"] != "gen_ai.request.model"]
+        kvlist = {"values": [{"key": "name", "value": {"stringValue": "gpt-4o-mini"}}]}
+        span["attributes"].append({"key": "gen_ai.request.model", "value": {"kvlistValue": kvlist}})
+    vf.write_lines(export.traces, docs)
+    report = vf.verify_with([export.directory], [vf.signer()])
+    assert vf.codes_by_label(report, export) == {"first": "telemetry_mismatch", "second": "telemetry_mismatch"}
+    messages = [f.message for r in report.results() for f in r.findings]
+    assert "the span has gen_ai.request.model={'name': 'gpt-4o-mini'}, the manifest declares 'gpt-4o-mini'" in messages
+
+
+def test_object_values_in_a_manifest_are_compared_not_hashed(tmp_path: Path) -> None:
+    """A tampered manifest whose model name and seed are objects fails its digests and its telemetry check,
+    and the verifier carries on."""
+    composition = {
+        "model": {"provider": "openai", "name": "gpt-4o-mini"},
+        "operation": "chat",
+        "messages": [{"role": "user", "parts": [{"type": "text", "content": "hi"}]}],
+        "parameters": {"seed": 1},
+    }
+    export = vf.export_runs(tmp_path / "export", [("first", composition), ("second", composition)])
+    docs = vf.read_lines(export.manifests)
+
+    def change(manifest: dict[str, Any]) -> None:
+        manifest["components"]["parameters"]["value"]["seed"] = {"a": [1, {"b": True}]}
+        manifest["components"]["model"]["value"]["name"] = {"x": 1}
+
+    vf.edit_manifest(vf.find(vf.logs_of(docs), export.runs[1].span_id), change)
+    vf.write_lines(export.manifests, docs)
+    report = vf.verify_with([export.directory], [vf.signer()])
+    assert vf.codes_by_label(report, export) == {"first": "verified", "second": "identity_mismatch"}
+    messages = [f.message for r in report.results() for f in r.findings]
+    assert "the span has gen_ai.request.model='gpt-4o-mini', the manifest declares {'x': 1}" in messages
+    assert "the span has gen_ai.request.seed=1, the manifest declares {'a': [1, {'b': True}]}" in messages
+
+
+def test_telemetry_keys_tell_nested_booleans_from_numbers() -> None:
+    from run_identity.verify._checks import as_tuple, typed_key
+
+    def key(value: Any) -> Any:
+        return typed_key((("gen_ai.request.seed", as_tuple(value)),))
+
+    assert key({"a": True}) != key({"a": 1})
+    assert key([True]) != key([1])
+    assert key({"a": [1, 2]}) == key({"a": [1, 2]})
+    assert as_tuple({"b": 1, "a": [2]}) == as_tuple({"a": [2], "b": 1})
+    assert as_tuple({"a": [2]}) != (("a", (2,)),)

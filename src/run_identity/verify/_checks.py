@@ -183,15 +183,40 @@ def check_signature(
     return None
 
 
+class JsonObject:
+    """An object (an OTLP ``kvlistValue`` or a JSON object) as a telemetry value: hashable, equal only to
+    another object with the same members, shown like a dict."""
+
+    __slots__ = ("items",)
+
+    def __init__(self, items: tuple[tuple[str, Any], ...]) -> None:
+        self.items = items
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is JsonObject and self.items == other.items
+
+    def __hash__(self) -> int:
+        return hash(self.items)
+
+    def __repr__(self) -> str:
+        return "{" + ", ".join(f"{k!r}: {show_value(v)}" for k, v in self.items) + "}"
+
+
 def as_tuple(value: Any) -> Any:
-    """Lists as tuples (hashable, comparable), recursively."""
-    if type(value) is not list and type(value) is not tuple:
-        return value
-    return tuple(as_tuple(v) for v in value)
+    """A telemetry value made hashable, recursively: lists as tuples, objects as :class:`JsonObject`."""
+    if type(value) is list or type(value) is tuple:
+        return tuple(as_tuple(v) for v in value)
+    if isinstance(value, Mapping):
+        return JsonObject(tuple(sorted((str(k), as_tuple(v)) for k, v in value.items())))
+    return value
 
 
 def _types(value: Any) -> Any:
-    return tuple(_types(v) for v in value) if type(value) is tuple else type(value)
+    if type(value) is tuple:
+        return tuple(_types(v) for v in value)
+    if type(value) is JsonObject:
+        return JsonObject, tuple(_types(v) for _, v in value.items)
+    return type(value)
 
 
 def typed_key(telemetry: Telemetry) -> tuple[Telemetry, Any]:
@@ -200,12 +225,16 @@ def typed_key(telemetry: Telemetry) -> tuple[Telemetry, Any]:
     return telemetry, tuple(_types(value) for _, value in telemetry)
 
 
+_CONTAINERS = (list, tuple, dict)
+_FROZEN = (tuple, JsonObject)
+
+
 def _span_telemetry(attributes: Mapping[str, Any]) -> Telemetry:
     out = []
     for a in TELEMETRY_ATTRIBUTES:
         if a in attributes:
             value = attributes[a]
-            out.append((a, as_tuple(value) if type(value) is list or type(value) is tuple else value))
+            out.append((a, as_tuple(value) if type(value) in _CONTAINERS else value))
     return tuple(out)
 
 
@@ -259,11 +288,18 @@ def same_value(a: Any, b: Any) -> bool:
         return bool(a == b)
     if type(a) is tuple and type(b) is tuple:
         return len(a) == len(b) and all(same_value(x, y) for x, y in zip(a, b, strict=True))
+    if type(a) is JsonObject and type(b) is JsonObject:
+        return [k for k, _ in a.items] == [k for k, _ in b.items] and all(
+            same_value(x, y) for (_, x), (_, y) in zip(a.items, b.items, strict=True)
+        )
     return type(a) is type(b) and bool(a == b)
 
 
-def _show(value: Any) -> str:
-    return repr(list(value)) if type(value) is tuple else repr(value)
+def show_value(value: Any) -> str:
+    """A telemetry value as JSON-like text (tuples as lists)."""
+    if type(value) is tuple:
+        return "[" + ", ".join(show_value(v) for v in value) + "]"
+    return repr(value)
 
 
 def telemetry_mismatches(span: Telemetry, manifest: Telemetry, unknown: frozenset[str], where: str) -> list[str]:
@@ -275,10 +311,10 @@ def telemetry_mismatches(span: Telemetry, manifest: Telemetry, unknown: frozense
             continue
         found = declared.get(attr, _ABSENT)
         if found is _ABSENT:
-            out.append(f"{where} {attr}={_show(value)}, the manifest declares none")
-        # Equal values of one type agree (tuples excepted: == says (True,) == (1,)); the rest is weighed.
-        elif (type(value) is not type(found) or type(value) is tuple or value != found) and not same_value(
+            out.append(f"{where} {attr}={show_value(value)}, the manifest declares none")
+        # Equal values of one type agree (containers excepted: == says (True,) == (1,)); the rest is weighed.
+        elif (type(value) is not type(found) or type(value) in _FROZEN or value != found) and not same_value(
             value, found
         ):
-            out.append(f"{where} {attr}={_show(value)}, the manifest declares {_show(found)}")
+            out.append(f"{where} {attr}={show_value(value)}, the manifest declares {show_value(found)}")
     return out

@@ -72,7 +72,7 @@ def _telemetry(model: _Part, operation: _Part, parameters: _Part) -> tuple[Telem
         else:
             for k, v in value.items():
                 if k in PARAMETER_ATTRS:
-                    pairs.append((PARAMETER_ATTRS[k], as_tuple(v) if type(v) is list or type(v) is tuple else v))
+                    pairs.append((PARAMETER_ATTRS[k], as_tuple(v) if type(v) in (list, tuple, dict) else v))
     return tuple(pairs), frozenset(unknown), model_name
 
 
