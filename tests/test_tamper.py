@@ -326,6 +326,20 @@ def _duplicate_span(t: vf.Tamper) -> None:
     t.traces[0]["resourceSpans"][0]["scopeSpans"][0]["spans"].append(twin)
 
 
+@case("a manifest member repeated with another value (readers disagree on which holds)", chat="malformed")
+def _repeated_member(t: vf.Tamper) -> None:
+    # A parser that keeps the last "temperature" reads the signed value, one that keeps the first reads 0.9.
+    t.body("chat", lambda s: _flip(s, '"value":{"max_tokens"', '"value":{"temperature":0.9,"max_tokens"'))
+
+
+@case("the span's identity attribute repeated with another value", chat="malformed")
+def _repeated_attribute(t: vf.Tamper) -> None:
+    span = t.span("chat")
+    (first,) = [kv for kv in span["attributes"] if kv["key"] == "run_identity.id"]
+    other = {"key": "run_identity.id", "value": {"stringValue": "sha256:" + "0" * 64}}
+    span["attributes"].insert(span["attributes"].index(first), other)
+
+
 @pytest.mark.parametrize(("name", "tamper", "expected"), CASES, ids=[c[0] for c in CASES])
 def test_tampering_is_detected(
     pristine: vf.Export, tmp_path: Path, name: str, tamper: vf.TamperFn, expected: dict[str, str]

@@ -460,3 +460,63 @@ def test_telemetry_keys_tell_nested_booleans_from_numbers() -> None:
     assert key({"a": [1, 2]}) == key({"a": [1, 2]})
     assert as_tuple({"b": 1, "a": [2]}) == as_tuple({"a": [2], "b": 1})
     assert as_tuple({"a": [2]}) != (("a", (2,)),)
+
+
+def _repeat_model_attribute(obj: dict[str, Any]) -> None:
+    obj["attributes"].append({"key": "gen_ai.request.model", "value": {"stringValue": "gpt-4o"}})
+
+
+@pytest.mark.parametrize("encoding", ["json", "framed proto"])
+def test_a_repeated_attribute_is_malformed_in_either_encoding(
+    export: vf.Export, tmp_path: Path, encoding: str
+) -> None:
+    """Two values under one kept key on a span or a manifest record: readers disagree on which holds, so
+    the record is malformed (attached to its run), in OTLP/JSON and in protobuf alike."""
+    traces, manifests = vf.read_lines(export.traces), vf.read_lines(export.manifests)
+    first, second = export.runs[0], export.runs[1]
+    _repeat_model_attribute(vf.find(vf.spans_of(traces), first.span_id))
+    _repeat_model_attribute(vf.find(vf.logs_of(manifests), second.span_id))
+    folder = tmp_path / "repeated"
+    folder.mkdir()
+    if encoding == "json":
+        vf.write_lines(folder / "traces.jsonl", traces)
+        vf.write_lines(folder / "manifests.jsonl", manifests)
+    else:
+        vf.write_framed(folder / "traces.pb", traces)
+        vf.write_framed(folder / "manifests.pb", manifests)
+    report = _verify([folder])
+    codes = vf.codes_by_label(report, export)
+    assert codes[first.label] == "malformed" and codes[second.label] == "malformed"
+    untouched = vf.codes_by_label(_verify([export.directory]), export)
+    assert {k: v for k, v in codes.items() if k not in (first.label, second.label)} == {
+        k: v for k, v in untouched.items() if k not in (first.label, second.label)
+    }
+    messages = [f.message for r in report.results() for f in r.findings if f.code == "malformed"]
+    assert any("'gen_ai.request.model' appears more than once" in m for m in messages)
+
+
+def test_a_repeated_attribute_on_a_log_record_of_another_kind_is_ignored(export: vf.Export, tmp_path: Path) -> None:
+    manifests = vf.read_lines(export.manifests)
+    other = orjson.loads(orjson.dumps(next(vf.logs_of(manifests))))
+    other.pop("eventName", None)
+    other["body"] = {"stringValue": "an application log"}
+    other["attributes"] = [{"key": "gen_ai.system", "value": {"stringValue": s}} for s in ("a", "b")]
+    manifests[0]["resourceLogs"][0]["scopeLogs"][0]["logRecords"].append(other)
+    folder = tmp_path / "other"
+    folder.mkdir()
+    shutil.copy(export.traces, folder / "traces.jsonl")
+    vf.write_lines(folder / "manifests.jsonl", manifests)
+    vf.write_framed(tmp_path / "manifests.pb", manifests)
+    for paths in ([folder], [folder / "traces.jsonl", tmp_path / "manifests.pb"]):
+        report = _verify(paths)
+        assert vf.codes_by_label(report, export) == vf.codes_by_label(_verify([export.directory]), export)
+        assert report.tally.ignored_log_records >= 1
+
+
+def test_manifest_text_that_repeats_a_member_names_where() -> None:
+    from run_identity.errors import ManifestError
+    from run_identity.manifest import Manifest
+
+    text = '{"components":{"model":{"digest":"x","digest":"y"}}}'
+    with pytest.raises(ManifestError, match=r"components\.model: member 'digest' appears more than once"):
+        Manifest.from_json(text)

@@ -17,7 +17,7 @@ from run_identity.attributes import RUN_IDENTITY_ID, RUN_IDENTITY_KEY_ID
 from run_identity.canonical import canonicalize
 from run_identity.digest import SPEC_VERSION
 from run_identity.errors import CanonicalizationError, ManifestError
-from run_identity.manifest import Manifest, ManifestComponent, ManifestElement
+from run_identity.manifest import Manifest, ManifestComponent, ManifestElement, reject_repeated_members
 from run_identity.statement import BindingStatement, encode_signature
 from run_identity.verify._checks import (
     MODEL,
@@ -148,8 +148,11 @@ def summarize_manifest(
     if fast is None:
         try:
             doc = orjson.loads(body)
+            reject_repeated_members(body)
         except orjson.JSONDecodeError as exc:
             return Malformed(*at, f"manifest: not JSON ({exc})")
+        except ManifestError as exc:
+            return Malformed(*at, f"manifest: {exc}")
         fast = fast_check(doc)
     if fast is not None:
         statement, signature, shape = fast.statement, fast.signature, fast.shape

@@ -28,6 +28,10 @@ class _Bad(Exception):
     """A record that breaks the OTLP shape."""
 
 
+class _Twice(_Bad):
+    """A kept attribute key that appears more than once in one record."""
+
+
 def records(
     request: RawRequest, tally: Tally
 ) -> Iterator[SpanRecord | ManifestRecord | ReceiptRecord | BadRecord]:
@@ -141,8 +145,13 @@ def _json_value(value: object) -> Any:
     return None
 
 
-def _json_attributes(items: list[Any], *, keep_all: bool = False) -> dict[str, Any]:
-    if not keep_all:
+def _json_attributes(items: list[Any], *, keep_all: bool = False, lenient: bool = False) -> dict[str, Any]:
+    """The kept attributes, or all of them with ``keep_all`` (the members of a kvlist value).
+
+    A kept key that appears twice raises :class:`_Twice` (which one a reader takes is ambiguous), unless
+    ``lenient`` or ``keep_all``: then the last one holds.
+    """
+    if not keep_all and not lenient:
         try:
             return _json_plain_attributes(items)
         except (KeyError, TypeError, AttributeError):
@@ -153,8 +162,14 @@ def _json_attributes(items: list[Any], *, keep_all: bool = False) -> dict[str, A
         if type(key) is not str:
             raise _Bad("an attribute has no string key")
         if keep_all or key.startswith(_KEPT_PREFIXES) or key == _EVENT_NAME_ATTRIBUTE:
+            if key in out and not (lenient or keep_all):
+                raise _Twice(_twice(key))
             out[key] = _json_value(kv.get("value", _EMPTY))
     return out
+
+
+def _twice(key: str) -> str:
+    return f"attribute {key[:80]!r} appears more than once (which one holds is ambiguous)"
 
 
 def _json_plain_attributes(items: list[Any]) -> dict[str, Any]:
@@ -164,6 +179,8 @@ def _json_plain_attributes(items: list[Any]) -> dict[str, Any]:
     for kv in items:
         key = kv["key"]
         if key.startswith(_KEPT_PREFIXES) or key == _EVENT_NAME_ATTRIBUTE:
+            if key in out:
+                raise _Twice(_twice(key))
             value = kv["value"]
             if type(value) is dict and len(value) == 1:  # the common shapes without a call
                 text = value.get("stringValue")
@@ -193,22 +210,24 @@ def _json_spans(doc: dict[str, Any], position: int, tally: Tally) -> Iterator[Sp
                     try:
                         found = _json_span(span, position, index, tally)
                     except _Bad as exc:
-                        yield BadRecord(position, index, f"span: {exc}")
-                        continue
+                        found = BadRecord(position, index, f"span: {exc}")
                     if found is not None:
                         yield found
     except _Bad as exc:
         yield BadRecord(position, index + 1, f"traces request: {exc}")
 
 
-def _json_span(span: object, position: int, index: int, tally: Tally) -> SpanRecord | None:
+def _json_span(span: object, position: int, index: int, tally: Tally) -> SpanRecord | BadRecord | None:
     if type(span) is not dict:
         raise _Bad("expected an object")
     trace_id = _json_id(_member(span, "traceId", "trace_id"), 16, "traceId")
     span_id = _json_id(_member(span, "spanId", "span_id"), 8, "spanId")
     if not trace_id or not span_id:
         raise _Bad("no traceId or spanId")
-    attributes = _json_attributes(_json_list(span, "attributes", "attributes"))
+    try:
+        attributes = _json_attributes(_json_list(span, "attributes", "attributes"))
+    except _Bad as exc:  # the run is known: the finding goes to it
+        return BadRecord(position, index, f"span: {exc}", trace_id, span_id)
     if not attributes:
         tally.ignored_spans += 1
         return None
@@ -241,7 +260,12 @@ def _json_log(
     trace_id = span_id = ""
     try:
         event = _member(log, "eventName", "event_name")
-        attributes = _json_attributes(_json_list(log, "attributes", "attributes"))
+        items = _json_list(log, "attributes", "attributes")
+        twice: _Twice | None = None
+        try:
+            attributes = _json_attributes(items)
+        except _Twice as exc:  # an error only in a record of ours: read on to learn whose it is
+            attributes, twice = _json_attributes(items, lenient=True), exc
         if event != MANIFEST_EVENT_NAME and event != RECEIPT_EVENT_NAME:
             event = attributes.get(_EVENT_NAME_ATTRIBUTE)
         if event != MANIFEST_EVENT_NAME and event != RECEIPT_EVENT_NAME:
@@ -249,6 +273,8 @@ def _json_log(
             return None
         trace_id = _json_id(_member(log, "traceId", "trace_id"), 16, "traceId")
         span_id = _json_id(_member(log, "spanId", "span_id"), 8, "spanId")
+        if twice is not None:
+            raise twice
         body = _json_value(log["body"]) if "body" in log else None
     except _Bad as exc:
         return BadRecord(position, index, f"manifest record: {exc}", trace_id, span_id)
@@ -272,17 +298,20 @@ def _proto_value(value: Any) -> Any:
     if kind == "array_value":
         return [_proto_value(v) for v in value.array_value.values]
     if kind == "kvlist_value":
-        return {kv.key: _proto_value(kv.value) for kv in value.kvlist_value.values}
+        return _proto_attributes(value.kvlist_value.values, keep_all=True)
     if kind == "bytes_value":
         return bytes(value.bytes_value)
     return None
 
 
-def _proto_attributes(items: Any) -> dict[str, Any]:
+def _proto_attributes(items: Any, *, keep_all: bool = False, lenient: bool = False) -> dict[str, Any]:
+    """As :func:`_json_attributes`, for protobuf messages."""
     out: dict[str, Any] = {}
     for kv in items:
         key = kv.key  # each read of a protobuf field makes a new object: once
-        if key.startswith(_KEPT_PREFIXES) or key == _EVENT_NAME_ATTRIBUTE:
+        if keep_all or key.startswith(_KEPT_PREFIXES) or key == _EVENT_NAME_ATTRIBUTE:
+            if key in out and not (lenient or keep_all):
+                raise _Twice(_twice(key))
             out[key] = _proto_value(kv.value)
     return out
 
@@ -302,6 +331,7 @@ def _proto_spans(msg: Any, position: int, tally: Tally) -> Iterator[SpanRecord |
             for span in ss.spans:
                 index += 1
                 tally.spans += 1
+                trace_id = span_id = ""
                 try:
                     trace_id = _proto_id(span.trace_id, 16, "trace_id")
                     span_id = _proto_id(span.span_id, 8, "span_id")
@@ -309,7 +339,7 @@ def _proto_spans(msg: Any, position: int, tally: Tally) -> Iterator[SpanRecord |
                         raise _Bad("no trace_id or span_id")
                     attributes = _proto_attributes(span.attributes)
                 except _Bad as exc:
-                    yield BadRecord(position, index, f"span: {exc}")
+                    yield BadRecord(position, index, f"span: {exc}", trace_id, span_id)
                     continue
                 if not attributes:
                     tally.ignored_spans += 1
@@ -324,19 +354,26 @@ def _proto_logs(msg: Any, position: int, tally: Tally) -> Iterator[ManifestRecor
             for log in sl.log_records:
                 index += 1
                 tally.log_records += 1
-                attributes = _proto_attributes(log.attributes)
+                twice: _Twice | None = None
+                try:
+                    attributes = _proto_attributes(log.attributes)
+                except _Twice as exc:  # an error only in a record of ours: read on to learn whose it is
+                    attributes, twice = _proto_attributes(log.attributes, lenient=True), exc
                 event = log.event_name
                 if event != MANIFEST_EVENT_NAME and event != RECEIPT_EVENT_NAME:
                     event = attributes.get(_EVENT_NAME_ATTRIBUTE)
                 if event != MANIFEST_EVENT_NAME and event != RECEIPT_EVENT_NAME:
                     tally.ignored_log_records += 1
                     continue
+                trace_id = span_id = ""
                 try:
                     trace_id = _proto_id(log.trace_id, 16, "trace_id")
                     span_id = _proto_id(log.span_id, 8, "span_id")
+                    if twice is not None:
+                        raise twice
+                    body = _proto_value(log.body) if log.HasField("body") else None
                 except _Bad as exc:
-                    yield BadRecord(position, index, f"manifest record: {exc}")
+                    yield BadRecord(position, index, f"manifest record: {exc}", trace_id, span_id)
                     continue
-                body = _proto_value(log.body) if log.HasField("body") else None
                 kind = ReceiptRecord if event == RECEIPT_EVENT_NAME else ManifestRecord
                 yield kind(trace_id, span_id, attributes, body, position, index)
