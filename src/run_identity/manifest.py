@@ -209,8 +209,8 @@ def _first_repeat(value: Any, path: str) -> tuple[str, str] | None:
         items = list(enumerate(value))
     else:
         return None
-    for key, item in items:
-        found = _first_repeat(item, json_path_join(path, key))
+    for member, item in items:
+        found = _first_repeat(item, json_path_join(path, member))
         if found is not None:
             return found
     return None
