@@ -7,10 +7,12 @@ instructions and tools prepared once.
 
 from __future__ import annotations
 
+import hashlib
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import orjson
 import rfc8785
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -49,6 +51,16 @@ def main() -> int:
         calls[name + " no sign"] = unsigned
         calls[name + " canonical"] = lambda plain=plain: canonicalize(plain)
         calls[name + " rfc8785"] = lambda plain=plain: rfc8785.dumps(plain)
+    # The floor: what any identity of the prepared typical composition must pay per call in this interpreter,
+    # whatever the code around it: the signature, and per message one SHA-256 and one JSON writing.
+    statement = run_statement("sha256:" + "0" * 64, trace_id=TRACE_ID, span_id=SPAN_ID, key_id=signer.key_id)
+    signing_input = statement.signing_input()
+    messages = prepared["messages"]
+    assert isinstance(messages, list)
+    blobs = [orjson.dumps(m, option=orjson.OPT_SORT_KEYS) for m in messages]
+    calls["floor sign"] = lambda: signer.sign(signing_input)
+    calls["floor sha256"] = lambda: [hashlib.sha256(b).hexdigest() for b in blobs]
+    calls["floor orjson"] = lambda: [orjson.dumps(m, option=orjson.OPT_SORT_KEYS) for m in messages]
     t = {name: v[0] for name, v in interleaved(calls).items()}
     bare = t["bare"]
     print("CPU time of this thread per call, best of 9 interleaved rounds; ratios to the bare span of this run")
@@ -66,6 +78,13 @@ def main() -> int:
             f"{fmt_us(unsigned_cost):>14}{unsigned_cost / bare:7.2f}x"
             f"{fmt_us(canon):>14}{fmt_us(ref):>14}{ref / canon:8.1f}x"
         )
+    floor = [t["floor sign"], t["floor sha256"], t["floor orjson"]]
+    print()
+    print(
+        f"floor of typical (prepared), {len(messages)} messages: Ed25519 signature {floor[0] / bare:.2f}x"
+        f" + one SHA-256 per message {floor[1] / bare:.2f}x + one orjson write per message {floor[2] / bare:.2f}x"
+        f" = {sum(floor) / bare:.2f}x the bare span"
+    )
     print()
     print("identity+sign: Composition.from_dict + canonicalize + digests + identity + Ed25519 signature")
     print("no sign: the same without the signature (the part left on the application's thread when a worker signs)")
