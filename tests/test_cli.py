@@ -292,3 +292,18 @@ def test_version(capsys: pytest.CaptureFixture[str]) -> None:
         main(["--version"])
     assert info.value.code == 0
     assert capsys.readouterr().out.startswith("run-identity ")
+
+
+@pytest.mark.parametrize("command", ["identity", "canonicalize"])
+def test_an_integer_past_pythons_digit_limit_is_one_error_with_its_place(
+    command: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Python refuses to convert more than 4300 digits; that is still one error line, not a traceback."""
+    digits = "9" * 5000
+    text = '{"model": {"provider": "openai", "name": "gpt-4o"},\n "operation": "chat", "parameters": {"seed": -%s}}'
+    path = _write(tmp_path, text % digits, "big.json")
+    assert main([command, str(path)]) == 1
+    out, err = capsys.readouterr()
+    assert out == ""
+    line = _one_error_line(err)
+    assert line == f"run-identity: error: {path}:2:46: an integer of 5000 digits is outside ±(2^53-1)"

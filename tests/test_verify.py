@@ -520,3 +520,23 @@ def test_manifest_text_that_repeats_a_member_names_where() -> None:
     text = '{"components":{"model":{"digest":"x","digest":"y"}}}'
     with pytest.raises(ManifestError, match=r"components\.model: member 'digest' appears more than once"):
         Manifest.from_json(text)
+
+
+def test_a_manifest_whose_operation_is_a_list_is_checked_not_a_crash(tmp_path: Path) -> None:
+    composition = {
+        "model": {"provider": "openai", "name": "gpt-4o-mini"},
+        "operation": "chat",
+        "messages": [{"role": "user", "parts": [{"type": "text", "content": "hi"}]}],
+    }
+    export = vf.export_runs(tmp_path / "export", [("first", composition), ("second", composition)])
+    docs = vf.read_lines(export.manifests)
+
+    def change(manifest: dict[str, Any]) -> None:
+        manifest["components"]["operation"]["value"] = [{}]
+
+    vf.edit_manifest(vf.find(vf.logs_of(docs), export.runs[1].span_id), change)
+    vf.write_lines(export.manifests, docs)
+    report = vf.verify_with([export.directory], [vf.signer()])
+    assert vf.codes_by_label(report, export) == {"first": "verified", "second": "identity_mismatch"}
+    messages = [f.message for r in report.results() for f in r.findings]
+    assert "the span has gen_ai.operation.name='chat', the manifest declares [{}]" in messages

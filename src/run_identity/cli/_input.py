@@ -56,6 +56,23 @@ def _finite(name: str) -> Any:
     return hook
 
 
+def _integer(name: str, text: str) -> Any:
+    """int(token), except past Python's limit on digits: an error with the place (such a number is far
+    outside ±(2^53-1) anyway, which the composition's checks would name by path)."""
+
+    def hook(token: str) -> int:
+        try:
+            return int(token)
+        except ValueError:
+            at = text.find(token)
+            line = text.count("\n", 0, at) + 1
+            column = at - (text.rfind("\n", 0, at) + 1) + 1
+            digits = len(token.lstrip("-"))
+            raise CliError(f"{name}:{line}:{column}: an integer of {digits} digits is outside ±(2^53-1)") from None
+
+    return hook
+
+
 def load_json(source: str) -> Any:
     """Parse FILE or ``-`` as strict JSON (UTF-8, no duplicate keys, no NaN/Infinity); raises CliError."""
     data, name = read_bytes(source)
@@ -69,6 +86,7 @@ def load_json(source: str) -> Any:
             object_pairs_hook=_no_duplicates(name),
             parse_constant=_reject_constant(name),
             parse_float=_finite(name),
+            parse_int=_integer(name, text),
         )
     except json.JSONDecodeError as exc:
         raise CliError(f"{name}:{exc.lineno}:{exc.colno}: not valid JSON ({exc.msg})") from None

@@ -64,7 +64,7 @@ def _telemetry(model: _Part, operation: _Part, parameters: _Part) -> tuple[Telem
         if operation[0]:
             unknown.add(OPERATION)
         else:
-            pairs.append((OPERATION, operation[1]))
+            pairs.append((OPERATION, as_tuple(operation[1])))
     if parameters is not None:
         withheld, value = parameters
         if withheld or type(value) is not dict:
