@@ -465,3 +465,9 @@ def test_signing_error_from_signer_passes_through() -> None:
 
     with pytest.raises(SigningError, match=r"^quota exceeded$"):
         sign_or_raise(Refusing(), b"x")
+
+
+@pytest.mark.parametrize("text", ['{"keys": [{"n": %s}]}' % ("9" * 5000), "[" * 100_000 + "]" * 100_000])
+def test_keyring_text_python_cannot_read_is_a_keyring_error(text: str) -> None:
+    with pytest.raises(KeyringError, match="keyring is not usable JSON"):
+        Keyring.from_jwks_text(text, source="ring.json")
