@@ -16,6 +16,7 @@ from core_fixtures import full_dict, minimal_dict, text_message
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from run_identity._component_schema import _CREDENTIAL_NAME as CREDENTIAL_NAME
 from run_identity.canonical import canonicalize
 from run_identity.composition import Composition, PreparedComponent
 from run_identity.digest import (
@@ -437,7 +438,13 @@ _json = st.recursive(
     lambda children: (
         st.lists(children, max_size=4)
         | st.dictionaries(
-            st.text(st.characters(exclude_categories=("Cs",)), max_size=6), children, max_size=4
+            # Names such as "sig" or "token" are refused as credentials (spec §2.7), not this property's
+            # subject.
+            st.text(st.characters(exclude_categories=("Cs",)), max_size=6).filter(
+                lambda k: not CREDENTIAL_NAME.match(k)
+            ),
+            children,
+            max_size=4,
         )
     ),
     max_leaves=20,

@@ -9,19 +9,22 @@ from __future__ import annotations
 import enum
 import hashlib
 import uuid
+from types import MappingProxyType
 from typing import Any
 
 import orjson
 import pytest
 import rfc8785
+from core_fixtures import full_dict, minimal_dict
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from run_identity._element_schema import text_messages_ok, text_parts_ok
 from run_identity.canonical import _careful, canonicalize, canonicalize_elements
 from run_identity.composition import Composition, validate_component
-from run_identity.digest import compute_identity
+from run_identity.digest import compute_identity, identity_of_new
 from run_identity.errors import CanonicalizationError, CompositionError
+from run_identity.parts import FunctionTool
 
 MODEL = {"provider": "openai", "name": "gpt-4o"}
 ELEMENT = b"run-identity/v1/element/messages\x00\x00\x00\x00\x00"
@@ -320,3 +323,45 @@ def test_model_shortcut_leaves_the_rest_to_the_validator(model: dict[str, Any], 
     with pytest.raises(CompositionError) as info:
         Composition.from_dict(doc)
     assert str(info.value).startswith(error)
+
+
+# -- a composition digested right after it is built ------------------------------------------------------
+
+
+def test_identity_of_new_agrees_with_build_then_compute() -> None:
+    for doc in (minimal_dict(), full_dict()):
+        expected = compute_identity(Composition.from_dict(doc))
+        assert identity_of_new(doc) == expected
+        assert identity_of_new(Composition.from_dict(doc)) == expected
+        assert identity_of_new(doc, salt=b"s" * 16) == compute_identity(Composition.from_dict(doc), salt=b"s" * 16)
+
+
+def test_shapes_proved_by_the_constructor_are_trusted_only_when_no_caller_code_ran() -> None:
+    """A typed component's to_json runs during construction and may change a list already checked; then
+    nothing is trusted and the change is caught (a NaN is rejected, never written as null)."""
+    messages = [{"role": "user", "parts": [{"type": "text", "content": "hi"}]}]
+
+    class Meddling:
+        def to_json(self) -> dict[str, Any]:
+            messages[0]["parts"][0]["content"] = float("nan")
+            return {"provider": "openai", "name": "gpt-4o"}
+
+    plain = {"model": {"provider": "openai", "name": "gpt-4o"}, "operation": "chat", "messages": messages}
+    assert Composition.from_dict(plain).shaped == frozenset({"messages"})
+    tool = {"type": "function", "name": "f", "parameters": {"type": "object"}}
+    assert Composition.from_dict({**plain, "tools": [tool]}).shaped == frozenset({"messages"})
+    assert Composition.from_dict({**plain, "tools": [FunctionTool("f")]}).shaped == frozenset()
+    meddled = {"operation": "chat", "messages": messages, "model": Meddling()}
+    assert Composition.from_dict(dict(meddled)).shaped == frozenset()
+    messages[0]["parts"][0]["content"] = "hi"
+    with pytest.raises(CanonicalizationError, match=r"messages\[0\]\.parts\[0\]\.content: NaN"):
+        identity_of_new(meddled)
+
+
+def test_a_mapping_that_is_not_a_dict_trusts_no_shape() -> None:
+    doc = {
+        "model": {"provider": "openai", "name": "gpt-4o"},
+        "operation": "chat",
+        "messages": [{"role": "user", "parts": [{"type": "text", "content": "hi"}]}],
+    }
+    assert Composition.from_dict(MappingProxyType(doc)).shaped == frozenset()

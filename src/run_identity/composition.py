@@ -92,6 +92,7 @@ _ELEMENT_OK: dict[Any, Any] = {
 }
 
 
+_DICTS = frozenset({dict})
 # List components whose common shape (text parts, text messages) is checked without a call per element.
 _LIST_SHAPES: dict[str, Any] = {"instructions": text_parts_ok, "messages": text_messages_ok}
 # Component name -> its validator, taking (value, path).
@@ -156,11 +157,17 @@ class Composition:
     components do not follow the schema.
     """
 
-    __slots__ = ("components",)
+    __slots__ = ("components", "shaped")
     components: Mapping[str, Any]
+    #: List components whose common shape (``_LIST_SHAPES``) the constructor proved with no code of the
+    #: caller's run (no ``to_json``): :func:`run_identity.digest.identity_of_new` may skip proving it again
+    #: when it digests the composition right after building it.
+    shaped: frozenset[str]
 
     def __init__(self, components: Mapping[str, Any]) -> None:
         checked: dict[str, Any] = {}
+        shaped: list[str] = []
+        callers_code = type(components) is not dict  # a Mapping's own methods are the caller's code
         require_str_keys(components, "")
         for name, value in components.items():
             if name not in COMPONENT_NAMES:
@@ -175,12 +182,16 @@ class Composition:
                 checked[name] = _VALIDATORS[name](value, name)
             elif kind is list and (shape := _LIST_SHAPES.get(name)) is not None and shape(value):
                 checked[name] = value  # valid as it is, and every element an exact dict (no to_json)
+                shaped.append(name)
             else:
+                if kind is not list or not _DICTS.issuperset(map(type, value)):
+                    callers_code = True  # as_json may call a to_json, which could change any value checked so far
                 checked[name] = validate_component(name, as_json(value))
         for name in REQUIRED_COMPONENTS:
             if name not in checked:
                 raise fail("", f"missing required component {name!r}")
         self.components = checked
+        self.shaped = frozenset() if callers_code else frozenset(shaped)
 
     def __repr__(self) -> str:
         return f"Composition({sorted(self.components)})"

@@ -37,6 +37,7 @@ __all__ = [
     "compute_identity",
     "element_digest",
     "identity_digest",
+    "identity_of_new",
     "list_digest",
     "prepare",
     "salt_id",
@@ -133,13 +134,14 @@ _PLAIN_SHAPES: dict[str, Callable[[list[Any]], bool]] = {"instructions": text_pa
 
 
 def _digest_list(
-    name: str, value: list[Any] | tuple[Any, ...], salt: bytes
+    name: str, value: list[Any] | tuple[Any, ...], salt: bytes, shaped: bool = False
 ) -> tuple[str, tuple[str, ...], tuple[bytes, ...]]:
     prefix = _salted_prefix("element", name, salt) if salt else _ELEMENT_PREFIXES[name]
     shape = _PLAIN_SHAPES.get(name)
     # The shape check runs on the value as it is now, right before it is written (a composition holds the
-    # caller's objects, which may have changed since they were validated).
-    plain = shape is not None and type(value) is list and shape(value)
+    # caller's objects, which may have changed since they were validated), unless ``shaped``: the caller
+    # proved it just now, with nothing run in between.
+    plain = shaped or (shape is not None and type(value) is list and shape(value))
     blobs = tuple(canonicalize_elements(value, name, plain=plain))
     sha256 = _sha256
     digests = tuple(["sha256:" + sha256(prefix + b).hexdigest() for b in blobs])
@@ -167,6 +169,22 @@ def compute_identity(composition: Composition, *, salt: bytes = b"") -> Identity
     Raises CanonicalizationError (a value is not unambiguous JSON) or CompositionError (a prepared
     component was made with another salt), each naming the field path.
     """
+    return _identity(composition, salt, frozenset())
+
+
+def identity_of_new(declared: Composition | Mapping[str, Any], *, salt: bytes = b"") -> Identity:
+    """:func:`compute_identity` of ``declared``, building the Composition first when it is a mapping.
+
+    A composition built here is digested at once, so the shapes its constructor just proved
+    (:attr:`Composition.shaped`) are not proved a second time. Raises what the two steps raise.
+    """
+    if isinstance(declared, Composition):
+        return _identity(declared, salt, frozenset())
+    composition = Composition.from_dict(declared)
+    return _identity(composition, salt, composition.shaped)
+
+
+def _identity(composition: Composition, salt: bytes, shaped: frozenset[str]) -> Identity:
     sid = salt_id(salt) if salt else None
     digests: dict[str, ComponentDigest] = {}
     canonical: dict[str, bytes | tuple[bytes, ...]] = {}
@@ -179,7 +197,7 @@ def compute_identity(composition: Composition, *, salt: bytes = b"") -> Identity
             digests[name] = _new_tuple(ComponentDigest, (name, digest, value.element_digests))
             canonical[name] = value.element_bytes if value.element_bytes is not None else value.canonical  # type: ignore[assignment]
         elif name in _LIST:
-            digest, element_digests, blobs = _digest_list(name, value, salt)
+            digest, element_digests, blobs = _digest_list(name, value, salt, name in shaped)
             digests[name] = _new_tuple(ComponentDigest, (name, digest, element_digests))
             canonical[name] = blobs
         else:

@@ -48,9 +48,8 @@ from run_identity.attributes import (
     RUN_IDENTITY_SIGNATURE,
     RUN_IDENTITY_SPEC_VERSION,
 )
-from run_identity.composition import Composition
 from run_identity.declare import Declaration, current_declaration
-from run_identity.digest import compute_identity
+from run_identity.digest import identity_of_new
 from run_identity.keys import Ed25519Signer, Signer, sign_or_raise
 from run_identity.manifest_export import GEN_AI_REQUEST_MODEL, ManifestEmitter
 from run_identity.signing import SignedRun
@@ -240,9 +239,7 @@ class IdentitySpanProcessor(SpanProcessor):
         trace_id = format(context.trace_id, "032x")
         span_id = format(context.span_id, "016x")
         try:
-            declared = declaration.composition
-            composition = declared if type(declared) is Composition else Composition.from_dict(declared)  # type: ignore[arg-type]
-            identity = compute_identity(composition, salt=self._salt)
+            identity = identity_of_new(declaration.composition, salt=self._salt)
             statement = run_statement(
                 identity.id,
                 trace_id=trace_id,
