@@ -540,3 +540,100 @@ def test_a_manifest_whose_operation_is_a_list_is_checked_not_a_crash(tmp_path: P
     assert vf.codes_by_label(report, export) == {"first": "verified", "second": "identity_mismatch"}
     messages = [f.message for r in report.results() for f in r.findings]
     assert "the span has gen_ai.operation.name='chat', the manifest declares [{}]" in messages
+
+
+@pytest.mark.parametrize(
+    ("text", "ok"),
+    [("9" * 4301, False), ("9223372036854775808", False), ("-9223372036854775809", False), ("-9223372036854775808", True)],
+)
+def test_an_int_value_outside_int64_is_malformed(export: vf.Export, tmp_path: Path, text: str, ok: bool) -> None:
+    """OTLP's intValue is an int64: past it (even past Python's 4300-digit limit) the span is malformed."""
+    docs = vf.read_lines(export.traces)
+    span = vf.find(vf.spans_of(docs), export.runs[0].span_id)
+    span["attributes"].append({"key": "gen_ai.usage.input_tokens", "value": {"intValue": text}})
+    folder = tmp_path / "odd"
+    folder.mkdir()
+    vf.write_lines(folder / "traces.jsonl", docs)
+    shutil.copy(export.manifests, folder / "manifests.jsonl")
+    codes = vf.codes_by_label(_verify([folder]), export)
+    assert codes[export.runs[0].label] == ("verified" if ok else "malformed")
+
+
+def _nested(kind: str, levels: int) -> dict[str, Any]:
+    value: dict[str, Any] = {"stringValue": "gpt-4o-mini"}
+    for _ in range(levels):
+        if kind == "kvlist":
+            value = {"kvlistValue": {"values": [{"key": "k", "value": value}]}}
+        else:
+            value = {"arrayValue": {"values": [value]}}
+    return value
+
+
+def _nested_text(levels: int) -> str:
+    head = '{"kvlistValue":{"values":[{"key":"k","value":'
+    return head * levels + '{"stringValue":"gpt-4o-mini"}' + "}]}}" * levels
+
+
+@pytest.mark.parametrize("encoding", ["json", "framed proto"])
+@pytest.mark.parametrize(
+    ("kind", "levels", "code"),
+    [("kvlist", 3, "telemetry_mismatch"), ("kvlist", 40, "malformed"), ("kvlist", 190, "malformed"), ("array", 40, "malformed")],
+)
+def test_deeply_nested_attribute_values_are_reported_not_a_crash(
+    export: vf.Export, tmp_path: Path, encoding: str, kind: str, levels: int, code: str
+) -> None:
+    """Values nested past 32 levels are malformed; shallower ones are compared and shown like any value."""
+    docs = vf.read_lines(export.traces)
+    span = vf.find(vf.spans_of(docs), export.runs[0].span_id)
+    span["attributes"] = [kv for kv in span["attributes"] if kv["key"] != "gen_ai.request.model"]
+    span["attributes"].append({"key": "gen_ai.request.model", "value": {"stringValue": "@@deep@@"}})
+    folder = tmp_path / "deep"
+    folder.mkdir()
+    if encoding == "json":  # written as text: orjson writes no deeper than 254 levels, but reads 1024
+        text = vf.write_lines(folder / "traces.jsonl", docs).read_text()
+        nested = orjson.dumps(_nested(kind, levels)).decode() if levels < 60 else _nested_text(levels)
+        (folder / "traces.jsonl").write_text(text.replace('{"stringValue":"@@deep@@"}', nested))
+    else:
+        if kind == "kvlist" and levels > 20:
+            pytest.skip("protobuf cannot encode this nesting (its recursion limit is 100 messages)")
+        span["attributes"][-1]["value"] = _nested(kind, levels)
+        vf.write_framed(folder / "traces.pb", docs)
+    shutil.copy(export.manifests, folder / "manifests.jsonl")
+    report = _verify([folder])
+    assert vf.codes_by_label(report, export)[export.runs[0].label] == code
+    messages = [f.message for r in report.results() for f in r.findings]
+    if code == "telemetry_mismatch":
+        assert "the span has gen_ai.request.model={'k': {'k': {'k': 'gpt-4o-mini'}}}, the manifest declares" in " ".join(
+            messages
+        )
+
+
+def test_deep_values_in_a_manifest_are_compared_without_recursing(tmp_path: Path) -> None:
+    from run_identity.verify._checks import as_tuple, show_value, telemetry_mismatches
+
+    deep: Any = "x"
+    for _ in range(900):
+        deep = [deep]
+    frozen = as_tuple(deep)
+    assert telemetry_mismatches((("gen_ai.operation.name", "chat"),), (("gen_ai.operation.name", frozen),), frozenset(), "the span has")
+    assert show_value(frozen) == "[[[[[…]]]]]"
+    assert frozen != as_tuple(deep)  # nothing past the depth limit is equal, even to itself
+
+
+@pytest.mark.parametrize("encoding", ["json", "framed proto"])
+def test_a_manifest_record_with_an_unreadable_attribute_is_malformed_at_its_run(
+    export: vf.Export, tmp_path: Path, encoding: str
+) -> None:
+    manifests = vf.read_lines(export.manifests)
+    record = vf.find(vf.logs_of(manifests), export.runs[0].span_id)
+    record["attributes"].append({"key": "gen_ai.request.model", "value": _nested("array", 40)})
+    folder = tmp_path / "deep"
+    folder.mkdir()
+    shutil.copy(export.traces, folder / "traces.jsonl")
+    if encoding == "json":
+        vf.write_lines(folder / "manifests.jsonl", manifests)
+    else:
+        vf.write_framed(folder / "manifests.pb", manifests)
+    report = _verify([folder])
+    assert vf.codes_by_label(report, export)[export.runs[0].label] == "malformed"
+    assert all(r.trace_id is not None for r in report.results())

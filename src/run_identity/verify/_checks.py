@@ -58,6 +58,7 @@ _ABSENT = object()
 #: The span attributes that carry the statement, in the order of :data:`Statement`.
 _STATEMENT_ATTRIBUTES = (RUN_IDENTITY_ID, RUN_IDENTITY_KEY_ID, RUN_IDENTITY_DECLARED_AT, RUN_IDENTITY_SPEC_VERSION)
 _statement_values = itemgetter(*_STATEMENT_ATTRIBUTES)
+_first = itemgetter(0)
 
 #: A statement without its ids (the ids are the run's key): identity, key id, declared_at, spec version.
 Statement = tuple[str, str, str, str]
@@ -199,15 +200,40 @@ class JsonObject:
         return hash(self.items)
 
     def __repr__(self) -> str:
-        return "{" + ", ".join(f"{k!r}: {show_value(v)}" for k, v in self.items) + "}"
+        return show_value(self)
 
 
-def as_tuple(value: Any) -> Any:
-    """A telemetry value made hashable, recursively: lists as tuples, objects as :class:`JsonObject`."""
+#: Telemetry values nested deeper than this are not compared member by member (no GenAI attribute is).
+MAX_TELEMETRY_DEPTH = 32
+
+
+class TooDeep:
+    """What stands for a value nested past :data:`MAX_TELEMETRY_DEPTH`: equal to nothing, itself included,
+    so it always disagrees (and never recurses)."""
+
+    __slots__ = ()
+
+    def __eq__(self, other: object) -> bool:
+        return False
+
+    def __hash__(self) -> int:
+        return 0
+
+    def __repr__(self) -> str:
+        return "…"
+
+
+def as_tuple(value: Any, depth: int = 0) -> Any:
+    """A telemetry value made hashable, recursively: lists as tuples, objects as :class:`JsonObject`, and
+    anything nested too deeply as :class:`TooDeep`."""
     if type(value) is list or type(value) is tuple:
-        return tuple(as_tuple(v) for v in value)
+        if depth >= MAX_TELEMETRY_DEPTH:
+            return TooDeep()
+        return tuple([as_tuple(v, depth + 1) for v in value])
     if isinstance(value, Mapping):
-        return JsonObject(tuple(sorted((str(k), as_tuple(v)) for k, v in value.items())))
+        if depth >= MAX_TELEMETRY_DEPTH:
+            return TooDeep()
+        return JsonObject(tuple(sorted(((str(k), as_tuple(v, depth + 1)) for k, v in value.items()), key=_first)))
     return value
 
 
@@ -295,10 +321,15 @@ def same_value(a: Any, b: Any) -> bool:
     return type(a) is type(b) and bool(a == b)
 
 
-def show_value(value: Any) -> str:
-    """A telemetry value as JSON-like text (tuples as lists)."""
+def show_value(value: Any, depth: int = 0) -> str:
+    """A telemetry value as JSON-like text (tuples as lists), nested values past the fourth level as …."""
     if type(value) is tuple:
-        return "[" + ", ".join(show_value(v) for v in value) + "]"
+        inner = "…" if depth >= 4 and value else ", ".join(show_value(v, depth + 1) for v in value)
+        return f"[{inner}]"
+    if type(value) is JsonObject:
+        if depth >= 4 and value.items:
+            return "{…}"
+        return "{" + ", ".join(f"{k!r}: {show_value(v, depth + 1)}" for k, v in value.items) + "}"
     return repr(value)
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 from collections.abc import Iterator
 from typing import Any
 
@@ -106,9 +107,27 @@ _JSON_KINDS = {
 }
 
 
-def _json_value(value: object) -> Any:
+#: AnyValues nested deeper than this are malformed (OTLP's protobuf decoders stop at 100 levels of messages).
+_MAX_VALUE_DEPTH = 32
+_INT64_DIGITS = 19
+
+
+def _int64(text: str) -> int:
+    """An OTLP int64 from its decimal text (``-`` then ASCII digits); raises _Bad outside int64."""
+    digits = text[1:] if text[:1] == "-" else text
+    if not (digits.isascii() and digits.isdecimal()):  # not "--5", not "²"
+        raise _Bad("intValue is not an integer")
+    value = int(text) if len(digits) <= _INT64_DIGITS else 1 << 64
+    if not -(1 << 63) <= value < 1 << 63:
+        raise _Bad("intValue is outside the 64-bit range")
+    return value
+
+
+def _json_value(value: object, depth: int = 0) -> Any:
     if type(value) is not dict:
         raise _Bad("an attribute value is not an AnyValue object")
+    if depth > _MAX_VALUE_DEPTH:
+        raise _Bad(f"an attribute value is nested more than {_MAX_VALUE_DEPTH} levels deep")
     for key, raw in value.items():
         kind = _JSON_KINDS.get(key)
         if kind is None:
@@ -119,10 +138,9 @@ def _json_value(value: object) -> Any:
             return raw
         if kind == "i":
             if type(raw) is int:
-                return raw
-            digits = raw[1:] if type(raw) is str and raw[:1] == "-" else raw
-            if type(digits) is str and digits.isascii() and digits.isdecimal():  # not "--5", not "²"
-                return int(raw)
+                return _int64(str(raw))
+            if type(raw) is str:
+                return _int64(raw)
             raise _Bad("intValue is not an integer")
         if kind == "d":
             if type(raw) is float or type(raw) is int:
@@ -135,9 +153,9 @@ def _json_value(value: object) -> Any:
                 raise _Bad("boolValue is not a boolean")
             return raw
         if kind == "a":
-            return [_json_value(v) for v in _json_list(raw, "values", "values")]
+            return [_json_value(v, depth + 1) for v in _json_list(raw, "values", "values")]
         if kind == "k":
-            return _json_attributes(_json_list(raw, "values", "values"), keep_all=True)
+            return _json_attributes(_json_list(raw, "values", "values"), keep_all=True, depth=depth + 1)
         try:
             return base64.b64decode(str(raw), validate=True)
         except (binascii.Error, ValueError):
@@ -145,7 +163,9 @@ def _json_value(value: object) -> Any:
     return None
 
 
-def _json_attributes(items: list[Any], *, keep_all: bool = False, lenient: bool = False) -> dict[str, Any]:
+def _json_attributes(
+    items: list[Any], *, keep_all: bool = False, lenient: bool = False, depth: int = 0
+) -> dict[str, Any]:
     """The kept attributes, or all of them with ``keep_all`` (the members of a kvlist value).
 
     A kept key that appears twice raises :class:`_Twice` (which one a reader takes is ambiguous), unless
@@ -164,7 +184,7 @@ def _json_attributes(items: list[Any], *, keep_all: bool = False, lenient: bool 
         if keep_all or key.startswith(_KEPT_PREFIXES) or key == _EVENT_NAME_ATTRIBUTE:
             if key in out and not (lenient or keep_all):
                 raise _Twice(_twice(key))
-            out[key] = _json_value(kv.get("value", _EMPTY))
+            out[key] = _json_value(kv.get("value", _EMPTY), depth)
     return out
 
 
@@ -192,7 +212,7 @@ def _json_plain_attributes(items: list[Any]) -> dict[str, Any]:
                     out[key] = number
                     continue
                 integer = value.get("intValue")
-                if type(integer) is str and integer.isdecimal() and integer.isascii():
+                if type(integer) is str and len(integer) < _INT64_DIGITS and integer.isdecimal() and integer.isascii():
                     out[key] = int(integer)
                     continue
             out[key] = _json_value(value)
@@ -258,8 +278,8 @@ def _json_log(
     if type(log) is not dict:
         return BadRecord(position, index, "log record: expected an object")
     trace_id = span_id = ""
+    event = _member(log, "eventName", "event_name")
     try:
-        event = _member(log, "eventName", "event_name")
         items = _json_list(log, "attributes", "attributes")
         twice: _Twice | None = None
         try:
@@ -277,6 +297,10 @@ def _json_log(
             raise twice
         body = _json_value(log["body"]) if "body" in log else None
     except _Bad as exc:
+        if not trace_id and event in (MANIFEST_EVENT_NAME, RECEIPT_EVENT_NAME):
+            with contextlib.suppress(_Bad):  # a record of ours whose attributes failed: find its run
+                trace_id = _json_id(_member(log, "traceId", "trace_id"), 16, "traceId")
+                span_id = _json_id(_member(log, "spanId", "span_id"), 8, "spanId")
         return BadRecord(position, index, f"manifest record: {exc}", trace_id, span_id)
     kind = ReceiptRecord if event == RECEIPT_EVENT_NAME else ManifestRecord
     return kind(trace_id, span_id, attributes, body, position, index)
@@ -285,7 +309,9 @@ def _json_log(
 # --- OTLP protobuf --------------------------------------------------------------------------------------
 
 
-def _proto_value(value: Any) -> Any:
+def _proto_value(value: Any, depth: int = 0) -> Any:
+    if depth > _MAX_VALUE_DEPTH:
+        raise _Bad(f"an attribute value is nested more than {_MAX_VALUE_DEPTH} levels deep")
     kind = value.WhichOneof("value")
     if kind == "string_value":
         return value.string_value
@@ -296,15 +322,15 @@ def _proto_value(value: Any) -> Any:
     if kind == "bool_value":
         return value.bool_value
     if kind == "array_value":
-        return [_proto_value(v) for v in value.array_value.values]
+        return [_proto_value(v, depth + 1) for v in value.array_value.values]
     if kind == "kvlist_value":
-        return _proto_attributes(value.kvlist_value.values, keep_all=True)
+        return _proto_attributes(value.kvlist_value.values, keep_all=True, depth=depth + 1)
     if kind == "bytes_value":
         return bytes(value.bytes_value)
     return None
 
 
-def _proto_attributes(items: Any, *, keep_all: bool = False, lenient: bool = False) -> dict[str, Any]:
+def _proto_attributes(items: Any, *, keep_all: bool = False, lenient: bool = False, depth: int = 0) -> dict[str, Any]:
     """As :func:`_json_attributes`, for protobuf messages."""
     out: dict[str, Any] = {}
     for kv in items:
@@ -312,7 +338,7 @@ def _proto_attributes(items: Any, *, keep_all: bool = False, lenient: bool = Fal
         if keep_all or key.startswith(_KEPT_PREFIXES) or key == _EVENT_NAME_ATTRIBUTE:
             if key in out and not (lenient or keep_all):
                 raise _Twice(_twice(key))
-            out[key] = _proto_value(kv.value)
+            out[key] = _proto_value(kv.value, depth)
     return out
 
 
@@ -356,9 +382,17 @@ def _proto_logs(msg: Any, position: int, tally: Tally) -> Iterator[ManifestRecor
                 tally.log_records += 1
                 twice: _Twice | None = None
                 try:
-                    attributes = _proto_attributes(log.attributes)
-                except _Twice as exc:  # an error only in a record of ours: read on to learn whose it is
-                    attributes, twice = _proto_attributes(log.attributes, lenient=True), exc
+                    try:
+                        attributes = _proto_attributes(log.attributes)
+                    except _Twice as exc:  # an error only in a record of ours: read on to learn whose it is
+                        attributes, twice = _proto_attributes(log.attributes, lenient=True), exc
+                except _Bad as exc:
+                    ids = ("", "")
+                    if log.event_name in (MANIFEST_EVENT_NAME, RECEIPT_EVENT_NAME):
+                        with contextlib.suppress(_Bad):  # a record of ours whose attributes failed: its run
+                            ids = (_proto_id(log.trace_id, 16, "trace_id"), _proto_id(log.span_id, 8, "span_id"))
+                    yield BadRecord(position, index, f"manifest record: {exc}", *ids)
+                    continue
                 event = log.event_name
                 if event != MANIFEST_EVENT_NAME and event != RECEIPT_EVENT_NAME:
                     event = attributes.get(_EVENT_NAME_ATTRIBUTE)
