@@ -154,7 +154,43 @@ def main() -> int:
             if declared is not None and undeclared is not None:
                 added = (declared[0] - undeclared[0], declared[1] - undeclared[1])
                 show(f"{name}: on_start + ({mode}, app thread)", added)
+    _verify_rows(show)
     return 0
+
+
+def _verify_rows(show: Callable[[str, tuple[float, float] | None], None]) -> None:
+    """Issue 4's ratio, counted: one typical run verified (OTLP/JSON lines) against one raw Ed25519 verify."""
+    import tempfile
+
+    import bench_verify
+
+    from run_identity.keys import Keyring
+    from run_identity.verify import Policy, Verifier
+
+    runs = 512
+    with tempfile.TemporaryDirectory(prefix="bench-instructions-") as root:
+        data = Path(root) / "typical"
+        keyring = bench_verify.generate(data, "typical", runs)
+        verifier = Verifier(Keyring.from_jwks(keyring), Policy())
+        signer = bench_verify._signer()
+        message = b"x" * 330
+        signature, key = signer.sign(message), signer.public_key
+        raw = _per_call(_repeat(lambda: key.verify(signature, message)), 1600)
+        whole = _per_call(_repeat(lambda: verifier.verify([data]).counts), 2)
+        if raw is None or whole is None:
+            return
+        per_run = (whole[0] / runs, whole[1] / runs)
+        print()
+        print(f"{'verification (issue 4)':<64}{'instructions':>14}{'/raw':>8}{'cycles':>12}{'/raw':>8}")
+        for label, (i, c) in (
+            ("raw Ed25519 verify (pyca)", raw),
+            ("one typical run verified (OTLP/JSON lines)", per_run),
+        ):
+            print(f"{label:<64}{i / 1000:13.0f}k{i / raw[0]:7.2f}x{c / 1000:11.0f}k{c / raw[1]:7.2f}x")
+        print(
+            f"throughput as a share of raw Ed25519: {raw[0] / per_run[0]:.0%} by instructions, "
+            f"{raw[1] / per_run[1]:.0%} by cycles (the goal: 50% of runs per second)"
+        )
 
 
 if __name__ == "__main__":
