@@ -119,6 +119,29 @@ def test_cli_diff_by_run_ids_and_identity_prefix(export: vf.Export, capsys: pyte
     assert "messages[0].parts[0].content" in out and "same: model, operation, instructions" in out
 
 
+def test_cli_diff_reads_the_inputs_twice_at_most(
+    export: vf.Export, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Both runs are looked up in one reading (and one more to learn which runs two identities name)."""
+    from run_identity.verify import _lookup
+
+    readings = []
+    real = _lookup._iter_records
+
+    def counted(paths: list[Path]) -> Any:
+        readings.append(len(paths))
+        return real(paths)
+
+    monkeypatch.setattr(_lookup, "_iter_records", counted)
+    chat, multi = export.run("chat"), export.run("multi-turn")
+    assert main(["diff", chat.identity[:20], multi.identity[:20], "--in", str(export.directory)]) == 0
+    assert "parameters.temperature" in capsys.readouterr().out
+    assert len(readings) == 2
+    readings.clear()
+    assert main(["diff", f"{chat.trace_id}/{chat.span_id}", multi.trace_id, "--in", str(export.directory)]) == 0
+    assert len(readings) == 1
+
+
 def test_cli_diff_of_a_run_with_itself_says_identical(export: vf.Export, capsys: pytest.CaptureFixture[str]) -> None:
     """Identical identities say so."""
     rag = export.run("rag")

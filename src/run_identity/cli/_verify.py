@@ -15,7 +15,7 @@ from run_identity.keys import Keyring
 from run_identity.verify import FAILURE_CODES, Policy, Verifier
 from run_identity.verify._checks import CheckContext
 from run_identity.verify._diff import diff_manifests
-from run_identity.verify._lookup import FoundRun, find_runs, load_manifest_file, parse_selector
+from run_identity.verify._lookup import FoundRun, Selector, find_runs_of, load_manifest_file, parse_selector
 from run_identity.verify._render import render_diff, render_manifest
 from run_identity.verify._report import INSECURE_BANNER, ProgressBar, write_json, write_text
 
@@ -69,20 +69,37 @@ def _verify(args: argparse.Namespace) -> int:
 
 def _find(name: str, inputs: list[str] | None, ctx: CheckContext) -> tuple[FoundRun, str]:
     """The run ``name`` designates: a manifest file, or an identity / trace id / run id in ``inputs``."""
-    if os.path.isfile(name):
-        return load_manifest_file(name, ctx), name
+    return _find_all([name], inputs, ctx)[0]
+
+
+def _selector(name: str, inputs: list[str] | None) -> Selector:
     selector = parse_selector(name)
     if selector is None:
         raise CliError(f"{name}: neither a manifest file, an identity (sha256:…) nor TRACE_ID[/SPAN_ID]", 2)
     if not inputs:
         raise CliError(f"{name}: give the exported data to search with --in PATH", exit_code=2)
-    found = [r for r in find_runs(inputs, selector, ctx) if r.manifests]
+    return selector
+
+
+def _find_all(names: list[str], inputs: list[str] | None, ctx: CheckContext) -> list[tuple[FoundRun, str]]:
+    """:func:`_find` for each name, reading ``inputs`` once for all of them."""
+    selectors = {n: _selector(n, inputs) for n in names if not os.path.isfile(n)}
+    searched = find_runs_of(inputs or [], list(selectors.values()), ctx) if selectors else []
+    found = dict(zip(selectors, searched, strict=True))
+    return [
+        _one(n, found[n], selectors[n], inputs or []) if n in selectors else (load_manifest_file(n, ctx), n)
+        for n in names
+    ]
+
+
+def _one(name: str, runs: list[FoundRun], selector: Selector, inputs: list[str]) -> tuple[FoundRun, str]:
+    found = [r for r in runs if r.manifests]
     if not found:
         raise CliError(f"{name}: no run with a readable manifest matches in {', '.join(inputs)}")
     identities = {m.identity for r in found for m, _ in r.manifests}
     if selector.identity is None and len(found) > 1:
-        runs = ", ".join(r.run for r in found[:5])
-        raise CliError(f"{name}: matches {len(found)} runs ({runs}); give TRACE_ID/SPAN_ID")
+        listed = ", ".join(r.run for r in found[:5])
+        raise CliError(f"{name}: matches {len(found)} runs ({listed}); give TRACE_ID/SPAN_ID")
     if len(identities) > 1:
         raise CliError(f"{name}: matches {len(identities)} identities; give more digits")
     return found[0], found[0].run
@@ -115,8 +132,7 @@ def _show(args: argparse.Namespace) -> int:
 
 def _diff(args: argparse.Namespace) -> int:
     ctx = CheckContext(None, {})
-    run_a, label_a = _find(args.run_a, args.inputs, ctx)
-    run_b, label_b = _find(args.run_b, args.inputs, ctx)
+    (run_a, label_a), (run_b, label_b) = _find_all([args.run_a, args.run_b], args.inputs, ctx)
     manifest_a, manifest_b = run_a.manifests[0][0], run_b.manifests[0][0]
     for side, manifest, label in (("A", manifest_a, label_a), ("B", manifest_b, label_b)):
         problems = manifest.recompute().problems if manifest.salt_id is None else ()

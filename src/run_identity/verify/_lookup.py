@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,7 +30,7 @@ from run_identity.verify._records import ManifestRecord, SpanRecord, Tally, reco
 from run_identity.verify._result import Policy, VerificationResult
 from run_identity.verify._runs import RunTable
 
-__all__ = ["FoundRun", "RunNotFound", "Selector", "find_runs", "load_manifest_file", "parse_selector"]
+__all__ = ["FoundRun", "RunNotFound", "Selector", "find_runs", "find_runs_of", "load_manifest_file", "parse_selector"]
 
 _IDENTITY = re.compile(r"(?:sha256:)?([0-9a-f]{8,64})")
 _RUN = re.compile(r"([0-9a-f]{32})(?:[/:]([0-9a-f]{16}))?")
@@ -116,19 +116,36 @@ def _key(record: SpanRecord | ManifestRecord) -> bytes | None:
 
 def find_runs(inputs: Iterable[str | os.PathLike[str]], selector: Selector, ctx: CheckContext) -> list[FoundRun]:
     """Every run ``selector`` names in ``inputs``, with its manifests and verdict. Raises InputError."""
+    return find_runs_of(inputs, [selector], ctx)[0]
+
+
+def find_runs_of(
+    inputs: Iterable[str | os.PathLike[str]], selectors: Sequence[Selector], ctx: CheckContext
+) -> list[list[FoundRun]]:
+    """:func:`find_runs` for several selectors at once, reading the inputs at most twice in all (once more
+    only when a selector is an identity, to learn its runs' ids)."""
     paths = discover(inputs)
-    keys: set[bytes] = set()
-    if selector.identity is not None:
+    keys: list[set[bytes]] = [set() for _ in selectors]
+    by_identity = [(i, s) for i, s in enumerate(selectors) if s.identity is not None]
+    if by_identity:
         for _, record in _iter_records(paths):
             key = _key(record)
-            if key is not None and selector.matches_identity(_record_identity(record, selector)):
-                keys.add(key)
+            if key is None:
+                continue
+            for i, selector in by_identity:
+                if selector.matches_identity(_record_identity(record, selector)):
+                    keys[i].add(key)
+
+    def named_by(i: int, key: bytes) -> bool:
+        return key in keys[i] or selectors[i].matches_key(key)
+
+    everyone = range(len(selectors))
     chunks: dict[int, Chunk] = {}
     table = RunTable(ctx, Policy(), lambda s, p, i: chunks[s].location(p, i))
     found: dict[bytes, FoundRun] = {}
     for chunk, record in _iter_records(paths):
         key = _key(record)
-        if key is None or not (key in keys or selector.matches_key(key)):
+        if key is None or not any(named_by(i, key) for i in everyone):
             continue
         chunks[chunk.source] = chunk
         run = found.setdefault(key, FoundRun(key))
@@ -149,7 +166,7 @@ def find_runs(inputs: Iterable[str | os.PathLike[str]], selector: Selector, ctx:
             key = bytes.fromhex(result.trace_id + (result.span_id or ""))
             if key in found:
                 found[key].result = result
-    return list(found.values())
+    return [[run for key, run in found.items() if named_by(i, key)] for i in everyone]
 
 
 def load_manifest_file(path: str, ctx: CheckContext) -> FoundRun:
