@@ -87,6 +87,18 @@ def _attributes(record: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+class _Repeated(ValueError):
+    pass
+
+
+def _unique_members(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """§12 step 1: an object that names a member twice has no single reading."""
+    out = dict(pairs)
+    if len(out) != len(pairs):
+        raise _Repeated("a member is named twice")
+    return out
+
+
 def read_export(folder: Path) -> tuple[dict[tuple[str, str], dict[str, Any]], dict[tuple[str, str], dict[str, Any]]]:
     """Run spans and manifest records by (trace id, span id), from OTLP/JSON lines files in ``folder``."""
     spans: dict[tuple[str, str], dict[str, Any]] = {}
@@ -106,7 +118,10 @@ def read_export(folder: Path) -> tuple[dict[tuple[str, str], dict[str, Any]], di
                 for sl in rl.get("scopeLogs", []):
                     for rec in sl.get("logRecords", []):
                         if rec.get("eventName") == "run_identity.manifest":
-                            body = json.loads(rec["body"]["stringValue"])
+                            try:
+                                body = json.loads(rec["body"]["stringValue"], object_pairs_hook=_unique_members)
+                            except _Repeated:
+                                body = {"malformed": True}
                             manifests[(rec["traceId"], rec["spanId"])] = body
     return spans, manifests
 
@@ -129,6 +144,8 @@ def verify_folder(folder: Path, keys: dict[str, Ed25519PublicKey]) -> dict[tuple
                 "declared_at": attrs["run_identity.declared_at"],
             }
             code = _signature_ok(span_statement, attrs["run_identity.signature"], keys)
+        if manifest is not None and manifest.get("malformed"):
+            code = "malformed"
         if code == "verified" and manifest is not None:
             code = _signature_ok(manifest["statement"], manifest["signature"], keys)
             if code == "verified":

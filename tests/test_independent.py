@@ -52,6 +52,24 @@ def test_both_implementations_agree_on_tampered_data(
     assert "span_missing" in ours.values()
 
 
+def test_both_implementations_refuse_a_manifest_that_names_a_member_twice(
+    demo: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A repeated member has no single reading (spec §12 step 1): malformed in both, the other runs verified."""
+    export = tmp_path / "export"
+    export.mkdir()
+    (export / "traces.jsonl").write_bytes((demo / "export" / "traces.jsonl").read_bytes())
+    manifests = (demo / "export" / "manifests.jsonl").read_text(encoding="utf-8").splitlines()
+    assert '\\"spec_version\\":\\"1\\"' in manifests[0]
+    manifests[0] = manifests[0].replace('\\"spec_version\\":\\"1\\"', '\\"spec_version\\":\\"1\\",\\"spec_version\\":\\"1\\"', 1)
+    (export / "manifests.jsonl").write_text("\n".join(manifests) + "\n", encoding="utf-8")
+    jwks = demo / "keys" / "trusted-keys.jwks.json"
+    ours = verify_folder(export, load_keys(jwks))
+    assert ours == _library_codes(export, jwks, capsys)
+    assert sorted(ours.values()).count("malformed") == 1
+    assert sorted(ours.values()).count("verified") == len(ours) - 1
+
+
 def test_independent_implementation_rejects_an_untrusted_key(demo: Path, tmp_path: Path) -> None:
     """With a keyring that does not hold the signing key, every run is unknown_key."""
     other = tmp_path / "other.jwks.json"
