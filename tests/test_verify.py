@@ -367,17 +367,22 @@ def test_the_verifier_imports_nothing_from_the_sdk_side() -> None:
                 assert not name.startswith(forbidden), f"{path.name} imports {name}"
 
 
-def test_a_boolean_span_value_is_not_shared_with_an_equal_number(tmp_path: Path) -> None:
-    """Runs share equal telemetry objects to save memory, but only of the same types: a span whose seed is
-    ``true`` where its manifest says ``1`` is a telemetry mismatch even after a run whose span says ``1``
-    (``True == 1`` in Python)."""
+def _twin_runs(tmp_path: Path, **more: Any) -> vf.Export:
+    """Two runs, "first" and "second", of one small composition (plus ``more`` components)."""
     composition = {
         "model": {"provider": "openai", "name": "gpt-4o-mini"},
         "operation": "chat",
         "messages": [{"role": "user", "parts": [{"type": "text", "content": "hi"}]}],
-        "parameters": {"seed": 1},
+        **more,
     }
-    export = vf.export_runs(tmp_path / "export", [("first", composition), ("second", composition)])
+    return vf.export_runs(tmp_path / "export", [("first", composition), ("second", composition)])
+
+
+def test_a_boolean_span_value_is_not_shared_with_an_equal_number(tmp_path: Path) -> None:
+    """Runs share equal telemetry objects to save memory, but only of the same types: a span whose seed is
+    ``true`` where its manifest says ``1`` is a telemetry mismatch even after a run whose span says ``1``
+    (``True == 1`` in Python)."""
+    export = _twin_runs(tmp_path, parameters={"seed": 1})
     docs = vf.read_lines(export.traces)
     second = vf.find(vf.spans_of(docs), export.runs[1].span_id)
     assert vf.attribute(second, "gen_ai.request.seed") == "1"
@@ -405,12 +410,7 @@ def test_an_int_value_that_is_no_decimal_integer_is_malformed(export: vf.Export,
 def test_an_object_valued_span_attribute_is_a_mismatch_not_a_crash(tmp_path: Path) -> None:
     """A kvlistValue where the span should carry the model name is compared like any value (and shared
     between runs like any value), never hashed as a dict."""
-    composition = {
-        "model": {"provider": "openai", "name": "gpt-4o-mini"},
-        "operation": "chat",
-        "messages": [{"role": "user", "parts": [{"type": "text", "content": "hi"}]}],
-    }
-    export = vf.export_runs(tmp_path / "export", [("first", composition), ("second", composition)])
+    export = _twin_runs(tmp_path)
     docs = vf.read_lines(export.traces)
     for run in export.runs:
         span = vf.find(vf.spans_of(docs), run.span_id)
@@ -427,13 +427,7 @@ def test_an_object_valued_span_attribute_is_a_mismatch_not_a_crash(tmp_path: Pat
 def test_object_values_in_a_manifest_are_compared_not_hashed(tmp_path: Path) -> None:
     """A tampered manifest whose model name and seed are objects fails its digests and its telemetry check,
     and the verifier carries on."""
-    composition = {
-        "model": {"provider": "openai", "name": "gpt-4o-mini"},
-        "operation": "chat",
-        "messages": [{"role": "user", "parts": [{"type": "text", "content": "hi"}]}],
-        "parameters": {"seed": 1},
-    }
-    export = vf.export_runs(tmp_path / "export", [("first", composition), ("second", composition)])
+    export = _twin_runs(tmp_path, parameters={"seed": 1})
     docs = vf.read_lines(export.manifests)
 
     def change(manifest: dict[str, Any]) -> None:
@@ -523,12 +517,7 @@ def test_manifest_text_that_repeats_a_member_names_where() -> None:
 
 
 def test_a_manifest_whose_operation_is_a_list_is_checked_not_a_crash(tmp_path: Path) -> None:
-    composition = {
-        "model": {"provider": "openai", "name": "gpt-4o-mini"},
-        "operation": "chat",
-        "messages": [{"role": "user", "parts": [{"type": "text", "content": "hi"}]}],
-    }
-    export = vf.export_runs(tmp_path / "export", [("first", composition), ("second", composition)])
+    export = _twin_runs(tmp_path)
     docs = vf.read_lines(export.manifests)
 
     def change(manifest: dict[str, Any]) -> None:
