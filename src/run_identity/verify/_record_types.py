@@ -1,11 +1,61 @@
-"""The records that step 1 reads from export requests (:mod:`run_identity.verify._records`), and its tally."""
+"""The records that step 1 reads from export requests (:mod:`run_identity.verify._records`), its tally, and
+what its two decoders (OTLP/JSON there, protobuf in :mod:`run_identity.verify._records_proto`) share."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["BadRecord", "ManifestRecord", "ReceiptRecord", "SpanRecord", "Tally"]
+from run_identity.attributes import MANIFEST_EVENT_NAME, RECEIPT_EVENT_NAME
+
+__all__ = [
+    "EVENT_NAME_ATTRIBUTE",
+    "KEPT_PREFIXES",
+    "MAX_VALUE_DEPTH",
+    "OUR_EVENTS",
+    "BadRecord",
+    "BadShape",
+    "ManifestRecord",
+    "ReceiptRecord",
+    "RepeatedKey",
+    "SpanRecord",
+    "Tally",
+    "read_attributes",
+    "too_deep",
+]
+
+#: Attributes verification reads; the rest of a record's attributes are skipped.
+KEPT_PREFIXES = ("run_identity.", "gen_ai.")
+EVENT_NAME_ATTRIBUTE = "event.name"
+#: The event names of the log records verification reads.
+OUR_EVENTS = (MANIFEST_EVENT_NAME, RECEIPT_EVENT_NAME)
+#: AnyValues nested deeper than this are malformed (OTLP's protobuf decoders stop at 100 levels of messages).
+MAX_VALUE_DEPTH = 32
+
+
+class BadShape(Exception):
+    """A record that breaks the OTLP shape."""
+
+
+class RepeatedKey(BadShape):
+    """A kept attribute key that appears more than once in one record: which value holds is ambiguous."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(f"attribute {key[:80]!r} appears more than once (which one holds is ambiguous)")
+
+
+def too_deep() -> BadShape:
+    return BadShape(f"an attribute value is nested more than {MAX_VALUE_DEPTH} levels deep")
+
+
+def read_attributes(read: Callable[..., dict[str, Any]], items: Any) -> tuple[dict[str, Any], RepeatedKey | None]:
+    """A log record's kept attributes by ``read``, and a repeated key held back: the repeat is an error only in
+    a record of ours, which the attributes (``event.name``) may be needed to tell; then the last value holds."""
+    try:
+        return read(items), None
+    except RepeatedKey as exc:
+        return read(items, lenient=True), exc
 
 
 @dataclass(slots=True)

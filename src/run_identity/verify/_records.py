@@ -3,6 +3,7 @@
 Only what verification reads is kept: a span's ids, name and its ``run_identity.*`` and ``gen_ai.*``
 attributes; a manifest log record's ids, attributes and body. Other spans and log records are counted and
 dropped. A record that breaks the OTLP shape becomes a :class:`BadRecord` and the others are still read.
+OTLP/JSON is decoded here, protobuf in :mod:`run_identity.verify._records_proto`.
 """
 
 from __future__ import annotations
@@ -13,24 +14,29 @@ import contextlib
 from collections.abc import Iterator
 from typing import Any
 
-from run_identity.attributes import MANIFEST_EVENT_NAME, RECEIPT_EVENT_NAME
+from run_identity.attributes import RECEIPT_EVENT_NAME
 from run_identity.verify._inputs import RawRequest
-from run_identity.verify._record_types import BadRecord, ManifestRecord, ReceiptRecord, SpanRecord, Tally
+from run_identity.verify._record_types import (
+    EVENT_NAME_ATTRIBUTE,
+    KEPT_PREFIXES,
+    MAX_VALUE_DEPTH,
+    OUR_EVENTS,
+    BadRecord,
+    BadShape,
+    ManifestRecord,
+    ReceiptRecord,
+    RepeatedKey,
+    SpanRecord,
+    Tally,
+    read_attributes,
+    too_deep,
+)
+from run_identity.verify._records_proto import proto_logs, proto_spans
 
 __all__ = ["BadRecord", "ManifestRecord", "ReceiptRecord", "SpanRecord", "Tally", "records"]
 
-_KEPT_PREFIXES = ("run_identity.", "gen_ai.")
-_EVENT_NAME_ATTRIBUTE = "event.name"
 _HEX = "0123456789abcdef"
 _EMPTY: dict[str, Any] = {}
-
-
-class _Bad(Exception):
-    """A record that breaks the OTLP shape."""
-
-
-class _Twice(_Bad):
-    """A kept attribute key that appears more than once in one record."""
 
 
 def records(
@@ -45,9 +51,9 @@ def records(
         else:
             yield from _json_logs(payload, request.position, tally)
     elif request.kind == "traces":
-        yield from _proto_spans(payload, request.position, tally)
+        yield from proto_spans(payload, request.position, tally)
     else:
-        yield from _proto_logs(payload, request.position, tally)
+        yield from proto_logs(payload, request.position, tally)
 
 
 # --- OTLP/JSON ------------------------------------------------------------------------------------------
@@ -60,12 +66,12 @@ def _member(obj: dict[str, Any], camel: str, snake: str) -> Any:
 
 def _json_list(obj: object, camel: str, snake: str) -> list[Any]:
     if type(obj) is not dict:
-        raise _Bad("expected an object")
+        raise BadShape("expected an object")
     value = _member(obj, camel, snake)
     if value is None:
         return []
     if type(value) is not list:
-        raise _Bad(f"{camel} is not an array")
+        raise BadShape(f"{camel} is not an array")
     return value
 
 
@@ -74,7 +80,7 @@ def _json_id(value: object, size: int, what: str) -> str:
     if value is None or value == "":
         return ""
     if type(value) is not str:
-        raise _Bad(f"{what} is not a string")
+        raise BadShape(f"{what} is not a string")
     if len(value) == 2 * size:
         low = value.lower()
         if not low.strip(_HEX):  # every character a hex digit
@@ -86,7 +92,7 @@ def _json_id(value: object, size: int, what: str) -> str:
             raw = b""
         if len(raw) == size:
             return raw.hex()
-    raise _Bad(f"{what} {value[:40]!r} is not {2 * size} hex digits")
+    raise BadShape(f"{what} {value[:40]!r} is not {2 * size} hex digits")
 
 
 _JSON_KINDS = {
@@ -107,50 +113,48 @@ _JSON_KINDS = {
 }
 
 
-#: AnyValues nested deeper than this are malformed (OTLP's protobuf decoders stop at 100 levels of messages).
-_MAX_VALUE_DEPTH = 32
 _INT64_DIGITS = 19
 
 
 def _int64(text: str) -> int:
-    """An OTLP int64 from its decimal text (``-`` then ASCII digits); raises _Bad outside int64."""
+    """An OTLP int64 from its decimal text (``-`` then ASCII digits); raises BadShape outside int64."""
     digits = text[1:] if text[:1] == "-" else text
     if not (digits.isascii() and digits.isdecimal()):  # not "--5", not "²"
-        raise _Bad("intValue is not an integer")
+        raise BadShape("intValue is not an integer")
     value = int(text) if len(digits) <= _INT64_DIGITS else 1 << 64
     if not -(1 << 63) <= value < 1 << 63:
-        raise _Bad("intValue is outside the 64-bit range")
+        raise BadShape("intValue is outside the 64-bit range")
     return value
 
 
 def _json_value(value: object, depth: int = 0) -> Any:
     if type(value) is not dict:
-        raise _Bad("an attribute value is not an AnyValue object")
-    if depth > _MAX_VALUE_DEPTH:
-        raise _Bad(f"an attribute value is nested more than {_MAX_VALUE_DEPTH} levels deep")
+        raise BadShape("an attribute value is not an AnyValue object")
+    if depth > MAX_VALUE_DEPTH:
+        raise too_deep()
     for key, raw in value.items():
         kind = _JSON_KINDS.get(key)
         if kind is None:
             continue
         if kind == "s":
             if type(raw) is not str:
-                raise _Bad("stringValue is not a string")
+                raise BadShape("stringValue is not a string")
             return raw
         if kind == "i":
             if type(raw) is int:
                 return _int64(str(raw))
             if type(raw) is str:
                 return _int64(raw)
-            raise _Bad("intValue is not an integer")
+            raise BadShape("intValue is not an integer")
         if kind == "d":
             if type(raw) is float or type(raw) is int:
                 return float(raw)
             if raw in ("NaN", "Infinity", "-Infinity"):
                 return float(raw.replace("Infinity", "inf"))
-            raise _Bad("doubleValue is not a number")
+            raise BadShape("doubleValue is not a number")
         if kind == "b":
             if type(raw) is not bool:
-                raise _Bad("boolValue is not a boolean")
+                raise BadShape("boolValue is not a boolean")
             return raw
         if kind == "a":
             return [_json_value(v, depth + 1) for v in _json_list(raw, "values", "values")]
@@ -159,7 +163,7 @@ def _json_value(value: object, depth: int = 0) -> Any:
         try:
             return base64.b64decode(str(raw), validate=True)
         except (binascii.Error, ValueError):
-            raise _Bad("bytesValue is not base64") from None
+            raise BadShape("bytesValue is not base64") from None
     return None
 
 
@@ -168,7 +172,7 @@ def _json_attributes(
 ) -> dict[str, Any]:
     """The kept attributes, or all of them with ``keep_all`` (the members of a kvlist value).
 
-    A kept key that appears twice raises :class:`_Twice` (which one a reader takes is ambiguous), unless
+    A kept key that appears twice raises :class:`RepeatedKey` (which one a reader takes is ambiguous), unless
     ``lenient`` or ``keep_all``: then the last one holds.
     """
     if not keep_all and not lenient:
@@ -180,16 +184,12 @@ def _json_attributes(
     for kv in items:
         key = kv.get("key") if type(kv) is dict else None
         if type(key) is not str:
-            raise _Bad("an attribute has no string key")
-        if keep_all or key.startswith(_KEPT_PREFIXES) or key == _EVENT_NAME_ATTRIBUTE:
+            raise BadShape("an attribute has no string key")
+        if keep_all or key.startswith(KEPT_PREFIXES) or key == EVENT_NAME_ATTRIBUTE:
             if key in out and not (lenient or keep_all):
-                raise _Twice(_twice(key))
+                raise RepeatedKey(key)
             out[key] = _json_value(kv.get("value", _EMPTY), depth)
     return out
-
-
-def _twice(key: str) -> str:
-    return f"attribute {key[:80]!r} appears more than once (which one holds is ambiguous)"
 
 
 def _json_plain_attributes(items: list[Any]) -> dict[str, Any]:
@@ -198,9 +198,9 @@ def _json_plain_attributes(items: list[Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for kv in items:
         key = kv["key"]
-        if key.startswith(_KEPT_PREFIXES) or key == _EVENT_NAME_ATTRIBUTE:
+        if key.startswith(KEPT_PREFIXES) or key == EVENT_NAME_ATTRIBUTE:
             if key in out:
-                raise _Twice(_twice(key))
+                raise RepeatedKey(key)
             value = kv["value"]
             if type(value) is dict and len(value) == 1:  # the common shapes without a call
                 text = value.get("stringValue")
@@ -229,24 +229,24 @@ def _json_spans(doc: dict[str, Any], position: int, tally: Tally) -> Iterator[Sp
                     tally.spans += 1
                     try:
                         found = _json_span(span, position, index, tally)
-                    except _Bad as exc:
+                    except BadShape as exc:
                         found = BadRecord(position, index, f"span: {exc}")
                     if found is not None:
                         yield found
-    except _Bad as exc:
+    except BadShape as exc:
         yield BadRecord(position, index + 1, f"traces request: {exc}")
 
 
 def _json_span(span: object, position: int, index: int, tally: Tally) -> SpanRecord | BadRecord | None:
     if type(span) is not dict:
-        raise _Bad("expected an object")
+        raise BadShape("expected an object")
     trace_id = _json_id(_member(span, "traceId", "trace_id"), 16, "traceId")
     span_id = _json_id(_member(span, "spanId", "span_id"), 8, "spanId")
     if not trace_id or not span_id:
-        raise _Bad("no traceId or spanId")
+        raise BadShape("no traceId or spanId")
     try:
         attributes = _json_attributes(_json_list(span, "attributes", "attributes"))
-    except _Bad as exc:  # the run is known: the finding goes to it
+    except BadShape as exc:  # the run is known: the finding goes to it
         return BadRecord(position, index, f"span: {exc}", trace_id, span_id)
     if not attributes:
         tally.ignored_spans += 1
@@ -268,7 +268,7 @@ def _json_logs(
                     found = _json_log(log, position, index, tally)
                     if found is not None:
                         yield found
-    except _Bad as exc:
+    except BadShape as exc:
         yield BadRecord(position, index + 1, f"logs request: {exc}")
 
 
@@ -280,15 +280,10 @@ def _json_log(
     trace_id = span_id = ""
     event = _member(log, "eventName", "event_name")
     try:
-        items = _json_list(log, "attributes", "attributes")
-        twice: _Twice | None = None
-        try:
-            attributes = _json_attributes(items)
-        except _Twice as exc:  # an error only in a record of ours: read on to learn whose it is
-            attributes, twice = _json_attributes(items, lenient=True), exc
-        if event != MANIFEST_EVENT_NAME and event != RECEIPT_EVENT_NAME:
-            event = attributes.get(_EVENT_NAME_ATTRIBUTE)
-        if event != MANIFEST_EVENT_NAME and event != RECEIPT_EVENT_NAME:
+        attributes, twice = read_attributes(_json_attributes, _json_list(log, "attributes", "attributes"))
+        if event not in OUR_EVENTS:
+            event = attributes.get(EVENT_NAME_ATTRIBUTE)
+        if event not in OUR_EVENTS:
             tally.ignored_log_records += 1
             return None
         trace_id = _json_id(_member(log, "traceId", "trace_id"), 16, "traceId")
@@ -296,118 +291,11 @@ def _json_log(
         if twice is not None:
             raise twice
         body = _json_value(log["body"]) if "body" in log else None
-    except _Bad as exc:
-        if not trace_id and event in (MANIFEST_EVENT_NAME, RECEIPT_EVENT_NAME):
-            with contextlib.suppress(_Bad):  # a record of ours whose attributes failed: find its run
+    except BadShape as exc:
+        if not trace_id and event in OUR_EVENTS:
+            with contextlib.suppress(BadShape):  # a record of ours whose attributes failed: find its run
                 trace_id = _json_id(_member(log, "traceId", "trace_id"), 16, "traceId")
                 span_id = _json_id(_member(log, "spanId", "span_id"), 8, "spanId")
         return BadRecord(position, index, f"manifest record: {exc}", trace_id, span_id)
     kind = ReceiptRecord if event == RECEIPT_EVENT_NAME else ManifestRecord
     return kind(trace_id, span_id, attributes, body, position, index)
-
-
-# --- OTLP protobuf --------------------------------------------------------------------------------------
-
-
-def _proto_value(value: Any, depth: int = 0) -> Any:
-    if depth > _MAX_VALUE_DEPTH:
-        raise _Bad(f"an attribute value is nested more than {_MAX_VALUE_DEPTH} levels deep")
-    kind = value.WhichOneof("value")
-    if kind == "string_value":
-        return value.string_value
-    if kind == "int_value":
-        return value.int_value
-    if kind == "double_value":
-        return value.double_value
-    if kind == "bool_value":
-        return value.bool_value
-    if kind == "array_value":
-        return [_proto_value(v, depth + 1) for v in value.array_value.values]
-    if kind == "kvlist_value":
-        return _proto_attributes(value.kvlist_value.values, keep_all=True, depth=depth + 1)
-    if kind == "bytes_value":
-        return bytes(value.bytes_value)
-    return None
-
-
-def _proto_attributes(items: Any, *, keep_all: bool = False, lenient: bool = False, depth: int = 0) -> dict[str, Any]:
-    """As :func:`_json_attributes`, for protobuf messages."""
-    out: dict[str, Any] = {}
-    for kv in items:
-        key = kv.key  # each read of a protobuf field makes a new object: once
-        if keep_all or key.startswith(_KEPT_PREFIXES) or key == _EVENT_NAME_ATTRIBUTE:
-            if key in out and not (lenient or keep_all):
-                raise _Twice(_twice(key))
-            out[key] = _proto_value(kv.value, depth)
-    return out
-
-
-def _proto_id(raw: bytes, size: int, what: str) -> str:
-    if not raw:
-        return ""
-    if len(raw) != size:
-        raise _Bad(f"{what} has {len(raw)} bytes, not {size}")
-    return raw.hex()
-
-
-def _proto_spans(msg: Any, position: int, tally: Tally) -> Iterator[SpanRecord | BadRecord]:
-    index = 0
-    for rs in msg.resource_spans:
-        for ss in rs.scope_spans:
-            for span in ss.spans:
-                index += 1
-                tally.spans += 1
-                trace_id = span_id = ""
-                try:
-                    trace_id = _proto_id(span.trace_id, 16, "trace_id")
-                    span_id = _proto_id(span.span_id, 8, "span_id")
-                    if not trace_id or not span_id:
-                        raise _Bad("no trace_id or span_id")
-                    attributes = _proto_attributes(span.attributes)
-                except _Bad as exc:
-                    yield BadRecord(position, index, f"span: {exc}", trace_id, span_id)
-                    continue
-                if not attributes:
-                    tally.ignored_spans += 1
-                    continue
-                yield SpanRecord(trace_id, span_id, span.name, attributes, position, index)
-
-
-def _proto_logs(msg: Any, position: int, tally: Tally) -> Iterator[ManifestRecord | ReceiptRecord | BadRecord]:
-    index = 0
-    for rl in msg.resource_logs:
-        for sl in rl.scope_logs:
-            for log in sl.log_records:
-                index += 1
-                tally.log_records += 1
-                twice: _Twice | None = None
-                try:
-                    try:
-                        attributes = _proto_attributes(log.attributes)
-                    except _Twice as exc:  # an error only in a record of ours: read on to learn whose it is
-                        attributes, twice = _proto_attributes(log.attributes, lenient=True), exc
-                except _Bad as exc:
-                    ids = ("", "")
-                    if log.event_name in (MANIFEST_EVENT_NAME, RECEIPT_EVENT_NAME):
-                        with contextlib.suppress(_Bad):  # a record of ours whose attributes failed: its run
-                            ids = (_proto_id(log.trace_id, 16, "trace_id"), _proto_id(log.span_id, 8, "span_id"))
-                    yield BadRecord(position, index, f"manifest record: {exc}", *ids)
-                    continue
-                event = log.event_name
-                if event != MANIFEST_EVENT_NAME and event != RECEIPT_EVENT_NAME:
-                    event = attributes.get(_EVENT_NAME_ATTRIBUTE)
-                if event != MANIFEST_EVENT_NAME and event != RECEIPT_EVENT_NAME:
-                    tally.ignored_log_records += 1
-                    continue
-                trace_id = span_id = ""
-                try:
-                    trace_id = _proto_id(log.trace_id, 16, "trace_id")
-                    span_id = _proto_id(log.span_id, 8, "span_id")
-                    if twice is not None:
-                        raise twice
-                    body = _proto_value(log.body) if log.HasField("body") else None
-                except _Bad as exc:
-                    yield BadRecord(position, index, f"manifest record: {exc}", trace_id, span_id)
-                    continue
-                kind = ReceiptRecord if event == RECEIPT_EVENT_NAME else ManifestRecord
-                yield kind(trace_id, span_id, attributes, body, position, index)
