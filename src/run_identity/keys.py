@@ -166,8 +166,10 @@ class Keyring:
             doc = json.loads(text)
         except json.JSONDecodeError as exc:
             raise KeyringError(f"{source}:{exc.lineno}: keyring is not JSON ({exc.msg})") from None
-        except (ValueError, RecursionError) as exc:  # past the digit limit of int(); nested too deeply
-            raise KeyringError(f"{source}: keyring is not usable JSON ({exc or 'nested too deeply'})") from None
+        except ValueError as exc:  # an integer past the digit limit of int()
+            raise KeyringError(f"{source}: keyring is not usable JSON ({exc})") from None
+        except RecursionError:
+            raise KeyringError(f"{source}: keyring is not usable JSON (nested too deeply)") from None
         if not isinstance(doc, dict) or not isinstance(doc.get("keys"), list):
             raise KeyringError(f"{source}: a JWKS is an object with a 'keys' array")
         ring = cls()
