@@ -59,6 +59,7 @@ _ABSENT = object()
 _STATEMENT_ATTRIBUTES = (RUN_IDENTITY_ID, RUN_IDENTITY_KEY_ID, RUN_IDENTITY_DECLARED_AT, RUN_IDENTITY_SPEC_VERSION)
 _statement_values = itemgetter(*_STATEMENT_ATTRIBUTES)
 _first = itemgetter(0)
+_second = itemgetter(1)
 
 #: A statement without its ids (the ids are the run's key): identity, key id, declared_at, spec version.
 Statement = tuple[str, str, str, str]
@@ -239,7 +240,10 @@ def as_tuple(value: Any, depth: int = 0) -> Any:
 
 def _types(value: Any) -> Any:
     if type(value) is tuple:
-        return tuple(_types(v) for v in value)
+        flat = tuple(map(type, value))
+        if tuple in flat or JsonObject in flat:
+            return tuple([_types(v) for v in value])
+        return flat
     if type(value) is JsonObject:
         return JsonObject, tuple(_types(v) for _, v in value.items)
     return type(value)
@@ -248,7 +252,10 @@ def _types(value: Any) -> Any:
 def typed_key(telemetry: Telemetry) -> tuple[Telemetry, Any]:
     """A key under which telemetry may share one object: equal values of the same types only (``True == 1``
     and ``1 == 1.0`` in Python, but step 6 tells booleans from numbers)."""
-    return telemetry, tuple(_types(value) for _, value in telemetry)
+    types = tuple(map(type, map(_second, telemetry)))  # flat values, the common case, without a Python loop
+    if tuple in types or JsonObject in types:
+        types = tuple([_types(value) for _, value in telemetry])
+    return telemetry, types
 
 
 _CONTAINERS = (list, tuple, dict)

@@ -31,15 +31,23 @@ class Profiles:
     def __init__(self) -> None:
         self._index: dict[tuple[tuple[Any, ...], Any], int] = {}
         self._items: list[tuple[Any, ...]] = []
+        # The last profile added, by its length (span and manifest profiles differ in length): consecutive
+        # runs of one application add the same one, recognised without hashing its telemetry again.
+        self._recent: dict[int, tuple[tuple[Any, ...], Telemetry, int]] = {}
 
     def add(self, profile: tuple[Any, ...], telemetry: Telemetry) -> int:
         """The number of ``profile``, which holds ``telemetry``: equal profiles share one only when their
         telemetry values also have the same types (:func:`typed_key`)."""
+        recent = self._recent.get(len(profile))
+        # The same telemetry object and an equal profile: the same types, hence the same number.
+        if recent is not None and recent[1] is telemetry and recent[0] == profile:
+            return recent[2]
         key = (profile, typed_key(telemetry)[1])
         found = self._index.get(key)
         if found is None:
             found = self._index[key] = len(self._items)
             self._items.append(profile)
+        self._recent[len(profile)] = (profile, telemetry, found)
         return found
 
     def __getitem__(self, index: int) -> tuple[Any, ...]:
