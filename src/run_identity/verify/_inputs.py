@@ -26,6 +26,7 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsSer
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from run_identity.errors import RunIdentityError
+from run_identity.verify._records_json import decode_line
 
 __all__ = [
     "OTLP_JSON",
@@ -75,7 +76,8 @@ class Chunk:
 
 @dataclass(frozen=True, slots=True)
 class RawRequest:
-    """A decoded export request: ``kind`` ``traces`` or ``logs``, ``payload`` a dict or protobuf message."""
+    """A decoded export request: ``kind`` ``traces`` or ``logs``, ``payload`` a dict (OTLP/JSON), its records
+    already read (:class:`._records_json.DecodedRequest`), or a protobuf message."""
 
     position: int
     kind: str
@@ -241,6 +243,10 @@ def _json_lines(data: bytes, first_line: int) -> Iterator[RawRequest | BadReques
         if line == 1 and data.startswith(b"\xef\xbb\xbf", start):
             start += 3  # a UTF-8 byte order mark some editors add
         if start == end or (data[start] in _SPACE and data[start:end].isspace()):
+            continue
+        decoded = decode_line(view[start:end], line)
+        if decoded is not None:  # the plain shape, read by the fast path
+            yield RawRequest(line, decoded.kind, decoded)
             continue
         try:
             doc = orjson.loads(view[start:end])

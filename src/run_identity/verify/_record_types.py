@@ -3,6 +3,8 @@ what its two decoders (OTLP/JSON there, protobuf in :mod:`run_identity.verify._r
 
 from __future__ import annotations
 
+import base64
+import binascii
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -11,6 +13,7 @@ from run_identity.attributes import MANIFEST_EVENT_NAME, RECEIPT_EVENT_NAME
 
 __all__ = [
     "EVENT_NAME_ATTRIBUTE",
+    "INT64_DIGITS",
     "KEPT_PREFIXES",
     "MAX_VALUE_DEPTH",
     "OUR_EVENTS",
@@ -21,6 +24,8 @@ __all__ = [
     "RepeatedKey",
     "SpanRecord",
     "Tally",
+    "int64",
+    "json_id",
     "read_attributes",
     "too_deep",
 ]
@@ -32,6 +37,7 @@ EVENT_NAME_ATTRIBUTE = "event.name"
 OUR_EVENTS = (MANIFEST_EVENT_NAME, RECEIPT_EVENT_NAME)
 #: AnyValues nested deeper than this are malformed (OTLP's protobuf decoders stop at 100 levels of messages).
 MAX_VALUE_DEPTH = 32
+_HEX = "0123456789abcdef"
 
 
 class BadShape(Exception):
@@ -123,3 +129,38 @@ class Tally:
         self.log_records += other.log_records
         self.ignored_spans += other.ignored_spans
         self.ignored_log_records += other.ignored_log_records
+
+
+def json_id(value: object, size: int, what: str) -> str:
+    """A hex id (OTLP/JSON) or, leniently, the base64 id of protobuf's JSON mapping; '' when absent."""
+    if value is None or value == "":
+        return ""
+    if type(value) is not str:
+        raise BadShape(f"{what} is not a string")
+    if len(value) == 2 * size:
+        low = value.lower()
+        if not low.strip(_HEX):  # every character a hex digit
+            return low
+    elif len(value) == 4 * ((size + 2) // 3):
+        try:
+            raw = base64.b64decode(value, validate=True)
+        except (binascii.Error, ValueError):
+            raw = b""
+        if len(raw) == size:
+            return raw.hex()
+    raise BadShape(f"{what} {value[:40]!r} is not {2 * size} hex digits")
+
+
+#: Decimal digits of the largest int64 (9223372036854775807).
+INT64_DIGITS = 19
+
+
+def int64(text: str) -> int:
+    """An OTLP int64 from its decimal text (``-`` then ASCII digits); raises BadShape outside int64."""
+    digits = text[1:] if text[:1] == "-" else text
+    if not (digits.isascii() and digits.isdecimal()):  # not "--5", not "²"
+        raise BadShape("intValue is not an integer")
+    value = int(text) if len(digits) <= INT64_DIGITS else 1 << 64
+    if not -(1 << 63) <= value < 1 << 63:
+        raise BadShape("intValue is outside the 64-bit range")
+    return value

@@ -18,6 +18,7 @@ from run_identity.attributes import RECEIPT_EVENT_NAME
 from run_identity.verify._inputs import RawRequest
 from run_identity.verify._record_types import (
     EVENT_NAME_ATTRIBUTE,
+    INT64_DIGITS,
     KEPT_PREFIXES,
     MAX_VALUE_DEPTH,
     OUR_EVENTS,
@@ -28,24 +29,30 @@ from run_identity.verify._record_types import (
     RepeatedKey,
     SpanRecord,
     Tally,
+    int64,
+    json_id,
     read_attributes,
     too_deep,
 )
+from run_identity.verify._records_json import DecodedRequest
 from run_identity.verify._records_proto import proto_logs, proto_spans
 
 __all__ = ["BadRecord", "ManifestRecord", "ReceiptRecord", "SpanRecord", "Tally", "records"]
 
-_HEX = "0123456789abcdef"
 _EMPTY: dict[str, Any] = {}
 
 
-def records(
-    request: RawRequest, tally: Tally
-) -> Iterator[SpanRecord | ManifestRecord | ReceiptRecord | BadRecord]:
+def records(request: RawRequest, tally: Tally) -> Iterator[SpanRecord | ManifestRecord | ReceiptRecord | BadRecord]:
     """The span and manifest records of one export request, in order."""
     tally.requests += 1
     payload = request.payload
-    if type(payload) is dict:
+    if type(payload) is DecodedRequest:
+        tally.spans += payload.spans
+        tally.log_records += payload.log_records
+        tally.ignored_spans += payload.ignored_spans
+        tally.ignored_log_records += payload.ignored_log_records
+        yield from payload.items
+    elif type(payload) is dict:
         if request.kind == "traces":
             yield from _json_spans(payload, request.position, tally)
         else:
@@ -75,26 +82,6 @@ def _json_list(obj: object, camel: str, snake: str) -> list[Any]:
     return value
 
 
-def _json_id(value: object, size: int, what: str) -> str:
-    """A hex id (OTLP/JSON) or, leniently, the base64 id of protobuf's JSON mapping; '' when absent."""
-    if value is None or value == "":
-        return ""
-    if type(value) is not str:
-        raise BadShape(f"{what} is not a string")
-    if len(value) == 2 * size:
-        low = value.lower()
-        if not low.strip(_HEX):  # every character a hex digit
-            return low
-    elif len(value) == 4 * ((size + 2) // 3):
-        try:
-            raw = base64.b64decode(value, validate=True)
-        except (binascii.Error, ValueError):
-            raw = b""
-        if len(raw) == size:
-            return raw.hex()
-    raise BadShape(f"{what} {value[:40]!r} is not {2 * size} hex digits")
-
-
 _JSON_KINDS = {
     "stringValue": "s",
     "string_value": "s",
@@ -113,18 +100,7 @@ _JSON_KINDS = {
 }
 
 
-_INT64_DIGITS = 19
-
-
-def _int64(text: str) -> int:
-    """An OTLP int64 from its decimal text (``-`` then ASCII digits); raises BadShape outside int64."""
-    digits = text[1:] if text[:1] == "-" else text
-    if not (digits.isascii() and digits.isdecimal()):  # not "--5", not "²"
-        raise BadShape("intValue is not an integer")
-    value = int(text) if len(digits) <= _INT64_DIGITS else 1 << 64
-    if not -(1 << 63) <= value < 1 << 63:
-        raise BadShape("intValue is outside the 64-bit range")
-    return value
+_INT64_DIGITS = INT64_DIGITS
 
 
 def _json_value(value: object, depth: int = 0) -> Any:
@@ -142,9 +118,9 @@ def _json_value(value: object, depth: int = 0) -> Any:
             return raw
         if kind == "i":
             if type(raw) is int:
-                return _int64(str(raw))
+                return int64(str(raw))
             if type(raw) is str:
-                return _int64(raw)
+                return int64(raw)
             raise BadShape("intValue is not an integer")
         if kind == "d":
             if type(raw) is float or type(raw) is int:
@@ -240,8 +216,8 @@ def _json_spans(doc: dict[str, Any], position: int, tally: Tally) -> Iterator[Sp
 def _json_span(span: object, position: int, index: int, tally: Tally) -> SpanRecord | BadRecord | None:
     if type(span) is not dict:
         raise BadShape("expected an object")
-    trace_id = _json_id(_member(span, "traceId", "trace_id"), 16, "traceId")
-    span_id = _json_id(_member(span, "spanId", "span_id"), 8, "spanId")
+    trace_id = json_id(_member(span, "traceId", "trace_id"), 16, "traceId")
+    span_id = json_id(_member(span, "spanId", "span_id"), 8, "spanId")
     if not trace_id or not span_id:
         raise BadShape("no traceId or spanId")
     try:
@@ -286,16 +262,16 @@ def _json_log(
         if event not in OUR_EVENTS:
             tally.ignored_log_records += 1
             return None
-        trace_id = _json_id(_member(log, "traceId", "trace_id"), 16, "traceId")
-        span_id = _json_id(_member(log, "spanId", "span_id"), 8, "spanId")
+        trace_id = json_id(_member(log, "traceId", "trace_id"), 16, "traceId")
+        span_id = json_id(_member(log, "spanId", "span_id"), 8, "spanId")
         if twice is not None:
             raise twice
         body = _json_value(log["body"]) if "body" in log else None
     except BadShape as exc:
         if not trace_id and event in OUR_EVENTS:
             with contextlib.suppress(BadShape):  # a record of ours whose attributes failed: find its run
-                trace_id = _json_id(_member(log, "traceId", "trace_id"), 16, "traceId")
-                span_id = _json_id(_member(log, "spanId", "span_id"), 8, "spanId")
+                trace_id = json_id(_member(log, "traceId", "trace_id"), 16, "traceId")
+                span_id = json_id(_member(log, "spanId", "span_id"), 8, "spanId")
         return BadRecord(position, index, f"manifest record: {exc}", trace_id, span_id)
     kind = ReceiptRecord if event == RECEIPT_EVENT_NAME else ManifestRecord
     return kind(trace_id, span_id, attributes, body, position, index)
