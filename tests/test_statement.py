@@ -28,6 +28,7 @@ from run_identity.statement import (
     encode_signature,
     format_timestamp,
     pae,
+    statement_from_canonical,
 )
 
 IDENTITY = "sha256:" + "0123456789abcdef" * 4
@@ -151,9 +152,7 @@ def test_json_round_trip() -> None:
     span=st.binary(min_size=8, max_size=8).filter(any),
     micros=st.integers(min_value=0, max_value=253402300799999999),
 )
-def test_round_trips_hold_for_any_valid_statement(
-    identity: bytes, trace: bytes, span: bytes, micros: int
-) -> None:
+def test_round_trips_hold_for_any_valid_statement(identity: bytes, trace: bytes, span: bytes, micros: int) -> None:
     """For any valid ids and time, JSON and span carriers rebuild the same statement."""
     s = _statement(
         identity="sha256:" + identity.hex(),
@@ -306,3 +305,45 @@ def test_decode_signature_is_strict(text: object) -> None:
 def test_decode_signature_accepts_canonical_form() -> None:
     """The canonical base64 of a 64-byte signature decodes to those bytes."""
     assert decode_signature(SIGNATURE_B64) == _SIG
+
+
+_GOOD_STATEMENT = {
+    "declared_at": DECLARED_AT,
+    "identity": "sha256:" + "ab" * 32,
+    "key_id": TEST1_KEY_ID,
+    "span_id": SPAN_ID,
+    "spec_version": "1",
+    "trace_id": TRACE_ID,
+}
+_ODD_VALUES = st.sampled_from(
+    ["", "0" * 32, "0" * 16, "2026-02-30T00:00:00.000000Z", "2026-11-22T02:07:12.12345Z", "sha256:" + "AB" * 32,
+     "2", "x" * 43, TRACE_ID.upper(), "1 ", "é"]
+)  # fmt: skip
+
+
+@given(
+    st.dictionaries(st.sampled_from(sorted(_GOOD_STATEMENT)), _ODD_VALUES, max_size=2),
+    st.sampled_from(["canonical", "spaced", "reordered"]),
+)
+def test_statement_from_canonical_reads_exactly_the_canonical_text(changes: dict[str, str], form: str) -> None:
+    """The verifier's one-match reader accepts exactly the texts that are the canonical form of a valid
+    spec-version-1 statement, and reads the same statement the constructor makes."""
+    doc = {**_GOOD_STATEMENT, **changes}
+    if form == "canonical":
+        text = canonicalize(doc).decode()
+    elif form == "spaced":
+        text = orjson.dumps(doc, option=orjson.OPT_SORT_KEYS).decode().replace(",", ", ")
+    else:
+        text = orjson.dumps(dict(reversed(list(doc.items())))).decode()
+    try:
+        expected: BindingStatement | None = BindingStatement.from_json(orjson.loads(text))
+    except ManifestError:
+        expected = None
+    if expected is not None and (expected.canonical() != text.encode() or expected.spec_version != "1"):
+        expected = None
+    assert statement_from_canonical(text) == expected
+
+
+def test_statement_from_canonical_reads_a_signed_statement() -> None:
+    statement = BindingStatement(**_GOOD_STATEMENT)
+    assert statement_from_canonical(statement.canonical().decode()) == statement

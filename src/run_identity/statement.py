@@ -35,6 +35,7 @@ __all__ = [
     "format_timestamp",
     "pae",
     "run_statement",
+    "statement_from_canonical",
 ]
 
 PAYLOAD_TYPE = "application/vnd.run-identity.binding.v1+json"
@@ -110,6 +111,37 @@ _IDS = re.compile(r"[0-9a-f]{32}/[0-9a-f]{16}")
 _FRACTION = re.compile(r"\.[0-9]{6}Z")
 _CHECKED_KEY_IDS: set[str] = set()
 _CHECKED_SECOND = ""
+
+
+#: A statement's canonical text, every field in the shape __post_init__ checks (spec version 1).
+_CANONICAL = re.compile(
+    r'\{"declared_at":"([0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{6}Z)",'
+    r'"identity":"(sha256:[0-9a-f]{64})","key_id":"([A-Za-z0-9_-]{43})","span_id":"([0-9a-f]{16})",'
+    r'"spec_version":"1","trace_id":"([0-9a-f]{32})"\}'
+)
+
+
+def statement_from_canonical(text: str) -> BindingStatement | None:
+    """The spec-version-1 statement whose canonical text (JCS) is exactly ``text``, or None.
+
+    One match of the canonical template does the field checks of construction; the rest (ids not all zero,
+    a real date) follow, so the result is what :meth:`BindingStatement.from_json` would give, and its
+    :meth:`~BindingStatement.canonical` form is ``text`` itself.
+    """
+    found = _CANONICAL.fullmatch(text)
+    if found is None:
+        return None
+    declared_at, identity, key_id, span_id, trace_id = found.groups()
+    if trace_id == _ZERO_TRACE_ID or span_id == _ZERO_SPAN_ID:
+        return None
+    if declared_at[:19] != _CHECKED_SECOND and not _remember_second(declared_at):
+        return None
+    statement = object.__new__(BindingStatement)
+    # A frozen dataclass's __init__ sets each field through object.__setattr__; these are checked.
+    statement.__dict__.update(
+        identity=identity, trace_id=trace_id, span_id=span_id, key_id=key_id, declared_at=declared_at, spec_version="1"
+    )
+    return statement
 
 
 def run_statement(

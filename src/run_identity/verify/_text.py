@@ -23,7 +23,7 @@ from typing import Any
 from run_identity.composition import COMPONENT_NAMES, LIST_COMPONENTS
 from run_identity.digest import SPEC_VERSION, identity_digest, list_digest
 from run_identity.errors import ManifestError
-from run_identity.statement import BindingStatement, decode_signature
+from run_identity.statement import decode_signature, statement_from_canonical
 from run_identity.verify._fast import DIGEST, FastManifest, Part, Unsure, canonical_digest, fingerprint, prefix
 
 __all__ = ["read_canonical"]
@@ -35,7 +35,6 @@ _SIGNATURE = '","signature":"'
 _STATEMENT = f'","spec_version":"{SPEC_VERSION}","statement":'
 _DIGEST_AT = len('":{"digest":"')
 _ELEMENT_VALUE_AT = len('{"digest":"') + 71 + len('","value":')
-_STATEMENT_KEYS = ["declared_at", "identity", "key_id", "span_id", "spec_version", "trace_id"]
 _scan = json.JSONDecoder().raw_decode
 
 
@@ -125,33 +124,12 @@ def _read(text: str) -> FastManifest:
     signature_text = text[pos:end]
     if not text.startswith(_STATEMENT, end) or text[-1] != "}":
         raise Unsure
-    statement_text = text[end + len(_STATEMENT) : -1]
-    statement = _statement(statement_text)
+    # The statement's exact canonical text (spec version 1, the one _STATEMENT names), fields checked.
+    statement = statement_from_canonical(text[end + len(_STATEMENT) : -1])
     signature = decode_signature(signature_text)
-    if (
-        signature is None
-        or statement.identity != identity
-        or statement.spec_version != SPEC_VERSION
-        or statement.canonical() != statement_text.encode()
-    ):
+    if statement is None or signature is None or statement.identity != identity:
         raise Unsure
     return FastManifest(statement, signature, fingerprint(identity, statement, signature_text, shape, None), parts)
-
-
-def _statement(text: str) -> BindingStatement:
-    """The statement in ``text``, read as its canonical form (checked by the caller) would spell it."""
-    parts = text.split('"')
-    if len(parts) != 25 or parts[1::4] != _STATEMENT_KEYS:
-        raise Unsure
-    declared_at, identity, key_id, span_id, spec_version, trace_id = parts[3::4]
-    return BindingStatement(
-        identity=identity,
-        trace_id=trace_id,
-        span_id=span_id,
-        key_id=key_id,
-        declared_at=declared_at,
-        spec_version=spec_version,
-    )
 
 
 def _component(text: str, end: int, name: str, stated: str) -> tuple[int, list[Any], Part | None, bool]:
