@@ -254,7 +254,8 @@ def typed_key(telemetry: Telemetry) -> tuple[Telemetry, Any]:
     and ``1 == 1.0`` in Python, but step 6 tells booleans from numbers)."""
     types = tuple(map(type, map(_second, telemetry)))  # flat values, the common case, without a Python loop
     if tuple in types or JsonObject in types:
-        types = tuple([_types(value) for _, value in telemetry])
+        pairs = zip(types, telemetry, strict=True)
+        types = tuple([t if t is not tuple and t is not JsonObject else _types(v) for t, (_, v) in pairs])
     return telemetry, types
 
 
