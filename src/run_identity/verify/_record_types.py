@@ -77,8 +77,9 @@ class SpanRecord:
 
 
 @dataclass(slots=True)
-class ManifestRecord:
-    """A ``run_identity.manifest`` log record: its own hex ids (empty when absent), attributes and body."""
+class EventRecord:
+    """A log record of ours: its own hex ids (empty when absent), attributes and body. The two kinds below
+    differ only in type, which says what checks them."""
 
     trace_id: str
     span_id: str
@@ -89,15 +90,13 @@ class ManifestRecord:
 
 
 @dataclass(slots=True)
-class ReceiptRecord:
-    """A ``run_identity.receipt`` log record (checked by ``._receipts``), fields as in ManifestRecord."""
+class ManifestRecord(EventRecord):
+    """A ``run_identity.manifest`` log record."""
 
-    trace_id: str
-    span_id: str
-    attributes: dict[str, Any]
-    body: object
-    position: int
-    index: int
+
+@dataclass(slots=True)
+class ReceiptRecord(EventRecord):
+    """A ``run_identity.receipt`` log record (checked by ``._receipts``)."""
 
 
 @dataclass(slots=True)
