@@ -3,7 +3,8 @@
 Only what verification reads is kept: a span's ids, name and its ``run_identity.*`` and ``gen_ai.*``
 attributes; a manifest log record's ids, attributes and body. Other spans and log records are counted and
 dropped. A record that breaks the OTLP shape becomes a :class:`BadRecord` and the others are still read.
-OTLP/JSON is decoded here, protobuf in :mod:`run_identity.verify._records_proto`.
+OTLP/JSON is decoded here (lines in the plain shape exporters write first by the typed reader of
+:mod:`run_identity.verify._records_json`), protobuf in :mod:`run_identity.verify._records_proto`.
 """
 
 from __future__ import annotations
@@ -100,9 +101,6 @@ _JSON_KINDS = {
 }
 
 
-_INT64_DIGITS = INT64_DIGITS
-
-
 def _json_value(value: object, depth: int = 0) -> Any:
     if type(value) is not dict:
         raise BadShape("an attribute value is not an AnyValue object")
@@ -188,7 +186,7 @@ def _json_plain_attributes(items: list[Any]) -> dict[str, Any]:
                     out[key] = number
                     continue
                 integer = value.get("intValue")
-                if type(integer) is str and len(integer) < _INT64_DIGITS and integer.isdecimal() and integer.isascii():
+                if type(integer) is str and len(integer) < INT64_DIGITS and integer.isdecimal() and integer.isascii():
                     out[key] = int(integer)
                     continue
             out[key] = _json_value(value)
