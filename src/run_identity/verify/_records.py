@@ -48,10 +48,7 @@ def records(request: RawRequest, tally: Tally) -> Iterator[SpanRecord | Manifest
     tally.requests += 1
     payload = request.payload
     if type(payload) is DecodedRequest:
-        tally.spans += payload.spans
-        tally.log_records += payload.log_records
-        tally.ignored_spans += payload.ignored_spans
-        tally.ignored_log_records += payload.ignored_log_records
+        tally.add(payload.tally)
         yield from payload.items
     elif type(payload) is dict:
         if request.kind == "traces":

@@ -36,6 +36,7 @@ from run_identity.verify._record_types import (
     ManifestRecord,
     ReceiptRecord,
     SpanRecord,
+    Tally,
     int64,
     json_id,
 )
@@ -176,12 +177,12 @@ class _GiveWay(Exception):
 class DecodedRequest:
     """The records of one export request, already read, and what they add to the tally."""
 
-    __slots__ = ("ignored_log_records", "ignored_spans", "items", "kind", "log_records", "spans")
+    __slots__ = ("items", "kind", "tally")
 
     def __init__(self, kind: str) -> None:
         self.kind = kind
         self.items: list[SpanRecord | ManifestRecord | ReceiptRecord] = []
-        self.spans = self.log_records = self.ignored_spans = self.ignored_log_records = 0
+        self.tally = Tally()  # spans and log records seen and ignored (requests are counted by the caller)
 
 
 def decode_line(line: bytes | memoryview, position: int) -> DecodedRequest | None:
@@ -209,14 +210,14 @@ def _spans(resource_spans: list[ResourceSpans], position: int) -> DecodedRequest
         for ss in rs.scopeSpans or _NONE:
             for span in ss.spans or _NONE:
                 index += 1
-                out.spans += 1
+                out.tally.spans += 1
                 trace_id = json_id(span.traceId or "", 16, "traceId")
                 span_id = json_id(span.spanId or "", 8, "spanId")
                 if not trace_id or not span_id:
                     raise _GiveWay
                 attributes = _kept(span.attributes)
                 if not attributes:
-                    out.ignored_spans += 1
+                    out.tally.ignored_spans += 1
                     continue
                 name = span.name
                 items.append(SpanRecord(trace_id, span_id, name or "", attributes, position, index))
@@ -231,13 +232,13 @@ def _logs(resource_logs: list[ResourceLogs], position: int) -> DecodedRequest:
         for sl in rl.scopeLogs or _NONE:
             for log in sl.logRecords or _NONE:
                 index += 1
-                out.log_records += 1
+                out.tally.log_records += 1
                 attributes = _kept(log.attributes)
                 event: Any = log.eventName
                 if event not in OUR_EVENTS:
                     event = attributes.get(EVENT_NAME_ATTRIBUTE)
                     if event not in OUR_EVENTS:
-                        out.ignored_log_records += 1
+                        out.tally.ignored_log_records += 1
                         continue
                 trace_id = json_id(log.traceId or "", 16, "traceId")
                 span_id = json_id(log.spanId or "", 8, "spanId")
