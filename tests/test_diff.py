@@ -136,7 +136,7 @@ def test_cli_diff_reads_the_inputs_twice_at_most(
     chat, multi = export.run("chat"), export.run("multi-turn")
     assert main(["diff", chat.identity[:20], multi.identity[:20], "--in", str(export.directory)]) == 0
     assert "parameters.temperature" in capsys.readouterr().out
-    assert len(readings) == 2
+    assert len(readings) <= 2
     readings.clear()
     assert main(["diff", f"{chat.trace_id}/{chat.span_id}", multi.trace_id, "--in", str(export.directory)]) == 0
     assert len(readings) == 1

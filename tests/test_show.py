@@ -89,8 +89,10 @@ def test_show_without_trust_says_so(export: vf.Export, capsys: pytest.CaptureFix
     """Show needs --keyring, or the explicit insecure flag whose banner goes to stderr."""
     run = export.run("chat")
     assert main(["show", run.identity, "--in", str(export.directory)]) == 2
-    assert main(["show", run.identity, "--in", str(export.directory), "--insecure-skip-signatures"]) == 0
-    assert "NO SIGNATURE WAS CHECKED" in capsys.readouterr().err
+    assert main(["show", run.identity, "--in", str(export.directory), "--insecure-skip-signatures"]) == 1
+    captured = capsys.readouterr()
+    assert "NO SIGNATURE WAS CHECKED" in captured.err
+    assert "signature_unchecked" in captured.out and "VERIFIED" not in captured.out
 
 
 def test_show_an_ambiguous_trace_names_its_runs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

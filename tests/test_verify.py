@@ -16,6 +16,7 @@ from run_identity.cli import main
 from run_identity.keys import Keyring
 from run_identity.verify import (
     FAILURE_CODES,
+    NEVER_ALLOWED,
     RESULT_CODES,
     InputError,
     Policy,
@@ -53,8 +54,13 @@ def test_policy_refuses_unknown_codes() -> None:
 
 
 def test_policy_cannot_allow_verified_and_knows_every_failure_code() -> None:
-    """Every failure code can be tolerated; ``verified`` is not a failure."""
-    assert Policy(allow=FAILURE_CODES).allow == frozenset(FAILURE_CODES)
+    """Every failure code but those of an unestablished claim can be tolerated; ``verified`` is no failure."""
+    allowable = set(FAILURE_CODES) - NEVER_ALLOWED
+    assert Policy(allow=allowable).allow == frozenset(allowable)
+    assert {"malformed", "unknown_key", "bad_signature", "identity_mismatch", "signature_unchecked"} == NEVER_ALLOWED
+    for code in NEVER_ALLOWED:
+        with pytest.raises(ValueError, match="cannot be allowed"):
+            Policy(allow={code})
     with pytest.raises(ValueError):
         Policy(allow={"verified"})
     assert RESULT_CODES[0] == "verified" and set(RESULT_CODES[1:]) == set(FAILURE_CODES)
@@ -90,7 +96,8 @@ def test_a_key_missing_from_the_keyring_is_unknown_key(export: vf.Export) -> Non
 
 
 def test_insecure_checks_consistency_only_and_says_so(export: vf.Export, tmp_path: Path) -> None:
-    """Without signature checks a foreign signature passes, the report says signatures were not checked."""
+    """Without signature checks no run is verified or passes: each is signature_unchecked, and the report says
+    signatures were not checked; the consistency checks still run."""
     directory = _copy(export, tmp_path / "x")
     traces = vf.read_lines(directory / "traces.jsonl")
     span = next(vf.spans_of(traces))
@@ -98,21 +105,25 @@ def test_insecure_checks_consistency_only_and_says_so(export: vf.Export, tmp_pat
     vf.write_lines(directory / "traces.jsonl", traces)
     assert _verify([directory]).counts["bad_signature"] == 1
     report = Verifier.insecure(Policy(allow={"unidentified"})).verify([directory])
-    assert report.counts["verified"] == 5 and report.passed
+    assert report.counts["verified"] == 0 and not report.passed
+    assert report.counts["signature_unchecked"] == 5
     summary = report.summary_json()
     assert summary["insecure"] is True and summary["signatures_checked"] is False
 
 
 def test_salted_manifests_verify_with_the_salt_and_are_noted_without(tmp_path: Path) -> None:
-    """Blinded content recomputes with the deployment's salt; without it only stated digests are checked."""
+    """Blinded content recomputes with the deployment's salt; without it nothing vouches for the content:
+    content_unchecked, which passes only when the policy names it."""
     salt = bytes(range(32))
     salted = vf.export_runs(tmp_path / "salted", vf.compositions()[:2], salt=salt)
     with_salt = Verifier(_keyring(), Policy(), salts=[salt]).verify([salted.directory])
     assert with_salt.counts["verified"] == 2
     assert all(not r.notes for r in with_salt.results())
     without = _verify([salted.directory])
-    assert without.counts["verified"] == 2
-    assert all("not given" in r.notes[0] for r in without.results())
+    assert without.counts["content_unchecked"] == 2 and not without.passed
+    assert all("not given" in r.findings[0].message for r in without.results())
+    allowed = Verifier(_keyring(), Policy(allow={"content_unchecked"})).verify([salted.directory])
+    assert allowed.passed and allowed.counts["verified"] == 0
 
 
 def test_one_signature_verification_per_run_when_span_and_manifest_agree(export: vf.Export) -> None:

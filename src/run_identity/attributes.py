@@ -16,6 +16,9 @@ RUN_IDENTITY_KEY_ID = "run_identity.key_id"
 RUN_IDENTITY_SPEC_VERSION = "run_identity.spec_version"
 #: When the composition was declared (RFC 3339, UTC, microseconds), part of the signed statement.
 RUN_IDENTITY_DECLARED_AT = "run_identity.declared_at"
+#: The blinding salt's public id (``sha256:<64 hex>``), set only when the identity is salted; part of the
+#: signed statement.
+RUN_IDENTITY_SALT_ID = "run_identity.salt_id"
 #: The reason a declared composition could not be identified (set instead of the identity) or its binding
 #: could not be signed (set beside the identity, with no signature).
 RUN_IDENTITY_ERROR = "run_identity.error"

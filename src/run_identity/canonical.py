@@ -34,7 +34,14 @@ import orjson
 from run_identity._es6 import format_float
 from run_identity.errors import CanonicalizationError
 
-__all__ = ["MAX_DEPTH", "canonicalize", "canonicalize_elements", "json_path_join"]
+__all__ = [
+    "MAX_DEPTH",
+    "StrictJSONError",
+    "canonicalize",
+    "canonicalize_elements",
+    "json_path_join",
+    "loads_strict",
+]
 
 MAX_DEPTH: Final = 254
 """Deepest nesting of objects and arrays accepted (orjson's limit); a deeper container is rejected."""
@@ -64,6 +71,51 @@ _dumps = orjson.dumps
 # visited objects the level walk gives up and the recursive walk (which ends cycles at MAX_DEPTH) decides.
 _PLAIN_WALK_LIMIT: Final = 1 << 20
 _get_referents = gc.get_referents
+
+
+class StrictJSONError(ValueError):
+    """JSON text with no single reading: not JSON, a member named twice, a constant such as ``NaN``, or
+    nesting too deep to read."""
+
+
+class _Repeated(Exception):
+    def __init__(self, key: str) -> None:
+        self.key = key
+
+
+def _strict_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out = dict(pairs)
+    if len(out) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise _Repeated(key)
+            seen.add(key)
+    return out
+
+
+def _no_constant(name: str) -> Any:
+    raise StrictJSONError(f"{name} is not a JSON number")
+
+
+def loads_strict(data: str | bytes | bytearray | memoryview) -> Any:
+    """Parse JSON text that has exactly one reading, or raise :class:`StrictJSONError` (docs/spec.md §14).
+
+    A member named twice in any object at any depth is refused (readers disagree on which one holds), and
+    so is text nested too deeply to be read at all: nothing is ever passed unchecked.
+    """
+    text = bytes(data) if isinstance(data, (bytearray, memoryview)) else data
+    try:
+        return json.loads(text, object_pairs_hook=_strict_object, parse_constant=_no_constant)
+    except _Repeated as exc:
+        message = f"member {exc.key[:80]!r} appears more than once (which one holds is ambiguous)"
+        raise StrictJSONError(message) from None
+    except RecursionError:
+        raise StrictJSONError("nested too deeply to be read") from None
+    except StrictJSONError:
+        raise
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, an integer past Python's digit limit
+        raise StrictJSONError(f"not JSON ({exc})") from None
 
 
 def json_path_join(path: str, key: str | int) -> str:

@@ -277,9 +277,7 @@ class Manifest:
         signature = decode_signature(doc.get("signature"))
         _expect(signature is not None, "signature", "expected standard base64 of a 64-byte Ed25519 signature")
         assert signature is not None
-        salt = doc.get("salt_id")
-        if salt is not None:
-            _parse_digest(salt, "salt_id")
+        salt = _parse_digest(doc["salt_id"], "salt_id") if "salt_id" in doc else None
         return cls(SPEC_VERSION, identity, components, statement, signature, salt)
 
     def to_json_bytes(self) -> bytes:
@@ -355,6 +353,9 @@ class Manifest:
             problems.append(f"identity: recomputed {identity} differs from stated {self.identity}")
         if identity != self.statement.identity:
             problems.append(f"statement.identity: recomputed {identity} differs from signed {self.statement.identity}")
+        if self.salt_id != self.statement.salt_id:
+            signed = self.statement.salt_id
+            problems.append(f"salt_id: the manifest names {self.salt_id}, the signed statement {signed}")
         return RecomputedIdentity(identity, digests, tuple(problems))
 
     def withhold(self, component: str, index: int | None = None) -> Manifest:

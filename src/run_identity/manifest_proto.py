@@ -37,6 +37,7 @@ def manifest_to_proto(manifest: Manifest) -> bytes:
             span_id=s.span_id,
             key_id=s.key_id,
             declared_at=s.declared_at,
+            salt_id=s.salt_id or "",
         )
     )
     for name in sorted(manifest.components):
@@ -108,6 +109,7 @@ def manifest_from_proto(data: bytes) -> Manifest:
             key_id=msg.statement.key_id,
             declared_at=msg.statement.declared_at,
             spec_version=msg.statement.spec_version,
+            salt_id=msg.statement.salt_id or None,
         ),
         signature=bytes(msg.signature),
         salt_id=msg.salt_id or None,

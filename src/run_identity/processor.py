@@ -41,12 +41,8 @@ from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 
 from run_identity._background import Job, SigningWorker, attach, ending_attach_works
 from run_identity.attributes import (
-    RUN_IDENTITY_DECLARED_AT,
     RUN_IDENTITY_ERROR,
-    RUN_IDENTITY_ID,
-    RUN_IDENTITY_KEY_ID,
     RUN_IDENTITY_SIGNATURE,
-    RUN_IDENTITY_SPEC_VERSION,
 )
 from run_identity.declare import Declaration, current_declaration
 from run_identity.digest import identity_of_new
@@ -90,19 +86,6 @@ class Coverage:
 def _reason(exc: BaseException) -> str:
     text = f"{type(exc).__name__}: {exc}"
     return text if len(text) <= _MAX_REASON else text[: _MAX_REASON - 1] + "…"
-
-
-def _span_attributes(statement: BindingStatement, signature: str | None) -> dict[str, str]:
-    """The ``run_identity.*`` attributes of a run's span; ``signature`` (base64) is None until it is made."""
-    attributes = {
-        RUN_IDENTITY_ID: statement.identity,
-        RUN_IDENTITY_KEY_ID: statement.key_id,
-        RUN_IDENTITY_SPEC_VERSION: statement.spec_version,
-        RUN_IDENTITY_DECLARED_AT: statement.declared_at,
-    }
-    if signature is not None:
-        attributes[RUN_IDENTITY_SIGNATURE] = signature
-    return attributes
 
 
 class IdentitySpanProcessor(SpanProcessor):
@@ -246,6 +229,7 @@ class IdentitySpanProcessor(SpanProcessor):
                 span_id=span_id,
                 key_id=self._signer.key_id,
                 declared_at=format_timestamp(declaration.declared_ns),
+                salt_id=identity.salt_id,
             )
         except Exception as exc:
             reason = self._failed(declaration, exc, "run_identity: a declared composition could not be identified")
@@ -269,7 +253,7 @@ class IdentitySpanProcessor(SpanProcessor):
                 self._retire(dropped[1])
             jobs[key] = (weakref.ref(span), job)
             if worker.submit(job):
-                attributes = _span_attributes(statement, None)
+                attributes = statement.span_attributes(None)
                 if not attach(span, attributes):
                     span.set_attributes(attributes)
                 return
@@ -279,8 +263,7 @@ class IdentitySpanProcessor(SpanProcessor):
             with contextlib.suppress(Exception):
                 span.set_attribute(RUN_IDENTITY_ERROR, job.error)
         else:
-            attributes = _span_attributes(statement, None)
-            attributes[RUN_IDENTITY_SIGNATURE] = encode_signature(job.signature)
+            attributes = statement.span_attributes(job.signature)
             if not (self._raw_attributes and attach(span, attributes)):
                 span.set_attributes(attributes)
             self._emit(job)

@@ -46,6 +46,11 @@ def sign_run(
     """
     identity = compute_identity(composition, salt=salt)
     statement = run_statement(
-        identity.id, trace_id=trace_id, span_id=span_id, key_id=signer.key_id, declared_at=declared_at
+        identity.id,
+        trace_id=trace_id,
+        span_id=span_id,
+        key_id=signer.key_id,
+        declared_at=declared_at,
+        salt_id=identity.salt_id,
     )
     return SignedRun(identity, statement, sign_or_raise(signer, statement.signing_input()))

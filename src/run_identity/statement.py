@@ -20,6 +20,7 @@ from run_identity.attributes import (
     RUN_IDENTITY_DECLARED_AT,
     RUN_IDENTITY_ID,
     RUN_IDENTITY_KEY_ID,
+    RUN_IDENTITY_SALT_ID,
     RUN_IDENTITY_SIGNATURE,
     RUN_IDENTITY_SPEC_VERSION,
 )
@@ -35,7 +36,6 @@ __all__ = [
     "format_timestamp",
     "pae",
     "run_statement",
-    "statement_from_canonical",
 ]
 
 PAYLOAD_TYPE = "application/vnd.run-identity.binding.v1+json"
@@ -56,6 +56,7 @@ _PATTERNS = {**SIGNED_FIELD_PATTERNS, "declared_at": TIMESTAMP_PATTERN}
 _ZERO_TRACE_ID = "0" * 32
 _ZERO_SPAN_ID = "0" * 16
 _ZERO = {"trace_id": _ZERO_TRACE_ID, "span_id": _ZERO_SPAN_ID}
+_SALT_ID = re.compile(r"sha256:[0-9a-f]{64}")
 
 
 def _is_calendar_time(text: str) -> bool:
@@ -72,19 +73,11 @@ def pae(payload_type: bytes, body: bytes) -> bytes:
     return b"DSSEv1 %d %s %d %s" % (len(payload_type), payload_type, len(body), body)
 
 
-# (seconds, "YYYY-MM-DDTHH:MM:SS") of the last timestamp formatted: calls within one second reuse it.
-_LAST_SECOND: tuple[int, str] = (-1, "")
-
-
 def format_timestamp(unix_ns: int | None = None) -> str:
     """RFC 3339 UTC with exactly six fractional digits, e.g. ``2026-11-22T02:07:12.123456Z``."""
-    global _LAST_SECOND
     ns = time.time_ns() if unix_ns is None else unix_ns
     seconds, micros = divmod(ns // 1000, 1_000_000)
-    cached = _LAST_SECOND  # one read: another thread may replace the tuple, never half of it
-    if cached[0] != seconds:
-        cached = _LAST_SECOND = (seconds, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)))
-    return f"{cached[1]}.{micros:06d}Z"
+    return f"{time.strftime('%Y-%m-%dT%H:%M:%S', time.gmtime(seconds))}.{micros:06d}Z"
 
 
 def encode_signature(signature: bytes) -> str:
@@ -105,103 +98,33 @@ def decode_signature(text: object) -> bytes | None:
     return raw
 
 
-# The checks of BindingStatement.__post_init__ for the statements sign_run makes, with what repeats from call
-# to call remembered: key ids (one per signer) and the last "YYYY-MM-DDTHH:MM:SS" found to be a real time.
-_IDS = re.compile(r"[0-9a-f]{32}/[0-9a-f]{16}")
-_FRACTION = re.compile(r"\.[0-9]{6}Z")
-_CHECKED_KEY_IDS: set[str] = set()
-_CHECKED_SECOND = ""
-
-
-#: A statement's canonical text, every field in the shape __post_init__ checks (spec version 1).
-_CANONICAL = re.compile(
-    r'\{"declared_at":"([0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{6}Z)",'
-    r'"identity":"(sha256:[0-9a-f]{64})","key_id":"([A-Za-z0-9_-]{43})","span_id":"([0-9a-f]{16})",'
-    r'"spec_version":"1","trace_id":"([0-9a-f]{32})"\}'
-)
-
-
-def statement_from_canonical(text: str) -> BindingStatement | None:
-    """The spec-version-1 statement whose canonical text (JCS) is exactly ``text``, or None.
-
-    One match of the canonical template does the field checks of construction; the rest (ids not all zero,
-    a real date) follow, so the result is what :meth:`BindingStatement.from_json` would give, and its
-    :meth:`~BindingStatement.canonical` form is ``text`` itself.
-    """
-    found = _CANONICAL.fullmatch(text)
-    if found is None:
-        return None
-    declared_at, identity, key_id, span_id, trace_id = found.groups()
-    if trace_id == _ZERO_TRACE_ID or span_id == _ZERO_SPAN_ID:
-        return None
-    if declared_at[:19] != _CHECKED_SECOND and not _remember_second(declared_at):
-        return None
-    statement = object.__new__(BindingStatement)
-    # A frozen dataclass's __init__ sets each field through object.__setattr__; these are checked.
-    statement.__dict__.update(
-        identity=identity, trace_id=trace_id, span_id=span_id, key_id=key_id, declared_at=declared_at, spec_version="1"
-    )
-    return statement
-
-
 def run_statement(
-    identity: str, *, trace_id: str, span_id: str, key_id: str, declared_at: str | None = None
+    identity: str,
+    *,
+    trace_id: str,
+    span_id: str,
+    key_id: str,
+    declared_at: str | None = None,
+    salt_id: str | None = None,
 ) -> BindingStatement:
-    """The statement binding ``identity`` (an ``Identity.id`` computed here) to a span, dated now by default.
-
-    The other fields get every check construction makes, with the same errors: anything the quick checks
-    below do not vouch for goes through the constructor. Raises ManifestError.
-    """
-    if declared_at is None:
-        declared_at = format_timestamp()
-    if (
-        type(trace_id) is str
-        and type(span_id) is str
-        and _IDS.fullmatch(f"{trace_id}/{span_id}")
-        and trace_id != _ZERO_TRACE_ID
-        and span_id != _ZERO_SPAN_ID
-        and type(key_id) is str
-        and (key_id in _CHECKED_KEY_IDS or _remember_key_id(key_id))
-        and type(declared_at) is str
-        and _FRACTION.fullmatch(declared_at, 19)
-        and (declared_at[:19] == _CHECKED_SECOND or _remember_second(declared_at))
-    ):
-        statement = object.__new__(BindingStatement)
-        # A frozen dataclass's __init__ sets each field through object.__setattr__; these are checked.
-        statement.__dict__.update(
-            identity=identity,
-            trace_id=trace_id,
-            span_id=span_id,
-            key_id=key_id,
-            declared_at=declared_at,
-            spec_version="1",
-        )
-        return statement
+    """The statement binding ``identity`` to a span, dated now by default. Raises ManifestError."""
     return BindingStatement(
-        identity=identity, trace_id=trace_id, span_id=span_id, key_id=key_id, declared_at=declared_at
+        identity=identity,
+        trace_id=trace_id,
+        span_id=span_id,
+        key_id=key_id,
+        declared_at=format_timestamp() if declared_at is None else declared_at,
+        salt_id=salt_id,
     )
-
-
-def _remember_key_id(key_id: str) -> bool:
-    if not _PATTERNS["key_id"].fullmatch(key_id):
-        return False
-    if len(_CHECKED_KEY_IDS) >= 64:
-        _CHECKED_KEY_IDS.clear()
-    _CHECKED_KEY_IDS.add(key_id)
-    return True
-
-
-def _remember_second(declared_at: str) -> bool:
-    global _CHECKED_SECOND
-    if not (_PATTERNS["declared_at"].fullmatch(declared_at) and _is_calendar_time(declared_at)):
-        return False
-    _CHECKED_SECOND = declared_at[:19]
-    return True
 
 
 @dataclass(frozen=True)
 class BindingStatement:
-    """What the signature covers. Validates its fields on construction (raises ManifestError)."""
+    """What the signature covers. Validates its fields on construction (raises ManifestError).
+
+    ``salt_id`` names the blinding salt of the identity's digests, and is present exactly when a salt was
+    used: signed with the rest, so no manifest can claim another salt (or one where none was used).
+    """
 
     identity: str
     trace_id: str
@@ -209,6 +132,7 @@ class BindingStatement:
     key_id: str
     declared_at: str
     spec_version: str = "1"
+    salt_id: str | None = None
 
     def __post_init__(self) -> None:
         for name, pattern in _PATTERNS.items():
@@ -219,10 +143,12 @@ class BindingStatement:
                 raise ManifestError(f"statement.{name}", "an all-zero id is not a valid span context")
         if not _is_calendar_time(self.declared_at):
             raise ManifestError("statement.declared_at", f"not a real date and time {self.declared_at!r}")
+        if self.salt_id is not None and (type(self.salt_id) is not str or not _SALT_ID.fullmatch(self.salt_id)):
+            raise ManifestError("statement.salt_id", f"malformed value {self.salt_id!r}")
 
     def to_json(self) -> dict[str, str]:
-        """The statement as a JSON object (the fields of docs/spec.md)."""
-        return {
+        """The statement as a JSON object (the fields of docs/spec.md; ``salt_id`` only when set)."""
+        out = {
             "declared_at": self.declared_at,
             "identity": self.identity,
             "key_id": self.key_id,
@@ -230,6 +156,9 @@ class BindingStatement:
             "spec_version": self.spec_version,
             "trace_id": self.trace_id,
         }
+        if self.salt_id is not None:
+            out["salt_id"] = self.salt_id
+        return out
 
     def canonical(self) -> bytes:
         """JCS bytes of the statement."""
@@ -238,10 +167,11 @@ class BindingStatement:
     def _canonical_text(self) -> str:
         # The fields were validated on construction: ASCII letters, digits and ``:_-.`` only, which JCS
         # writes unescaped, so the canonical form is this template with the keys in sorted order
-        # (tests/test_processor.py compares it with canonicalize(self.to_json())).
+        # (tests/test_statement.py compares it with canonicalize(self.to_json())).
+        salt = "" if self.salt_id is None else f'"salt_id":"{self.salt_id}",'
         return (
             f'{{"declared_at":"{self.declared_at}","identity":"{self.identity}","key_id":"{self.key_id}",'
-            f'"span_id":"{self.span_id}","spec_version":"{self.spec_version}","trace_id":"{self.trace_id}"}}'
+            f'{salt}"span_id":"{self.span_id}","spec_version":"{self.spec_version}","trace_id":"{self.trace_id}"}}'
         )
 
     def signing_input(self) -> bytes:
@@ -256,25 +186,31 @@ class BindingStatement:
             raise ManifestError(path, "expected an object")
         fields = set(_PATTERNS)
         for key in data:
-            if key not in fields:
+            if key not in fields and key != "salt_id":
                 raise ManifestError(f"{path}.{key}", "unknown statement field")
         missing = fields - set(data)
         if missing:
             raise ManifestError(path, f"missing field(s) {', '.join(sorted(missing))}")
+        if "salt_id" in data and data["salt_id"] is None:
+            raise ManifestError(f"{path}.salt_id", "null (leave the member out when no salt is used)")
         try:
             return cls(**data)
         except ManifestError as exc:
             raise ManifestError(exc.path.replace("statement", path, 1), exc.reason) from None
 
-    def span_attributes(self, signature: bytes) -> dict[str, str]:
-        """The ``run_identity.*`` span attributes that carry this statement and its signature."""
-        return {
+    def span_attributes(self, signature: bytes | None) -> dict[str, str]:
+        """The ``run_identity.*`` span attributes that carry this statement (and its signature, when given)."""
+        attributes = {
             RUN_IDENTITY_ID: self.identity,
-            RUN_IDENTITY_SIGNATURE: encode_signature(signature),
             RUN_IDENTITY_KEY_ID: self.key_id,
             RUN_IDENTITY_SPEC_VERSION: self.spec_version,
             RUN_IDENTITY_DECLARED_AT: self.declared_at,
         }
+        if self.salt_id is not None:
+            attributes[RUN_IDENTITY_SALT_ID] = self.salt_id
+        if signature is not None:
+            attributes[RUN_IDENTITY_SIGNATURE] = encode_signature(signature)
+        return attributes
 
     @classmethod
     def from_span(cls, attributes: Mapping[str, Any], trace_id: str, span_id: str) -> BindingStatement:
@@ -287,6 +223,7 @@ class BindingStatement:
                 key_id=attributes[RUN_IDENTITY_KEY_ID],
                 declared_at=attributes[RUN_IDENTITY_DECLARED_AT],
                 spec_version=attributes[RUN_IDENTITY_SPEC_VERSION],
+                salt_id=attributes.get(RUN_IDENTITY_SALT_ID),
             )
         except KeyError as exc:
             raise ManifestError(f"span.attributes[{exc.args[0]!r}]", "missing") from None

@@ -53,17 +53,19 @@ class Element(_message.Message):
     def __init__(self, digest: _Optional[str] = ..., value: _Optional[bytes] = ..., withheld: _Optional[bool] = ...) -> None: ...
 
 class BindingStatement(_message.Message):
-    __slots__ = ("spec_version", "identity", "trace_id", "span_id", "key_id", "declared_at")
+    __slots__ = ("spec_version", "identity", "trace_id", "span_id", "key_id", "declared_at", "salt_id")
     SPEC_VERSION_FIELD_NUMBER: _ClassVar[int]
     IDENTITY_FIELD_NUMBER: _ClassVar[int]
     TRACE_ID_FIELD_NUMBER: _ClassVar[int]
     SPAN_ID_FIELD_NUMBER: _ClassVar[int]
     KEY_ID_FIELD_NUMBER: _ClassVar[int]
     DECLARED_AT_FIELD_NUMBER: _ClassVar[int]
+    SALT_ID_FIELD_NUMBER: _ClassVar[int]
     spec_version: str
     identity: str
     trace_id: str
     span_id: str
     key_id: str
     declared_at: str
-    def __init__(self, spec_version: _Optional[str] = ..., identity: _Optional[str] = ..., trace_id: _Optional[str] = ..., span_id: _Optional[str] = ..., key_id: _Optional[str] = ..., declared_at: _Optional[str] = ...) -> None: ...
+    salt_id: str
+    def __init__(self, spec_version: _Optional[str] = ..., identity: _Optional[str] = ..., trace_id: _Optional[str] = ..., span_id: _Optional[str] = ..., key_id: _Optional[str] = ..., declared_at: _Optional[str] = ..., salt_id: _Optional[str] = ...) -> None: ...

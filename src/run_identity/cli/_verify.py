@@ -12,11 +12,10 @@ from typing import Any
 from run_identity.cli import CliError
 from run_identity.errors import KeyringError
 from run_identity.keys import Keyring
-from run_identity.verify import FAILURE_CODES, Policy, Verifier
-from run_identity.verify._checks import CheckContext
+from run_identity.verify import FAILURE_CODES, NEVER_ALLOWED, SPAN_MISSING, Policy, Verifier
 from run_identity.verify._diff import diff_manifests
 from run_identity.verify._lookup import FoundRun, Selector, find_runs_of, load_manifest_file, parse_selector
-from run_identity.verify._render import render_diff, render_manifest
+from run_identity.verify._render import esc, render_diff, render_manifest, render_receipt, render_status
 from run_identity.verify._report import INSECURE_BANNER, ProgressBar, write_json, write_text
 
 __all__ = ["register"]
@@ -33,8 +32,32 @@ def _salts(paths: list[str] | None) -> list[bytes]:
     return salts
 
 
-def _verifier(args: argparse.Namespace, policy: Policy | None = None) -> Verifier:
-    policy = policy or Policy()
+def _policy(args: argparse.Namespace, *, allow: tuple[str, ...] = ()) -> Policy:
+    require = [c.strip() for item in getattr(args, "require_content", None) or () for c in item.split(",") if c.strip()]
+    expect = getattr(args, "expect", None)
+    exact = at_least = None
+    if expect is not None:
+        text = expect.strip()
+        try:
+            if text.endswith("+"):
+                at_least = int(text[:-1])
+            else:
+                exact = int(text)
+        except ValueError:
+            raise CliError(f"--expect {expect}: give a number of runs (N, or N+ for at least N)", exit_code=2) from None
+    try:
+        return Policy(
+            allow=(*(getattr(args, "allow", None) or ()), *allow),
+            require_content=require,
+            allow_empty=getattr(args, "allow_empty", False),
+            expect=exact,
+            expect_min=at_least,
+        )
+    except ValueError as exc:
+        raise CliError(str(exc), exit_code=2) from None
+
+
+def _verifier(args: argparse.Namespace, policy: Policy) -> Verifier:
     salts = _salts(getattr(args, "salt_file", None))
     if args.insecure_skip_signatures:
         if args.keyring:
@@ -51,7 +74,9 @@ def _verifier(args: argparse.Namespace, policy: Policy | None = None) -> Verifie
 
 
 def _verify(args: argparse.Namespace) -> int:
-    verifier = _verifier(args, Policy(allow=args.allow or ()))
+    verifier = _verifier(args, _policy(args))
+    if args.jobs < 0:
+        raise CliError(f"--jobs {args.jobs}: give a number of processes (0: one per core)", exit_code=2)
     jobs = args.jobs if args.jobs > 0 else (os.cpu_count() or 1)
     bar = ProgressBar()
     try:
@@ -67,27 +92,23 @@ def _verify(args: argparse.Namespace) -> int:
     return 0 if report.passed else 1
 
 
-def _find(name: str, inputs: list[str] | None, ctx: CheckContext) -> tuple[FoundRun, str]:
-    """The run ``name`` designates: a manifest file, or an identity / trace id / run id in ``inputs``."""
-    return _find_all([name], inputs, ctx)[0]
-
-
 def _selector(name: str, inputs: list[str] | None) -> Selector:
     selector = parse_selector(name)
     if selector is None:
-        raise CliError(f"{name}: neither a manifest file, an identity (sha256:…) nor TRACE_ID[/SPAN_ID]", 2)
+        raise CliError(f"{esc(name)}: neither a manifest file, an identity (sha256:…) nor TRACE_ID[/SPAN_ID]", 2)
     if not inputs:
-        raise CliError(f"{name}: give the exported data to search with --in PATH", exit_code=2)
+        raise CliError(f"{esc(name)}: give the exported data to search with --in PATH", exit_code=2)
     return selector
 
 
-def _find_all(names: list[str], inputs: list[str] | None, ctx: CheckContext) -> list[tuple[FoundRun, str]]:
-    """:func:`_find` for each name, reading ``inputs`` once for all of them."""
+def _find_all(names: list[str], inputs: list[str] | None, verifier: Verifier) -> list[tuple[FoundRun, str]]:
+    """The run each name designates (a manifest file, or an identity / trace id / run id in ``inputs``),
+    reading ``inputs`` once for all of them."""
     selectors = {n: _selector(n, inputs) for n in names if not os.path.isfile(n)}
-    searched = find_runs_of(inputs or [], list(selectors.values()), ctx) if selectors else []
+    searched = find_runs_of(inputs or [], list(selectors.values()), verifier) if selectors else []
     found = dict(zip(selectors, searched, strict=True))
     return [
-        _one(n, found[n], selectors[n], inputs or []) if n in selectors else (load_manifest_file(n, ctx), n)
+        _one(n, found[n], selectors[n], inputs or []) if n in selectors else (load_manifest_file(n, verifier), n)
         for n in names
     ]
 
@@ -95,55 +116,65 @@ def _find_all(names: list[str], inputs: list[str] | None, ctx: CheckContext) -> 
 def _one(name: str, runs: list[FoundRun], selector: Selector, inputs: list[str]) -> tuple[FoundRun, str]:
     found = [r for r in runs if r.manifests]
     if not found:
-        raise CliError(f"{name}: no run with a readable manifest matches in {', '.join(inputs)}")
+        if runs and runs[0].result is not None:
+            return runs[0], runs[0].run  # a run without a readable manifest: its verdict still shows
+        raise CliError(f"{esc(name)}: no run with a readable manifest matches in {esc(', '.join(inputs))}")
     identities = {m.identity for r in found for m, _ in r.manifests}
     if selector.identity is None and len(found) > 1:
         listed = ", ".join(r.run for r in found[:5])
-        raise CliError(f"{name}: matches {len(found)} runs ({listed}); give TRACE_ID/SPAN_ID")
+        raise CliError(f"{esc(name)}: matches {len(found)} runs ({listed}); give TRACE_ID/SPAN_ID")
     if len(identities) > 1:
-        raise CliError(f"{name}: matches {len(identities)} identities; give more digits")
+        raise CliError(f"{esc(name)}: matches {len(identities)} identities; give more digits")
     return found[0], found[0].run
 
 
 def _show(args: argparse.Namespace) -> int:
-    verifier = _verifier(args)
-    run, _label = _find(args.run, args.inputs, verifier.context)
-    manifest, where = run.manifests[0]
     manifest_file = os.path.isfile(args.run)
+    # A manifest file has no span beside it: that one check cannot be made, and is named, not failed.
+    verifier = _verifier(args, _policy(args, allow=(SPAN_MISSING,) if manifest_file else ()))
+    run, _label = _find_all([args.run], args.inputs, verifier)[0]
+    result = run.result
     if args.json:
         out: dict[str, Any] = {
-            "result": run.result.to_json() if run.result is not None else None,
-            "manifest": manifest.to_json(),
+            "result": result.to_json() if result is not None else None,
+            "manifest": run.manifests[0][0].to_json() if run.manifests else None,
+            "receipts": [r.to_json() for r, _ in run.receipts],
             "insecure": not verifier.checks_signatures,
         }
-        sys.stdout.write(json.dumps(out, indent=2, ensure_ascii=False) + "\n")
+        sys.stdout.write(json.dumps(out, indent=2, ensure_ascii=True) + "\n")
     else:
-        sys.stdout.write(render_manifest(manifest, run.result, where, manifest_file=manifest_file))
+        if run.manifests:
+            manifest, where = run.manifests[0]
+            sys.stdout.write(render_manifest(manifest, result, where, manifest_file=manifest_file))
+        else:
+            sys.stdout.write("\n".join(render_status(result)) + "\n")
+        for receipt, where in run.receipts:
+            sys.stdout.write("\n" + render_receipt(receipt, where))
         others = len(run.manifests) - 1
-        if others:
+        if others > 0:
             sys.stdout.write(f"\n({others} other manifest(s) for this run in the input; see verify)\n")
     if not verifier.checks_signatures:
         sys.stderr.write(INSECURE_BANNER)
-    result = run.result
-    if result is None:
-        return 1
-    return 0 if all(f.code == "span_missing" for f in result.findings) or result.verified else 1
+    return 0 if result is not None and result.passed else 1
 
 
 def _diff(args: argparse.Namespace) -> int:
-    ctx = CheckContext(None, {})
-    (run_a, label_a), (run_b, label_b) = _find_all([args.run_a, args.run_b], args.inputs, ctx)
+    verifier = Verifier.insecure(Policy(allow_empty=True))
+    (run_a, label_a), (run_b, label_b) = _find_all([args.run_a, args.run_b], args.inputs, verifier)
+    for run, name in ((run_a, args.run_a), (run_b, args.run_b)):
+        if not run.manifests:
+            raise CliError(f"{esc(name)}: no readable manifest for this run")
     manifest_a, manifest_b = run_a.manifests[0][0], run_b.manifests[0][0]
     for side, manifest, label in (("A", manifest_a, label_a), ("B", manifest_b, label_b)):
         problems = manifest.recompute().problems if manifest.salt_id is None else ()
         if problems:
             sys.stderr.write(
-                f"run-identity: warning: {side} ({label}) does not recompute to its identity "
-                f"(identity_mismatch: {problems[0]}); the diff shows its content as found\n"
+                f"run-identity: warning: {side} ({esc(label)}) does not recompute to its identity "
+                f"(identity_mismatch: {esc(problems[0])}); the diff shows its content as found\n"
             )
     diff = diff_manifests(manifest_a, manifest_b)
     if args.json:
-        sys.stdout.write(json.dumps(diff.to_json(), indent=2, ensure_ascii=False, default=str) + "\n")
+        sys.stdout.write(json.dumps(diff.to_json(), indent=2, ensure_ascii=True, default=str) + "\n")
     else:
         sys.stdout.write(render_diff(diff, label_a, label_b))
     return 0
@@ -173,10 +204,18 @@ def register(sub: Any) -> None:
     p.add_argument(
         "--allow",
         action="append",
-        choices=FAILURE_CODES,
+        choices=[c for c in FAILURE_CODES if c not in NEVER_ALLOWED],
         metavar="CODE",
-        help="tolerate this result code (repeatable)",
+        help="tolerate this result code (repeatable; never a missing, unknown or bad signature)",
     )
+    p.add_argument(
+        "--require-content",
+        action="append",
+        metavar="COMPONENTS",
+        help="fail runs that withhold these components (comma-separated, e.g. model,parameters)",
+    )
+    p.add_argument("--allow-empty", action="store_true", help="pass when the input holds no run at all")
+    p.add_argument("--expect", metavar="N", help="fail unless exactly N runs are found (N+ : at least N)")
     p.add_argument("--jobs", type=int, default=1, metavar="N", help="worker processes (0: one per core)")
     p.set_defaults(func=_verify)
 

@@ -12,16 +12,12 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
-from operator import itemgetter
 from typing import Any
 
 from run_identity.attributes import (
-    RUN_IDENTITY_DECLARED_AT,
     RUN_IDENTITY_ERROR,
     RUN_IDENTITY_ID,
-    RUN_IDENTITY_KEY_ID,
     RUN_IDENTITY_SIGNATURE,
-    RUN_IDENTITY_SPEC_VERSION,
 )
 from run_identity.composition import PARAMETER_ATTRIBUTES
 from run_identity.digest import SPEC_VERSION
@@ -30,6 +26,7 @@ from run_identity.keys import Keyring
 from run_identity.statement import BindingStatement, decode_signature
 from run_identity.verify._codes import (
     BAD_SIGNATURE,
+    SIGNATURE_UNCHECKED,
     UNKNOWN_KEY,
     Finding,
 )
@@ -43,7 +40,6 @@ __all__ = [
     "binding_hash",
     "check_signature",
     "run_key",
-    "statement_fields",
     "summarize_span",
     "telemetry_mismatches",
 ]
@@ -55,14 +51,6 @@ MODEL = "gen_ai.request.model"
 TELEMETRY_ATTRIBUTES = (OPERATION, PROVIDER, MODEL, *(a for a in PARAMETER_ATTRIBUTES.values() if a))
 PARAMETER_ATTRS = {k: a for k, a in PARAMETER_ATTRIBUTES.items() if a}
 _ABSENT = object()
-#: The span attributes that carry the statement, in the order of :data:`Statement`.
-_STATEMENT_ATTRIBUTES = (RUN_IDENTITY_ID, RUN_IDENTITY_KEY_ID, RUN_IDENTITY_DECLARED_AT, RUN_IDENTITY_SPEC_VERSION)
-_statement_values = itemgetter(*_STATEMENT_ATTRIBUTES)
-_first = itemgetter(0)
-_second = itemgetter(1)
-
-#: A statement without its ids (the ids are the run's key): identity, key id, declared_at, spec version.
-Statement = tuple[str, str, str, str]
 Telemetry = tuple[tuple[str, Any], ...]
 
 
@@ -83,54 +71,44 @@ class SpanSummary:
     position: int
     index: int
     identified: bool
-    statement: Statement | None
+    statement: BindingStatement | None
     signature: bytes | None
     telemetry: Telemetry
     problem: str | None = None
     error: str | None = None
-    #: False while ``statement`` holds the span's four statement attributes as found, not validated yet: the
-    #: join skips validating them when they equal the statement of a manifest already checked (:meth:`check`).
-    checked: bool = True
 
-    def check(self) -> None:
-        """Validate a deferred statement: the outcome :func:`summarize_span` gives without deferring."""
-        if self.checked:
-            return
-        self.checked = True
-        assert self.statement is not None
-        attrs = dict(zip(_STATEMENT_ATTRIBUTES, self.statement, strict=True))
-        self.statement, self.problem = _span_statement(attrs, self.key[:16].hex(), self.key[16:].hex())
-        if self.problem is not None:
-            self.error = None
-
-    def same_as(self, other: SpanSummary) -> bool:
-        """Whether two deliveries of a span say the same (a collector retry) or contradict each other."""
-        return (
-            self.statement == other.statement
-            and self.signature == other.signature
-            and self.telemetry == other.telemetry
-            and self.problem == other.problem
-            and self.error == other.error
-        )
+    def same_key(self) -> tuple[Any, ...]:
+        """Equal for two deliveries that say the same (a collector retry), typed: ``False`` is not ``0``."""
+        return (self.identified, self.statement, self.signature, typed_key(self.telemetry), self.problem, self.error)
 
 
 @dataclass(slots=True)
 class ManifestSummary:
-    """A manifest after steps 3, 4 and its record-level part of 5 and 6; its content is not kept."""
+    """A manifest after steps 3, 4 and its record-level part of 5 and 6; its content is not kept.
+
+    ``content_checked`` says every revealed digest was recomputed from content (False when a salt was
+    missing); ``withheld`` names what the manifest withholds; ``model`` is the declared model name, read
+    only from content that was checked. ``fingerprint`` is equal for two copies that say the same thing,
+    record attributes included; ``claim`` for two copies of one signed claim (withheld parts aside).
+    """
 
     key: bytes
     source: int
     position: int
     index: int
     identity: str
-    statement: Statement
+    statement: BindingStatement
+    signature: bytes
     binding: bytes
     findings: tuple[Finding, ...]
     telemetry: Telemetry
     unknown: frozenset[str]
     fingerprint: bytes
+    claim: bytes
     model: str | None
     bound: bool
+    withheld: tuple[str, ...] = ()
+    content_checked: bool = True
     notes: tuple[str, ...] = ()
 
     @property
@@ -150,14 +128,13 @@ class Malformed:
     message: str
 
 
-def binding_hash(statement: Statement, signature: bytes | None) -> bytes:
-    """16 bytes that differ when the statement (other than its ids) or the signature differ.
+def binding_hash(statement: BindingStatement, signature: bytes | None) -> bytes:
+    """16 bytes that differ when the statement or the signature differ.
 
     Equal hashes on a span and a manifest of the same run mean the very same signed bytes, so a manifest
     signature that verified also verifies the span's.
     """
-    data = "\x00".join(statement).encode() + b"\x00" + (signature or b"")
-    return hashlib.sha256(data).digest()[:16]
+    return hashlib.sha256(statement.canonical() + b"\x00" + (signature or b"")).digest()[:16]
 
 
 def run_key(trace_id: str, span_id: str) -> bytes:
@@ -165,17 +142,12 @@ def run_key(trace_id: str, span_id: str) -> bytes:
     return bytes.fromhex(trace_id + span_id)
 
 
-def statement_fields(statement: BindingStatement) -> Statement:
-    """The statement's members other than its ids."""
-    return (statement.identity, statement.key_id, statement.declared_at, statement.spec_version)
-
-
 def check_signature(
     ctx: CheckContext, statement: BindingStatement, signature: bytes | None, step: int, carrier: str
 ) -> Finding | None:
     """Steps 2 and 3: the statement's key must be trusted and the signature must verify over its PAE."""
     if ctx.keyring is None:
-        return None
+        return Finding(SIGNATURE_UNCHECKED, step, f"the {carrier}'s signature was not checked (no keyring)")
     if signature is None:
         return Finding(BAD_SIGNATURE, step, f"the {carrier} carries no signature (standard base64 of 64 bytes)")
     if statement.key_id not in ctx.keyring:
@@ -234,7 +206,8 @@ def as_tuple(value: Any, depth: int = 0) -> Any:
     if isinstance(value, Mapping):
         if depth >= MAX_TELEMETRY_DEPTH:
             return TooDeep()
-        return JsonObject(tuple(sorted(((str(k), as_tuple(v, depth + 1)) for k, v in value.items()), key=_first)))
+        items = sorted(((str(k), as_tuple(v, depth + 1)) for k, v in value.items()), key=lambda kv: kv[0])
+        return JsonObject(tuple(items))
     return value
 
 
@@ -252,11 +225,7 @@ def _types(value: Any) -> Any:
 def typed_key(telemetry: Telemetry) -> tuple[Telemetry, Any]:
     """A key under which telemetry may share one object: equal values of the same types only (``True == 1``
     and ``1 == 1.0`` in Python, but step 6 tells booleans from numbers)."""
-    types = tuple(map(type, map(_second, telemetry)))  # flat values, the common case, without a Python loop
-    if tuple in types or JsonObject in types:
-        pairs = zip(types, telemetry, strict=True)
-        types = tuple([t if t is not tuple and t is not JsonObject else _types(v) for t, (_, v) in pairs])
-    return telemetry, types
+    return telemetry, tuple(_types(v) for _, v in telemetry)
 
 
 _CONTAINERS = (list, tuple, dict)
@@ -272,46 +241,39 @@ def _span_telemetry(attributes: Mapping[str, Any]) -> Telemetry:
     return tuple(out)
 
 
-def summarize_span(record: SpanRecord, source: int, *, defer: bool = False) -> SpanSummary | None:
-    """Step 1 and the preparation of step 2 for a span; None for a span that is no run and no GenAI call.
-
-    ``defer`` leaves the statement's validation to :meth:`SpanSummary.check` (the join needs it only when
-    no manifest vouches for the same statement).
-    """
+def summarize_span(record: SpanRecord, source: int) -> SpanSummary | None:
+    """Step 1 and the preparation of step 2 for a span; None for a span that is no run and no GenAI call."""
     attrs = record.attributes
     key = run_key(record.trace_id, record.span_id)
     telemetry = _span_telemetry(attrs)
     error = attrs.get(RUN_IDENTITY_ERROR)
     error_text = None if error is None else str(error)
+    at = (key, source, record.position, record.index)
     if RUN_IDENTITY_ID not in attrs:
         if OPERATION not in attrs and error is None:
             return None
-        return SpanSummary(key, source, record.position, record.index, False, None, None, telemetry, None, error_text)
+        return SpanSummary(*at, False, None, None, telemetry, None, error_text)
     signature = decode_signature(attrs.get(RUN_IDENTITY_SIGNATURE))
-    if defer:
-        try:
-            found = _statement_values(attrs)
-        except KeyError:
-            pass
-        else:
-            return SpanSummary(
-                key, source, record.position, record.index, True, found, signature, telemetry, None, error_text, False
-            )
-    fields, problem = _span_statement(attrs, record.trace_id, record.span_id)
-    if problem is not None:
-        return SpanSummary(key, source, record.position, record.index, True, None, signature, telemetry, problem)
-    return SpanSummary(key, source, record.position, record.index, True, fields, signature, telemetry, None, error_text)
+    if error is not None:
+        both = "the span carries both run_identity.id and run_identity.error: which one holds is ambiguous"
+        return SpanSummary(*at, True, None, signature, telemetry, both)
+    statement, problem = _span_statement(attrs, record.trace_id, record.span_id)
+    return SpanSummary(*at, True, statement, signature, telemetry, problem)
 
 
-def _span_statement(attrs: Mapping[str, Any], trace_id: str, span_id: str) -> tuple[Statement | None, str | None]:
+def _span_statement(
+    attrs: Mapping[str, Any], trace_id: str, span_id: str
+) -> tuple[BindingStatement | None, str | None]:
     """The statement rebuilt from a span's attributes alone, or why there is none."""
     try:
         statement = BindingStatement.from_span(attrs, trace_id, span_id)
     except ManifestError as exc:
         return None, f"the span's run_identity attributes do not form a binding statement: {exc}"
+    except TypeError:
+        return None, "the span's run_identity attributes do not form a binding statement"
     if statement.spec_version != SPEC_VERSION:
         return None, f"the span follows spec version {statement.spec_version!r}; this verifier knows {SPEC_VERSION!r}"
-    return statement_fields(statement), None
+    return statement, None
 
 
 def same_value(a: Any, b: Any) -> bool:

@@ -7,12 +7,16 @@ from dataclasses import dataclass
 __all__ = [
     "BAD_SIGNATURE",
     "BINDING_MISMATCH",
+    "CONTENT_UNCHECKED",
+    "CONTENT_WITHHELD",
     "FAILURE_CODES",
     "IDENTITY_MISMATCH",
     "MALFORMED",
     "MANIFEST_MISSING",
     "MODEL_SUBSTITUTED",
+    "NEVER_ALLOWED",
     "RESULT_CODES",
+    "SIGNATURE_UNCHECKED",
     "SPAN_MISSING",
     "TELEMETRY_MISMATCH",
     "UNIDENTIFIED",
@@ -31,6 +35,12 @@ MANIFEST_MISSING = "manifest_missing"
 SPAN_MISSING = "span_missing"
 TELEMETRY_MISMATCH = "telemetry_mismatch"
 UNIDENTIFIED = "unidentified"
+#: Content that could not be recomputed (a blinding salt that was not given): nothing vouches for it.
+CONTENT_UNCHECKED = "content_unchecked"
+#: Content the policy requires (``--require-content``) is withheld.
+CONTENT_WITHHELD = "content_withheld"
+#: Signatures were not checked (an insecure verifier): no policy accepts this.
+SIGNATURE_UNCHECKED = "signature_unchecked"
 #: A run receipt reports a model other than the requested one (step 8; a policy may allow it).
 MODEL_SUBSTITUTED = "model_substituted"
 
@@ -47,7 +57,12 @@ FAILURE_CODES = (
     TELEMETRY_MISMATCH,
     UNIDENTIFIED,
     MODEL_SUBSTITUTED,
+    CONTENT_UNCHECKED,
+    CONTENT_WITHHELD,
+    SIGNATURE_UNCHECKED,
 )
+#: Codes no policy may accept: the signed claim itself was not established.
+NEVER_ALLOWED = frozenset({MALFORMED, UNKNOWN_KEY, BAD_SIGNATURE, IDENTITY_MISMATCH, SIGNATURE_UNCHECKED})
 #: Every code a run's result can have.
 RESULT_CODES = (VERIFIED, *FAILURE_CODES)
 _RANK = {code: i for i, code in enumerate(FAILURE_CODES)}
@@ -65,9 +80,10 @@ class Finding:
     message: str
     location: str | None = None
 
-    def sort_key(self) -> tuple[int, int]:
-        """Order of precedence: step first, then the code's place in :data:`FAILURE_CODES`."""
-        return (self.step, _RANK[self.code])
+    def sort_key(self) -> tuple[int, int, str, str]:
+        """Order of precedence: step first, then the code's place in :data:`FAILURE_CODES` (then the text, so
+        the order never depends on the order records arrived in)."""
+        return (self.step, _RANK[self.code], self.message, self.location or "")
 
     def to_json(self) -> dict[str, object]:
         """The finding as a JSON object (docs/verify.md)."""

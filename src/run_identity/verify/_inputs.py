@@ -20,13 +20,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
-import orjson
 from google.protobuf.message import DecodeError
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
+from run_identity.canonical import StrictJSONError, loads_strict
 from run_identity.errors import RunIdentityError
-from run_identity.verify._records_json import decode_line
 
 __all__ = [
     "OTLP_JSON",
@@ -76,8 +75,8 @@ class Chunk:
 
 @dataclass(frozen=True, slots=True)
 class RawRequest:
-    """A decoded export request: ``kind`` ``traces`` or ``logs``, ``payload`` a dict (OTLP/JSON), its records
-    already read (:class:`._records_json.DecodedRequest`), or a protobuf message."""
+    """A decoded export request: ``kind`` ``traces`` or ``logs``, ``payload`` a dict (OTLP/JSON) or a protobuf
+    message."""
 
     position: int
     kind: str
@@ -244,20 +243,21 @@ def _json_lines(data: bytes, first_line: int) -> Iterator[RawRequest | BadReques
             start += 3  # a UTF-8 byte order mark some editors add
         if start == end or (data[start] in _SPACE and data[start:end].isspace()):
             continue
-        decoded = decode_line(view[start:end], line)
-        if decoded is not None:  # the plain shape, read by the fast path
-            yield RawRequest(line, decoded.kind, decoded)
-            continue
         try:
-            doc = orjson.loads(view[start:end])
-        except orjson.JSONDecodeError as exc:
-            yield BadRequest(line, f"not JSON ({exc}); a truncated or corrupt line")
+            doc = loads_strict(view[start:end])
+        except StrictJSONError as exc:
+            yield BadRequest(line, f"ambiguous or invalid JSON ({exc})")
             continue
         if type(doc) is dict:
-            if "resourceSpans" in doc or "resource_spans" in doc:
+            traces = "resourceSpans" in doc or "resource_spans" in doc
+            logs = "resourceLogs" in doc or "resource_logs" in doc
+            if traces and logs:
+                yield BadRequest(line, "the line holds both resourceSpans and resourceLogs: it is neither request")
+                continue
+            if traces:
                 yield RawRequest(line, "traces", doc)
                 continue
-            if "resourceLogs" in doc or "resource_logs" in doc:
+            if logs:
                 yield RawRequest(line, "logs", doc)
                 continue
             if not doc:
@@ -292,10 +292,14 @@ def decode_protobuf(data: bytes, position: int) -> RawRequest | BadRequest:
     if not found:
         return BadRequest(position, "not a protobuf OTLP traces or logs export request (corrupt or truncated)")
     if len(found) == 2:
-        # Only requests without a real span or manifest record decode both ways: spans always have a
-        # length-delimited field 1 (trace_id), log records a fixed64 there (time) or an event_name (field 12).
+        # Bytes that decode both ways: the one that holds records is the request; both holding records is
+        # ambiguous (never read one way and drop the other's records).
         traces, logs = found
-        payload: Any = logs.payload
-        has_logs = any(r.event_name for rl in payload.resource_logs for sl in rl.scope_logs for r in sl.log_records)
+        spans: Any = traces.payload
+        logs_payload: Any = logs.payload
+        has_spans = any(ss.spans for rs in spans.resource_spans for ss in rs.scope_spans)
+        has_logs = any(sl.log_records for rl in logs_payload.resource_logs for sl in rl.scope_logs)
+        if has_spans and has_logs:
+            return BadRequest(position, "the bytes decode both as a traces and as a logs request: ambiguous")
         return logs if has_logs else traces
     return found[0]

@@ -1,24 +1,20 @@
 """Steps 1, 3, 4 and the record-level parts of 5 and 6 for one manifest record, as it streams by.
 
-The content check takes the fast path of :mod:`._fast` when it can vouch for the manifest, and otherwise
-the core reader (:class:`run_identity.manifest.Manifest`), which also words the problems. Either way only
-a :class:`ManifestSummary` is kept: the content is dropped once checked.
+The content is checked one way only: the manifest is read by :meth:`run_identity.manifest.Manifest.from_json`
+(which refuses every ambiguous spelling) and recomputed by :meth:`~run_identity.manifest.Manifest.recompute`,
+as docs/spec.md §12 step 4 says. Only a :class:`ManifestSummary` is kept: the content is dropped once checked.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
 from typing import Any
 
 import orjson
 
 from run_identity.attributes import RUN_IDENTITY_ID, RUN_IDENTITY_KEY_ID
-from run_identity.canonical import canonicalize
-from run_identity.digest import SPEC_VERSION
-from run_identity.errors import CanonicalizationError, ManifestError
-from run_identity.manifest import Manifest, ManifestComponent, ManifestElement, reject_repeated_members
-from run_identity.statement import BindingStatement, encode_signature
+from run_identity.errors import ManifestError
+from run_identity.manifest import Manifest, ManifestComponent, ManifestElement
 from run_identity.verify._checks import (
     MODEL,
     OPERATION,
@@ -32,82 +28,75 @@ from run_identity.verify._checks import (
     binding_hash,
     check_signature,
     run_key,
-    statement_fields,
     telemetry_mismatches,
+    typed_key,
 )
-from run_identity.verify._codes import BINDING_MISMATCH, IDENTITY_MISMATCH, TELEMETRY_MISMATCH, Finding
-from run_identity.verify._fast import Part, fast_check, fingerprint
+from run_identity.verify._codes import (
+    BINDING_MISMATCH,
+    CONTENT_UNCHECKED,
+    IDENTITY_MISMATCH,
+    TELEMETRY_MISMATCH,
+    Finding,
+)
 from run_identity.verify._records import ManifestRecord
-from run_identity.verify._text import read_canonical
 
-__all__ = ["summarize_manifest"]
+__all__ = ["manifest_telemetry", "summarize_manifest", "withheld_parts"]
 
-#: (withheld, value) of a component, as the telemetry extraction reads it; None when absent.
-_Part = tuple[bool, Any] | None
+#: What each withheld component keeps step 6 (and step 8) from checking.
+_CHECKS_OF = {
+    "model": "gen_ai.request.model and gen_ai.provider.name against the span; the requested model of a receipt",
+    "operation": "gen_ai.operation.name against the span",
+    "parameters": "gen_ai.request.* parameters against the span",
+}
 
 
-def _telemetry(model: _Part, operation: _Part, parameters: _Part) -> tuple[Telemetry, frozenset[str], str | None]:
-    """The manifest's side of step 6, keyed by the span attribute each value is compared with."""
+def manifest_telemetry(manifest: Manifest) -> tuple[Telemetry, frozenset[str], str | None]:
+    """The manifest's side of step 6, keyed by the span attribute each value is compared with; the
+    attributes it cannot speak for (withheld); and the declared model name."""
     pairs: list[tuple[str, Any]] = []
     unknown: set[str] = set()
     model_name = None
+    model = manifest.components.get("model")
     if model is not None:
-        withheld, value = model
-        if withheld or type(value) is not dict:
+        if model.withheld or type(model.value) is not dict:
             unknown.update((MODEL, PROVIDER))
         else:
-            pairs.extend(
-                (attr, as_tuple(value[m])) for attr, m in ((MODEL, "name"), (PROVIDER, "provider")) if m in value
-            )
+            value = model.value
+            for attr, member in ((MODEL, "name"), (PROVIDER, "provider")):
+                if member in value:
+                    pairs.append((attr, as_tuple(value[member])))
             model_name = value["name"] if type(value.get("name")) is str else None
+    operation = manifest.components.get("operation")
     if operation is not None:
-        if operation[0]:
+        if operation.withheld:
             unknown.add(OPERATION)
         else:
-            pairs.append((OPERATION, as_tuple(operation[1])))
+            pairs.append((OPERATION, as_tuple(operation.value)))
+    parameters = manifest.components.get("parameters")
     if parameters is not None:
-        withheld, value = parameters
-        if withheld or type(value) is not dict:
+        if parameters.withheld or type(parameters.value) is not dict:
             unknown.update(PARAMETER_ATTRS.values())
         else:
-            for k, v in value.items():
+            for k, v in parameters.value.items():
                 if k in PARAMETER_ATTRS:
-                    pairs.append((PARAMETER_ATTRS[k], as_tuple(v) if type(v) in (list, tuple, dict) else v))
+                    pairs.append((PARAMETER_ATTRS[k], as_tuple(v)))
     return tuple(pairs), frozenset(unknown), model_name
 
 
-#: The last parts read and their telemetry: runs of one application share the very same remembered parts
-#: (:mod:`._text`), so consecutive manifests are compared by identity. One tuple, swapped whole (threads).
-_LAST: tuple[_Part, _Part, _Part, tuple[Telemetry, frozenset[str], str | None]] | None = None
-
-
-def _shared_telemetry(parts: Mapping[str, Part]) -> tuple[Telemetry, frozenset[str], str | None]:
-    global _LAST
-    model, operation, parameters = parts.get("model"), parts.get("operation"), parts.get("parameters")
-    last = _LAST
-    if last is not None and last[0] is model and last[1] is operation and last[2] is parameters:
-        return last[3]
-    found = _telemetry(model, operation, parameters)
-    _LAST = (model, operation, parameters, found)
-    return found
-
-
-def _manifest_part(manifest: Manifest, name: str) -> _Part:
-    c = manifest.components.get(name)
-    return None if c is None else (c.withheld, c.value)
-
-
-def _shape(manifest: Manifest) -> list[Any]:
-    """The structure :func:`._fast.fingerprint` hashes, from a parsed manifest."""
-    shape: list[Any] = []
-    for name, c in manifest.components.items():
+def withheld_parts(manifest: Manifest) -> tuple[str, ...]:
+    """What the manifest withholds: component names, and ``name[i]`` for withheld elements."""
+    out: list[str] = []
+    for name, c in sorted(manifest.components.items()):
         if c.withheld:
-            shape.append([name, c.digest, True])
-        elif c.elements is None:
-            shape.append([name, c.digest])
-        else:
-            shape.append([name, c.digest, [[e.digest] if e.withheld else e.digest for e in c.elements]])
-    return shape
+            out.append(name)
+        elif c.elements is not None:
+            out.extend(f"{name}[{i}]" for i, e in enumerate(c.elements) if e.withheld)
+    return tuple(out)
+
+
+def unchecked_by(withheld: tuple[str, ...]) -> tuple[str, ...]:
+    """The checks that withholding ``withheld`` rules out (docs/verify.md, "what verified means")."""
+    return tuple(f"{name} withheld: {_CHECKS_OF[name]} not compared" for name in withheld if name in _CHECKS_OF)
 
 
 def _stated_only(manifest: Manifest) -> Manifest:
@@ -119,15 +108,26 @@ def _stated_only(manifest: Manifest) -> Manifest:
             components[name] = ManifestComponent(name, c.digest, elements=elements)
         else:
             components[name] = ManifestComponent(name, c.digest, withheld=True)
-    return Manifest(manifest.spec_version, manifest.identity, components, manifest.statement, manifest.signature)
+    return Manifest(
+        manifest.spec_version, manifest.identity, components, manifest.statement, manifest.signature, manifest.salt_id
+    )
 
 
-def _canonical_hash(manifest: Manifest, body: str) -> bytes:
-    try:
-        data = canonicalize(manifest.to_json())
-    except CanonicalizationError:
-        data = body.encode("utf-8", "surrogatepass")
-    return hashlib.sha256(data).digest()[:16]
+def _shape(manifest: Manifest) -> list[Any]:
+    """The stated digests and what is withheld: once every digest recomputed, they stand for the content."""
+    shape: list[Any] = []
+    for name, c in sorted(manifest.components.items()):
+        if c.withheld:
+            shape.append([name, c.digest, True])
+        elif c.elements is None:
+            shape.append([name, c.digest])
+        else:
+            shape.append([name, c.digest, [[e.digest] if e.withheld else e.digest for e in c.elements]])
+    return shape
+
+
+def _hash(doc: Any) -> bytes:
+    return hashlib.sha256(orjson.dumps(doc, option=orjson.OPT_SORT_KEYS)).digest()[:16]
 
 
 def summarize_manifest(
@@ -140,75 +140,63 @@ def summarize_manifest(
     body = record.body
     if type(body) is not str:
         return Malformed(*at, "the manifest record's body is not a string")
+    try:
+        manifest = Manifest.from_json(body)
+    except ManifestError as exc:
+        return Malformed(*at, f"manifest: {exc}")
+    statement, signature = manifest.statement, manifest.signature
     findings: list[Finding] = []
     notes: list[str] = []
-    problems: tuple[str, ...] = ()
-    # 4. Content, straight from canonical text; else parsed, by the fast path or by the core reader.
-    fast = read_canonical(body)
-    if fast is None:
-        try:
-            doc = orjson.loads(body)
-            reject_repeated_members(body)
-        except orjson.JSONDecodeError as exc:
-            return Malformed(*at, f"manifest: not JSON ({exc})")
-        except ManifestError as exc:
-            return Malformed(*at, f"manifest: {exc}")
-        fast = fast_check(doc)
-    if fast is not None:
-        statement, signature, shape = fast.statement, fast.signature, fast.shape
-        telemetry = _shared_telemetry(fast.parts)
-        identity = statement.identity
-    else:
-        try:
-            manifest = Manifest.from_json(doc)
-        except ManifestError as exc:
-            return Malformed(*at, f"manifest: {exc}")
-        statement, signature, identity = manifest.statement, manifest.signature, manifest.identity
-        if statement.spec_version != SPEC_VERSION:
-            return Malformed(
-                *at, f"manifest statement: spec version {statement.spec_version!r} is not {SPEC_VERSION!r}"
-            )
-        checked, salt = manifest, b""
-        if manifest.salt_id is not None:
-            known = ctx.salts.get(manifest.salt_id)
-            if known is None:
-                checked = _stated_only(manifest)
-                notes.append(f"content not recomputed: blinded with salt {manifest.salt_id}, which was not given")
-            else:
-                salt = known
-        problems = checked.recompute(salt=salt).problems
-        if problems or checked is not manifest:
-            shape = _canonical_hash(manifest, body)
-        else:
-            shape = fingerprint(identity, statement, encode_signature(signature), _shape(manifest), manifest.salt_id)
-        core_parts = (_manifest_part(manifest, n) for n in ("model", "operation", "parameters"))
-        telemetry = _telemetry(*core_parts)
     # 3. Manifest signature.
     found = check_signature(ctx, statement, signature, 3, "manifest")
     if found is not None:
         findings.append(Finding(found.code, 3, found.message, where))
+    # 4. Content, recomputed; salted content only with its salt.
+    checked, salt = manifest, b""
+    content_checked = True
+    if manifest.salt_id is not None:
+        known = ctx.salts.get(manifest.salt_id)
+        if known is None:
+            checked, content_checked = _stated_only(manifest), False
+            message = f"content not recomputed: blinded with salt {manifest.salt_id}, which was not given"
+            findings.append(Finding(CONTENT_UNCHECKED, 4, message, where))
+        else:
+            salt = known
+    problems = checked.recompute(salt=salt).problems
     if problems:
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
         findings.append(Finding(IDENTITY_MISMATCH, 4, f"{problems[0]}{more}", where))
-    findings.extend(_record_findings(record, own_key, statement, identity, telemetry, where))
+    telemetry = manifest_telemetry(checked)
+    findings.extend(_record_findings(record, own_key, manifest, telemetry, where))
     stated_key = run_key(statement.trace_id, statement.span_id)
     key = own_key if own_key is not None else stated_key
     pairs, unknown, model = telemetry
-    fields = statement_fields(statement)
+    claim = _hash([statement.to_json(), signature.hex(), manifest.identity, manifest.salt_id])
+    if problems:  # digests that do not stand for the content: compare the content itself
+        content: Any = manifest.to_json()
+    else:
+        content = _shape(manifest)
+    own = sorted((k, repr(typed_key(((k, as_tuple(v)),)))) for k, v in record.attributes.items())
+    fingerprint = _hash([claim.hex(), content, own, record.trace_id, record.span_id])
+    withheld = withheld_parts(manifest)
     return ManifestSummary(
         key,
         source,
         record.position,
         record.index,
-        identity,
-        fields,
-        binding_hash(fields, signature),
+        manifest.identity,
+        statement,
+        signature,
+        binding_hash(statement, signature),
         tuple(findings),
         pairs,
         unknown,
-        shape,
-        model,
+        fingerprint,
+        claim,
+        model if content_checked and not problems else None,
         key == stated_key,
+        withheld,
+        content_checked,
         tuple(notes),
     )
 
@@ -216,12 +204,12 @@ def summarize_manifest(
 def _record_findings(
     record: ManifestRecord,
     own_key: bytes | None,
-    statement: BindingStatement,
-    identity: str,
+    manifest: Manifest,
     telemetry: tuple[Telemetry, frozenset[str], str | None],
     where: str,
 ) -> list[Finding]:
     """Step 5 and 6 for the log record itself: its ids and attributes must agree with the manifest."""
+    statement = manifest.statement
     out = []
     if own_key is None:
         out.append(Finding(BINDING_MISMATCH, 5, "the manifest record carries no trace id or span id", where))
@@ -232,8 +220,8 @@ def _record_findings(
         )
         out.append(Finding(BINDING_MISMATCH, 5, message, where))
     attrs = record.attributes
-    for attr, value in ((RUN_IDENTITY_ID, identity), (RUN_IDENTITY_KEY_ID, statement.key_id)):
-        if attr in attrs and attrs[attr] != value:
+    for attr, value in ((RUN_IDENTITY_ID, manifest.identity), (RUN_IDENTITY_KEY_ID, statement.key_id)):
+        if attr in attrs and (type(attrs[attr]) is not str or attrs[attr] != value):
             message = f"the manifest record has {attr}={attrs[attr]!r}, the manifest says {value!r}"
             out.append(Finding(BINDING_MISMATCH, 5, message, where))
     pairs, unknown, _ = telemetry

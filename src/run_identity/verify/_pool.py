@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gc
 import json
 import multiprocessing
 from collections.abc import Iterator, Mapping, Sequence
@@ -14,6 +13,7 @@ from run_identity.verify._inputs import UNRECOGNIZED, BadRequest, Chunk, InputEr
 from run_identity.verify._manifests import summarize_manifest
 from run_identity.verify._receipts import ReceiptSummary, summarize_receipt
 from run_identity.verify._records import BadRecord, ManifestRecord, ReceiptRecord, SpanRecord, Tally, records
+from run_identity.verify._runs import MAX_LOOSE_PER_SOURCE
 
 __all__ = ["ChunkResult", "process_chunk", "run_chunks"]
 
@@ -27,6 +27,22 @@ class ChunkResult:
     chunk: Chunk
     items: list[Summary]
     tally: Tally
+    #: Unreadable records without ids past the first :data:`MAX_LOOSE_PER_SOURCE` of the chunk: how many,
+    #: and the first of them (their details are not kept, so memory stays bounded on a file of garbage).
+    overflow: int = 0
+    first_overflow: Malformed | None = None
+
+    def add_loose(self, item: Malformed) -> None:
+        """Keep an unreadable record without ids, or only count it once the chunk kept enough of them."""
+        self.loose += 1
+        if self.loose <= MAX_LOOSE_PER_SOURCE:
+            self.items.append(item)
+        else:
+            self.overflow += 1
+            if self.first_overflow is None:
+                self.first_overflow = item
+
+    loose: int = 0
 
 
 def process_chunk(chunk: Chunk, ctx: CheckContext) -> ChunkResult:
@@ -40,13 +56,14 @@ def process_chunk(chunk: Chunk, ctx: CheckContext) -> ChunkResult:
         data = read_chunk(chunk)
     except InputError as exc:
         return ChunkResult(chunk, [Malformed(None, chunk.source, chunk.start, 0, str(exc))], tally)
+    result = ChunkResult(chunk, items, tally)
     for request in read_requests(chunk, data):
         if isinstance(request, BadRequest):
-            items.append(Malformed(None, chunk.source, request.position, 0, request.message))
+            result.add_loose(Malformed(None, chunk.source, request.position, 0, request.message))
             continue
         for record in records(request, tally):
             if isinstance(record, SpanRecord):
-                span = summarize_span(record, chunk.source, defer=True)
+                span = summarize_span(record, chunk.source)
                 if span is None:
                     tally.ignored_spans += 1
                 else:
@@ -59,8 +76,12 @@ def process_chunk(chunk: Chunk, ctx: CheckContext) -> ChunkResult:
                 items.append(summarize_receipt(record, ctx, chunk.source, where))
             else:
                 key = _bad_key(record)
-                items.append(Malformed(key, chunk.source, record.position, record.index, record.message))
-    return ChunkResult(chunk, items, tally)
+                bad = Malformed(key, chunk.source, record.position, record.index, record.message)
+                if key is None:
+                    result.add_loose(bad)
+                else:
+                    items.append(bad)
+    return result
 
 
 def _bad_key(record: BadRecord) -> bytes | None:
@@ -74,7 +95,6 @@ _WORKER_CTX: CheckContext | None = None
 
 def _init_worker(jwks: str | None, salts: Mapping[str, bytes]) -> None:
     global _WORKER_CTX
-    gc.disable()  # a worker only decodes records: no cycles, and nothing outlives its chunk
     keyring = None if jwks is None else Keyring.from_jwks_text(jwks, source="<keyring>")
     _WORKER_CTX = CheckContext(keyring, dict(salts))
 

@@ -24,6 +24,7 @@ __all__ = [
     "RepeatedKey",
     "SpanRecord",
     "Tally",
+    "event_of",
     "int64",
     "json_id",
     "read_attributes",
@@ -49,6 +50,15 @@ class RepeatedKey(BadShape):
 
     def __init__(self, key: str) -> None:
         super().__init__(f"attribute {key[:80]!r} appears more than once (which one holds is ambiguous)")
+
+
+def event_of(field: object, attributes: dict[str, Any]) -> object:
+    """A log record's event name: its ``event_name`` field, or the ``event.name`` attribute (the older
+    spelling). Raises BadShape when both are given and differ while either names an event of ours."""
+    attribute = attributes.get(EVENT_NAME_ATTRIBUTE)
+    if field and attribute is not None and field != attribute and (field in OUR_EVENTS or attribute in OUR_EVENTS):
+        raise BadShape(f"event_name {str(field)[:80]!r} and attribute event.name {str(attribute)[:80]!r} differ")
+    return field if field else attribute
 
 
 def too_deep() -> BadShape:

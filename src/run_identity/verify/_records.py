@@ -3,8 +3,8 @@
 Only what verification reads is kept: a span's ids, name and its ``run_identity.*`` and ``gen_ai.*``
 attributes; a manifest log record's ids, attributes and body. Other spans and log records are counted and
 dropped. A record that breaks the OTLP shape becomes a :class:`BadRecord` and the others are still read.
-OTLP/JSON is decoded here (lines in the plain shape exporters write first by the typed reader of
-:mod:`run_identity.verify._records_json`), protobuf in :mod:`run_identity.verify._records_proto`.
+OTLP/JSON is decoded here, protobuf in :mod:`run_identity.verify._records_proto`. A member spelled both in
+camelCase and in snake_case, or an AnyValue with two kinds, is ambiguous and so malformed.
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ from run_identity.attributes import RECEIPT_EVENT_NAME
 from run_identity.verify._inputs import RawRequest
 from run_identity.verify._record_types import (
     EVENT_NAME_ATTRIBUTE,
-    INT64_DIGITS,
     KEPT_PREFIXES,
     MAX_VALUE_DEPTH,
     OUR_EVENTS,
@@ -30,12 +29,12 @@ from run_identity.verify._record_types import (
     RepeatedKey,
     SpanRecord,
     Tally,
+    event_of,
     int64,
     json_id,
     read_attributes,
     too_deep,
 )
-from run_identity.verify._records_json import DecodedRequest
 from run_identity.verify._records_proto import proto_logs, proto_spans
 
 __all__ = ["BadRecord", "ManifestRecord", "ReceiptRecord", "SpanRecord", "Tally", "records"]
@@ -47,10 +46,7 @@ def records(request: RawRequest, tally: Tally) -> Iterator[SpanRecord | Manifest
     """The span and manifest records of one export request, in order."""
     tally.requests += 1
     payload = request.payload
-    if type(payload) is DecodedRequest:
-        tally.add(payload.tally)
-        yield from payload.items
-    elif type(payload) is dict:
+    if type(payload) is dict:
         if request.kind == "traces":
             yield from _json_spans(payload, request.position, tally)
         else:
@@ -65,6 +61,8 @@ def records(request: RawRequest, tally: Tally) -> Iterator[SpanRecord | Manifest
 
 
 def _member(obj: dict[str, Any], camel: str, snake: str) -> Any:
+    if camel != snake and camel in obj and snake in obj:
+        raise BadShape(f"both {camel} and {snake} are given (which one holds is ambiguous)")
     value = obj.get(camel)
     return obj.get(snake) if value is None else value
 
@@ -103,10 +101,12 @@ def _json_value(value: object, depth: int = 0) -> Any:
         raise BadShape("an attribute value is not an AnyValue object")
     if depth > MAX_VALUE_DEPTH:
         raise too_deep()
-    for key, raw in value.items():
-        kind = _JSON_KINDS.get(key)
-        if kind is None:
-            continue
+    kinds = [key for key in value if key in _JSON_KINDS]
+    if len(kinds) > 1:
+        raise BadShape(f"an AnyValue has {len(kinds)} kinds ({', '.join(kinds)}): which one holds is ambiguous")
+    for key in kinds:
+        raw = value[key]
+        kind = _JSON_KINDS[key]
         if kind == "s":
             if type(raw) is not str:
                 raise BadShape("stringValue is not a string")
@@ -146,11 +146,6 @@ def _json_attributes(
     A kept key that appears twice raises :class:`RepeatedKey` (which one a reader takes is ambiguous), unless
     ``lenient`` or ``keep_all``: then the last one holds.
     """
-    if not keep_all and not lenient:
-        try:
-            return _json_plain_attributes(items)
-        except (KeyError, TypeError, AttributeError):
-            pass  # an item that is not a plain {"key": ..., "value": ...} object: the loop below words it
     out: dict[str, Any] = {}
     for kv in items:
         key = kv.get("key") if type(kv) is dict else None
@@ -160,33 +155,6 @@ def _json_attributes(
             if key in out and not (lenient or keep_all):
                 raise RepeatedKey(key)
             out[key] = _json_value(kv.get("value", _EMPTY), depth)
-    return out
-
-
-def _json_plain_attributes(items: list[Any]) -> dict[str, Any]:
-    """The kept attributes when every item has a ``key`` and a ``value``: what :func:`_json_attributes` finds,
-    fewer steps; raises KeyError, TypeError or AttributeError (a non-string key) otherwise."""
-    out: dict[str, Any] = {}
-    for kv in items:
-        key = kv["key"]
-        if key.startswith(KEPT_PREFIXES) or key == EVENT_NAME_ATTRIBUTE:
-            if key in out:
-                raise RepeatedKey(key)
-            value = kv["value"]
-            if type(value) is dict and len(value) == 1:  # the common shapes without a call
-                text = value.get("stringValue")
-                if type(text) is str:
-                    out[key] = text
-                    continue
-                number = value.get("doubleValue")
-                if type(number) is float:
-                    out[key] = number
-                    continue
-                integer = value.get("intValue")
-                if type(integer) is str and len(integer) < INT64_DIGITS and integer.isdecimal() and integer.isascii():
-                    out[key] = int(integer)
-                    continue
-            out[key] = _json_value(value)
     return out
 
 
@@ -249,11 +217,11 @@ def _json_log(
     if type(log) is not dict:
         return BadRecord(position, index, "log record: expected an object")
     trace_id = span_id = ""
-    event = _member(log, "eventName", "event_name")
+    event: object = None
     try:
+        event = _member(log, "eventName", "event_name")
         attributes, twice = read_attributes(_json_attributes, _json_list(log, "attributes", "attributes"))
-        if event not in OUR_EVENTS:
-            event = attributes.get(EVENT_NAME_ATTRIBUTE)
+        event = event_of(event, attributes)
         if event not in OUR_EVENTS:
             tally.ignored_log_records += 1
             return None
@@ -263,10 +231,10 @@ def _json_log(
             raise twice
         body = _json_value(log["body"]) if "body" in log else None
     except BadShape as exc:
-        if not trace_id and event in OUR_EVENTS:
-            with contextlib.suppress(BadShape):  # a record of ours whose attributes failed: find its run
+        if not trace_id:
+            with contextlib.suppress(BadShape):  # a record whose attributes failed: find its run
                 trace_id = json_id(_member(log, "traceId", "trace_id"), 16, "traceId")
                 span_id = json_id(_member(log, "spanId", "span_id"), 8, "spanId")
-        return BadRecord(position, index, f"manifest record: {exc}", trace_id, span_id)
+        return BadRecord(position, index, f"log record: {exc}", trace_id, span_id)
     kind = ReceiptRecord if event == RECEIPT_EVENT_NAME else ManifestRecord
     return kind(trace_id, span_id, attributes, body, position, index)

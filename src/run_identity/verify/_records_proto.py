@@ -22,6 +22,7 @@ from run_identity.verify._record_types import (
     RepeatedKey,
     SpanRecord,
     Tally,
+    event_of,
     read_attributes,
     too_deep,
 )
@@ -104,14 +105,18 @@ def proto_logs(msg: Any, position: int, tally: Tally) -> Iterator[ManifestRecord
                     attributes, twice = read_attributes(_proto_attributes, log.attributes)
                 except BadShape as exc:
                     ids = ("", "")
-                    if log.event_name in OUR_EVENTS:
-                        with contextlib.suppress(BadShape):  # a record of ours whose attributes failed: its run
-                            ids = (_proto_id(log.trace_id, 16, "trace_id"), _proto_id(log.span_id, 8, "span_id"))
+                    with contextlib.suppress(BadShape):  # a record whose attributes failed: its run
+                        ids = (_proto_id(log.trace_id, 16, "trace_id"), _proto_id(log.span_id, 8, "span_id"))
                     yield BadRecord(position, index, f"manifest record: {exc}", *ids)
                     continue
-                event = log.event_name
-                if event not in OUR_EVENTS:
-                    event = attributes.get(EVENT_NAME_ATTRIBUTE)
+                try:
+                    event = event_of(log.event_name, attributes)
+                except BadShape as exc:
+                    ids = ("", "")
+                    with contextlib.suppress(BadShape):
+                        ids = (_proto_id(log.trace_id, 16, "trace_id"), _proto_id(log.span_id, 8, "span_id"))
+                    yield BadRecord(position, index, f"log record: {exc}", *ids)
+                    continue
                 if event not in OUR_EVENTS:
                     tally.ignored_log_records += 1
                     continue

@@ -4,42 +4,85 @@ from __future__ import annotations
 
 import difflib
 import json
+import re
 from typing import Any
 
 from run_identity.manifest import Manifest, ManifestComponent
+from run_identity.receipt import Receipt
 from run_identity.verify._codes import SPAN_MISSING, VERIFIED
 from run_identity.verify._diff import Change, ManifestDiff, Withheld
 from run_identity.verify._result import VerificationResult
 
-__all__ = ["render_diff", "render_manifest", "render_status"]
+__all__ = ["esc", "render_diff", "render_manifest", "render_receipt", "render_status"]
 
 _INDENT = "    "
 _LONG = 120
+#: Characters a terminal may act on: C0 and C1 controls, DEL, and the bidirectional overrides and isolates
+#: that reorder what is shown. Untrusted text shows them escaped, never raw.
+_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\u2028\u2029]")
+
+
+def _escape_one(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def esc(text: object) -> str:
+    """``text`` safe for a terminal: every control character (newlines included) and every bidirectional
+    control shown as an escape such as ``\\x1b``, so untrusted data can neither move the cursor, clear
+    the screen, nor start a line of its own."""
+    return _UNSAFE.sub(_escape_one, str(text))
 
 
 def _json(value: Any, limit: int | None = None) -> str:
     if isinstance(value, Withheld):
-        return f"(withheld: {value.digest})"
-    text = json.dumps(value, ensure_ascii=False, sort_keys=True)
+        return f"(withheld: {esc(value.digest)})"
+    text = esc(json.dumps(value, ensure_ascii=False, sort_keys=True, default=str))
     return text if limit is None or len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _block(text: str, indent: str) -> list[str]:
-    return [indent + line for line in (text.splitlines() or [""])]
+    return [indent + esc(line) for line in (text.split("\n") or [""])]
 
 
 def render_status(result: VerificationResult | None, *, manifest_file: bool = False) -> list[str]:
-    """The verdict lines of a run."""
+    """The verdict lines of a run: its code, every finding, and every check that could not be made."""
     if result is None:
-        return ["status       not verified (no manifest could be read)"]
+        return ["status       NOT VERIFIED (no manifest could be read)"]
     findings = [f for f in result.findings if not (manifest_file and f.code == SPAN_MISSING)]
+    lines: list[str] = []
     if not findings:
         extra = " (manifest file: signature and content; no span checked)" if manifest_file else ""
-        return [f"status       {VERIFIED.upper()}{extra}"]
-    lines = [f"status       FAILED: {findings[0].code}"]
-    for f in findings:
-        lines.append(f"  - {f.code} (step {f.step}): {f.message}" + (f"  [{f.location}]" if f.location else ""))
+        lines.append(f"status       {VERIFIED.upper()}{extra}")
+    else:
+        verdict = "passes the policy" if result.passed else "FAILED"
+        lines.append(f"status       {verdict}: {findings[0].code}")
+        for f in findings:
+            where = f"  [{esc(f.location)}]" if f.location else ""
+            lines.append(f"  - {f.code} (step {f.step}): {esc(f.message)}{where}")
+    if result.withheld:
+        lines.append(f"withheld     {esc(', '.join(result.withheld))}")
+    for check in result.unchecked:
+        lines.append(f"not checked  {esc(check)}")
     return lines
+
+
+def render_receipt(receipt: Receipt, where: str) -> str:
+    """A run's receipt: what the provider returned, as signed (served model, output digest, finish)."""
+    s = receipt.statement
+    lines = [
+        f"receipt      {esc(where)}",
+        f"  requested  {esc(s.request_model or '-')}",
+        f"  served     {esc(s.response_model or '-')}",
+        f"  output     {esc(s.output_digest)}",
+        f"  finish     {esc(', '.join(s.finish_reasons) or '-')}",
+        f"  completed  {esc(s.completed_at)}",
+    ]
+    if s.response_id:
+        lines.append(f"  response   {esc(s.response_id)}")
+    if s.system_fingerprint:
+        lines.append(f"  system fp  {esc(s.system_fingerprint)}")
+    return "\n".join(lines) + "\n"
 
 
 def _part(part: Any, indent: str) -> list[str]:
@@ -47,9 +90,9 @@ def _part(part: Any, indent: str) -> list[str]:
         return [indent + _json(part, _LONG)]
     kind = part.get("type")
     if kind in ("text", "reasoning") and type(part.get("content")) is str:
-        return [f"{indent}{kind}:", *_block(part["content"], indent + "  ")]
+        return [f"{indent}{esc(kind)}:", *_block(part["content"], indent + "  ")]
     rest = {k: v for k, v in part.items() if k != "type"}
-    return [f"{indent}{kind}: {_json(rest, _LONG)}"]
+    return [f"{indent}{esc(kind)}: {_json(rest, _LONG)}"]
 
 
 def _element(name: str, i: int, value: Any) -> list[str]:
@@ -57,7 +100,7 @@ def _element(name: str, i: int, value: Any) -> list[str]:
     if isinstance(value, Withheld) or type(value) is not dict:
         return [head + _json(value, _LONG)]
     if name == "messages":
-        lines = [head + str(value.get("role")) + (f" ({value['name']})" if value.get("name") else "")]
+        lines = [head + esc(value.get("role")) + (f" ({esc(value['name'])})" if value.get("name") else "")]
         for part in value.get("parts", []) if type(value.get("parts")) is list else []:
             lines += _part(part, _INDENT + "  ")
         return lines
@@ -65,11 +108,12 @@ def _element(name: str, i: int, value: Any) -> list[str]:
         lines = _part(value, _INDENT)
         return [head + lines[0].lstrip(), *lines[1:]]
     if name == "tools":
-        lines = [f"{head}{value.get('name')}" + (f": {value['description']}" if value.get("description") else "")]
+        described = f": {esc(value['description'])}" if value.get("description") else ""
+        lines = [f"{head}{esc(value.get('name'))}{described}"]
         if value.get("parameters") is not None:
             lines.append(f"{_INDENT}  parameters: {_json(value['parameters'], _LONG)}")
         return lines
-    lines = [head + str(value.get("id")) + (f"  {value['uri']}" if value.get("uri") else "")]
+    lines = [head + esc(value.get("id")) + (f"  {esc(value['uri'])}" if value.get("uri") else "")]
     if type(value.get("content")) is str:
         lines += _block(value["content"], _INDENT + "  ")
     rest = {k: v for k, v in value.items() if k not in ("id", "uri", "content")}
@@ -88,12 +132,13 @@ def _component(name: str, c: ManifestComponent) -> list[str]:
         return lines
     value = c.value
     if name == "model" and type(value) is dict:
-        extra = ", ".join(f"{k} {value[k]}" for k in ("revision", "weights_digest", "endpoint") if k in value)
-        return [f"{'model':<12} {value.get('provider')} {value.get('name')}" + (f" ({extra})" if extra else "")]
+        extra = ", ".join(f"{k} {esc(value[k])}" for k in ("revision", "weights_digest", "endpoint") if k in value)
+        head = f"{'model':<12} {esc(value.get('provider'))} {esc(value.get('name'))}"
+        return [head + (f" ({extra})" if extra else "")]
     if name == "operation":
-        return [f"{'operation':<12} {value}"]
+        return [f"{'operation':<12} {esc(value)}"]
     if name == "parameters" and type(value) is dict:
-        return [f"{'parameters':<12} " + "  ".join(f"{k}={_json(v)}" for k, v in sorted(value.items()))]
+        return [f"{'parameters':<12} " + "  ".join(f"{esc(k)}={_json(v)}" for k, v in sorted(value.items()))]
     return [f"{name:<12} {_json(value)}"]
 
 
@@ -107,10 +152,10 @@ def render_manifest(
         f"identity     {manifest.identity}",
         f"key id       {st.key_id}",
         f"declared at  {st.declared_at}",
-        f"manifest     {where}",
+        f"manifest     {esc(where)}",
     ]
     if result is not None and result.span_location:
-        lines.append(f"span         {result.span_location}")
+        lines.append(f"span         {esc(result.span_location)}")
     if manifest.salt_id:
         lines.append(f"salt id      {manifest.salt_id}")
     lines += render_status(result, manifest_file=manifest_file)
@@ -127,8 +172,9 @@ def render_manifest(
 
 def _text_lines(a: str, b: str, indent: str) -> list[str]:
     if "\n" in a or "\n" in b:
-        diff = difflib.unified_diff(a.splitlines(), b.splitlines(), "A", "B", n=1, lineterm="")
-        return [indent + line for line in list(diff)[2:]]
+        diff = difflib.unified_diff(a.split("\n"), b.split("\n"), "A", "B", n=1, lineterm="")
+        return [indent + esc(line) for line in list(diff)[2:]]
+    a, b = esc(a), esc(b)
     if len(a) <= _LONG and len(b) <= _LONG:
         return [f"{indent}- {a}", f"{indent}+ {b}"]
     at = next((i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), min(len(a), len(b)))
@@ -145,13 +191,13 @@ def _change(c: Change) -> list[str]:
     if c.kind in ("added", "removed"):
         sign, value, side = ("+", c.b, "B") if c.kind == "added" else ("-", c.a, "A")
         if type(value) not in (dict, list):
-            return [f"  {sign} {c.path} = {_json(value, _LONG)}  (only in {side})"]
-        return [f"  {sign} {c.path}  (only in {side})", indent + _json(value, _LONG)]
+            return [f"  {sign} {esc(c.path)} = {_json(value, _LONG)}  (only in {side})"]
+        return [f"  {sign} {esc(c.path)}  (only in {side})", indent + _json(value, _LONG)]
     if c.kind == "reordered":
-        return [f"  ↔ {c.path}: {c.note}"]
+        return [f"  ↔ {esc(c.path)}: {esc(c.note)}"]
     if c.kind == "withheld":
-        return [f"  ? {c.path}: {c.note}"]
-    lines = [f"  ~ {c.path}" + (f"  ({c.note})" if c.note else "")]
+        return [f"  ? {esc(c.path)}: {esc(c.note)}"]
+    lines = [f"  ~ {esc(c.path)}" + (f"  ({esc(c.note)})" if c.note else "")]
     if type(c.a) is str and type(c.b) is str:
         return lines + _text_lines(c.a, c.b, indent)
     return [*lines, f"{indent}- {_json(c.a, _LONG)}", f"{indent}+ {_json(c.b, _LONG)}"]
@@ -159,7 +205,7 @@ def _change(c: Change) -> list[str]:
 
 def render_diff(d: ManifestDiff, label_a: str, label_b: str) -> str:
     """The difference of two runs, component by component."""
-    lines = [f"A  {d.identity_a}  {label_a}", f"B  {d.identity_b}  {label_b}", ""]
+    lines = [f"A  {esc(d.identity_a)}  {esc(label_a)}", f"B  {esc(d.identity_b)}  {esc(label_b)}", ""]
     if d.identical:
         lines.append("identical: both runs have the same identity (the same composition)")
         return "\n".join(lines) + "\n"

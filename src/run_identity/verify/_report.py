@@ -9,6 +9,7 @@ from typing import TextIO
 import orjson
 
 from run_identity.verify._codes import FAILURE_CODES, VERIFIED
+from run_identity.verify._render import esc
 from run_identity.verify._result import VerificationResult
 from run_identity.verify.verifier import VerificationReport
 
@@ -32,7 +33,7 @@ def _plural(n: int, word: str) -> str:
 
 
 def _short(identity: str | None) -> str:
-    return "-" if identity is None else identity[:15] + "…"
+    return "-" if identity is None else esc(identity[:15]) + "…"
 
 
 def write_text(report: VerificationReport, out: TextIO) -> None:
@@ -54,13 +55,38 @@ def write_text(report: VerificationReport, out: TextIO) -> None:
     if not report.runs:
         out.write("  (no runs found)\n")
     out.write("\n")
+    if report.with_unchecked:
+        out.write(f"NOTE: {_plural(report.with_unchecked, 'run')} with checks that could not be made:\n")
+        _unchecked(report, out)
+        out.write("\n")
+    problem = report.count_problem
     if report.passed:
         verdict = "every run verified" if counts[VERIFIED] == report.runs else "every run passes the policy"
+        if report.with_unchecked:
+            verdict += " (checks not made are listed above)"
         out.write(f"PASS: {verdict}\n")
         return
-    policy = f"allowed: {', '.join(sorted(allowed))}" if allowed else "no code allowed; see --allow"
-    out.write(f"FAIL: {_plural(report.failed, 'run')} of {report.runs:,} fail the policy ({policy})\n\n")
-    _table(report, out)
+    if problem is not None:
+        out.write(f"FAIL: {problem}\n")
+    if report.failed:
+        policy = f"allowed: {', '.join(sorted(allowed))}" if allowed else "no code allowed; see --allow"
+        out.write(f"FAIL: {_plural(report.failed, 'run')} of {report.runs:,} fail the policy ({policy})\n\n")
+        _table(report, out)
+
+
+def _unchecked(report: VerificationReport, out: TextIO, limit: int = 50) -> None:
+    shown = 0
+    for result in report.results():
+        if not result.unchecked:
+            continue
+        if shown == limit:
+            out.write(f"  ... and {report.with_unchecked - limit:,} more (--json lists every run)\n")
+            return
+        shown += 1
+        withheld = f"  withheld: {esc(', '.join(result.withheld))}" if result.withheld else ""
+        out.write(f"  {result.run}  {result.code}{withheld}\n")
+        for check in result.unchecked:
+            out.write(f"      not checked: {esc(check)}\n")
 
 
 def _table(report: VerificationReport, out: TextIO) -> None:
@@ -77,11 +103,11 @@ def _table(report: VerificationReport, out: TextIO) -> None:
 def _rows(result: VerificationResult) -> list[tuple[str, str, str, str, str]]:
     rows = []
     for i, finding in enumerate(result.findings):
-        where = finding.location or "-"
+        where = esc(finding.location or "-")
         if i == 0:
-            rows.append((result.code, result.run, _short(result.identity), where, finding.message))
+            rows.append((result.code, result.run, _short(result.identity), where, esc(finding.message)))
         else:
-            rows.append(("", "", "", where, f"[{finding.code}] {finding.message}"))
+            rows.append(("", "", "", where, f"[{finding.code}] {esc(finding.message)}"))
     return rows
 
 

@@ -1,82 +1,70 @@
-"""Steps 2, 5, 6 and 7: spans and manifests joined by (trace id, span id), one verdict per run.
+"""Steps 2, 5, 6, 7 and 8: records joined by (trace id, span id), one verdict per run.
 
-The table keeps per run only small summaries (no content), packed into a few hundred bytes once clean
-(:mod:`._compact`), so its memory grows with the number of runs, not with the size of their compositions.
-Deliveries that repeat a record (collector retries, re-batching) are recognised and counted once.
+The table keeps per run only small summaries (no content), so its memory grows with the number of runs,
+not with the size of their compositions. Repeated deliveries (collector retries, re-batching) that say the
+same thing count once; copies that differ are all kept and all judged, so a verdict never depends on the
+order records arrive in.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from typing import TypeVar, cast
+from dataclasses import dataclass, field
+from typing import Any
 
+from run_identity.receipt import model_resolution
 from run_identity.statement import BindingStatement
 from run_identity.verify._checks import (
+    MODEL,
     CheckContext,
     Malformed,
     ManifestSummary,
     SpanSummary,
-    Telemetry,
     binding_hash,
     check_signature,
     telemetry_mismatches,
-    typed_key,
 )
 from run_identity.verify._codes import (
     BINDING_MISMATCH,
+    CONTENT_WITHHELD,
     MALFORMED,
     MANIFEST_MISSING,
+    MODEL_SUBSTITUTED,
     SPAN_MISSING,
     TELEMETRY_MISMATCH,
     UNIDENTIFIED,
     VERIFIED,
     Finding,
 )
-from run_identity.verify._compact import (
-    JOINED,
-    MANIFEST,
-    SPAN,
-    Profiles,
-    pack_manifest,
-    pack_span,
-    pack_verified,
-    packed_statement,
-    same_span,
-    unpack_manifest,
-    unpack_span,
-    unpack_verified,
-    verified_view,
-)
+from run_identity.verify._manifests import unchecked_by
+from run_identity.verify._receipts import STEP as RECEIPT_STEP
+from run_identity.verify._receipts import ReceiptSummary
 from run_identity.verify._result import Policy, VerificationResult
 
-__all__ = ["RunTable"]
+__all__ = ["MAX_LOOSE_PER_SOURCE", "RunTable"]
 
 Locate = Callable[[int, int, int], str]
-_T = TypeVar("_T")
-_FIELDS = ("identity", "key_id", "declared_at", "spec_version")
-_FINGERPRINT = slice(49, 65)  # the manifest fingerprint inside a packed manifest or verified run
+_FIELDS = ("identity", "key_id", "declared_at", "spec_version", "salt_id")
+#: Unreadable records without ids kept as results of their own, per input file; the rest are counted.
+MAX_LOOSE_PER_SOURCE = 20
 
 
+@dataclass(slots=True)
 class _Run:
-    """Everything received for one (trace id, span id), when it does not pack."""
+    """Everything received for one (trace id, span id): every distinct copy of every record."""
 
-    __slots__ = ("bad", "extra", "manifests", "span", "span_check")
-
-    def __init__(self, span: SpanSummary | None = None, manifests: list[ManifestSummary] | None = None) -> None:
-        self.span = span
-        self.manifests: list[ManifestSummary] = manifests or []
-        self.bad: list[Finding] | None = None
-        self.extra: list[Finding] | None = None
-        # Step 2's outcome once known (results may be read more than once): False = not yet checked.
-        self.span_check: Finding | bool | None = False
+    spans: dict[Any, SpanSummary] = field(default_factory=dict)
+    manifests: dict[bytes, ManifestSummary] = field(default_factory=dict)
+    receipts: dict[bytes, ReceiptSummary] = field(default_factory=dict)
+    bad: list[Finding] = field(default_factory=list)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class _Loose:
-    """A malformed record whose ids are unknown: a result of its own."""
+    """Unreadable records whose ids are unknown: the first as a result, then how many more like it."""
 
     finding: Finding
+    more: int = 0
 
 
 class RunTable:
@@ -86,260 +74,231 @@ class RunTable:
         self._ctx = ctx
         self._policy = policy
         self._locate = locate
-        self._runs: dict[bytes | int, bytes | _Run | _Loose] = {}
-        self._shared: dict[object, object] = {}
-        self._profiles = Profiles()
-        self._agreed: tuple[Telemetry, Telemetry, frozenset[str]] | None = None
+        self._runs: dict[bytes, _Run] = {}
+        self._loose: list[_Loose] = []
+        self._loose_by_source: dict[int, int] = {}
+        self._overflow: dict[int, _Loose] = {}
 
     def __len__(self) -> int:
-        return len(self._runs)
+        return len(self._runs) + len(self._loose)
 
-    def _share(self, value: _T) -> _T:
-        """One object for equal small values (key ids, telemetry, models), to keep per-run memory small."""
-        return cast(_T, self._shared.setdefault(value, value))
-
-    def _share_telemetry(self, telemetry: Telemetry) -> Telemetry:
-        """One object for equal telemetry of the same types (a span's ``True`` is not a manifest's ``1``)."""
-        return cast(Telemetry, self._shared.setdefault(typed_key(telemetry), telemetry))
-
-    def add(self, item: SpanSummary | ManifestSummary | Malformed) -> None:
+    def add(self, item: SpanSummary | ManifestSummary | ReceiptSummary | Malformed) -> None:
         """Take one summary from a worker."""
+        if isinstance(item, Malformed):
+            self._add_malformed(item)
+            return
+        run = self._runs.get(item.key)
+        if run is None:
+            run = self._runs[item.key] = _Run()
         if isinstance(item, SpanSummary):
-            self._add_span(item)
+            run.spans.setdefault(item.same_key(), item)
         elif isinstance(item, ManifestSummary):
-            self._add_manifest(item)
+            run.manifests.setdefault(item.fingerprint, item)
         else:
-            where = self._locate(item.source, item.position, item.index)
-            finding = Finding(MALFORMED, 1, item.message, where)
-            if item.key is None:
-                self._runs[len(self._runs) + (1 << 62)] = _Loose(finding)
-                return
-            run = self._open(item.key)
-            run.bad = [*(run.bad or ()), finding]
-            self._runs[item.key] = run
+            run.receipts.setdefault(item.fingerprint, item)
 
-    def _open(self, key: bytes) -> _Run:
-        """The run at ``key`` as an object (unpacked if it was packed)."""
-        entry = self._runs.get(key)
-        if isinstance(entry, _Run):
-            return entry
-        if entry is None:
-            return _Run()
-        assert isinstance(entry, bytes)
-        if entry[0] == SPAN:
-            return _Run(unpack_span(entry, key, self._profiles))
-        if entry[0] == MANIFEST:
-            return _Run(None, [unpack_manifest(entry, key, self._profiles)])
-        span, manifest = unpack_verified(entry, key, self._profiles)
-        run = _Run(span, [manifest])
-        run.span_check = None  # it verified when packed
-        return run
+    def add_loose(self, source: int, count: int, finding: Finding) -> None:
+        """Count ``count`` unreadable records of ``source`` beyond those kept (a worker's overflow)."""
+        over = self._overflow.get(source)
+        if over is None:
+            self._overflow[source] = _Loose(finding, count - 1)
+        else:
+            over.more += count
 
-    def _settle(self, key: bytes, run: _Run) -> None:
-        """Store ``run``, packed when it is a pending clean record or a cleanly joined run."""
-        packed: bytes | None = None
-        if run.bad is None and run.extra is None:
-            span, manifests = run.span, run.manifests
-            if span is not None and not manifests:
-                packed = pack_span(span, self._profiles)
-            elif span is None and len(manifests) == 1:
-                packed = pack_manifest(manifests[0], self._profiles)
-            elif span is not None and len(manifests) == 1 and self._clean_join(span, manifests[0]):
-                packed = pack_verified(span, manifests[0], self._profiles)
-        self._runs[key] = packed if packed is not None else run
-
-    def _clean_join(self, span: SpanSummary, m: ManifestSummary) -> bool:
-        return (
-            span.statement is not None
-            and span.statement == m.statement
-            and binding_hash(span.statement, span.signature) == m.binding
-            and self._telemetry_agrees(span, m)
-        )
-
-    def _telemetry_agrees(self, span: SpanSummary, m: ManifestSummary) -> bool:
-        """Step 6 for a join. Telemetry is shared (:meth:`_share`), so runs of one application hand the very
-        same objects: the last agreement found is recognised by identity."""
-        last = self._agreed
-        if last is not None and last[0] is span.telemetry and last[1] is m.telemetry and last[2] is m.unknown:
-            return True
-        if telemetry_mismatches(span.telemetry, m.telemetry, m.unknown, ""):
-            return False
-        self._agreed = (span.telemetry, m.telemetry, m.unknown)
-        return True
-
-    def _add_span(self, span: SpanSummary) -> None:
-        entry = self._runs.get(span.key)
-        if not span.checked:
-            # A pending manifest checked the very same statement for these ids: it is valid as it stands.
-            if not (
-                isinstance(entry, bytes)
-                and entry[0] == MANIFEST
-                and packed_statement(entry, self._profiles) == span.statement
-            ):
-                span.check()
-            span.checked = True
-        if (
-            isinstance(entry, bytes)
-            and entry[0] not in (SPAN, MANIFEST)
-            and span.statement is not None
-            and same_span(entry, span, self._profiles, binding_hash(span.statement, span.signature))
-        ):
+    def _add_malformed(self, item: Malformed) -> None:
+        where = self._locate(item.source, item.position, item.index)
+        finding = Finding(MALFORMED, 1, item.message, where)
+        if item.key is not None:
+            run = self._runs.get(item.key)
+            if run is None:
+                run = self._runs[item.key] = _Run()
+            run.bad.append(finding)
             return
-        span.telemetry = self._share_telemetry(span.telemetry)
-        run = self._open(span.key)
-        if run.span is None:
-            run.span = span
-        elif not run.span.same_as(span):
-            where = self._locate(span.source, span.position, span.index)
-            message = "another span with the same ids carries different run_identity or GenAI attributes"
-            run.extra = [*(run.extra or ()), Finding(BINDING_MISMATCH, 5, message, where)]
-        elif entry is not None and not isinstance(entry, _Run):
-            return  # a repeated delivery of a packed span
-        self._settle(span.key, run)
+        kept = self._loose_by_source.get(item.source, 0)
+        if kept < MAX_LOOSE_PER_SOURCE:
+            self._loose_by_source[item.source] = kept + 1
+            self._loose.append(_Loose(finding))
+        else:
+            self.add_loose(item.source, 1, finding)
 
-    def _add_manifest(self, manifest: ManifestSummary) -> None:
-        entry = self._runs.get(manifest.key)
-        if isinstance(entry, bytes) and entry[0] != SPAN and entry[_FINGERPRINT] == manifest.fingerprint:
-            return
-        run = self._open(manifest.key)
-        for seen in run.manifests:
-            if seen.fingerprint == manifest.fingerprint:
-                return
-        manifest.telemetry = self._share_telemetry(manifest.telemetry)
-        manifest.unknown = self._share(manifest.unknown)
-        manifest.model = self._share(manifest.model)
-        run.manifests.append(manifest)
-        self._settle(manifest.key, run)
+    def results(self) -> Iterator[VerificationResult]:
+        """One result per run, then one per unreadable record without ids (the first of each file, then one
+        that counts the rest)."""
+        for key, run in self._runs.items():
+            yield self._result(key, run)
+        for loose in self._loose:
+            yield self._loose_result(loose.finding)
+        for source, over in self._overflow.items():
+            message = f"{over.more + 1:,} more unreadable records in this file (the first: {over.finding.message})"
+            where = over.finding.location.rsplit(":", 1)[0] if over.finding.location else f"<input {source}>"
+            yield self._loose_result(Finding(MALFORMED, 1, message, where))
 
-    def verified_count(self) -> int:
-        """How many runs joined cleanly (their results are ``verified``, whatever the policy)."""
-        return sum(1 for entry in self._runs.values() if type(entry) is bytes and entry[0] == JOINED)
-
-    def results(self, *, verified: bool = True) -> Iterator[VerificationResult]:
-        """One result per run (and per unreadable record), in order of first appearance.
-
-        ``verified=False`` leaves out the runs that joined cleanly (counted by :meth:`verified_count`).
-        """
-        for key, entry in self._runs.items():
-            if isinstance(entry, _Loose):
-                findings = (entry.finding,)
-                yield VerificationResult(
-                    MALFORMED, self._policy.accepts(findings), None, None, None, None, None, None,
-                    findings, entry.finding.location, (),
-                )  # fmt: skip
-                continue
-            assert isinstance(key, bytes)
-            if isinstance(entry, bytes):
-                if entry[0] == JOINED:
-                    if verified:
-                        yield self._verified(key, entry)
-                    continue
-                entry = self._open(key)
-                self._runs[key] = entry  # keeps step 2's outcome if results are read again
-            yield self._result(key, entry)
-
-    def _verified(self, key: bytes, blob: bytes) -> VerificationResult:
-        identity, key_id, declared, model, span_at, manifest_at = verified_view(blob, self._profiles)
+    def _loose_result(self, finding: Finding) -> VerificationResult:
+        findings = (finding,)
         return VerificationResult(
-            VERIFIED, True, key[:16].hex(), key[16:].hex(), identity, key_id, declared, model, (),
-            self._locate(*span_at), (self._locate(*manifest_at),),
+            MALFORMED, self._policy.accepts(findings), None, None, None, None, None, None,
+            findings, finding.location, (),
         )  # fmt: skip
 
-    def _span_location(self, span: SpanSummary) -> str:
-        return self._locate(span.source, span.position, span.index)
+    def _where(self, item: SpanSummary | ManifestSummary) -> str:
+        return self._locate(item.source, item.position, item.index)
 
-    def _manifest_where(self, m: ManifestSummary) -> str:
-        return self._locate(m.source, m.position, m.index)
-
-    def _findings(self, key: bytes, run: _Run) -> tuple[list[Finding], ManifestSummary | None]:
-        span, manifests = run.span, run.manifests
-        span_where = self._span_location(span) if span is not None else None
+    def _findings(
+        self, run: _Run, notes: list[str]
+    ) -> tuple[list[Finding], ManifestSummary | None, list[str]]:
+        spans = sorted(run.spans.values(), key=lambda s: (s.source, s.position, s.index))
+        manifests = sorted(run.manifests.values(), key=lambda m: (len(m.withheld), m.fingerprint))
+        unchecked: list[str] = []
         # 1. Parse: records of this run that could not be read.
-        findings: list[Finding] = list(run.bad or ())
-        if span is not None and span.problem is not None:
-            findings.append(Finding(MALFORMED, 1, span.problem, span_where))
+        findings: list[Finding] = list(run.bad)
+        for span in spans:
+            if span.problem is not None:
+                findings.append(Finding(MALFORMED, 1, span.problem, self._where(span)))
         # 3-4 (and the record-level parts of 5-6) were checked as each manifest streamed by.
         for m in manifests:
             findings.extend(m.findings)
         passing = [m for m in manifests if m.passes_signature_and_content]
         primary = passing[0] if passing else (manifests[0] if manifests else None)
         # 2. Span signature, over the statement rebuilt from the span alone. A manifest that passed step 3
-        #    with the very same statement, ids and signature has already verified these exact bytes.
-        if span is not None and span.statement is not None:
-            covered = (
-                self._ctx.keyring is not None
-                and primary is not None
-                and primary.bound
-                and not any(f.step == 3 for f in primary.findings)
-                and primary.binding == binding_hash(span.statement, span.signature)
-            )
-            if not covered:
-                if run.span_check is False:
-                    statement = _statement(key, span.statement)
-                    found = check_signature(self._ctx, statement, span.signature, 2, "span")
-                    run.span_check = None if found is None else Finding(found.code, 2, found.message, span_where)
-                if isinstance(run.span_check, Finding):
-                    findings.append(run.span_check)
+        #    with the very same statement and signature has already verified these exact bytes.
+        verified_bindings = {
+            m.binding for m in manifests if m.bound and not any(f.step == 3 for f in m.findings)
+        }
+        for span in spans:
+            if span.statement is None:
+                continue
+            if self._ctx.keyring is not None and binding_hash(span.statement, span.signature) in verified_bindings:
+                continue
+            found = check_signature(self._ctx, span.statement, span.signature, 2, "span")
+            if found is not None:
+                findings.append(Finding(found.code, 2, found.message, self._where(span)))
         # 5. Join.
-        findings.extend(run.extra or ())
-        if len(passing) > 1:
+        if len(spans) > 1:
+            message = f"{len(spans)} spans with these ids carry different run_identity or GenAI attributes"
+            findings.append(Finding(BINDING_MISMATCH, 5, message, self._where(spans[1])))
+        claims = {m.claim for m in passing}
+        if len(claims) > 1:
             ids = ", ".join(sorted({m.identity for m in passing}))
-            message = f"{len(passing)} different manifests for this span all verify ({ids})"
-            findings.append(Finding(BINDING_MISMATCH, 5, message, self._manifest_where(passing[1])))
-        if span is None:
+            message = f"{len(claims)} different signed manifests for this span all verify ({ids})"
+            findings.append(Finding(BINDING_MISMATCH, 5, message, self._where(passing[1])))
+        if not spans:
             if manifests:
                 message = "no span with this trace id and span id in the input (sampled out, or dropped)"
-                findings.append(Finding(SPAN_MISSING, 5, message, self._manifest_where(manifests[0])))
-        elif not span.identified:
-            if manifests:
-                message = "the span carries no run_identity attributes, yet a manifest names it"
-                findings.append(Finding(BINDING_MISMATCH, 5, message, span_where))
-        elif primary is None:
-            if not run.bad:
-                message = "no manifest for this run in the input"
-                findings.append(Finding(MANIFEST_MISSING, 5, message, span_where))
-        elif span.statement is not None and span.statement != primary.statement:
-            differ = [
-                f"{name} {a!r} on the span, {b!r} in the manifest"
-                for name, a, b in zip(_FIELDS, span.statement, primary.statement, strict=True)
-                if a != b
-            ]
-            message = "span and manifest statements differ: " + "; ".join(differ)
-            findings.append(Finding(BINDING_MISMATCH, 5, message, span_where))
-        # 6. Telemetry.
-        if span is not None and span.identified and primary is not None:
-            mismatches = telemetry_mismatches(span.telemetry, primary.telemetry, primary.unknown, "the span has")
-            findings.extend(Finding(TELEMETRY_MISMATCH, 6, message, span_where) for message in mismatches)
-        # 7. Coverage.
-        if span is not None and not span.identified:
-            reason = f": run_identity.error = {span.error}" if span.error else ""
-            findings.append(Finding(UNIDENTIFIED, 7, f"a GenAI span without an identity{reason}", span_where))
-        findings.sort(key=Finding.sort_key)
-        return findings, primary
+                findings.append(Finding(SPAN_MISSING, 5, message, self._where(manifests[0])))
+            else:
+                unchecked.append("no span: the span's statement and telemetry were not checked")
+        for span in spans:
+            where = self._where(span)
+            if not span.identified:
+                if manifests:
+                    message = "the span carries no run_identity attributes, yet a manifest names it"
+                    findings.append(Finding(BINDING_MISMATCH, 5, message, where))
+                reason = f": run_identity.error = {span.error}" if span.error else ""
+                findings.append(Finding(UNIDENTIFIED, 7, f"a GenAI span without an identity{reason}", where))
+                continue
+            if primary is None:
+                if not run.bad and span.problem is None:
+                    findings.append(Finding(MANIFEST_MISSING, 5, "no manifest for this run in the input", where))
+                continue
+            if span.statement is not None and span.statement != primary.statement:
+                findings.append(Finding(BINDING_MISMATCH, 5, _statement_difference(span.statement, primary), where))
+            # 6. Telemetry.
+            for message in telemetry_mismatches(span.telemetry, primary.telemetry, primary.unknown, "the span has"):
+                findings.append(Finding(TELEMETRY_MISMATCH, 6, message, where))
+        if primary is not None:
+            unchecked.extend(unchecked_by(primary.withheld))
+            required = sorted(self._policy.require_content & {w.split("[")[0] for w in primary.withheld})
+            if required:
+                message = f"the manifest withholds {', '.join(required)}, which the policy requires"
+                findings.append(Finding(CONTENT_WITHHELD, 4, message, self._where(primary)))
+        # 8. Receipts.
+        findings.extend(self._receipt_findings(run, primary, spans, unchecked, notes))
+        findings = sorted(set(findings), key=Finding.sort_key)
+        return findings, primary, unchecked
+
+    def _receipt_findings(
+        self,
+        run: _Run,
+        primary: ManifestSummary | None,
+        spans: list[SpanSummary],
+        unchecked: list[str],
+        notes: list[str],
+    ) -> list[Finding]:
+        receipts = sorted(run.receipts.values(), key=lambda r: r.fingerprint)
+        if not receipts:
+            return []
+        findings: list[Finding] = []
+        # The requested model comes from signed data only: the manifest's checked content, else the receipt's
+        # signed request_model; never from a span's attributes.
+        declared = primary.model if primary is not None and primary.passes_signature_and_content else None
+        identity = primary.identity if primary is not None else None
+        for r in receipts:
+            findings.extend(r.findings)
+            s = r.statement
+            if identity is not None and s.identity != identity:
+                message = f"the receipt names identity {s.identity}, the run has {identity}"
+                findings.append(Finding(BINDING_MISMATCH, RECEIPT_STEP, message, r.where))
+            if declared is not None and s.request_model is not None and s.request_model != declared:
+                message = f"the receipt's request_model {s.request_model!r} is not the declared model {declared!r}"
+                findings.append(Finding(BINDING_MISMATCH, RECEIPT_STEP, message, r.where))
+            requested = declared if declared is not None else s.request_model
+            if requested is None:
+                unchecked.append(
+                    "model substitution: the declared model is withheld or unchecked and the receipt names no "
+                    "request_model"
+                )
+                continue
+            resolution = model_resolution(requested, s.response_model)
+            if resolution == "substituted":
+                message = f"requested model {requested!r}, the provider reports {s.response_model!r}"
+                findings.append(Finding(MODEL_SUBSTITUTED, RECEIPT_STEP, message, r.where))
+            elif resolution == "resolved":
+                notes.append(f"model {requested} resolved to {s.response_model}")
+        if len({r.statement.output_digest for r in receipts}) > 1:
+            message = f"{len(receipts)} receipts of this run name different outputs"
+            findings.append(Finding(BINDING_MISMATCH, RECEIPT_STEP, message, receipts[1].where))
+        if primary is None and not spans:
+            message = "a receipt names a run that has neither span nor manifest in the input"
+            findings.append(Finding(MANIFEST_MISSING, RECEIPT_STEP, message, receipts[0].where))
+        return findings
 
     def _result(self, key: bytes, run: _Run) -> VerificationResult:
-        findings, primary = self._findings(key, run)
-        span = run.span
-        statement = primary.statement if primary is not None else (span.statement if span is not None else None)
+        notes = [n for m in run.manifests.values() for n in m.notes]
+        notes.extend(n for r in sorted(run.receipts.values(), key=lambda r: r.fingerprint) for n in r.notes)
+        findings, primary, unchecked = self._findings(run, notes)
+        spans = sorted(run.spans.values(), key=lambda s: (s.source, s.position, s.index))
+        statement: BindingStatement | None = primary.statement if primary is not None else None
+        if statement is None:
+            statement = next((s.statement for s in spans if s.statement is not None), None)
         model = primary.model if primary is not None else None
-        if model is None and span is not None:
-            model = next((v for a, v in span.telemetry if a == "gen_ai.request.model" and type(v) is str), None)
+        if model is None and primary is None:
+            model = next((v for s in spans for a, v in s.telemetry if a == MODEL and type(v) is str), None)
+        if model is None and run.receipts:
+            model = min(run.receipts.values(), key=lambda r: r.fingerprint).statement.request_model
         return VerificationResult(
             findings[0].code if findings else VERIFIED,
             self._policy.accepts(findings),
             key[:16].hex(),
             key[16:].hex(),
-            statement[0] if statement else None,
-            statement[1] if statement else None,
-            statement[2] if statement else None,
+            statement.identity if statement else None,
+            statement.key_id if statement else None,
+            statement.declared_at if statement else None,
             model,
             tuple(findings),
-            self._span_location(span) if span is not None else None,
-            tuple(self._manifest_where(m) for m in run.manifests),
-            tuple(n for m in run.manifests for n in m.notes),
+            self._where(spans[0]) if spans else None,
+            tuple(sorted(self._where(m) for m in run.manifests.values())),
+            tuple(dict.fromkeys(notes)),
+            primary.withheld if primary is not None else (),
+            tuple(dict.fromkeys(unchecked)),
+            tuple(sorted(r.where for r in run.receipts.values())),
         )
 
 
-def _statement(key: bytes, fields: tuple[str, str, str, str]) -> BindingStatement:
-    identity, key_id, declared_at, spec_version = fields
-    return BindingStatement(identity, key[:16].hex(), key[16:].hex(), key_id, declared_at, spec_version)
+def _statement_difference(span: BindingStatement, manifest: ManifestSummary) -> str:
+    theirs = manifest.statement
+    differ = [
+        f"{name} {getattr(span, name)!r} on the span, {getattr(theirs, name)!r} in the manifest"
+        for name in _FIELDS
+        if getattr(span, name) != getattr(theirs, name)
+    ]
+    return "span and manifest statements differ: " + "; ".join(differ)

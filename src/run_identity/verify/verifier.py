@@ -16,7 +16,6 @@ The verifier imports nothing from the SDK side (processor, exporters): it is a s
 
 from __future__ import annotations
 
-import gc
 import os
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
@@ -24,10 +23,9 @@ from typing import Any
 from run_identity.digest import SPEC_VERSION, salt_id
 from run_identity.keys import Keyring
 from run_identity.verify._checks import CheckContext
-from run_identity.verify._codes import RESULT_CODES, VERIFIED
+from run_identity.verify._codes import MALFORMED, RESULT_CODES, Finding
 from run_identity.verify._inputs import Chunk, discover, plan
 from run_identity.verify._pool import run_chunks
-from run_identity.verify._receipts import Receipts, ReceiptSummary
 from run_identity.verify._records import Tally
 from run_identity.verify._result import Policy, VerificationResult
 from run_identity.verify._runs import RunTable
@@ -41,7 +39,7 @@ _MIN_CHUNK = 256 << 10
 
 
 class VerificationReport:
-    """The results of one verification: per-run results (iterated lazily), counts, and the overall verdict."""
+    """The results of one verification: per-run results, counts, and the overall verdict."""
 
     def __init__(
         self,
@@ -52,10 +50,8 @@ class VerificationReport:
         inputs: list[str],
         tally: Tally,
         encodings: dict[str, str],
-        receipts: Receipts | None = None,
     ) -> None:
         self._table = table
-        self._receipts = receipts
         self.policy = policy
         self.insecure = insecure
         self.inputs = inputs
@@ -63,11 +59,10 @@ class VerificationReport:
         self.tally = tally
         self._counts: dict[str, int] | None = None
         self._failed = 0
+        self._unchecked = 0
 
     def results(self) -> Iterator[VerificationResult]:
         """Every run's result, in order of first appearance in the input."""
-        if self._receipts:
-            return self._receipts.apply(self._table.results(), self.policy)
         return self._table.results()
 
     def failures(self) -> Iterator[VerificationResult]:
@@ -77,16 +72,12 @@ class VerificationReport:
     def _count(self) -> dict[str, int]:
         if self._counts is None:
             counts = dict.fromkeys(RESULT_CODES, 0)
-            failed = 0
-            if self._receipts:
-                results = self.results()
-            else:  # runs that joined cleanly are counted without making their results
-                counts[VERIFIED] = self._table.verified_count()
-                results = self._table.results(verified=False)
-            for r in results:
+            failed = unchecked = 0
+            for r in self.results():
                 counts[r.code] += 1
                 failed += not r.passed
-            self._counts, self._failed = counts, failed
+                unchecked += bool(r.unchecked)
+            self._counts, self._failed, self._unchecked = counts, failed, unchecked
         return self._counts
 
     @property
@@ -106,9 +97,20 @@ class VerificationReport:
         return self._failed
 
     @property
+    def with_unchecked(self) -> int:
+        """Number of results that name a check that could not be made (withheld content, no span...)."""
+        self._count()
+        return self._unchecked
+
+    @property
+    def count_problem(self) -> str | None:
+        """Why the number of runs fails the policy (none found, or not as many as expected), or None."""
+        return self.policy.count_problem(self.runs)
+
+    @property
     def passed(self) -> bool:
-        """True when the policy accepts every run (the CLI exits 0 only then)."""
-        return self.failed == 0
+        """True when the policy accepts every run and their number (the CLI exits 0 only then)."""
+        return self.failed == 0 and self.count_problem is None
 
     def summary_json(self) -> dict[str, Any]:
         """The summary object of docs/verify.md."""
@@ -119,8 +121,11 @@ class VerificationReport:
             "passed": self.passed,
             "runs": self.runs,
             "failed": self.failed,
+            "with_unchecked": self.with_unchecked,
+            "count_problem": self.count_problem,
             "counts": self.counts,
             "allowed": sorted(self.policy.allow),
+            "required_content": sorted(self.policy.require_content),
             "signatures_checked": not self.insecure,
             "insecure": self.insecure,
             "inputs": [{"path": p, "encoding": self.encodings.get(p, "")} for p in self.inputs],
@@ -205,26 +210,18 @@ class Verifier:
         chunks_by_source: Mapping[int, Chunk] = {c.source: c for c in chunks}
         table = RunTable(self._ctx, self.policy, locate)
         tally = Tally()
-        receipts = Receipts()
         done = 0
-        # Reading creates many containers (decoded requests) and no reference cycles: the cyclic collector
-        # would only re-scan them, and the growing run table, over and over. It is off while reading.
-        collect = gc.isenabled()
-        gc.disable()
-        try:
-            for result in run_chunks(chunks, self._ctx, jobs):
-                tally.add(result.tally)
-                for item in result.items:
-                    if isinstance(item, ReceiptSummary):
-                        receipts.add(item)
-                    else:
-                        table.add(item)
-                done += result.chunk.end - result.chunk.start
-                if progress is not None:
-                    progress(done, total)
-        finally:
-            if collect:
-                gc.enable()
+        for result in run_chunks(chunks, self._ctx, jobs):
+            tally.add(result.tally)
+            for item in result.items:
+                table.add(item)
+            if result.first_overflow is not None:
+                first = result.first_overflow
+                where = locate(first.source, first.position, first.index)
+                table.add_loose(first.source, result.overflow, Finding(MALFORMED, 1, first.message, where))
+            done += result.chunk.end - result.chunk.start
+            if progress is not None:
+                progress(done, total)
         return VerificationReport(
             table,
             policy=self.policy,
@@ -232,7 +229,6 @@ class Verifier:
             inputs=paths,
             tally=tally,
             encodings=encodings,
-            receipts=receipts,
         )
 
 
