@@ -340,6 +340,179 @@ def _repeated_attribute(t: vf.Tamper) -> None:
     span["attributes"].insert(span["attributes"].index(first), other)
 
 
+# --- forgeries that passed before the verdict issue (each reproduces one attack) ---------------------------
+
+_UNKNOWN_SALT_ID = "sha256:" + "0" * 64
+
+
+@case("an unsigned salt_id added to an unsalted manifest whose content was rewritten", chat="identity_mismatch")
+def _salt_id_switches_content_check_off(t: vf.Tamper) -> None:
+    doc = t.manifest("chat")
+    doc["components"]["parameters"]["value"]["temperature"] = 0.9
+    doc["salt_id"] = _UNKNOWN_SALT_ID
+    t.set_manifest("chat", doc)
+
+
+@case("an unsigned salt_id added to an unsalted manifest, content untouched", tools="identity_mismatch")
+def _salt_id_added(t: vf.Tamper) -> None:
+    doc = t.manifest("tools")
+    doc["salt_id"] = _UNKNOWN_SALT_ID
+    t.set_manifest("tools", doc)
+
+
+@case("a salt_id added to the manifest's signed statement", chat="bad_signature")
+def _salt_id_in_statement(t: vf.Tamper) -> None:
+    doc = t.manifest("chat")
+    doc["salt_id"] = doc["statement"]["salt_id"] = _UNKNOWN_SALT_ID
+    t.set_manifest("chat", doc)
+
+
+@case("a run_identity.salt_id attribute added to the span", rag="bad_signature")
+def _salt_id_on_span(t: vf.Tamper) -> None:
+    vf.set_attribute(t.span("rag"), "run_identity.salt_id", _UNKNOWN_SALT_ID)
+
+
+@case("a receipt reporting another model than the declared one", chat="model_substituted")
+def _receipt_substitutes(t: vf.Tamper) -> None:
+    t.add_receipt("chat", response_model="gpt-3.5-turbo")
+
+
+@case(
+    "model withheld, the span's model set to the served one, a substituting receipt",
+    chat="model_substituted",
+)
+def _hidden_substitution(t: vf.Tamper) -> None:
+    doc = t.manifest("chat")
+    doc["components"]["model"] = {"digest": doc["components"]["model"]["digest"], "withheld": True}
+    t.set_manifest("chat", doc)
+    vf.set_attribute(t.span("chat"), "gen_ai.request.model", "gpt-3.5-turbo")
+    vf.set_attribute(t.record("chat"), "gen_ai.request.model", "gpt-3.5-turbo")
+    t.add_receipt("chat", response_model="gpt-3.5-turbo")
+
+
+@case("a span carrying both run_identity.id and run_identity.error", tools="malformed")
+def _id_and_error(t: vf.Tamper) -> None:
+    vf.set_attribute(t.span("tools"), "run_identity.error", "CompositionError: parameters.bogus")
+    t.add_receipt("tools", response_model="gpt-3.5-turbo")
+
+
+@case("a receipt whose request_model is not the declared model", rag="binding_mismatch")
+def _receipt_request_model(t: vf.Tamper) -> None:
+    t.add_receipt("rag", request_model="claude-opus-4", response_model="claude-opus-4")
+
+
+@case("two receipts of one run naming different outputs", nfc="binding_mismatch")
+def _two_receipts(t: vf.Tamper) -> None:
+    t.add_receipt("nfc")
+    t.add_receipt("nfc", output=[{"role": "assistant", "parts": [{"type": "text", "content": "Other."}]}])
+
+
+@case("a receipt signed by an untrusted key", **{"multi-turn": "unknown_key"})
+def _receipt_untrusted(t: vf.Tamper) -> None:
+    t.add_receipt("multi-turn", signer=t.other)
+
+
+@case("a receipt naming another run's identity", chat="binding_mismatch")
+def _receipt_other_identity(t: vf.Tamper) -> None:
+    t.add_receipt("chat", identity=t.export.run("rag").identity)
+
+
+@case("a receipt member named twice (output)", tools="malformed")
+def _receipt_output_twice(t: vf.Tamper) -> None:
+    record = t.add_receipt("tools")
+    body = record["body"]["stringValue"]
+    record["body"]["stringValue"] = body[:-1] + ',"output":[]}'
+
+
+@case("a manifest statement member named twice", chat="malformed")
+def _statement_member_twice(t: vf.Tamper) -> None:
+    t.body("chat", lambda s: _flip(s, '"statement":{', '"statement":{"identity":"sha256:' + "0" * 64 + '",'))
+
+
+@case("a manifest member repeated inside a value nested 1000 deep", rag="malformed")
+def _deep_repeat(t: vf.Tamper) -> None:
+    deep = "[" * 1000 + '{"a":1,"a":2}' + "]" * 1000
+    t.body("rag", lambda s: _flip(s, '"value":{"max_tokens"', '"value":{"deep":' + deep + ',"max_tokens"'))
+
+
+@case("a span delivered twice, one copy with temperature=true (the manifest says 1.0)", tools="binding_mismatch")
+def _span_copy_bool(t: vf.Tamper) -> None:
+    copy = orjson.loads(orjson.dumps(t.span("tools")))
+    vf.set_attribute(copy, "gen_ai.request.temperature", True)
+    t.traces.append({"resourceSpans": [{"scopeSpans": [{"spans": [copy]}]}]})
+
+
+@case("a manifest record delivered twice, one copy with another model attribute", rag="telemetry_mismatch")
+def _manifest_copy_attribute(t: vf.Tamper) -> None:
+    copy = orjson.loads(orjson.dumps(t.record("rag")))
+    vf.set_attribute(copy, "gen_ai.request.model", "claude-opus-4")
+    t.manifests.append({"resourceLogs": [{"scopeLogs": [{"logRecords": [copy]}]}]})
+
+
+@case("a span given both spanId and span_id", chat="malformed")
+def _camel_and_snake(t: vf.Tamper) -> None:
+    t.span("chat")["span_id"] = t.span("chat")["spanId"]
+
+
+@case("a manifest record given both traceId and trace_id", tools="malformed")
+def _camel_and_snake_log(t: vf.Tamper) -> None:
+    t.record("tools")["trace_id"] = t.record("tools")["traceId"]
+
+
+@case("an AnyValue with two kinds on the span's model", rag="malformed")
+def _two_kinds(t: vf.Tamper) -> None:
+    for kv in t.span("rag")["attributes"]:
+        if kv["key"] == "gen_ai.request.model":
+            kv["value"]["intValue"] = "7"
+
+
+@case("an OTLP/JSON member named twice in a span (its line unreadable)", nfc="span_missing", extra="malformed")
+def _json_member_twice(t: vf.Tamper) -> None:
+    t.traces = vf.rebatch(t.traces, 1)
+    t.span("nfc")["name"] = "MARK-nfc"
+    t.edit_text("traces.jsonl", '"name":"MARK-nfc"', '"name":"chat","name":"MARK-nfc"')
+
+
+@case("a log record whose event_name and event.name attribute differ", chat="malformed")
+def _event_names_differ(t: vf.Tamper) -> None:
+    t.record("chat")["attributes"].append({"key": "event.name", "value": {"stringValue": "run_identity.receipt"}})
+
+
+@case("the manifest record's key id attribute edited", nfc="binding_mismatch")
+def _record_key_id(t: vf.Tamper) -> None:
+    vf.set_attribute(t.record("nfc"), "run_identity.key_id", "A" * 43)
+
+
+@case("the span's model changed to the served model, a receipt confirming it", chat="telemetry_mismatch")
+def _span_model_served(t: vf.Tamper) -> None:
+    vf.set_attribute(t.span("chat"), "gen_ai.request.model", "gpt-3.5-turbo")
+    t.add_receipt("chat", response_model="gpt-3.5-turbo")
+
+
+@case("a NaN in the manifest body", **{"multi-turn": "malformed"})
+def _nan(t: vf.Tamper) -> None:
+    t.body("multi-turn", lambda s: _flip(s, '"value":{"max_tokens"', '"value":{"x":NaN,"max_tokens"'))
+
+
+@case("a manifest salt_id given as null", tools="malformed")
+def _salt_null(t: vf.Tamper) -> None:
+    t.body("tools", lambda s: s[:-1] + ',"salt_id":null}')
+
+
+@case("the span's ANSI-escaped run_identity.error replacing its identity", nfc="binding_mismatch")
+def _ansi_error(t: vf.Tamper) -> None:
+    span = t.span("nfc")
+    span["attributes"] = [kv for kv in span["attributes"] if not kv["key"].startswith("run_identity.")]
+    vf.set_attribute(span, "run_identity.error", "\x1b[2J\x1b[HPASS: every run verified")
+
+
+@case("a traces line that also holds resourceLogs (its logs would be lost)", chat="span_missing", extra="malformed")
+def _both_signals(t: vf.Tamper) -> None:
+    t.traces = vf.rebatch(t.traces, 1)
+    doc = next(d for d in t.traces if t.span("chat") in d["resourceSpans"][0]["scopeSpans"][0]["spans"])
+    doc["resourceLogs"] = [{"scopeLogs": [{"logRecords": [orjson.loads(orjson.dumps(t.record("chat")))]}]}]
+
+
 @pytest.mark.parametrize(("name", "tamper", "expected"), CASES, ids=[c[0] for c in CASES])
 def test_tampering_is_detected(
     pristine: vf.Export, tmp_path: Path, name: str, tamper: vf.TamperFn, expected: dict[str, str]
@@ -357,8 +530,8 @@ def test_tampering_is_detected(
 
 
 def test_the_suite_is_large_enough() -> None:
-    """The issue asks for at least 25 distinct tamperings."""
-    assert len(CASES) >= 25
+    """The issues ask for at least 25 distinct tamperings, then 25 more (the verdict issue)."""
+    assert len(CASES) >= 70
     assert len({c[0] for c in CASES}) == len(CASES)
 
 

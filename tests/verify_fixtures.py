@@ -25,6 +25,7 @@ from run_identity.canonical import canonicalize
 from run_identity.genai import start_genai_span
 from run_identity.keys import Ed25519Signer, Keyring
 from run_identity.pipeline import setup
+from run_identity.receipt import sign_receipt
 from run_identity.verify import Policy, VerificationReport, Verifier
 
 SIGNER_SEED = bytes(range(32))
@@ -365,6 +366,11 @@ class Tamper:
     manifests: list[dict[str, Any]]
     other: Ed25519Signer = field(default_factory=lambda: signer(OTHER_SEED))
     keyring_signers: list[Ed25519Signer] = field(default_factory=lambda: [signer()])
+    text_edits: list[tuple[str, str, str]] = field(default_factory=list)
+
+    def edit_text(self, file: str, old: str, new: str) -> None:
+        """Replace ``old`` by ``new`` in ``file``'s text once saved (for spellings no JSON writer makes)."""
+        self.text_edits.append((file, old, new))
 
     def span(self, label: str) -> dict[str, Any]:
         return find(spans_of(self.traces), self.export.run(label).span_id)
@@ -384,9 +390,39 @@ class Tamper:
         record["body"]["stringValue"] = change(before)
         assert record["body"]["stringValue"] != before
 
+    def add_receipt(self, label: str, **fields: Any) -> dict[str, Any]:
+        """Append a receipt record for run ``label``, signed by the export's key (``fields`` override)."""
+        run = self.export.run(label)
+        key = fields.pop("signer", None) or signer()
+        args: dict[str, Any] = {
+            "identity": run.identity,
+            "trace_id": run.trace_id,
+            "span_id": run.span_id,
+            "output": [{"role": "assistant", "parts": [{"type": "text", "content": "Hello."}]}],
+            "finish_reasons": ["stop"],
+            "request_model": "gpt-4o-mini",
+            "response_model": "gpt-4o-mini-2024-07-18",
+            "completed_at": "2026-11-22T12:00:00.000000Z",
+            **fields,
+        }
+        receipt = sign_receipt(key, **args)
+        record = {
+            "eventName": "run_identity.receipt",
+            "traceId": run.trace_id,
+            "spanId": run.span_id,
+            "body": {"stringValue": receipt.to_json_bytes().decode()},
+        }
+        self.manifests.append({"resourceLogs": [{"scopeLogs": [{"logRecords": [record]}]}]})
+        return record
+
     def save(self) -> None:
         write_lines(self.directory / "traces.jsonl", self.traces)
         write_lines(self.directory / "manifests.jsonl", self.manifests)
+        for file, old, new in self.text_edits:
+            path = self.directory / file
+            text = path.read_text(encoding="utf-8")
+            assert old in text, old
+            path.write_text(text.replace(old, new, 1), encoding="utf-8")
 
 
 def tamper_copy(export: Export, target: Path) -> Tamper:

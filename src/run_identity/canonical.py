@@ -79,43 +79,65 @@ class StrictJSONError(ValueError):
 
 
 class _Repeated(Exception):
-    def __init__(self, key: str) -> None:
-        self.key = key
+    pass
+
+
+class _Pairs(list[tuple[str, Any]]):
+    """An object's members in order, repeats kept (to name where a repeat is)."""
 
 
 def _strict_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     out = dict(pairs)
     if len(out) != len(pairs):
-        seen: set[str] = set()
-        for key, _ in pairs:
-            if key in seen:
-                raise _Repeated(key)
-            seen.add(key)
+        raise _Repeated
     return out
 
 
-def _no_constant(name: str) -> Any:
-    raise StrictJSONError(f"{name} is not a JSON number")
+def _first_repeat(value: Any, path: str) -> tuple[str, str] | None:
+    """The path of the first object naming a member twice, and that member (iterative: any depth)."""
+    stack: list[tuple[Any, str]] = [(value, path)]
+    while stack:
+        item, where = stack.pop()
+        if type(item) is _Pairs:
+            seen: set[str] = set()
+            for key, _ in item:
+                if key in seen:
+                    return where, key
+                seen.add(key)
+            stack.extend((v, json_path_join(where, k)) for k, v in reversed(item))
+        elif type(item) is list:
+            stack.extend((v, f"{where}[{i}]") for i, v in reversed(list(enumerate(item))))
+    return None
 
 
 def loads_strict(data: str | bytes | bytearray | memoryview) -> Any:
     """Parse JSON text that has exactly one reading, or raise :class:`StrictJSONError` (docs/spec.md §14).
 
-    A member named twice in any object at any depth is refused (readers disagree on which one holds), and
-    so is text nested too deeply to be read at all: nothing is ever passed unchecked.
+    Refused: anything RFC 8259 does not allow or that has no IEEE 754 reading (``NaN``, ``1e999``, a lone
+    surrogate escape); a member named twice in any object at any depth (readers disagree on which one
+    holds; the error names the object's path); text nested too deeply to be read at all. Nothing is ever
+    passed unchecked.
     """
     text = bytes(data) if isinstance(data, (bytearray, memoryview)) else data
     try:
-        return json.loads(text, object_pairs_hook=_strict_object, parse_constant=_no_constant)
-    except _Repeated as exc:
-        message = f"member {exc.key[:80]!r} appears more than once (which one holds is ambiguous)"
-        raise StrictJSONError(message) from None
+        orjson.loads(text)
+    except orjson.JSONDecodeError as exc:
+        raise StrictJSONError(f"not JSON ({exc})") from None
+    try:
+        return json.loads(text, object_pairs_hook=_strict_object)
+    except _Repeated:
+        pass
     except RecursionError:
         raise StrictJSONError("nested too deeply to be read") from None
-    except StrictJSONError:
-        raise
-    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, an integer past Python's digit limit
+    except ValueError as exc:  # an integer past Python's digit limit
         raise StrictJSONError(f"not JSON ({exc})") from None
+    try:
+        found = _first_repeat(json.loads(text, object_pairs_hook=_Pairs), "")
+    except RecursionError:
+        found = None
+    where, key = found if found is not None else ("", "?")
+    prefix = f"{where}: " if where else ""
+    raise StrictJSONError(f"{prefix}member {key[:80]!r} appears more than once (which one holds is ambiguous)")
 
 
 def json_path_join(path: str, key: str | int) -> str:

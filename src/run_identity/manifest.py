@@ -8,7 +8,6 @@ verifies against.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
@@ -16,7 +15,7 @@ from typing import Any, cast
 
 import orjson
 
-from run_identity.canonical import MAX_DEPTH, canonicalize, json_path_join
+from run_identity.canonical import MAX_DEPTH, StrictJSONError, canonicalize, json_path_join, loads_strict
 from run_identity.composition import COMPONENT_NAMES, LIST_COMPONENTS
 from run_identity.digest import (
     SPEC_VERSION,
@@ -184,56 +183,14 @@ def _parse_component(name: str, data: object, path: str) -> ManifestComponent:
     return ManifestComponent(name, digest, value=_doubles(data["value"], f"{path}.value"))
 
 
-class _Pairs(list[tuple[str, Any]]):
-    """An object's members in order, repeats kept (the object_pairs_hook of the second reading)."""
-
-
-def _no_repeats(pairs: list[tuple[str, Any]]) -> None:
-    if len(pairs) > 1 and len({k for k, _ in pairs}) != len(pairs):
-        raise _Repeated
-
-
-class _Repeated(Exception):
-    pass
-
-
-def _first_repeat(value: Any, path: str) -> tuple[str, str] | None:
-    if type(value) is _Pairs:
-        seen: set[str] = set()
-        for key, _ in value:
-            if key in seen:
-                return path, key
-            seen.add(key)
-        items: list[tuple[str | int, Any]] = list(value)
-    elif type(value) is list:
-        items = list(enumerate(value))
-    else:
-        return None
-    for member, item in items:
-        found = _first_repeat(item, json_path_join(path, member))
-        if found is not None:
-            return found
-    return None
-
-
 def reject_repeated_members(text: str | bytes | bytearray | memoryview) -> None:
-    """Raise ManifestError when an object in the JSON ``text`` names a member twice (docs/spec.md §14).
-
-    JSON parsers disagree on which of two equal names holds, so such a manifest has no single reading.
-    Call it on text a JSON parser has already accepted; it names the object's path and the repeated name.
-    """
-    data = bytes(text) if isinstance(text, (bytearray, memoryview)) else text
+    """Raise ManifestError when the JSON ``text`` has no single reading: an object naming a member twice at
+    any depth (docs/spec.md §14), or text nested too deeply to read. See :func:`canonical.loads_strict`."""
     try:
-        json.loads(data, object_pairs_hook=_no_repeats)
-        return
-    except _Repeated:
-        pass
-    except (ValueError, RecursionError):
-        return  # a reading json cannot make (depth, an odd number): the schema's checks decide
-    found = _first_repeat(json.loads(data, object_pairs_hook=_Pairs), "")
-    if found is not None:
-        path, key = found
-        raise ManifestError(path, f"member {key[:80]!r} appears more than once (which one holds is ambiguous)")
+        loads_strict(text)
+    except StrictJSONError as exc:
+        path, _, reason = str(exc).rpartition(": member ")
+        raise ManifestError(path, f"member {reason}" if path else str(exc)) from None
 
 
 @dataclass(frozen=True)
@@ -252,10 +209,9 @@ class Manifest:
         """Parse the JSON form (bytes, text or an already parsed object). Raises ManifestError."""
         if isinstance(data, (bytes, bytearray, memoryview, str)):
             try:
-                doc = orjson.loads(data)
-            except orjson.JSONDecodeError as exc:
-                raise ManifestError("", f"not JSON ({exc})") from None
-            reject_repeated_members(data)
+                doc = loads_strict(data)
+            except StrictJSONError as exc:
+                raise ManifestError("", str(exc)) from None
         else:
             doc = data
         _expect(isinstance(doc, Mapping), "", "a manifest is a JSON object")

@@ -20,9 +20,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
-
-from run_identity.canonical import canonicalize
+from run_identity.canonical import StrictJSONError, canonicalize, loads_strict
 from run_identity.errors import ManifestError, VerificationError
 from run_identity.keys import Keyring, Signer, sign_or_raise
 from run_identity.statement import (
@@ -187,9 +185,9 @@ class Receipt:
         """Parse the JSON form (bytes, text or a parsed object). Raises ManifestError."""
         if isinstance(data, (bytes, bytearray, memoryview, str)):
             try:
-                doc = orjson.loads(data)
-            except orjson.JSONDecodeError as exc:
-                raise ManifestError("", f"not JSON ({exc})") from None
+                doc = loads_strict(data)
+            except StrictJSONError as exc:
+                raise ManifestError("", str(exc)) from None
         else:
             doc = data
         if not isinstance(doc, Mapping):

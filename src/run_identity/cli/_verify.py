@@ -12,7 +12,7 @@ from typing import Any
 from run_identity.cli import CliError
 from run_identity.errors import KeyringError
 from run_identity.keys import Keyring
-from run_identity.verify import FAILURE_CODES, NEVER_ALLOWED, SPAN_MISSING, Policy, Verifier
+from run_identity.verify import FAILURE_CODES, SPAN_MISSING, Policy, Verifier
 from run_identity.verify._diff import diff_manifests
 from run_identity.verify._lookup import FoundRun, Selector, find_runs_of, load_manifest_file, parse_selector
 from run_identity.verify._render import esc, render_diff, render_manifest, render_receipt, render_status
@@ -114,18 +114,13 @@ def _find_all(names: list[str], inputs: list[str] | None, verifier: Verifier) ->
 
 
 def _one(name: str, runs: list[FoundRun], selector: Selector, inputs: list[str]) -> tuple[FoundRun, str]:
-    found = [r for r in runs if r.manifests]
-    if not found:
-        if runs and runs[0].result is not None:
-            return runs[0], runs[0].run  # a run without a readable manifest: its verdict still shows
+    if not runs:
         raise CliError(f"{esc(name)}: no run with a readable manifest matches in {esc(', '.join(inputs))}")
-    identities = {m.identity for r in found for m, _ in r.manifests}
-    if selector.identity is None and len(found) > 1:
-        listed = ", ".join(r.run for r in found[:5])
-        raise CliError(f"{esc(name)}: matches {len(found)} runs ({listed}); give TRACE_ID/SPAN_ID")
-    if len(identities) > 1:
-        raise CliError(f"{esc(name)}: matches {len(identities)} identities; give more digits")
-    return found[0], found[0].run
+    if len(runs) > 1:
+        listed = ", ".join(r.run for r in runs[:5])
+        more = "give more digits" if selector.identity is not None else "give TRACE_ID/SPAN_ID"
+        raise CliError(f"{esc(name)}: matches {len(runs)} runs ({listed}); {more}")
+    return runs[0], runs[0].run
 
 
 def _show(args: argparse.Namespace) -> int:
@@ -204,7 +199,7 @@ def register(sub: Any) -> None:
     p.add_argument(
         "--allow",
         action="append",
-        choices=[c for c in FAILURE_CODES if c not in NEVER_ALLOWED],
+        choices=FAILURE_CODES,
         metavar="CODE",
         help="tolerate this result code (repeatable; never a missing, unknown or bad signature)",
     )

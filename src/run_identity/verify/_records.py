@@ -169,11 +169,24 @@ def _json_spans(doc: dict[str, Any], position: int, tally: Tally) -> Iterator[Sp
                     try:
                         found = _json_span(span, position, index, tally)
                     except BadShape as exc:
-                        found = BadRecord(position, index, f"span: {exc}")
+                        found = BadRecord(position, index, f"span: {exc}", *_lenient_ids(span))
                     if found is not None:
                         yield found
     except BadShape as exc:
         yield BadRecord(position, index + 1, f"traces request: {exc}")
+
+
+def _lenient_ids(record: object) -> tuple[str, str]:
+    """A bad record's ids, if any spelling of them reads, so its finding reaches its run; else empty."""
+    if type(record) is not dict:
+        return "", ""
+    for trace_key, span_key in (("traceId", "spanId"), ("trace_id", "span_id")):
+        with contextlib.suppress(BadShape):
+            trace_id = json_id(record.get(trace_key), 16, trace_key)
+            span_id = json_id(record.get(span_key), 8, span_key)
+            if trace_id and span_id:
+                return trace_id, span_id
+    return "", ""
 
 
 def _json_span(span: object, position: int, index: int, tally: Tally) -> SpanRecord | BadRecord | None:
@@ -231,10 +244,8 @@ def _json_log(
             raise twice
         body = _json_value(log["body"]) if "body" in log else None
     except BadShape as exc:
-        if not trace_id:
-            with contextlib.suppress(BadShape):  # a record whose attributes failed: find its run
-                trace_id = json_id(_member(log, "traceId", "trace_id"), 16, "traceId")
-                span_id = json_id(_member(log, "spanId", "span_id"), 8, "spanId")
+        if not (trace_id and span_id):  # a record whose shape failed: find its run
+            trace_id, span_id = _lenient_ids(log)
         return BadRecord(position, index, f"log record: {exc}", trace_id, span_id)
     kind = ReceiptRecord if event == RECEIPT_EVENT_NAME else ManifestRecord
     return kind(trace_id, span_id, attributes, body, position, index)
