@@ -257,7 +257,7 @@ def test_jwks_refuses_kid_that_is_not_the_thumbprint() -> None:
 
 def test_jwks_not_json_names_source_and_line() -> None:
     """Text that is not JSON is refused with the source name and the line of the error."""
-    with pytest.raises(KeyringError, match=r"^keys\.json:3: keyring is not JSON"):
+    with pytest.raises(KeyringError, match=r"^keys\.json:3: keyring is not valid JSON"):
         Keyring.from_jwks_text('{\n  "keys": [\n    oops\n  ]\n}', source="keys.json")
 
 

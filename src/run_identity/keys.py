@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from run_identity.errors import KeyringError, SigningError
+from run_identity.strict_json import RepeatedMemberError, StrictJsonError, loads_strict
 
 __all__ = [
     "Ed25519Signer",
@@ -163,13 +164,13 @@ class Keyring:
     def from_jwks_text(cls, text: str, *, source: str = "<jwks>") -> Keyring:
         """Parse JWKS JSON text. Raises KeyringError."""
         try:
-            doc = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise KeyringError(f"{source}:{exc.lineno}: keyring is not JSON ({exc.msg})") from None
-        except ValueError as exc:  # an integer past the digit limit of int()
-            raise KeyringError(f"{source}: keyring is not usable JSON ({exc})") from None
-        except RecursionError:
-            raise KeyringError(f"{source}: keyring is not usable JSON (nested too deeply)") from None
+            doc = loads_strict(text)
+        except RepeatedMemberError as exc:
+            raise KeyringError(f"{source}: keyring is ambiguous JSON ({exc})") from None
+        except StrictJsonError as exc:
+            line = f":{exc.line}" if exc.line is not None else ""
+            reason = exc.reason if exc.reason.startswith("not valid JSON") else f"not usable JSON ({exc.reason})"
+            raise KeyringError(f"{source}{line}: keyring is {reason}") from None
         if not isinstance(doc, dict) or not isinstance(doc.get("keys"), list):
             raise KeyringError(f"{source}: a JWKS is an object with a 'keys' array")
         ring = cls()

@@ -8,7 +8,6 @@ verifies against.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
@@ -28,6 +27,7 @@ from run_identity.digest import (
 )
 from run_identity.errors import CanonicalizationError, ManifestError
 from run_identity.statement import BindingStatement, decode_signature, encode_signature
+from run_identity.strict_json import StrictJsonError, loads_strict
 
 __all__ = [
     "Manifest",
@@ -184,56 +184,23 @@ def _parse_component(name: str, data: object, path: str) -> ManifestComponent:
     return ManifestComponent(name, digest, value=_doubles(data["value"], f"{path}.value"))
 
 
-class _Pairs(list[tuple[str, Any]]):
-    """An object's members in order, repeats kept (the object_pairs_hook of the second reading)."""
-
-
-def _no_repeats(pairs: list[tuple[str, Any]]) -> None:
-    if len(pairs) > 1 and len({k for k, _ in pairs}) != len(pairs):
-        raise _Repeated
-
-
-class _Repeated(Exception):
-    pass
-
-
-def _first_repeat(value: Any, path: str) -> tuple[str, str] | None:
-    if type(value) is _Pairs:
-        seen: set[str] = set()
-        for key, _ in value:
-            if key in seen:
-                return path, key
-            seen.add(key)
-        items: list[tuple[str | int, Any]] = list(value)
-    elif type(value) is list:
-        items = list(enumerate(value))
-    else:
-        return None
-    for member, item in items:
-        found = _first_repeat(item, json_path_join(path, member))
-        if found is not None:
-            return found
-    return None
+def _manifest_error(exc: StrictJsonError) -> ManifestError:
+    if exc.line is None:
+        return ManifestError(exc.path, exc.reason)
+    return ManifestError(exc.path, f"{exc.reason} (line {exc.line} column {exc.column})")
 
 
 def reject_repeated_members(text: str | bytes | bytearray | memoryview) -> None:
-    """Raise ManifestError when an object in the JSON ``text`` names a member twice (docs/spec.md §14).
+    """Raise ManifestError when the JSON ``text`` has no single reading (docs/spec.md §14), at any depth.
 
-    JSON parsers disagree on which of two equal names holds, so such a manifest has no single reading.
-    Call it on text a JSON parser has already accepted; it names the object's path and the repeated name.
+    That is an object naming a member twice (JSON parsers disagree on which of two equal names holds; the
+    error names the object's path and the name), and whatever else :func:`~run_identity.strict_json.loads_strict`
+    refuses: nesting past its depth limit, a lone surrogate escape, a number outside the range of a double.
     """
-    data = bytes(text) if isinstance(text, (bytearray, memoryview)) else text
     try:
-        json.loads(data, object_pairs_hook=_no_repeats)
-        return
-    except _Repeated:
-        pass
-    except (ValueError, RecursionError):
-        return  # a reading json cannot make (depth, an odd number): the schema's checks decide
-    found = _first_repeat(json.loads(data, object_pairs_hook=_Pairs), "")
-    if found is not None:
-        path, key = found
-        raise ManifestError(path, f"member {key[:80]!r} appears more than once (which one holds is ambiguous)")
+        loads_strict(text)
+    except StrictJsonError as exc:
+        raise _manifest_error(exc) from None
 
 
 @dataclass(frozen=True)
@@ -252,10 +219,9 @@ class Manifest:
         """Parse the JSON form (bytes, text or an already parsed object). Raises ManifestError."""
         if isinstance(data, (bytes, bytearray, memoryview, str)):
             try:
-                doc = orjson.loads(data)
-            except orjson.JSONDecodeError as exc:
-                raise ManifestError("", f"not JSON ({exc})") from None
-            reject_repeated_members(data)
+                doc = loads_strict(data)
+            except StrictJsonError as exc:
+                raise _manifest_error(exc) from None
         else:
             doc = data
         _expect(isinstance(doc, Mapping), "", "a manifest is a JSON object")

@@ -20,8 +20,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
-
 from run_identity.canonical import canonicalize
 from run_identity.errors import ManifestError, VerificationError
 from run_identity.keys import Keyring, Signer, sign_or_raise
@@ -34,6 +32,7 @@ from run_identity.statement import (
     format_timestamp,
     pae,
 )
+from run_identity.strict_json import StrictJsonError, loads_strict
 
 __all__ = [
     "RECEIPT_PAYLOAD_TYPE",
@@ -187,9 +186,10 @@ class Receipt:
         """Parse the JSON form (bytes, text or a parsed object). Raises ManifestError."""
         if isinstance(data, (bytes, bytearray, memoryview, str)):
             try:
-                doc = orjson.loads(data)
-            except orjson.JSONDecodeError as exc:
-                raise ManifestError("", f"not JSON ({exc})") from None
+                doc = loads_strict(data)
+            except StrictJsonError as exc:
+                where = f" (line {exc.line} column {exc.column})" if exc.line is not None else ""
+                raise ManifestError(exc.path, exc.reason + where) from None
         else:
             doc = data
         if not isinstance(doc, Mapping):
