@@ -17,6 +17,7 @@ from run_identity.keys import Keyring
 from run_identity.manifest import Manifest
 from run_identity.receipt import Receipt
 from run_identity.replay import ReplayError, compare, rebuild, send
+from run_identity.verify import VERIFIED, InputError, Policy, Verifier
 from run_identity.verify._checks import CheckContext
 from run_identity.verify._inputs import discover
 from run_identity.verify._lookup import find_runs, load_manifest_file, parse_selector
@@ -49,8 +50,25 @@ def _manifest(args: argparse.Namespace, ctx: CheckContext) -> tuple[Manifest, st
         if len({r.key for r in runs}) > 1:
             raise CliError(f"{args.run}: matches {len(runs)} runs; give TRACE_ID/SPAN_ID")
         found = runs[0]
+        if ctx.keyring is not None:
+            return found.manifests[0][0], _verdict(args.inputs, ctx.keyring, found.key)
     code = found.result.code if found.result is not None else None
     return found.manifests[0][0], code
+
+
+def _verdict(inputs: list[str], keyring: Keyring, key: bytes) -> str | None:
+    """The run's code as ``run-identity verify`` gives it: every check over all the inputs, by the Verifier.
+
+    Every result naming the run counts (a record added for it may be reported on its own); the first that is
+    not ``verified`` is the verdict.
+    """
+    trace_id, span_id = key[:16].hex(), key[16:].hex()
+    try:
+        report = Verifier(keyring, Policy()).verify(inputs)
+    except InputError as exc:
+        raise CliError(str(exc)) from None
+    codes = [r.code for r in report.results() if (r.trace_id, r.span_id) == (trace_id, span_id)]
+    return next((c for c in codes if c != VERIFIED), codes[0] if codes else None)
 
 
 def _receipt(inputs: list[str] | None, manifest: Manifest) -> Receipt | None:
