@@ -265,3 +265,14 @@ def test_receipt_vector_recomputes_independently() -> None:
     )
     receipt = Receipt.from_json(vector["receipt"])
     verify_receipt(receipt, keyring())
+
+
+def test_a_receipt_output_with_large_whole_numbers_reads_back_and_verifies() -> None:
+    """JCS writes 1e20 and 2^60 as integers; the reader takes them as the doubles they are (spec §3)."""
+    output = [{"role": "assistant", "parts": [{"type": "text", "content": "n"}], "n": [1e20, 2.0**60, 7, -(2**53 - 1)]}]
+    receipt = make_receipt(output=output)
+    text = receipt.to_json_bytes()
+    assert b"[100000000000000000000,1152921504606847000,7,-9007199254740991]" in text
+    again = Receipt.from_json(text)
+    assert again.output == output
+    verify_receipt(again, keyring())

@@ -200,3 +200,14 @@ def test_values_are_read_exactly() -> None:
         loads_strict(b'{"a":"\xff"}')
     with pytest.raises(StrictJsonError, match="not valid JSON"):
         loads_strict(b"\xef\xbb\xbf{}")
+
+
+def test_doubles_reads_large_integers_as_the_doubles_they_denote() -> None:
+    """With ``doubles``, integers beyond ±(2^53-1) are floats; smaller ones stay ints; beyond a double, refused."""
+    value = loads_strict("[9007199254740991,-9007199254740992,100000000000000000000,1]", doubles=True)
+    assert value == [9007199254740991, -9007199254740992.0, 1e20, 1]
+    assert [type(v) for v in value] == [int, float, float, int]
+    with pytest.raises(StrictJsonError, match="outside the range of an IEEE 754 double"):
+        loads_strict("[1" + "0" * 400 + "]", doubles=True)
+    with pytest.raises(StrictJsonError, match="outside the range of an IEEE 754 double"):
+        loads_strict("[1" + "0" * 5000 + "]", doubles=True)

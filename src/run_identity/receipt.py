@@ -186,7 +186,7 @@ class Receipt:
         """Parse the JSON form (bytes, text or a parsed object). Raises ManifestError."""
         if isinstance(data, (bytes, bytearray, memoryview, str)):
             try:
-                doc = loads_strict(data)
+                doc = loads_strict(data, doubles=True)
             except StrictJsonError as exc:
                 where = f" (line {exc.line} column {exc.column})" if exc.line is not None else ""
                 raise ManifestError(exc.path, exc.reason + where) from None

@@ -132,6 +132,18 @@ def _float(token: str) -> float:
     return value
 
 
+_SAFE_INT: Final = 2**53 - 1
+
+
+def _int_or_double(token: str) -> int | float:
+    if len(token) < 16:  # within ±(2^53-1)
+        return int(token)
+    value = int(token) if len(token) < 4300 else None
+    if value is not None and -_SAFE_INT <= value <= _SAFE_INT:
+        return value
+    return _float(token)
+
+
 def _int(token: str) -> int:
     try:
         return int(token)
@@ -183,13 +195,16 @@ def _first_lone_surrogate(root: Any) -> tuple[str, str] | None:
     return None
 
 
-def loads_strict(text: str | bytes | bytearray | memoryview) -> Any:
+def loads_strict(text: str | bytes | bytearray | memoryview, *, doubles: bool = False) -> Any:
     """Parse JSON text (bytes are UTF-8) that has a single reading; raise StrictJsonError otherwise.
 
     Refused, at any depth: an object naming a member twice (:class:`RepeatedMemberError`, with the object's
     path and the name), a string or name holding a lone surrogate, NaN and Infinity, a number outside the
     range of an IEEE 754 double, nesting deeper than :data:`MAX_JSON_DEPTH`, and anything that is not JSON.
     Integers are read exactly (``int``), other numbers as ``float``; objects are ``dict``, arrays ``list``.
+    With ``doubles``, an integer beyond ±(2^53-1) is read as the double it denotes, as RFC 8785 reads
+    numbers (and as docs/spec.md §3 asks of readers of signed documents, where JCS writes 1e20 as
+    ``100000000000000000000``).
     """
     decoded = isinstance(text, (bytes, bytearray, memoryview))  # UTF-8 holds no surrogates
     if isinstance(text, (bytes, bytearray, memoryview)):
@@ -198,7 +213,8 @@ def loads_strict(text: str | bytes | bytearray | memoryview) -> Any:
         except UnicodeDecodeError as exc:
             raise StrictJsonError("", f"not UTF-8 (byte {exc.start})") from None
     _check_depth(text)
-    hooks: dict[str, Any] = {"parse_constant": _constant, "parse_float": _float, "parse_int": _int}
+    integers = _int_or_double if doubles else _int
+    hooks: dict[str, Any] = {"parse_constant": _constant, "parse_float": _float, "parse_int": integers}
     try:
         value = json.loads(text, object_pairs_hook=_object, **hooks)
     except json.JSONDecodeError as exc:
