@@ -495,6 +495,9 @@ def _clear_element(msg: pb.Manifest) -> None:
         (lambda m: setattr(m.components[4], "name", "prompt"), "components.prompt"),
         (lambda m: m.components[0].ClearField("content"), "components[0]"),
         (lambda m: _set_first_value(m, b"{not json"), "components[4].value"),
+        (lambda m: _set_first_value(m, b'{"name":"a","name":"b"}'), "components[4].value"),
+        (lambda m: _set_first_value(m, b'{"x":[[{"k":1,"k":2}]]}'), "components[4].value.x[0][0]"),
+        (lambda m: _set_first_value(m, b"[" * 1000 + b"]" * 1000), "components[4].value"),
         (_clear_element, "components[3].elements[0]"),
         (lambda m: setattr(m, "spec_version", "2"), "spec_version"),
         (lambda m: setattr(m, "signature", b"\x00" * 63), "signature"),
@@ -508,6 +511,14 @@ def test_malformed_protobuf(change: Callable[[pb.Manifest], None], path: str) ->
     with pytest.raises(ManifestError) as info:
         manifest_from_proto(_proto_with(change))
     assert info.value.path == path
+
+
+def test_protobuf_values_read_large_whole_numbers_as_doubles() -> None:
+    """JCS writes 1e20 and 2^60 as integers; the protobuf reader takes them as doubles, like the JSON reader."""
+    m = _manifest({**minimal_dict(), "extensions": {"big": [1e20, 2.0**60]}})
+    back = manifest_from_proto(manifest_to_proto(m))
+    assert back.components["extensions"].value == {"big": [1e20, 2.0**60]}
+    assert back.recompute().problems == ()
 
 
 def test_protobuf_value_on_list_component_is_malformed() -> None:
