@@ -276,3 +276,25 @@ def test_a_receipt_output_with_large_whole_numbers_reads_back_and_verifies() -> 
     again = Receipt.from_json(text)
     assert again.output == output
     verify_receipt(again, keyring())
+
+
+@pytest.mark.parametrize(
+    "ambiguous",
+    [
+        lambda body: '{"output":[],' + body[1:],  # two outputs: the reader keeping the first sees another run
+        lambda body: body.replace('"receipt":{', '"receipt":{"response_model":"gpt-4o",', 1),
+        lambda body: body.replace('"content":"Lisbon."', '"content":' + "[" * 1000 + "1" + "]" * 1000, 1),
+    ],
+    ids=["output twice", "statement member twice", "nested 1000 deep"],
+)
+def test_verifier_finds_a_receipt_naming_a_member_twice_malformed(tmp_path: Path, ambiguous: Any) -> None:
+    """A receipt record whose JSON has no single reading makes its run malformed, whatever the depth."""
+    receipt = make_receipt(identity=run_identity_of_composition())
+    out = export(tmp_path, receipt)
+    logs = out / "logs.jsonl"
+    body = receipt.to_json_bytes().decode()
+    assert json.dumps(body)[1:-1] in logs.read_text()
+    logs.write_text(logs.read_text().replace(json.dumps(body)[1:-1], json.dumps(ambiguous(body))[1:-1]))
+    (result,) = verdicts(out)
+    assert result.code == "malformed", result.findings
+    assert any("appears more than once" in f.message or "nested too deeply" in f.message for f in result.findings)

@@ -211,3 +211,17 @@ def test_doubles_reads_large_integers_as_the_doubles_they_denote() -> None:
         loads_strict("[1" + "0" * 400 + "]", doubles=True)
     with pytest.raises(StrictJsonError, match="outside the range of an IEEE 754 double"):
         loads_strict("[1" + "0" * 5000 + "]", doubles=True)
+
+
+@pytest.mark.parametrize("depth", DEPTHS)
+def test_the_verifier_finds_a_manifest_naming_a_member_twice_malformed(tmp_path: Path, depth: int) -> None:
+    """Through the whole verifier: the run whose manifest record has a repeat at any depth is malformed."""
+    from run_identity.verify import Policy, Verifier
+
+    text = manifest_text(depth)
+    record = {"eventName": "run_identity.manifest", "traceId": TRACE_ID, "spanId": SPAN_ID, "body": {"stringValue": text}}
+    (tmp_path / "logs.jsonl").write_text(json.dumps({"resourceLogs": [{"scopeLogs": [{"logRecords": [record]}]}]}))
+    results = list(Verifier(Keyring([signer().public_key]), Policy()).verify([tmp_path]).results())
+    assert [r.code for r in results] == ["malformed"]
+    reasons = (expected(depth), "depth limit exceeded")  # orjson, which the verifier reads with first, stops at 1024
+    assert any(r in f.message for f in results[0].findings for r in reasons), results[0].findings
