@@ -112,7 +112,7 @@ def _check_target(args: argparse.Namespace, ctx: CheckContext, code: str | None)
             "verifies against trusted keys",
             exit_code=2,
         )
-    if code != "verified":
+    if code != VERIFIED:
         raise CliError(
             f"the run's verdict is {code or 'unknown'}, not verified (a manifest file alone has no span: give the "
             "exported data with --in): refusing to send the API key to the manifest's endpoint"
