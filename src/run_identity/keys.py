@@ -246,7 +246,7 @@ class Keyring:
         try:
             doc = loads_strict(text)
         except RepeatedMemberError as exc:
-            raise KeyringError(f"{source}: keyring is ambiguous JSON ({exc})") from None
+            raise KeyringError(f"{source}: keyring has no single reading: {exc}") from None
         except StrictJsonError as exc:
             line = f":{exc.line}" if exc.line is not None else ""
             reason = exc.reason if exc.reason.startswith("not valid JSON") else f"not usable JSON ({exc.reason})"
