@@ -257,7 +257,7 @@ def test_jwks_refuses_kid_that_is_not_the_thumbprint() -> None:
 
 def test_jwks_not_json_names_source_and_line() -> None:
     """Text that is not JSON is refused with the source name and the line of the error."""
-    with pytest.raises(KeyringError, match=r"^keys\.json:3: keyring is not JSON"):
+    with pytest.raises(KeyringError, match=r"^keys\.json:3: keyring is not valid JSON"):
         Keyring.from_jwks_text('{\n  "keys": [\n    oops\n  ]\n}', source="keys.json")
 
 
@@ -471,3 +471,124 @@ def test_signing_error_from_signer_passes_through() -> None:
 def test_keyring_text_python_cannot_read_is_a_keyring_error(text: str) -> None:
     with pytest.raises(KeyringError, match="keyring is not usable JSON"):
         Keyring.from_jwks_text(text, source="ring.json")
+
+
+# -- keys that cannot be trusted ----------------------------------------------------------------------
+
+# The y encodings (sign bit clear) of the eight small-order points of edwards25519, canonical and not.
+SMALL_ORDER_Y = [
+    "00" * 32,  # y = 0: the two points of order 4
+    "01" + "00" * 31,  # y = 1: the identity
+    "26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc05",  # order 8
+    "c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a",  # order 8
+    "ec" + "ff" * 30 + "7f",  # y = p - 1: order 2
+    "ed" + "ff" * 30 + "7f",  # y = p, non-canonical 0
+    "ee" + "ff" * 30 + "7f",  # y = p + 1, non-canonical 1
+]
+SMALL_ORDER = [bytes.fromhex(y[:62] + f"{int(y[62:], 16) | sign:02x}") for y in SMALL_ORDER_Y for sign in (0, 0x80)]
+_P = 2**255 - 19
+_D = -121665 * pow(121666, _P - 2, _P) % _P
+
+
+def _decode_point(raw: bytes) -> tuple[int, int]:
+    """RFC 8032 §5.1.3 decoding, with y taken mod p (as lenient decoders do): the point an encoding names."""
+    n = int.from_bytes(raw, "little")
+    y = (n & ((1 << 255) - 1)) % _P
+    x2 = (y * y - 1) * pow(_D * y * y + 1, _P - 2, _P) % _P
+    x = pow(x2, (_P + 3) // 8, _P)
+    if (x * x - x2) % _P:
+        x = x * pow(2, (_P - 1) // 4, _P) % _P
+    assert (x * x - x2) % _P == 0, "not a point"
+    return ((_P - x) % _P if (x & 1) != n >> 255 else x), y
+
+
+def _add(a: tuple[int, int], b: tuple[int, int]) -> tuple[int, int]:
+    (x1, y1), (x2, y2) = a, b
+    t = _D * x1 * x2 * y1 * y2
+    return (x1 * y2 + x2 * y1) * pow(1 + t, _P - 2, _P) % _P, (y1 * y2 + x1 * x2) * pow(1 - t, _P - 2, _P) % _P
+
+
+def _jwk(raw: bytes, **more: Any) -> dict[str, Any]:
+    x = base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+    return {"kty": "OKP", "crv": "Ed25519", "x": x, **more}
+
+
+def test_the_list_holds_every_small_order_point_in_every_encoding() -> None:
+    """The 14 encodings name exactly 8 distinct points, each of order dividing 8 (checked by multiplying)."""
+    points = {_decode_point(raw) for raw in SMALL_ORDER}
+    assert len(SMALL_ORDER) == 14 and len(points) == 8
+    for point in points:
+        eight = point
+        for _ in range(3):
+            eight = _add(eight, eight)
+        assert eight == (0, 1)
+
+
+@pytest.mark.parametrize("raw", SMALL_ORDER, ids=lambda raw: raw.hex()[:8] + raw.hex()[-2:])
+def test_a_keyring_holding_a_small_order_key_is_refused(raw: bytes) -> None:
+    """A small-order "public key" in a JWKS refuses the whole keyring, naming the key by its id."""
+    jwk = _jwk(raw)
+    kid = jwk_thumbprint(jwk)
+    text = json.dumps({"keys": [public_jwk(signer().public_key), jwk]})
+    with pytest.raises(KeyringError, match=rf"^ring\.jwks: keys\[1\]: key {kid} is a point of small order") as info:
+        Keyring.from_jwks_text(text, source="ring.jwks")
+    assert "the keyring is refused" in str(info.value)
+    with pytest.raises(KeyringError, match=f"key {kid} is a point of small order"):
+        Keyring([Ed25519PublicKey.from_public_bytes(raw)])
+
+
+def test_the_forgery_a_small_order_key_would_admit() -> None:
+    """Why: under the identity point the signature R = identity, S = 0 verifies for any data."""
+    identity = Ed25519PublicKey.from_public_bytes(bytes.fromhex(SMALL_ORDER_Y[1]))
+    forged = bytes.fromhex(SMALL_ORDER_Y[1]) + bytes(32)
+    identity.verify(forged, b"any statement at all")  # OpenSSL accepts it: the keyring must refuse the key
+    with pytest.raises(KeyringError):
+        Keyring([identity])
+
+
+def test_a_non_canonical_point_encoding_is_refused() -> None:
+    """y >= p spells a point another way (and so gives it another key id): refused."""
+    raw = (_P + 2).to_bytes(32, "little")  # y = 2 mod p, written non-canonically
+    with pytest.raises(KeyringError, match="not the canonical encoding of its point"):
+        Keyring.from_jwks_text(json.dumps({"keys": [_jwk(raw)]}))
+
+
+@pytest.mark.parametrize(
+    ("members", "message"),
+    [
+        ({"alg": "RS256"}, "'alg' 'RS256' is not EdDSA or Ed25519"),
+        ({"alg": "ES256"}, "'alg' 'ES256' is not EdDSA or Ed25519"),
+        ({"alg": None}, "'alg' None is not EdDSA or Ed25519"),
+        ({"use": "enc"}, "'use' 'enc' is not 'sig'"),
+        ({"use": ["sig"]}, r"'use' \['sig'\] is not 'sig'"),
+        ({"key_ops": ["sign"]}, r"'key_ops' \['sign'\] does not include 'verify'"),
+        ({"key_ops": []}, r"'key_ops' \[\] does not include 'verify'"),
+        ({"key_ops": "verify"}, "'key_ops' is not an array of distinct strings"),
+        ({"key_ops": ["verify", "verify"]}, "'key_ops' is not an array of distinct strings"),
+        ({"key_ops": ["verify", 1]}, "'key_ops' is not an array of distinct strings"),
+    ],
+)
+def test_a_key_whose_members_rule_out_signature_verification_is_refused(members: dict[str, Any], message: str) -> None:
+    """``alg``, ``use`` and ``key_ops``, when present, must allow Ed25519 verification; else the keyring is refused."""
+    jwk = {**public_jwk(signer().public_key), **members}
+    with pytest.raises(KeyringError, match=rf"^k\.jwks: keys\[0\]: key {TEST1_KEY_ID}: {message}") as info:
+        Keyring.from_jwks_text(json.dumps({"keys": [jwk]}), source="k.jwks")
+    assert str(info.value).endswith("the keyring is refused")
+
+
+@pytest.mark.parametrize(
+    "members",
+    [
+        {},
+        {"alg": "EdDSA"},
+        {"alg": "Ed25519"},
+        {"use": "sig"},
+        {"key_ops": ["verify"]},
+        {"key_ops": ["sign", "verify"]},
+        {"alg": "EdDSA", "use": "sig", "key_ops": ["verify"]},
+    ],
+)
+def test_members_consistent_with_verification_are_accepted(members: dict[str, Any]) -> None:
+    """Absent, or naming EdDSA/Ed25519, ``sig``, and ``verify``: the key is trusted."""
+    jwk = {"kty": "OKP", "crv": "Ed25519", "x": public_jwk(signer().public_key)["x"], **members}
+    assert TEST1_KEY_ID in Keyring.from_jwks_text(json.dumps({"keys": [jwk]}))

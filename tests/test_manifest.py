@@ -329,17 +329,17 @@ def test_content_that_cannot_be_canonicalized_is_a_problem_not_an_exception() ->
 
 
 def test_lone_surrogate_escape_in_json_text_is_malformed() -> None:
-    """JSON text with a lone surrogate escape is not a manifest (the parser refuses it)."""
+    """JSON text with a lone surrogate escape is not a manifest: the reader refuses it and names the path."""
     text = json.dumps(_doc()).replace("Weather in Lisbon?", "\\ud800")
-    with pytest.raises(ManifestError, match="not JSON") as info:
+    with pytest.raises(ManifestError, match="lone surrogate U\\+D800") as info:
         Manifest.from_json(text)
-    assert info.value.path == ""
+    assert info.value.path == "components.messages.elements[0].value.parts[0].content"
 
 
 def test_content_too_deep_is_a_problem_not_an_exception() -> None:
-    """Nesting deeper than the canonical form allows is reported by recompute, not raised."""
+    """Nesting deeper than the canonical form allows (but readable JSON) is reported by recompute, not raised."""
     doc = _doc()
-    doc["components"]["extensions"]["value"]["deep"] = json.loads("[" * 900 + "]" * 900)
+    doc["components"]["extensions"]["value"]["deep"] = json.loads("[" * 400 + "]" * 400)
     problems = Manifest.from_json(json.dumps(doc)).recompute().problems
     assert problems[0].startswith("components.extensions.value.deep")
 
@@ -389,11 +389,13 @@ def test_large_integer_spelling_of_a_double_is_read_as_that_double() -> None:
 
 
 def test_number_beyond_double_range_is_malformed() -> None:
-    """A number too large for a double is a ManifestError: at the root from text, at its path from objects."""
+    """A number too large for a double is a ManifestError naming its path, from text and from objects."""
     text = _run({**minimal_dict(), "extensions": {"big": 1e20}}).manifest_json()
     with pytest.raises(ManifestError) as parsing:
         Manifest.from_json(text.replace(b"100000000000000000000", b"1" + b"0" * 400))
-    assert parsing.value.path == ""
+    assert parsing.value.path == "components.extensions.value.big"
+    with pytest.raises(ManifestError, match="outside the range of an IEEE 754 double"):
+        Manifest.from_json(text.replace(b"100000000000000000000", b"1e400"))
     doc = orjson.loads(text)
     doc["components"]["extensions"]["value"]["big"] = [10**400]
     with pytest.raises(ManifestError) as reading:
@@ -493,6 +495,9 @@ def _clear_element(msg: pb.Manifest) -> None:
         (lambda m: setattr(m.components[4], "name", "prompt"), "components.prompt"),
         (lambda m: m.components[0].ClearField("content"), "components[0]"),
         (lambda m: _set_first_value(m, b"{not json"), "components[4].value"),
+        (lambda m: _set_first_value(m, b'{"name":"a","name":"b"}'), "components[4].value"),
+        (lambda m: _set_first_value(m, b'{"x":[[{"k":1,"k":2}]]}'), "components[4].value.x[0][0]"),
+        (lambda m: _set_first_value(m, b"[" * 1000 + b"]" * 1000), "components[4].value"),
         (_clear_element, "components[3].elements[0]"),
         (lambda m: setattr(m, "spec_version", "2"), "spec_version"),
         (lambda m: setattr(m, "signature", b"\x00" * 63), "signature"),
@@ -506,6 +511,14 @@ def test_malformed_protobuf(change: Callable[[pb.Manifest], None], path: str) ->
     with pytest.raises(ManifestError) as info:
         manifest_from_proto(_proto_with(change))
     assert info.value.path == path
+
+
+def test_protobuf_values_read_large_whole_numbers_as_doubles() -> None:
+    """JCS writes 1e20 and 2^60 as integers; the protobuf reader takes them as doubles, like the JSON reader."""
+    m = _manifest({**minimal_dict(), "extensions": {"big": [1e20, 2.0**60]}})
+    back = manifest_from_proto(manifest_to_proto(m))
+    assert back.components["extensions"].value == {"big": [1e20, 2.0**60]}
+    assert back.recompute().problems == ()
 
 
 def test_protobuf_value_on_list_component_is_malformed() -> None:

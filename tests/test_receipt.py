@@ -265,3 +265,36 @@ def test_receipt_vector_recomputes_independently() -> None:
     )
     receipt = Receipt.from_json(vector["receipt"])
     verify_receipt(receipt, keyring())
+
+
+def test_a_receipt_output_with_large_whole_numbers_reads_back_and_verifies() -> None:
+    """JCS writes 1e20 and 2^60 as integers; the reader takes them as the doubles they are (spec §3)."""
+    output = [{"role": "assistant", "parts": [{"type": "text", "content": "n"}], "n": [1e20, 2.0**60, 7, -(2**53 - 1)]}]
+    receipt = make_receipt(output=output)
+    text = receipt.to_json_bytes()
+    assert b"[100000000000000000000,1152921504606847000,7,-9007199254740991]" in text
+    again = Receipt.from_json(text)
+    assert again.output == output
+    verify_receipt(again, keyring())
+
+
+@pytest.mark.parametrize(
+    "ambiguous",
+    [
+        lambda body: '{"output":[],' + body[1:],  # two outputs: the reader keeping the first sees another run
+        lambda body: body.replace('"receipt":{', '"receipt":{"response_model":"gpt-4o",', 1),
+        lambda body: body.replace('"content":"Lisbon."', '"content":' + "[" * 1000 + "1" + "]" * 1000, 1),
+    ],
+    ids=["output twice", "statement member twice", "nested 1000 deep"],
+)
+def test_verifier_finds_a_receipt_naming_a_member_twice_malformed(tmp_path: Path, ambiguous: Any) -> None:
+    """A receipt record whose JSON has no single reading makes its run malformed, whatever the depth."""
+    receipt = make_receipt(identity=run_identity_of_composition())
+    out = export(tmp_path, receipt)
+    logs = out / "logs.jsonl"
+    body = receipt.to_json_bytes().decode()
+    assert json.dumps(body)[1:-1] in logs.read_text()
+    logs.write_text(logs.read_text().replace(json.dumps(body)[1:-1], json.dumps(ambiguous(body))[1:-1]))
+    (result,) = verdicts(out)
+    assert result.code == "malformed", result.findings
+    assert any("appears more than once" in f.message or "nested too deeply" in f.message for f in result.findings)

@@ -108,7 +108,8 @@ def test_dry_run_prints_the_request_without_a_key(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    """--dry-run prints the rebuilt body (the one originally sent) and sends nothing."""
+    """--dry-run prints the rebuilt body (the one originally sent) and sends nothing; by default the request
+    is addressed to the provider's official endpoint, not to the one the manifest names."""
     out, _, reply = record_run(tmp_path, signer, lambda: chat(server))
     receipt = run_identity.receipt_of(reply)
     assert receipt is not None
@@ -117,7 +118,7 @@ def test_dry_run_prints_the_request_without_a_key(
     text = capsys.readouterr().out
     body = json.loads(text[text.index("{") :])
     assert body == server.requests[0] and len(server.requests) == 1
-    assert f"POST {server.openai_url}/chat/completions" in text
+    assert "POST https://api.openai.com/v1/chat/completions (openai chat; the provider's official endpoint)" in text
 
 
 def test_anthropic_runs_replay_to_the_messages_api(

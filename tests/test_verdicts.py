@@ -18,9 +18,9 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsSer
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord, ResourceLogs, ScopeLogs
 
-from run_identity.canonical import StrictJSONError, loads_strict
 from run_identity.cli import main
 from run_identity.keys import Keyring
+from run_identity.strict_json import StrictJsonError, loads_strict
 from run_identity.verify import Policy, Verifier
 from run_identity.verify._inputs import BadRequest, decode_protobuf
 
@@ -190,7 +190,7 @@ def _shuffled(directory: Path, seed: int) -> None:
         for line in lines:
             try:
                 doc = loads_strict(line)
-            except StrictJSONError:
+            except StrictJsonError:
                 docs.append(line)  # a line with no single reading stays as it is
                 continue
             if "resourceSpans" in doc and "resourceLogs" in doc:

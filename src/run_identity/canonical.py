@@ -34,14 +34,7 @@ import orjson
 from run_identity._es6 import format_float
 from run_identity.errors import CanonicalizationError
 
-__all__ = [
-    "MAX_DEPTH",
-    "StrictJSONError",
-    "canonicalize",
-    "canonicalize_elements",
-    "json_path_join",
-    "loads_strict",
-]
+__all__ = ["MAX_DEPTH", "canonicalize", "canonicalize_elements", "json_path_join"]
 
 MAX_DEPTH: Final = 254
 """Deepest nesting of objects and arrays accepted (orjson's limit); a deeper container is rejected."""
@@ -71,73 +64,6 @@ _dumps = orjson.dumps
 # visited objects the level walk gives up and the recursive walk (which ends cycles at MAX_DEPTH) decides.
 _PLAIN_WALK_LIMIT: Final = 1 << 20
 _get_referents = gc.get_referents
-
-
-class StrictJSONError(ValueError):
-    """JSON text with no single reading: not JSON, a member named twice, a constant such as ``NaN``, or
-    nesting too deep to read."""
-
-
-class _Repeated(Exception):
-    pass
-
-
-class _Pairs(list[tuple[str, Any]]):
-    """An object's members in order, repeats kept (to name where a repeat is)."""
-
-
-def _strict_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out = dict(pairs)
-    if len(out) != len(pairs):
-        raise _Repeated
-    return out
-
-
-def _first_repeat(value: Any, path: str) -> tuple[str, str] | None:
-    """The path of the first object naming a member twice, and that member (iterative: any depth)."""
-    stack: list[tuple[Any, str]] = [(value, path)]
-    while stack:
-        item, where = stack.pop()
-        if type(item) is _Pairs:
-            seen: set[str] = set()
-            for key, _ in item:
-                if key in seen:
-                    return where, key
-                seen.add(key)
-            stack.extend((v, json_path_join(where, k)) for k, v in reversed(item))
-        elif type(item) is list:
-            stack.extend((v, f"{where}[{i}]") for i, v in reversed(list(enumerate(item))))
-    return None
-
-
-def loads_strict(data: str | bytes | bytearray | memoryview) -> Any:
-    """Parse JSON text that has exactly one reading, or raise :class:`StrictJSONError` (docs/spec.md §14).
-
-    Refused: anything RFC 8259 does not allow or that has no IEEE 754 reading (``NaN``, ``1e999``, a lone
-    surrogate escape); a member named twice in any object at any depth (readers disagree on which one
-    holds; the error names the object's path); text nested too deeply to be read at all. Nothing is ever
-    passed unchecked.
-    """
-    text = bytes(data) if isinstance(data, (bytearray, memoryview)) else data
-    try:
-        orjson.loads(text)
-    except orjson.JSONDecodeError as exc:
-        raise StrictJSONError(f"not JSON ({exc})") from None
-    try:
-        return json.loads(text, object_pairs_hook=_strict_object)
-    except _Repeated:
-        pass
-    except RecursionError:
-        raise StrictJSONError("nested too deeply to be read") from None
-    except ValueError as exc:  # an integer past Python's digit limit
-        raise StrictJSONError(f"not JSON ({exc})") from None
-    try:
-        found = _first_repeat(json.loads(text, object_pairs_hook=_Pairs), "")
-    except RecursionError:
-        found = None
-    where, key = found if found is not None else ("", "?")
-    prefix = f"{where}: " if where else ""
-    raise StrictJSONError(f"{prefix}member {key[:80]!r} appears more than once (which one holds is ambiguous)")
 
 
 def json_path_join(path: str, key: str | int) -> str:

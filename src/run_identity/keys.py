@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from run_identity.errors import KeyringError, SigningError
+from run_identity.strict_json import RepeatedMemberError, StrictJsonError, loads_strict
 
 __all__ = [
     "Ed25519Signer",
@@ -138,15 +139,95 @@ def load_signer(path: str | os.PathLike[str]) -> Ed25519Signer:
     return Ed25519Signer.from_file(path)
 
 
+# The eight points of small order (1, 2, 4, 8) on edwards25519, as the 32-byte encodings (RFC 8032 §5.1.2) of
+# their y coordinate with the sign bit of x cleared: y = 0 (order 4), 1 (the identity), the two y of the four
+# points of order 8, p - 1 (order 2), and the non-canonical p and p + 1 (0 and 1 again). With either sign bit
+# these 14 encodings are every encoding of a small-order point. Such a "public key" is no key: [k]A is the
+# identity for a share of all messages (for the identity itself, for all), so the signature R = identity,
+# S = 0 verifies under it without any private key. See libsodium's ge25519_has_small_order.
+_SMALL_ORDER_Y = frozenset(
+    bytes.fromhex(h)
+    for h in (
+        "00" * 32,
+        "01" + "00" * 31,
+        "26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc05",
+        "c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a",
+        "ec" + "ff" * 30 + "7f",
+        "ed" + "ff" * 30 + "7f",
+        "ee" + "ff" * 30 + "7f",
+    )
+)
+_P = 2**255 - 19
+_EDDSA_ALGS = ("EdDSA", "Ed25519")
+
+
+def _point_problem(raw: bytes) -> str | None:
+    """Why the encoded point cannot be a trusted key (small order, or a non-canonical encoding), or None."""
+    y = raw[:31] + bytes([raw[31] & 0x7F])
+    if y in _SMALL_ORDER_Y:
+        return "is a point of small order, under which forged signatures verify (no private key needed)"
+    if int.from_bytes(y, "little") >= _P:
+        return "is not the canonical encoding of its point (y >= 2^255 - 19)"
+    return None
+
+
+def _usage_problem(jwk: Mapping[str, Any]) -> str | None:
+    """Why the JWK's ``alg``, ``use`` or ``key_ops`` (when present) do not allow Ed25519 verification, or None."""
+    if "alg" in jwk and jwk["alg"] not in _EDDSA_ALGS:
+        return f"'alg' {jwk['alg']!r} is not EdDSA or Ed25519"
+    if "use" in jwk and jwk["use"] != "sig":
+        return f"'use' {jwk['use']!r} is not 'sig'"
+    if "key_ops" in jwk:
+        ops = jwk["key_ops"]
+        if type(ops) is not list or not all(type(op) is str for op in ops) or len(set(ops)) != len(ops):
+            return "'key_ops' is not an array of distinct strings"
+        if "verify" not in ops:
+            return f"'key_ops' {ops!r} does not include 'verify'"
+    return None
+
+
+def _trusted_key(jwk: object, where: str) -> tuple[str, Ed25519PublicKey]:
+    """One JWK of a keyring as (key id, key). Raises KeyringError naming ``where`` and, once known, the key id."""
+    if not isinstance(jwk, dict) or jwk.get("kty") != "OKP" or jwk.get("crv") != "Ed25519":
+        raise KeyringError(f"{where}: only OKP Ed25519 keys are supported")
+    if "d" in jwk:
+        raise KeyringError(f"{where}: holds a private key ('d'); a keyring holds public keys only")
+    try:
+        raw = _b64url_decode(jwk["x"])
+        key = Ed25519PublicKey.from_public_bytes(raw)
+    except (KeyError, TypeError, ValueError):
+        raise KeyringError(f"{where}: 'x' is not a 32-byte base64url Ed25519 public key") from None
+    kid = jwk_thumbprint(jwk)
+    refused = f"{where}: key {kid}"
+    problem = _point_problem(raw)
+    if problem is not None:
+        raise KeyringError(f"{refused} {problem}; the keyring is refused")
+    problem = _usage_problem(jwk)
+    if problem is not None:
+        raise KeyringError(f"{refused}: {problem}, so it is no Ed25519 verification key; the keyring is refused")
+    if "kid" in jwk and jwk["kid"] != kid:
+        raise KeyringError(f"{where}: 'kid' {jwk['kid']!r} is not the key's RFC 7638 thumbprint {kid!r}")
+    return kid, key
+
+
 class Keyring:
-    """Trusted public keys by key id; several keys may be trusted at once (rotation)."""
+    """Trusted public keys by key id; several keys may be trusted at once (rotation).
+
+    A key that cannot be trusted (a small-order point, a non-canonical encoding, a JWK whose ``alg``,
+    ``use`` or ``key_ops`` rule out Ed25519 verification) refuses the whole keyring with KeyringError
+    naming the key: a keyring that is not what its author meant is not used in part.
+    """
 
     __slots__ = ("_keys",)
 
     def __init__(self, keys: Iterable[Ed25519PublicKey] = ()) -> None:
         self._keys: dict[str, Ed25519PublicKey] = {}
         for key in keys:
-            self._keys[public_jwk(key)["kid"]] = key
+            jwk = public_jwk(key)
+            problem = _point_problem(_raw_public(key))
+            if problem is not None:
+                raise KeyringError(f"key {jwk['kid']} {problem}; the keyring is refused")
+            self._keys[jwk["kid"]] = key
 
     @classmethod
     def from_jwks(cls, path: str | os.PathLike[str]) -> Keyring:
@@ -163,30 +244,18 @@ class Keyring:
     def from_jwks_text(cls, text: str, *, source: str = "<jwks>") -> Keyring:
         """Parse JWKS JSON text. Raises KeyringError."""
         try:
-            doc = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise KeyringError(f"{source}:{exc.lineno}: keyring is not JSON ({exc.msg})") from None
-        except ValueError as exc:  # an integer past the digit limit of int()
-            raise KeyringError(f"{source}: keyring is not usable JSON ({exc})") from None
-        except RecursionError:
-            raise KeyringError(f"{source}: keyring is not usable JSON (nested too deeply)") from None
+            doc = loads_strict(text)
+        except RepeatedMemberError as exc:
+            raise KeyringError(f"{source}: keyring has no single reading: {exc}") from None
+        except StrictJsonError as exc:
+            line = f":{exc.line}" if exc.line is not None else ""
+            reason = exc.reason if exc.reason.startswith("not valid JSON") else f"not usable JSON ({exc.reason})"
+            raise KeyringError(f"{source}{line}: keyring is {reason}") from None
         if not isinstance(doc, dict) or not isinstance(doc.get("keys"), list):
             raise KeyringError(f"{source}: a JWKS is an object with a 'keys' array")
         ring = cls()
         for i, jwk in enumerate(doc["keys"]):
-            where = f"{source}: keys[{i}]"
-            if not isinstance(jwk, dict) or jwk.get("kty") != "OKP" or jwk.get("crv") != "Ed25519":
-                raise KeyringError(f"{where}: only OKP Ed25519 keys are supported")
-            if "d" in jwk:
-                raise KeyringError(f"{where}: holds a private key ('d'); a keyring holds public keys only")
-            try:
-                raw = _b64url_decode(jwk["x"])
-                key = Ed25519PublicKey.from_public_bytes(raw)
-            except (KeyError, TypeError, ValueError):
-                raise KeyringError(f"{where}: 'x' is not a 32-byte base64url Ed25519 public key") from None
-            kid = jwk_thumbprint(jwk)
-            if "kid" in jwk and jwk["kid"] != kid:
-                raise KeyringError(f"{where}: 'kid' {jwk['kid']!r} is not the key's RFC 7638 thumbprint {kid!r}")
+            kid, key = _trusted_key(jwk, f"{source}: keys[{i}]")
             ring._keys[kid] = key
         return ring
 

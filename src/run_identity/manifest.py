@@ -15,7 +15,7 @@ from typing import Any, cast
 
 import orjson
 
-from run_identity.canonical import MAX_DEPTH, StrictJSONError, canonicalize, json_path_join, loads_strict
+from run_identity.canonical import MAX_DEPTH, canonicalize, json_path_join
 from run_identity.composition import COMPONENT_NAMES, LIST_COMPONENTS
 from run_identity.digest import (
     SPEC_VERSION,
@@ -27,6 +27,7 @@ from run_identity.digest import (
 )
 from run_identity.errors import CanonicalizationError, ManifestError
 from run_identity.statement import BindingStatement, decode_signature, encode_signature
+from run_identity.strict_json import StrictJsonError, loads_strict
 
 __all__ = [
     "Manifest",
@@ -183,14 +184,23 @@ def _parse_component(name: str, data: object, path: str) -> ManifestComponent:
     return ManifestComponent(name, digest, value=_doubles(data["value"], f"{path}.value"))
 
 
+def _manifest_error(exc: StrictJsonError) -> ManifestError:
+    if exc.line is None:
+        return ManifestError(exc.path, exc.reason)
+    return ManifestError(exc.path, f"{exc.reason} (line {exc.line} column {exc.column})")
+
+
 def reject_repeated_members(text: str | bytes | bytearray | memoryview) -> None:
-    """Raise ManifestError when the JSON ``text`` has no single reading: an object naming a member twice at
-    any depth (docs/spec.md §14), or text nested too deeply to read. See :func:`canonical.loads_strict`."""
+    """Raise ManifestError when the JSON ``text`` has no single reading (docs/spec.md §14), at any depth.
+
+    That is an object naming a member twice (JSON parsers disagree on which of two equal names holds; the
+    error names the object's path and the name), and whatever else :func:`~run_identity.strict_json.loads_strict`
+    refuses: nesting past its depth limit, a lone surrogate escape, a number outside the range of a double.
+    """
     try:
         loads_strict(text)
-    except StrictJSONError as exc:
-        path, _, reason = str(exc).rpartition(": member ")
-        raise ManifestError(path, f"member {reason}" if path else str(exc)) from None
+    except StrictJsonError as exc:
+        raise _manifest_error(exc) from None
 
 
 @dataclass(frozen=True)
@@ -210,8 +220,8 @@ class Manifest:
         if isinstance(data, (bytes, bytearray, memoryview, str)):
             try:
                 doc = loads_strict(data)
-            except StrictJSONError as exc:
-                raise ManifestError("", str(exc)) from None
+            except StrictJsonError as exc:
+                raise _manifest_error(exc) from None
         else:
             doc = data
         _expect(isinstance(doc, Mapping), "", "a manifest is a JSON object")

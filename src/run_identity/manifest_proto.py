@@ -5,7 +5,6 @@ Values travel as their JCS bytes, so the protobuf form hashes to the same digest
 
 from __future__ import annotations
 
-import orjson
 from google.protobuf.message import DecodeError
 
 from run_identity._proto import manifest_pb2 as pb
@@ -14,6 +13,7 @@ from run_identity.composition import LIST_COMPONENTS
 from run_identity.errors import ManifestError
 from run_identity.manifest import Manifest, ManifestComponent, ManifestElement
 from run_identity.statement import BindingStatement
+from run_identity.strict_json import StrictJsonError, loads_strict
 
 __all__ = ["manifest_from_proto", "manifest_to_proto"]
 
@@ -59,10 +59,13 @@ def manifest_to_proto(manifest: Manifest) -> bytes:
 
 
 def _value(raw: bytes, path: str) -> object:
+    """A value's JCS bytes read as the JSON form's values are (strictly; numbers as doubles)."""
     try:
-        return orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise ManifestError(path, f"value is not JSON ({exc})") from None
+        return loads_strict(raw, doubles=True)
+    except StrictJsonError as exc:
+        inner = exc.path if not exc.path or exc.path.startswith("[") else "." + exc.path
+        where = f" (line {exc.line} column {exc.column})" if exc.line is not None else ""
+        raise ManifestError(path + inner, f"value is not single-reading JSON: {exc.reason}{where}") from None
 
 
 def manifest_from_proto(data: bytes) -> Manifest:

@@ -20,7 +20,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from run_identity.canonical import StrictJSONError, canonicalize, loads_strict
+from run_identity.canonical import canonicalize
 from run_identity.errors import ManifestError, VerificationError
 from run_identity.keys import Keyring, Signer, sign_or_raise
 from run_identity.statement import (
@@ -32,6 +32,7 @@ from run_identity.statement import (
     format_timestamp,
     pae,
 )
+from run_identity.strict_json import StrictJsonError, loads_strict
 
 __all__ = [
     "RECEIPT_PAYLOAD_TYPE",
@@ -185,9 +186,10 @@ class Receipt:
         """Parse the JSON form (bytes, text or a parsed object). Raises ManifestError."""
         if isinstance(data, (bytes, bytearray, memoryview, str)):
             try:
-                doc = loads_strict(data)
-            except StrictJSONError as exc:
-                raise ManifestError("", str(exc)) from None
+                doc = loads_strict(data, doubles=True)
+            except StrictJsonError as exc:
+                where = f" (line {exc.line} column {exc.column})" if exc.line is not None else ""
+                raise ManifestError(exc.path, exc.reason + where) from None
         else:
             doc = data
         if not isinstance(doc, Mapping):

@@ -5,17 +5,24 @@ named by the path of ``model.endpoint``: ``/chat/completions``, ``/responses`` o
 rebuilt request is mapped forward again: its identity must equal the manifest's, which proves that what is
 sent is what was declared. The reply (JSON or server-sent events) becomes the run's output (spec §10.4),
 compared with the original receipt's output digest and, when the receipt carries its output, as a diff.
+
+The request carries the user's API key, so where it goes is never the manifest's choice: it goes to the base
+URL the user names, else to the official endpoint of the manifest's provider (:data:`OFFICIAL_BASE_URLS`).
+The manifest's own ``model.endpoint`` is used only when the caller asks for it (``use_manifest_endpoint``),
+which the CLI allows only for a run that verified against trusted keys. Whatever the target, it must be
+https (plain http only to a loopback address), and redirects are never followed.
 """
 
 from __future__ import annotations
 
 import difflib
+import ipaddress
 import json
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 from urllib.parse import urlsplit
 
 from run_identity.composition import Composition
@@ -39,9 +46,25 @@ from run_identity.integrations._openai_output import (
 from run_identity.manifest import Manifest
 from run_identity.receipt import Receipt, output_digest
 
-__all__ = ["ReplayError", "ReplayOutcome", "ReplayRequest", "output_text", "rebuild", "send"]
+__all__ = [
+    "OFFICIAL_BASE_URLS",
+    "ReplayError",
+    "ReplayOutcome",
+    "ReplayRequest",
+    "check_endpoint",
+    "output_text",
+    "rebuild",
+    "send",
+]
 
 ANTHROPIC_VERSION = "2023-06-01"
+
+OFFICIAL_BASE_URLS: Final[dict[str, str]] = {
+    "openai": "https://api.openai.com/v1",
+    "anthropic": "https://api.anthropic.com",
+}
+"""The provider's own API, by ``gen_ai.provider.name``, as a base URL given to its client library. A run of
+another provider (``azure.ai.openai`` has one endpoint per resource) is replayed only to a base URL named."""
 
 
 class ReplayError(RunIdentityError):
@@ -93,6 +116,9 @@ class ReplayRequest:
     identity: str
     original_identity: str
     key_env: str
+    target: str = "named"
+    """Where ``url`` comes from: ``named`` (the caller's base URL), ``official`` (the provider's endpoint,
+    :data:`OFFICIAL_BASE_URLS`) or ``manifest`` (the manifest's ``model.endpoint``)."""
 
     @property
     def stream(self) -> bool:
@@ -127,10 +153,44 @@ def _api_of(provider: str, endpoint: str) -> _Api:
     raise ReplayError(f"model.endpoint {endpoint!r} names no API replay knows (chat completions, responses, messages)")
 
 
-def rebuild(manifest: Manifest, base_url: str | None = None) -> ReplayRequest:
-    """The exact request of a captured run; ``base_url`` (as given to the client library) replaces the host.
+def _is_loopback(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
-    Raises ReplayError when content is withheld or the composition was not captured by an integration.
+
+def check_endpoint(url: str) -> None:
+    """Raise ReplayError unless ``url`` may carry an API key: https, or plain http to a loopback address.
+
+    Loopback is 127.0.0.0/8, ::1 and ``localhost``; every other host needs https, so that the key is
+    encrypted to the host named.
+    """
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+        parts.port  # noqa: B018 - a malformed port raises here, not at sending
+    except ValueError as exc:
+        raise ReplayError(f"{url!r} is not a usable URL ({exc})") from None
+    if parts.scheme not in ("https", "http") or not host:
+        raise ReplayError(f"{url!r} is not an http(s) URL with a host")
+    if parts.scheme == "http" and not _is_loopback(host):
+        raise ReplayError(
+            f"{url}: refusing to send the API key over plain http to {host}; use https "
+            "(http is allowed only to a loopback address: 127.0.0.0/8, ::1, localhost)"
+        )
+
+
+def rebuild(manifest: Manifest, base_url: str | None = None, *, use_manifest_endpoint: bool = False) -> ReplayRequest:
+    """The exact request of a captured run, addressed to where it may be sent with the user's key.
+
+    The URL is ``base_url`` (as given to the client library) when given; else, with
+    ``use_manifest_endpoint``, the manifest's own ``model.endpoint`` (only for a manifest the caller has
+    verified against trusted keys: the manifest's author chooses it); else the official endpoint of the
+    manifest's provider. Raises ReplayError when content is withheld, the composition was not captured by an
+    integration, no official endpoint is known for the provider, or the URL is not https (nor loopback).
     """
     if manifest.withholds_content:
         withheld = [
@@ -153,12 +213,20 @@ def rebuild(manifest: Manifest, base_url: str | None = None) -> ReplayRequest:
     except (Unmapped, KeyError, TypeError, ValueError, RunIdentityError) as exc:
         raise ReplayError(f"the composition is not one the {api.name} mapping rebuilds ({exc!r})") from None
     identity = compute_identity(Composition.from_dict(again)).id
-    url = (
-        endpoint
-        if base_url is None
-        else base_url.rstrip("/") + (api.path if api.name != "messages" else "/v1/messages")
-    )
-    return ReplayRequest(api.name, provider, url, body, identity, manifest.identity, api.key_env)
+    suffix = api.path if api.name != "messages" else "/v1/messages"
+    if base_url is not None:
+        url, target = base_url.rstrip("/") + suffix, "named"
+    elif use_manifest_endpoint:
+        url, target = endpoint, "manifest"
+    elif provider in OFFICIAL_BASE_URLS:
+        url, target = OFFICIAL_BASE_URLS[provider].rstrip("/") + suffix, "official"
+    else:
+        raise ReplayError(
+            f"no official endpoint is known for provider {provider[:80]!r}: name the base URL to send to "
+            "(--base-url); the manifest's own endpoint is not trusted with the API key"
+        )
+    check_endpoint(url)
+    return ReplayRequest(api.name, provider, url, body, identity, manifest.identity, api.key_env, target)
 
 
 def _headers(request: ReplayRequest, api_key: str) -> dict[str, str]:
@@ -184,13 +252,30 @@ def _events(lines: Iterator[bytes]) -> Iterator[Any]:
         yield json.loads(data)
 
 
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    """Follow no redirect: urllib would resend the API key header to whatever host the Location names."""
+
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+def _opener(url: str) -> urllib.request.OpenerDirector:
+    # Plain http goes only to loopback (check_endpoint): never through a proxy, which would see the key.
+    proxies = urllib.request.ProxyHandler({} if urlsplit(url).scheme == "http" else None)
+    return urllib.request.build_opener(proxies, _NoRedirect())
+
+
 def send(request: ReplayRequest, api_key: str, *, timeout: float = 600.0) -> Output:
-    """Send the rebuilt request (plain HTTP) and read its output. Raises ReplayError."""
+    """Send the rebuilt request and read its output. Raises ReplayError.
+
+    The URL is checked again (:func:`check_endpoint`), and a redirect is an error, never followed.
+    """
+    check_endpoint(request.url)
     api = next(a for a in _APIS if a.name == request.api)
     data = json.dumps(request.body, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode()
     http = urllib.request.Request(request.url, data=data, headers=_headers(request, api_key), method="POST")
     try:
-        with urllib.request.urlopen(http, timeout=timeout) as response:
+        with _opener(request.url).open(http, timeout=timeout) as response:
             if request.stream:
                 accumulator = api.accumulator()
                 for event in _events(iter(response.readline, b"")):
@@ -201,6 +286,12 @@ def send(request: ReplayRequest, api_key: str, *, timeout: float = 600.0) -> Out
                 return output
             return api.output(json.loads(response.read()))  # type: ignore[no-any-return]
     except urllib.error.HTTPError as exc:
+        if 300 <= exc.code < 400:
+            location = exc.headers.get("Location", "elsewhere") if exc.headers is not None else "elsewhere"
+            raise ReplayError(
+                f"{request.url}: HTTP {exc.code} redirects to {location[:200]}; not followed "
+                "(the request carries the API key): give the final URL with --base-url"
+            ) from None
         raise ReplayError(f"{request.url}: HTTP {exc.code} {exc.reason}") from None
     except (urllib.error.URLError, OSError) as exc:
         raise ReplayError(f"{request.url}: cannot send the request ({exc})") from None

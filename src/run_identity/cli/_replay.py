@@ -17,6 +17,7 @@ from run_identity.keys import Keyring
 from run_identity.manifest import Manifest
 from run_identity.receipt import Receipt
 from run_identity.replay import ReplayError, compare, rebuild, send
+from run_identity.verify import VERIFIED, InputError, Policy, Verifier
 from run_identity.verify._checks import CheckContext
 from run_identity.verify._inputs import discover
 from run_identity.verify._lookup import find_runs, load_manifest_file, parse_selector
@@ -49,8 +50,25 @@ def _manifest(args: argparse.Namespace, ctx: CheckContext) -> tuple[Manifest, st
         if len({r.key for r in runs}) > 1:
             raise CliError(f"{args.run}: matches {len(runs)} runs; give TRACE_ID/SPAN_ID")
         found = runs[0]
+        if ctx.keyring is not None:
+            return found.manifests[0][0], _verdict(args.inputs, ctx.keyring, found.key)
     code = found.result.code if found.result is not None else None
     return found.manifests[0][0], code
+
+
+def _verdict(inputs: list[str], keyring: Keyring, key: bytes) -> str | None:
+    """The run's code as ``run-identity verify`` gives it: every check over all the inputs, by the Verifier.
+
+    Every result naming the run counts (a record added for it may be reported on its own); the first that is
+    not ``verified`` is the verdict.
+    """
+    trace_id, span_id = key[:16].hex(), key[16:].hex()
+    try:
+        report = Verifier(keyring, Policy()).verify(inputs)
+    except InputError as exc:
+        raise CliError(str(exc)) from None
+    codes = [r.code for r in report.results() if (r.trace_id, r.span_id) == (trace_id, span_id)]
+    return next((c for c in codes if c != VERIFIED), codes[0] if codes else None)
 
 
 def _receipt(inputs: list[str] | None, manifest: Manifest) -> Receipt | None:
@@ -73,6 +91,34 @@ def _receipt(inputs: list[str] | None, manifest: Manifest) -> Receipt | None:
     return None
 
 
+# Verdicts under which the manifest is not what a trusted key declared, or the run has no single reading.
+_UNTRUSTED = frozenset({"malformed", "bad_signature", "unknown_key", "identity_mismatch", "binding_mismatch"})
+_TARGETS = {
+    "named": "--base-url",
+    "official": "the provider's official endpoint",
+    "manifest": "the manifest's endpoint, verified",
+}
+
+
+def _check_target(args: argparse.Namespace, ctx: CheckContext, code: str | None) -> None:
+    """Refuse ``--use-manifest-endpoint`` unless the run verified (every check, verdict ``verified``)."""
+    if not args.use_manifest_endpoint:
+        return
+    if args.base_url is not None:
+        raise CliError("give --base-url or --use-manifest-endpoint, not both", exit_code=2)
+    if ctx.keyring is None:
+        raise CliError(
+            "--use-manifest-endpoint needs --keyring: a manifest's endpoint gets the API key only when the run "
+            "verifies against trusted keys",
+            exit_code=2,
+        )
+    if code != VERIFIED:
+        raise CliError(
+            f"the run's verdict is {code or 'unknown'}, not verified (a manifest file alone has no span: give the "
+            "exported data with --in): refusing to send the API key to the manifest's endpoint"
+        )
+
+
 def _replay(args: argparse.Namespace) -> int:
     ctx = _context(args.keyring)
     manifest, code = _manifest(args, ctx)
@@ -81,17 +127,17 @@ def _replay(args: argparse.Namespace) -> int:
     out.write(f"run       {st.trace_id}/{st.span_id}\n")
     if code is not None and ctx.keyring is not None:
         out.write(f"verified  {code}\n")
-        if code in ("bad_signature", "unknown_key", "identity_mismatch"):
-            raise CliError(f"the manifest does not verify ({code}); refusing to replay it")
+        if code in _UNTRUSTED:
+            raise CliError(f"the run does not verify ({code}); refusing to replay it")
     elif ctx.keyring is None:
         out.write("verified  not checked (no --keyring)\n")
+    _check_target(args, ctx, code)
     try:
-        request = rebuild(manifest, args.base_url)
+        request = rebuild(manifest, args.base_url, use_manifest_endpoint=args.use_manifest_endpoint)
     except ReplayError as exc:
         raise CliError(f"cannot replay: {exc}") from None
-    out.write(
-        f"request   POST {request.url} ({request.provider} {request.api}{', streamed' if request.stream else ''})\n"
-    )
+    about = f"{request.provider} {request.api}{', streamed' if request.stream else ''}; {_TARGETS[request.target]}"
+    out.write(f"request   POST {request.url} ({about})\n")
     out.write(f"identity  {request.original_identity} (declared)\n")
     verdict = "equal: the rebuilt request is the declared one" if request.same_identity else "DIFFERENT"
     out.write(f"rebuilt   {request.identity} ({verdict})\n")
@@ -125,8 +171,17 @@ def register(sub: Any) -> None:
     p = sub.add_parser("replay", help="rebuild a run's exact request from its manifest, send it, compare outputs")
     p.add_argument("run", metavar="RUN", help="identity, TRACE_ID[/SPAN_ID], or a manifest file")
     p.add_argument("--in", dest="inputs", action="append", metavar="PATH", help="exported data to search")
-    p.add_argument("--base-url", metavar="URL", help="send to this base URL (as given to the client library)")
-    p.add_argument("--keyring", metavar="JWKS", help="check the manifest against these trusted keys first")
+    p.add_argument(
+        "--base-url",
+        metavar="URL",
+        help="send to this base URL (as given to the client library); default: the provider's official API",
+    )
+    p.add_argument(
+        "--use-manifest-endpoint",
+        action="store_true",
+        help="send to the manifest's own model.endpoint; only for a run that verifies against --keyring",
+    )
+    p.add_argument("--keyring", metavar="JWKS", help="check the run against these trusted keys first")
     p.add_argument("--dry-run", action="store_true", help="print the request instead of sending it")
     p.add_argument(
         "--api-key-env", metavar="VAR", help="environment variable holding the API key (default by provider)"

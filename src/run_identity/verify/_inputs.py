@@ -24,8 +24,8 @@ from google.protobuf.message import DecodeError
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
-from run_identity.canonical import StrictJSONError, loads_strict
 from run_identity.errors import RunIdentityError
+from run_identity.strict_json import StrictJsonError, loads_strict
 
 __all__ = [
     "OTLP_JSON",
@@ -245,7 +245,7 @@ def _json_lines(data: bytes, first_line: int) -> Iterator[RawRequest | BadReques
             continue
         try:
             doc = loads_strict(view[start:end])
-        except StrictJSONError as exc:
+        except StrictJsonError as exc:
             yield BadRequest(line, f"ambiguous or invalid JSON ({exc})")
             continue
         if type(doc) is dict:
