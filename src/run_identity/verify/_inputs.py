@@ -246,7 +246,7 @@ def _json_lines(data: bytes, first_line: int) -> Iterator[RawRequest | BadReques
         try:
             doc = loads_strict(view[start:end])
         except StrictJsonError as exc:
-            yield BadRequest(line, f"ambiguous or invalid JSON ({exc})")
+            yield BadRequest(line, f"no single JSON reading: {exc}")
             continue
         if type(doc) is dict:
             traces = "resourceSpans" in doc or "resource_spans" in doc
