@@ -14,8 +14,9 @@ run from an empty temporary folder:
 * ``keygen``, and ``keygen`` again (refused without ``--force``);
 * the main job, ``run-identity demo --out demo``, and ``run-identity verify`` of its export;
 * ``run-identity collector --print-config-dir`` names the shipped configuration inside the environment;
-* with ``collector``: ``demo --collector`` through rotel, and ``verify`` of what arrived (skipped, saying so,
-  where rotel cannot run); without it, ``demo --collector`` fails with one line naming the extra;
+* with ``collector``: ``demo --collector`` through rotel, ``verify`` of what arrived, and ``run-identity
+  collector`` started and stopped (skipped, saying so, where rotel cannot run); without it, ``demo
+  --collector`` fails with one line naming the extra;
 * with ``otlp``: the README's library snippet, as written, sends its run to ``run-identity serve``, whose
   verification summary must pass.
 
@@ -218,6 +219,30 @@ def check_otlp_snippet(checks: Checks) -> None:
                  serve.returncode == 0 and "verification: passed: 1 runs" in output, output.strip())
 
 
+def check_collector_command(checks: Checks) -> None:
+    """`run-identity collector` starts rotel and serve on free ports, and stops cleanly on SIGTERM."""
+    argv = checks.cli("collector", "--grpc-port", "0", "--http-port", "0", "--out", "collected", "--workdir", "rotel")
+    process = subprocess.Popen(argv, cwd=checks.workdir, env=checks.env, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True)
+    lines: list[str] = []
+    try:
+        assert process.stdout is not None
+        for line in process.stdout:
+            lines.append(line.rstrip())
+            if line.startswith(("serve:", "run-identity: error")):
+                break
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            rest, _ = process.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            rest, _ = process.communicate()
+    output = "\n".join(lines) + "\n" + rest
+    checks.check("run-identity collector starts rotel and serve, stops on SIGTERM",
+                 process.returncode == 0 and "rotel: OTLP gRPC" in output and "received:" in output, output)
+
+
 def run_checks(checks: Checks, extras: list[str]) -> None:
     checks.run("pip check", [str(checks.python), "-m", "pip", "check"])
     print(f"info  {_installed_versions(checks)}", flush=True)
@@ -252,6 +277,7 @@ def run_checks(checks: Checks, extras: list[str]) -> None:
             checks.check("  ... all runs verified", "PASS: all 12 runs verified." in demo.stdout)
             checks.run("run-identity verify democ/collected", checks.cli(
                 "verify", "democ/collected", "--keyring", "democ/keys/trusted-keys.jwks.json"))
+            check_collector_command(checks)
     else:
         missing = checks.run("demo --collector without the extra fails", checks.cli(
             "demo", "--collector", "--out", "democ"), expect=1)
