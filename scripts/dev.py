@@ -6,9 +6,12 @@
     python3 scripts/dev.py bench [ARGS...]   run the benchmarks in bench/
     python3 scripts/dev.py proto [--check]   regenerate (or check) the protobuf code
     python3 scripts/dev.py lint              ruff and mypy
+    python3 scripts/dev.py setup             only create (or refresh) the environment
 
 The environment lives in ``.venv`` and is rebuilt when ``pyproject.toml`` or
-``requirements/constraints.txt`` change. Only ``python3`` and the package registries are needed.
+``requirements/constraints.txt`` change, printing one line per stage and pip's own output. Only ``python3``
+and the package registries are needed. The user-facing install (a wheel in a clean environment, no dev
+extras) is checked by ``scripts/install_check.py``, which ``.ci/run`` runs.
 """
 
 from __future__ import annotations
