@@ -81,3 +81,11 @@ def test_the_wheel_with_the_otlp_extra(wheel: Path) -> None:
 def test_the_wheel_with_the_collector_extra(wheel: Path) -> None:
     """With [collector], `run-identity demo --collector` runs through rotel from an empty folder and verifies."""
     _check("--wheel", str(wheel), "--extras", "collector", "--venv", str(CACHE / "collector"), "--reuse")
+
+
+@pytest.mark.slow
+@pytest.mark.collector
+def test_the_wheel_at_the_lowest_allowed_versions(wheel: Path) -> None:
+    """With every dependency at the floor pyproject.toml states (OpenTelemetry 1.43, protobuf 7.35.1,
+    cryptography 42...), the demo, verify, demo --collector and the README snippet all pass."""
+    _check("--wheel", str(wheel), "--extras", "otlp,collector", "--floors", "--venv", str(CACHE / "floors"), "--reuse")
