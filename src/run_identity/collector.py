@@ -324,8 +324,14 @@ class LocalPipeline:
 
             return spooling_otlp_exporters(self.rotel.otlp_http_endpoint, spool_dir, timeout=timeout)
         if protocol == "grpc":
-            from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter as GrpcLogs
-            from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcSpans
+            try:
+                from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter as GrpcLogs
+                from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcSpans
+            except ModuleNotFoundError as exc:
+                raise ModuleNotFoundError(
+                    f"{exc} (OTLP gRPC export needs the 'otlp' extra: pip install 'ai-run-identity[otlp]')",
+                    name=exc.name,
+                ) from exc
 
             target = self.rotel.otlp_grpc_endpoint
             return GrpcSpans(target, insecure=True, timeout=timeout), GrpcLogs(
