@@ -117,3 +117,15 @@ def test_demo_next_lines_run_as_printed(tmp_path: Path) -> None:
         ran = subprocess.run(command, shell=True, cwd=tmp_path, env=env, capture_output=True, text=True,
                              timeout=120, check=False)
         assert ran.returncode == 0, (command, ran.stderr)
+
+
+def test_python_m_does_not_load_modules_from_the_current_folder(tmp_path: Path) -> None:
+    """`python -m run_identity` takes the current folder off sys.path: a stray google.py there is never run."""
+    (tmp_path / "google.py").write_text("raise SystemExit('the stray google.py was loaded')\n", encoding="utf-8")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    done = subprocess.run(
+        [sys.executable, "-m", "run_identity", "demo", "--out", "d"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120, check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "PASS: all 12 runs verified." in done.stdout

@@ -1,8 +1,10 @@
 """``python -m run_identity``: the ``run-identity`` command line.
 
-``python -m`` puts the current directory first on ``sys.path``; it is taken off before the CLI is imported,
-so a stray module in the directory where the command runs (an ``orjson.py``, an ``opentelemetry/``) is never
-loaded in place of an installed one.
+``python -m`` puts the current directory first on ``sys.path``. The package itself (and what its
+``__init__`` imports: orjson, cryptography, the OpenTelemetry API) is already loaded when this runs, but
+everything the commands import later (the SDK, the exporters, protobuf, rotel) must not come from a stray
+file in the folder where the command runs, so the entry is taken off first. The ``run-identity`` script,
+and ``python -P -m run_identity`` (Python 3.11+), never look in the current folder at all.
 """
 
 from __future__ import annotations
