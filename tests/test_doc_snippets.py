@@ -120,3 +120,17 @@ def test_zero_code_variables_make_the_documented_run_quiet(variant: str, tmp_pat
         done = subprocess.run(argv, cwd=tmp_path, env=_env(**env), capture_output=True, text=True, timeout=120)
         assert (done.returncode, done.stdout, done.stderr) == (0, "", "")
         assert server.sink.wait_for(spans=1, manifests=1, timeout=10)
+
+
+def test_readme_lists_every_command() -> None:
+    """Every run-identity subcommand (replay, spool and python -m included) appears in the README's command list."""
+    import argparse
+
+    from run_identity.cli import _parser
+
+    parser = _parser("run-identity")
+    (sub,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    block = code_block(ROOT / "README.md", "## Command line", "sh")
+    listed = {line.split()[1] for line in block.splitlines() if line.startswith("run-identity ")}
+    assert set(sub.choices) <= listed, set(sub.choices) - listed
+    assert "python -m run_identity" in (ROOT / "README.md").read_text(encoding="utf-8")
