@@ -6,9 +6,12 @@
     python3 scripts/dev.py bench [ARGS...]   run the benchmarks in bench/
     python3 scripts/dev.py proto [--check]   regenerate (or check) the protobuf code
     python3 scripts/dev.py lint              ruff and mypy
+    python3 scripts/dev.py setup             only create (or refresh) the environment
 
 The environment lives in ``.venv`` and is rebuilt when ``pyproject.toml`` or
-``requirements/constraints.txt`` change. Only ``python3`` and the package registries are needed.
+``requirements/constraints.txt`` change, printing one line per stage and pip's own output. Only ``python3``
+and the package registries are needed. The user-facing install (a wheel in a clean environment, no dev
+extras) is checked by ``scripts/install_check.py``, which ``.ci/run`` runs.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import hashlib
 import os
 import subprocess
 import sys
+import time
 import venv
 from pathlib import Path
 
@@ -35,23 +39,41 @@ def _fingerprint() -> str:
     return h.hexdigest()
 
 
+def _stage(number: int, total: int, text: str) -> None:
+    print(f"[{number}/{total}] {text}", flush=True)
+
+
 def ensure_env() -> None:
-    """Create or refresh .venv so that it holds exactly what the project pins."""
+    """Create or refresh .venv so that it holds exactly what the project pins; one line per stage."""
     stamp = VENV / ".run-identity-installed"
     want = _fingerprint()
     if PY.exists() and stamp.exists() and stamp.read_text() == want:
         return
-    print(f"setting up {VENV} (first run, or the pins changed)...", flush=True)
-    if not PY.exists():
+    started = time.monotonic()
+    fresh = not PY.exists()
+    print(f"setting up {VENV} ({'first run' if fresh else 'pyproject.toml or the pins changed'}):", flush=True)
+    if fresh:
+        _stage(1, 3, f"creating the virtual environment ({sys.executable} -m venv)")
         venv.EnvBuilder(with_pip=True, clear=True).create(VENV)
-    pip = [str(PY), "-m", "pip", "--disable-pip-version-check", "-q"]
-    subprocess.run([*pip, "install", "--upgrade", "pip"], check=True)
+    else:
+        _stage(1, 3, "reusing the virtual environment")
+    pip = [str(PY), "-m", "pip", "--disable-pip-version-check"]
+    _stage(2, 3, "upgrading pip")
+    subprocess.run([*pip, "install", "-q", "--upgrade", "pip"], check=True)
+    _stage(3, 3, f"installing ai-run-identity[{EXTRAS}] (editable) and its pinned dependencies; pip's output follows")
     subprocess.run(
         [*pip, "install", "-c", str(ROOT / "requirements" / "constraints.txt"), "-e", f".[{EXTRAS}]"],
         check=True,
         cwd=ROOT,
     )
     stamp.write_text(want)
+    print(f"{VENV} is ready ({time.monotonic() - started:.0f} s)", flush=True)
+
+
+def _shown(path: Path) -> str:
+    """``path`` relative to the current folder when it is below it, else absolute."""
+    relative = os.path.relpath(path)
+    return path.as_posix() if relative.startswith(os.pardir) else relative
 
 
 def main(argv: list[str]) -> int:
@@ -65,8 +87,10 @@ def main(argv: list[str]) -> int:
     if cmd == "setup":
         return 0
     if cmd == "demo":
-        args = [str(BIN / "run-identity"), "demo", *(rest or ["--out", "out/demo"])]
-    elif cmd == "test":
+        # In the caller's folder and with the caller's PATH, so that the commands the demo suggests at the end
+        # (.venv/bin/run-identity ... out/demo/...) run as printed in the caller's shell.
+        return subprocess.call([str(BIN / "run-identity"), "demo", *(rest or ["--out", _shown(ROOT / "out" / "demo")])])
+    if cmd == "test":
         args = [str(PY), "-m", "pytest", *rest]
     elif cmd == "bench":
         args = [str(PY), str(ROOT / "bench" / "run.py"), *rest]

@@ -160,11 +160,23 @@ def test_keygen(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_keygen_twice_rotates(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """Running keygen again keeps the old public key trusted."""
+    """Running keygen again with --force keeps the old public key trusted."""
     assert main(["keygen", "--out", str(tmp_path)]) == 0
-    assert main(["keygen", "--out", str(tmp_path)]) == 0
+    assert main(["keygen", "--out", str(tmp_path), "--force"]) == 0
     capsys.readouterr()
     assert len(Keyring.from_jwks(tmp_path / "trusted-keys.jwks.json")) == 2
+
+
+def test_keygen_refuses_to_replace_a_key_without_force(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """keygen into a folder that holds a signing key is one line, exit 1, and leaves key and JWKS untouched."""
+    assert main(["keygen", "--out", str(tmp_path)]) == 0
+    capsys.readouterr()
+    key, jwks = (tmp_path / "signing-key.pem").read_bytes(), (tmp_path / "trusted-keys.jwks.json").read_bytes()
+    assert main(["keygen", "--out", str(tmp_path)]) == 1
+    assert "--force" in _one_error_line(capsys.readouterr().err)
+    assert (tmp_path / "signing-key.pem").read_bytes() == key
+    assert (tmp_path / "trusted-keys.jwks.json").read_bytes() == jwks
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["signing-key.pem", "trusted-keys.jwks.json"]
 
 
 def test_keygen_unwritable(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

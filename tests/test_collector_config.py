@@ -9,9 +9,9 @@ import pytest
 import yaml
 
 from run_identity.attributes import MANIFEST_EVENT_NAME
-from run_identity.collector import CollectorError, default_config_dir, load_env_file
+from run_identity.collector import PACKAGE_CONFIG_DIR, CollectorError, default_config_dir, load_env_file
 
-CONFIG_DIR = Path(__file__).resolve().parent.parent / "collector-config"
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "src" / "run_identity" / "collector_config"
 OTELCOL = CONFIG_DIR / "otelcol-contrib.yaml"
 
 
@@ -169,7 +169,26 @@ def test_env_file_rejects_a_line_without_equals(tmp_path: Path) -> None:
         load_env_file(bad)
 
 
-def test_default_config_dir_is_the_checkout_folder(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Without an override the launcher finds the checkout's collector-config folder."""
+def test_default_config_dir_is_the_package_folder(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without an override the launcher uses the configuration shipped inside the package."""
     monkeypatch.delenv("RUN_IDENTITY_COLLECTOR_CONFIG", raising=False)
-    assert default_config_dir().resolve() == CONFIG_DIR
+    assert default_config_dir() == PACKAGE_CONFIG_DIR.resolve() == CONFIG_DIR
+
+
+def test_default_config_dir_ignores_the_current_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A collector-config folder in the current directory is never picked up (rotel would load its Python)."""
+    monkeypatch.delenv("RUN_IDENTITY_COLLECTOR_CONFIG", raising=False)
+    for name in ("collector-config", "collector_config"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "rotel.env").write_text("ROTEL_X=1\n", encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    assert default_config_dir() == CONFIG_DIR
+
+
+def test_default_config_dir_takes_an_explicit_override(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """RUN_IDENTITY_COLLECTOR_CONFIG names the folder; one without rotel.env is an error naming the variable."""
+    monkeypatch.setenv("RUN_IDENTITY_COLLECTOR_CONFIG", str(tmp_path))
+    with pytest.raises(CollectorError, match="RUN_IDENTITY_COLLECTOR_CONFIG"):
+        default_config_dir()
+    (tmp_path / "rotel.env").write_text("ROTEL_X=1\n", encoding="utf-8")
+    assert default_config_dir() == tmp_path.resolve()

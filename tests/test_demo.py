@@ -21,6 +21,8 @@ def test_demo_declares_exports_and_verifies_every_run(tmp_path: Path, capsys: py
     assert stat.S_IMODE(os.stat(out / "keys" / "signing-key.pem").st_mode) == 0o600
     assert (out / "export" / "traces.jsonl").stat().st_size > 0
     assert (out / "export" / "manifests.jsonl").stat().st_size > 0
+    for name in ("traces.jsonl", "manifests.jsonl"):  # they hold prompts: owner only
+        assert stat.S_IMODE((out / "export" / name).stat().st_mode) == 0o600
 
 
 def test_demo_runs_again_with_the_same_key(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

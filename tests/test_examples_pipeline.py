@@ -45,7 +45,7 @@ def test_readme_names_the_commands_it_documents() -> None:
         "run-identity collector",
         "run-identity verify",
         "run-identity spool flush",
-        "otelcol-contrib --config collector-config/otelcol-contrib.yaml",
+        'otelcol-contrib --config "$(run-identity collector --print-config-dir)/otelcol-contrib.yaml"',
     ):
         assert command in text
 

@@ -6,6 +6,7 @@ composition on it and exports the manifest::
 
     run-identity keygen --out keys
     export RUN_IDENTITY_ENABLED=true RUN_IDENTITY_SIGNING_KEY=keys/signing-key.pem RUN_IDENTITY_EXPORT_DIR=out
+    export OTEL_TRACES_EXPORTER=none OTEL_LOGS_EXPORTER=none OTEL_METRICS_EXPORTER=none   # files only, no collector
     export OPENAI_BASE_URL=https://api.openai.com/v1 OPENAI_API_KEY=...
     opentelemetry-instrument python examples/zero_code/app.py "What is the capital of Portugal?"
 

@@ -1,8 +1,9 @@
-"""The rotel collector on 127.0.0.1, started with the configuration in ``collector-config/``.
+"""The rotel collector on 127.0.0.1, started with the configuration the package ships.
 
 rotel (PyPI ``rotel``, the ``collector`` extra) bundles the ``rotel-agent`` binary: OTLP gRPC and HTTP
 receivers, per-signal exporters and Python processors. :func:`start_rotel` runs it as a child process with
-``collector-config/rotel.env``: traces go to one OTLP/HTTP destination and, through
+``run_identity/collector_config/rotel.env`` (package data, see :func:`default_config_dir`): traces go to one
+OTLP/HTTP destination and, through
 ``rotel_manifest_router.py``, manifests (and only manifests) to another. The process is stopped by
 :meth:`RotelCollector.stop` (or leaving its ``with`` block), never left behind.
 
@@ -34,6 +35,7 @@ from run_identity.errors import RunIdentityError
 from run_identity.serve import ServeHandle, Summarizer, start_server
 
 __all__ = [
+    "PACKAGE_CONFIG_DIR",
     "CollectorError",
     "CollectorUnavailable",
     "LocalPipeline",
@@ -94,21 +96,23 @@ def rotel_version(agent: Path | None = None, *, timeout: float = 15.0) -> str:
     return done.stdout.strip()
 
 
-def default_config_dir() -> Path:
-    """The ``collector-config`` folder: ``$RUN_IDENTITY_COLLECTOR_CONFIG``, the checkout's, or ``./``'s.
+#: The configuration shipped in the package (rotel.env, the manifest router, otelcol-contrib.yaml).
+PACKAGE_CONFIG_DIR = Path(__file__).resolve().parent / "collector_config"
 
-    Raises :class:`CollectorError` when none holds ``rotel.env``.
+
+def default_config_dir() -> Path:
+    """The collector configuration folder: ``$RUN_IDENTITY_COLLECTOR_CONFIG`` when set, else the package's.
+
+    Never the current directory: rotel loads the Python router it names, so only a folder the user chose
+    explicitly, or the installed package's own, is used. Raises :class:`CollectorError` when the folder
+    holds no ``rotel.env``.
     """
-    candidates = []
-    if os.environ.get(CONFIG_DIR_ENV):
-        candidates.append(Path(os.environ[CONFIG_DIR_ENV]))
-    candidates.append(Path(__file__).resolve().parents[2] / "collector-config")
-    candidates.append(Path.cwd() / "collector-config")
-    for directory in candidates:
-        if (directory / _ENV_FILE).is_file():
-            return directory
-    tried = ", ".join(str(c) for c in candidates)
-    raise CollectorError(f"no collector configuration ({_ENV_FILE}) found; tried {tried}")
+    override = os.environ.get(CONFIG_DIR_ENV)
+    directory = Path(override) if override else PACKAGE_CONFIG_DIR
+    if not (directory / _ENV_FILE).is_file():
+        where = f"${CONFIG_DIR_ENV}={override}" if override else str(directory)
+        raise CollectorError(f"no collector configuration: {_ENV_FILE} is missing in {where}")
+    return directory.resolve()
 
 
 def load_env_file(path: str | os.PathLike[str]) -> dict[str, str]:
@@ -253,7 +257,7 @@ def start_rotel(
     if extra_env:
         settings.update(extra_env)
 
-    work = Path(workdir)
+    work = Path(workdir).resolve()
     work.mkdir(parents=True, exist_ok=True)
     log_path = work / "rotel.log"
     settings.setdefault("ROTEL_PID_FILE", str(work / "rotel.pid"))
@@ -271,6 +275,8 @@ def start_rotel(
             process = subprocess.Popen(
                 [str(agent), "start"],
                 env=env,
+                # The configuration folder, not the caller's: rotel's embedded Python must find no stray module.
+                cwd=config,
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -318,8 +324,14 @@ class LocalPipeline:
 
             return spooling_otlp_exporters(self.rotel.otlp_http_endpoint, spool_dir, timeout=timeout)
         if protocol == "grpc":
-            from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter as GrpcLogs
-            from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcSpans
+            try:
+                from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter as GrpcLogs
+                from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter as GrpcSpans
+            except ModuleNotFoundError as exc:
+                raise ModuleNotFoundError(
+                    f"{exc} (OTLP gRPC export needs the 'otlp' extra: pip install 'ai-run-identity[otlp]')",
+                    name=exc.name,
+                ) from exc
 
             target = self.rotel.otlp_grpc_endpoint
             return GrpcSpans(target, insecure=True, timeout=timeout), GrpcLogs(

@@ -10,6 +10,7 @@ independent verifier would: from the files and the JWKS of trusted keys only.
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -100,8 +101,12 @@ def _print_table(runs: list[DemoRun], report: VerificationReport, stream: TextIO
         stream.write("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row[:3])) + f"  {row[3]}\n")
 
 
-def run_demo(out: str | os.PathLike[str], *, collector: bool = False, stream: TextIO) -> int:
+def run_demo(
+    out: str | os.PathLike[str], *, collector: bool = False, stream: TextIO, command: str = "run-identity"
+) -> int:
     """Run the main job into ``out``; returns 0 when every run verified, 1 otherwise.
+
+    ``command`` starts the follow-up command lines printed at the end (how the user runs ``run-identity``).
 
     Raises KeyringError for unusable keys and run_identity.collector.CollectorUnavailable when
     ``collector`` is asked for where rotel cannot run.
@@ -138,10 +143,11 @@ def run_demo(out: str | os.PathLike[str], *, collector: bool = False, stream: Te
     by_label = {r.label: r for r in runs}
     a, b = by_label.get("greeting"), by_label.get("greeting-hot")
     if a and b:
+        where, keys = shlex.quote(str(export)), shlex.quote(str(jwks_path))
         stream.write(
             "\nNext: see why two runs differ, or look at one:\n"
-            f"  run-identity diff {a.trace_id}/{a.span_id} {b.trace_id}/{b.span_id} --in {export}\n"
-            f"  run-identity show {a.trace_id}/{a.span_id} --in {export} --keyring {jwks_path}\n"
-            f"  run-identity verify {export} --keyring {jwks_path}\n"
+            f"  {command} diff {a.trace_id}/{a.span_id} {b.trace_id}/{b.span_id} --in {where}\n"
+            f"  {command} show {a.trace_id}/{a.span_id} --in {where} --keyring {keys}\n"
+            f"  {command} verify {where} --keyring {keys}\n"
         )
     return 0 if report.passed and report.runs == len(runs) else 1

@@ -88,7 +88,9 @@ class _LineFile:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
-        self._file: IO[bytes] | None = open(self.path, "ab")  # noqa: SIM115 - kept open until shutdown
+        # Created 0600: the lines hold prompts and messages. Kept open until shutdown.
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        self._file: IO[bytes] | None = os.fdopen(fd, "ab")
 
     def write(self, line: bytes) -> bool:
         with self._lock:

@@ -20,17 +20,28 @@ from __future__ import annotations
 import time
 
 from opentelemetry import trace as trace_api
-from opentelemetry._logs import Logger, LoggerProvider, SeverityNumber, get_logger_provider
+from opentelemetry._logs import Logger, LoggerProvider, NoOpLoggerProvider, SeverityNumber, get_logger_provider
 from opentelemetry.trace import NonRecordingSpan, SpanContext
 
 from run_identity.attributes import MANIFEST_EVENT_NAME, RUN_IDENTITY_ID, RUN_IDENTITY_KEY_ID
+from run_identity.errors import RunIdentityError
 from run_identity.signing import SignedRun
 
-__all__ = ["GEN_AI_PROVIDER_NAME", "GEN_AI_REQUEST_MODEL", "ManifestEmitter"]
+__all__ = ["GEN_AI_PROVIDER_NAME", "GEN_AI_REQUEST_MODEL", "ManifestEmitter", "NoLoggerProvider"]
 
 GEN_AI_REQUEST_MODEL = "gen_ai.request.model"
 GEN_AI_PROVIDER_NAME = "gen_ai.provider.name"
 _SCOPE = "run_identity"
+
+
+class NoLoggerProvider(RunIdentityError):
+    """No LoggerProvider is configured: a manifest emitted now would be dropped by the API's stand-in."""
+
+
+def _stand_in(provider: LoggerProvider) -> bool:
+    """Whether ``provider`` is one of the API's stand-ins that deliver nothing: the no-op provider, or the
+    proxy ``get_logger_provider()`` returns until ``set_logger_provider`` is called."""
+    return isinstance(provider, NoOpLoggerProvider) or type(provider).__name__ == "ProxyLoggerProvider"
 
 
 class ManifestEmitter:
@@ -52,11 +63,21 @@ class ManifestEmitter:
         return self._provider if self._provider is not None else get_logger_provider()
 
     def _get_logger(self) -> Logger:
+        """The manifests' logger. Raises :class:`NoLoggerProvider` while the provider is a stand-in (no global
+        provider set yet, or a no-op one): the span processor logs that once and counts the manifest as not
+        delivered, instead of handing it to a provider that drops it."""
         logger = self._logger
         if logger is None:
+            provider = self.logger_provider
+            if _stand_in(provider):
+                raise NoLoggerProvider(
+                    "no LoggerProvider is configured, so manifests are not delivered: pass logger_provider= "
+                    "to IdentitySpanProcessor, call opentelemetry._logs.set_logger_provider(), or use "
+                    "run_identity.setup()"
+                )
             from run_identity import __version__  # late: the package imports this module
 
-            logger = self._logger = self.logger_provider.get_logger(_SCOPE, __version__)
+            logger = self._logger = provider.get_logger(_SCOPE, __version__)
         return logger
 
     def emit(

@@ -14,7 +14,14 @@ from collections.abc import Sequence
 from run_identity import __version__
 from run_identity.errors import RunIdentityError
 
-__all__ = ["CliError", "main"]
+__all__ = ["OPTIONAL_MODULES", "CliError", "main", "missing_extra"]
+
+#: Modules that only an extra installs, and the extra that does (pyproject.toml, [project.optional-dependencies]).
+OPTIONAL_MODULES = {
+    "opentelemetry.exporter.otlp.proto.grpc": "otlp",
+    "opentelemetry.exporter.otlp.proto.http": "otlp",
+    "rotel": "collector",
+}
 
 
 class CliError(RunIdentityError):
@@ -25,11 +32,20 @@ class CliError(RunIdentityError):
         super().__init__(message)
 
 
-def _parser() -> argparse.ArgumentParser:
+def missing_extra(exc: ModuleNotFoundError) -> str | None:
+    """The extra that installs the module ``exc`` did not find, or None when no extra does."""
+    name = exc.name or ""
+    for module, extra in OPTIONAL_MODULES.items():
+        if name == module or name.startswith(module + "."):
+            return extra
+    return None
+
+
+def _parser(prog: str) -> argparse.ArgumentParser:
     from run_identity.cli import _core, _demo, _replay, _serve, _verify
 
     parser = argparse.ArgumentParser(
-        prog="run-identity",
+        prog=prog,
         description="Verifiable identities for AI runs, carried by OpenTelemetry.",
     )
     parser.add_argument("--version", action="version", version=f"run-identity {__version__}")
@@ -40,15 +56,28 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the CLI; returns the exit code (0 ok, 1 invalid input or failed check, 2 usage error)."""
-    parser = _parser()
+def main(argv: Sequence[str] | None = None, *, prog: str = "run-identity") -> int:
+    """Run the CLI; returns the exit code (0 ok, 1 invalid input or failed check, 2 usage error).
+
+    ``prog`` is how the user invoked it (``python -m run_identity`` passes its own), shown in usage lines.
+    """
+    parser = _parser(prog)
     args = parser.parse_args(list(argv) if argv is not None else None)
     try:
         return int(args.func(args))
     except CliError as exc:
         print(f"run-identity: error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except ModuleNotFoundError as exc:
+        extra = missing_extra(exc)
+        if extra is None:
+            raise
+        print(
+            f"run-identity: error: {args.command} needs the '{extra}' extra ({exc.name} is not installed): "
+            f"pip install 'ai-run-identity[{extra}]'",
+            file=sys.stderr,
+        )
+        return 1
     except RunIdentityError as exc:
         print(f"run-identity: error: {exc}", file=sys.stderr)
         return 1

@@ -5,9 +5,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
 from run_identity.canonical import canonicalize
+from run_identity.cli import CliError
 from run_identity.cli._input import load_json
 from run_identity.composition import Composition
 from run_identity.digest import compute_identity
@@ -66,6 +68,12 @@ def _canonicalize(args: argparse.Namespace) -> int:
 
 
 def _keygen(args: argparse.Namespace) -> int:
+    existing = Path(args.out) / "signing-key.pem"
+    if existing.exists() and not args.force:
+        raise CliError(
+            f"{existing} exists; --force replaces it (the old key is kept as signing-key.<key id>.pem "
+            "and stays in the trusted keys)"
+        )
     key_path, jwks_path, key_id = generate_key_files(args.out)
     print(f"signing key   {key_path}  (mode 0600; keep it secret)")
     print(f"trusted keys  {jwks_path}  (give this to verifiers)")
@@ -86,4 +94,9 @@ def register(sub: Any) -> None:
 
     p = sub.add_parser("keygen", help="create an Ed25519 signing key and a JWKS of trusted keys")
     p.add_argument("--out", required=True, metavar="DIR", help="folder for signing-key.pem and the JWKS")
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="replace an existing signing-key.pem (kept aside as signing-key.<key id>.pem, still trusted)",
+    )
     p.set_defaults(func=_keygen)

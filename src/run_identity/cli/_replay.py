@@ -12,6 +12,7 @@ from typing import Any
 
 from run_identity.attributes import RECEIPT_EVENT_NAME
 from run_identity.cli import CliError
+from run_identity.cli._args import check_url
 from run_identity.errors import KeyringError, ManifestError
 from run_identity.keys import Keyring
 from run_identity.manifest import Manifest
@@ -120,6 +121,8 @@ def _check_target(args: argparse.Namespace, ctx: CheckContext, code: str | None)
 
 
 def _replay(args: argparse.Namespace) -> int:
+    if args.base_url is not None:
+        check_url(args.base_url, "--base-url")
     ctx = _context(args.keyring)
     manifest, code = _manifest(args, ctx)
     out = sys.stdout

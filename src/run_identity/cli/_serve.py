@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from run_identity.cli._args import check_port, check_positive, check_url
 from run_identity.errors import RunIdentityError
 
 __all__ = ["register"]
@@ -73,6 +74,7 @@ def _print_summary(summary: dict[str, Any], out: Any) -> None:
 def _serve(args: argparse.Namespace) -> int:
     from run_identity.serve import start_server
 
+    check_port(args.port, "--port")
     summarize = _summarizer(args.keyring, args.allow)
     try:
         handle = start_server(
@@ -93,9 +95,18 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _collector(args: argparse.Namespace) -> int:
-    from run_identity.collector import CollectorError, start_rotel
+    from run_identity.collector import CollectorError, default_config_dir, start_rotel
     from run_identity.serve import start_server
 
+    if args.print_config_dir:
+        print(default_config_dir())
+        return 0
+    check_port(args.grpc_port, "--grpc-port")
+    check_port(args.http_port, "--http-port")
+    endpoints = {"--traces-endpoint": args.traces_endpoint, "--manifests-endpoint": args.manifests_endpoint}
+    for option, value in endpoints.items():
+        if value is not None:
+            check_url(value, option)
     with _until_stopped() as stop:
         serve = None
         if args.traces_endpoint and args.manifests_endpoint:
@@ -139,6 +150,8 @@ def _collector(args: argparse.Namespace) -> int:
 def _spool_flush(args: argparse.Namespace) -> int:
     from run_identity.spool import flush_spool_dir
 
+    check_url(args.endpoint, "--endpoint")
+    check_positive(args.timeout, "--timeout")
     directory = Path(args.dir)
     if not directory.is_dir():
         raise _CommandError(f"{directory}: no such spool folder")
@@ -181,6 +194,11 @@ def register(sub: Any) -> None:
     p.add_argument("--out", default="out/collector", metavar="DIR", help="without endpoints: serve's folder")
     p.add_argument("--keyring", metavar="JWKS", help="without endpoints: verify in serve")
     p.add_argument("--workdir", default="out/rotel", metavar="DIR", help="rotel's log and pid file")
+    p.add_argument(
+        "--print-config-dir",
+        action="store_true",
+        help="print the folder of the shipped configuration (rotel.env, otelcol-contrib.yaml) and exit",
+    )
     p.set_defaults(func=_collector)
 
     p = sub.add_parser("spool", help="undelivered batches spooled by the spooling exporters")

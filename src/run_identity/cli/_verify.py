@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from run_identity.cli import CliError
+from run_identity.cli._args import check_jobs
 from run_identity.errors import KeyringError
 from run_identity.keys import Keyring
 from run_identity.verify import FAILURE_CODES, SPAN_MISSING, Policy, Verifier
@@ -74,10 +75,8 @@ def _verifier(args: argparse.Namespace, policy: Policy) -> Verifier:
 
 
 def _verify(args: argparse.Namespace) -> int:
+    jobs = check_jobs(args.jobs) or (os.cpu_count() or 1)
     verifier = _verifier(args, _policy(args))
-    if args.jobs < 0:
-        raise CliError(f"--jobs {args.jobs}: give a number of processes (0: one per core)", exit_code=2)
-    jobs = args.jobs if args.jobs > 0 else (os.cpu_count() or 1)
     bar = ProgressBar()
     try:
         report = verifier.verify(args.paths, jobs=jobs, progress=bar)

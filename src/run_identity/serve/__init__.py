@@ -94,7 +94,8 @@ class _LineWriter:
 
     def write(self, line: bytes) -> None:
         if self._file is None:
-            self._file = open(self.path, "ab")  # noqa: SIM115 - kept open until close()
+            # Created 0600 (the lines hold prompts); kept open until close().
+            self._file = os.fdopen(os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600), "ab")
         self._file.write(line)
         self._file.flush()
 
