@@ -32,7 +32,6 @@ _NOT_BRACKET: Final = re.compile(r"[^\[\]{}]+")
 _BRACKET_OR_STRING: Final = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}]', re.S)
 _DELTA: Final = {"[": 1, "{": 1, "]": -1, "}": -1}
 _SURROGATE_ESCAPE: Final = re.compile(r"\\u[dD][89a-fA-F]")
-_SURROGATE: Final = re.compile("[\ud800-\udfff]")
 _LONE_SURROGATE: Final = re.compile("[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]")
 
 
@@ -98,6 +97,27 @@ def _check_depth(text: str) -> None:
         elif token in "]}":
             depth -= 1
     raise StrictJsonError("", f"nested too deeply (more than {MAX_JSON_DEPTH} levels)")
+
+
+def _deeper_than_allowed(value: Any) -> bool:
+    """Whether a parsed value nests containers more than MAX_JSON_DEPTH deep (the root is level 1)."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > MAX_JSON_DEPTH:
+            return True
+        children = item.values() if type(item) is dict else item if type(item) is list else ()
+        stack.extend((child, depth + 1) for child in children if type(child) is dict or type(child) is list)
+    return False
+
+
+def _has_surrogate(text: str) -> bool:
+    """Whether ``text`` holds a surrogate code point (UTF-8 cannot encode one; the encoder says so in C)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
 
 
 class _Repeated(Exception):
@@ -209,24 +229,28 @@ def loads_strict(text: str | bytes | bytearray | memoryview, *, doubles: bool = 
     decoded = isinstance(text, (bytes, bytearray, memoryview))  # UTF-8 holds no surrogates
     if isinstance(text, (bytes, bytearray, memoryview)):
         try:
-            text = bytes(text).decode("utf-8")
+            text = str(text, "utf-8")  # any buffer, decoded without a copy first
         except UnicodeDecodeError as exc:
             raise StrictJsonError("", f"not UTF-8 (byte {exc.start})") from None
-    _check_depth(text)
     integers = _int_or_double if doubles else _int
     hooks: dict[str, Any] = {"parse_constant": _constant, "parse_float": _float, "parse_int": integers}
     try:
         value = json.loads(text, object_pairs_hook=_object, **hooks)
     except json.JSONDecodeError as exc:
+        _check_depth(text)  # a text too deep is refused for that, wherever the parser stopped
         raise StrictJsonError("", f"not valid JSON ({exc.msg})", line=exc.lineno, column=exc.colno) from None
     except _BadToken as exc:
+        _check_depth(text)
         raise StrictJsonError("", exc.reason, **_at(text, max(text.find(exc.token), 0))) from None
-    except RecursionError:  # only when called with little stack left: refused, never passed unchecked
+    except RecursionError:  # deeper than the parser's stack: refused, never passed unchecked
+        _check_depth(text)
         raise StrictJsonError("", "nested too deeply for the stack left to this reader") from None
     except _Repeated:
+        _check_depth(text)
         raise RepeatedMemberError(*_first_repeat(json.loads(text, object_pairs_hook=_Pairs, **hooks))) from None
-    escaped = "\\u" in text and _SURROGATE_ESCAPE.search(text) is not None
-    if escaped or (not decoded and not text.isascii() and _SURROGATE.search(text) is not None):
+    if text.count("[") + text.count("{") > MAX_JSON_DEPTH and _deeper_than_allowed(value):
+        _check_depth(text)  # raises, naming where
+    if ("\\u" in text and _SURROGATE_ESCAPE.search(text) is not None) or (not decoded and _has_surrogate(text)):
         lone = _first_lone_surrogate(value)
         if lone is not None:
             path, surrogate = lone
