@@ -66,7 +66,7 @@ def main(argv: Sequence[str] | None = None, *, prog: str = "run-identity") -> in
     try:
         return int(args.func(args))
     except CliError as exc:
-        print(f"run-identity: error: {exc}", file=sys.stderr)
+        print(f"run-identity: error: {_escaped(exc)}", file=sys.stderr)
         return exc.exit_code
     except ModuleNotFoundError as exc:
         extra = missing_extra(exc)
@@ -79,7 +79,7 @@ def main(argv: Sequence[str] | None = None, *, prog: str = "run-identity") -> in
         )
         return 1
     except RunIdentityError as exc:
-        print(f"run-identity: error: {exc}", file=sys.stderr)
+        print(f"run-identity: error: {_escaped(exc)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("run-identity: interrupted", file=sys.stderr)
