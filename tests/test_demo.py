@@ -44,7 +44,7 @@ def test_demo_output_feeds_diff(tmp_path: Path, capsys: pytest.CaptureFixture[st
     assert main(["demo", "--out", str(out)]) == 0
     suggestion = next(line for line in capsys.readouterr().out.splitlines() if "run-identity diff" in line)
     args = suggestion.split()[1:]
-    assert main(args) == 0
+    assert main(args) == 1  # the two runs differ
     assert "parameters.temperature" in capsys.readouterr().out
 
 

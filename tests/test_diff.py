@@ -113,7 +113,7 @@ def test_cli_diff_by_run_ids_and_identity_prefix(export: vf.Export, capsys: pyte
     """Runs named by TRACE/SPAN and by an identity prefix, found in the exported data."""
     chat, multi = export.run("chat"), export.run("multi-turn")
     args = ["diff", f"{chat.trace_id}/{chat.span_id}", multi.identity[:20], "--in", str(export.directory)]
-    assert main(args) == 0
+    assert main(args) == 1  # the runs differ
     out = capsys.readouterr().out
     assert "parameters.temperature" in out and "- 0.3" in out and "+ 0.2" in out
     assert "messages[0].parts[0].content" in out and "same: model, operation, instructions" in out
@@ -134,11 +134,11 @@ def test_cli_diff_reads_the_inputs_twice_at_most(
 
     monkeypatch.setattr(_lookup, "_iter_records", counted)
     chat, multi = export.run("chat"), export.run("multi-turn")
-    assert main(["diff", chat.identity[:20], multi.identity[:20], "--in", str(export.directory)]) == 0
+    assert main(["diff", chat.identity[:20], multi.identity[:20], "--in", str(export.directory)]) == 1
     assert "parameters.temperature" in capsys.readouterr().out
     assert len(readings) <= 2
     readings.clear()
-    assert main(["diff", f"{chat.trace_id}/{chat.span_id}", multi.trace_id, "--in", str(export.directory)]) == 0
+    assert main(["diff", f"{chat.trace_id}/{chat.span_id}", multi.trace_id, "--in", str(export.directory)]) == 1
     assert len(readings) == 1
 
 
@@ -155,11 +155,25 @@ def test_cli_diff_of_two_manifest_files(tmp_path: Path, capsys: pytest.CaptureFi
     b["parameters"] = {**b["parameters"], "seed": 8}
     (tmp_path / "a.json").write_bytes(_manifest(_base()).to_json_bytes())
     (tmp_path / "b.pb").write_bytes(manifest_to_proto(_manifest(b)))
-    assert main(["diff", str(tmp_path / "a.json"), str(tmp_path / "b.pb"), "--json"]) == 0
+    assert main(["diff", str(tmp_path / "a.json"), str(tmp_path / "b.pb"), "--json"]) == 1
     doc = json.loads(capsys.readouterr().out)
     assert doc["identical"] is False
     (params,) = [c for c in doc["components"] if c["status"] == "changed"]
     assert params["changes"] == [{"path": "parameters.seed", "kind": "changed", "a": 7, "b": 8, "note": ""}]
+
+
+def test_cli_diff_exits_1_and_shows_the_values_of_a_component_only_one_run_has(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Runs that differ exit 1 (like diff(1)); a component only B has is shown with its value, not only named."""
+    b = _base()
+    b["tools"] = [{"type": "function", "name": "lookup_order", "description": "Find an order by its number."}]
+    (tmp_path / "a.json").write_bytes(_manifest(_base()).to_json_bytes())
+    (tmp_path / "b.json").write_bytes(_manifest(b).to_json_bytes())
+    assert main(["diff", str(tmp_path / "a.json"), str(tmp_path / "b.json")]) == 1
+    out = capsys.readouterr().out
+    assert "tools: only in B" in out and "lookup_order" in out and "Find an order by its number." in out
+    assert main(["diff", str(tmp_path / "a.json"), str(tmp_path / "a.json")]) == 0
 
 
 def test_cli_diff_user_errors(export: vf.Export, capsys: pytest.CaptureFixture[str]) -> None:

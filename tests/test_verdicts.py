@@ -363,9 +363,57 @@ def test_escape_sequences_in_untrusted_text_are_shown_escaped(
 
 def test_a_file_of_garbage_gives_a_bounded_number_of_results(pristine: vf.Export, tmp_path: Path) -> None:
     """100,000 unreadable lines: the first 20 are results of their own, the rest counted in one more."""
-    (tmp_path / "bad.jsonl").write_bytes(b"{\n" * 100_000)
+    (tmp_path / "bad.jsonl").write_bytes(b"{]\n" * 100_000)
     report = Verifier(_keyring(), Policy()).verify([tmp_path / "bad.jsonl"], chunk_size=64 << 10)
     results = list(report.results())
     assert len(results) == 21 and all(r.code == "malformed" for r in results)
     assert "99,980 more unreadable records" in results[-1].findings[0].message
     assert not report.passed
+    # Lines of a lone "{" read as one document spread over lines (a pretty-printed file): one finding.
+    (tmp_path / "braces.jsonl").write_bytes(b"{\n" * 100_000)
+    (result,) = Verifier(_keyring(), Policy()).verify([tmp_path / "braces.jsonl"]).results()
+    assert result.code == "malformed"
+
+
+# --- receipt and manifest files among the inputs (issue 14, command-line habits) --------------------------
+
+
+def test_receipt_and_manifest_files_are_inputs_not_malformed(
+    pristine: vf.Export, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A receipt.json (one line or pretty-printed) and a manifest.json beside the export are read as the records
+    they would travel in; ``verify`` and ``show`` check a receipt file on its own too."""
+    from run_identity.receipt import sign_receipt
+
+    run = pristine.run("chat")
+    receipt = sign_receipt(
+        vf.signer(),
+        identity=run.identity,
+        trace_id=run.trace_id,
+        span_id=run.span_id,
+        output=[{"role": "assistant", "parts": [{"type": "text", "content": "Yes."}]}],
+        finish_reasons=["stop"],
+        request_model="gpt-4o-mini",
+        response_model="gpt-4o-mini-2024-07-18",
+    )
+    folder = tmp_path / "export"
+    shutil.copytree(pristine.directory, folder)
+    (folder / "receipt.json").write_bytes(receipt.to_json_bytes())
+    pretty = tmp_path / "pretty-receipt.json"
+    pretty.write_text(json.dumps(receipt.to_json(), indent=2))
+    (folder / "manifest.json").write_text(json.dumps(json.loads(vf.manifest_bodies(pristine.manifests)[0]), indent=2))
+    keyring = str(pristine.keyring_path)
+    code, out = _cli(capsys, "verify", str(folder), str(pretty), "--keyring", keyring, "--json")
+    runs = [json.loads(x) for x in out.splitlines() if x.startswith('{"type":"run"')]
+    assert code == 0 and {r["code"] for r in runs} == {"verified"} and len(runs) == 5
+    (chat,) = [r for r in runs if r["span_id"] == run.span_id]
+    assert len(chat["receipt_locations"]) == 1  # the same receipt twice counts once
+    code, out = _cli(capsys, "show", str(pretty), "--keyring", keyring)
+    assert code == 0 and "served     gpt-4o-mini-2024-07-18" in out
+    forged = receipt.to_json()
+    forged["output"][0]["parts"][0]["content"] = "No."
+    (tmp_path / "forged.json").write_text(json.dumps(forged))
+    code, out = _cli(capsys, "show", str(tmp_path / "forged.json"), "--keyring", keyring)
+    assert code == 1 and "identity_mismatch" in out
+    code, out = _cli(capsys, "verify", str(tmp_path / "forged.json"), "--keyring", keyring)
+    assert code == 1 and "identity_mismatch" in out

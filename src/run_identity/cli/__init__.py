@@ -41,6 +41,13 @@ def missing_extra(exc: ModuleNotFoundError) -> str | None:
     return None
 
 
+def _escaped(exc: Exception) -> str:
+    """An error's text with control characters visible: it may quote untrusted input (a member name, a path)."""
+    from run_identity.verify._render import esc
+
+    return esc(exc)
+
+
 def _parser(prog: str) -> argparse.ArgumentParser:
     from run_identity.cli import _core, _demo, _replay, _serve, _verify
 

@@ -11,9 +11,10 @@ from typing import Any
 
 from run_identity.cli import CliError
 from run_identity.cli._args import check_jobs
-from run_identity.errors import KeyringError
+from run_identity.errors import KeyringError, ManifestError
 from run_identity.keys import Keyring
-from run_identity.verify import FAILURE_CODES, SPAN_MISSING, Policy, Verifier
+from run_identity.receipt import Receipt
+from run_identity.verify import FAILURE_CODES, MANIFEST_MISSING, SPAN_MISSING, Policy, Verifier
 from run_identity.verify._diff import diff_manifests
 from run_identity.verify._lookup import FoundRun, Selector, find_runs_of, load_manifest_file, parse_selector
 from run_identity.verify._render import esc, render_diff, render_manifest, render_receipt, render_status
@@ -122,8 +123,40 @@ def _one(name: str, runs: list[FoundRun], selector: Selector, inputs: list[str])
     return runs[0], runs[0].run
 
 
+def _receipt_file(path: str) -> Receipt | None:
+    """The receipt a file holds (``run-identity`` writes receipt.json files), or None for any other file."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(1 << 20)
+        if b'"receipt"' not in head:
+            return None
+        return Receipt.from_json(Path(path).read_bytes())
+    except (OSError, ManifestError):
+        return None
+
+
+def _show_receipt_file(args: argparse.Namespace, receipt: Receipt) -> int:
+    """A receipt file checked on its own, as ``verify`` checks it: signature, output, ids; no run beside it."""
+    verifier = _verifier(args, _policy(args, allow=(MANIFEST_MISSING,)))
+    report = verifier.verify([args.run])
+    result = next(iter(report.results()), None)
+    if args.json:
+        out = {"result": result.to_json() if result else None, "receipts": [receipt.to_json()]}
+        sys.stdout.write(json.dumps(out, indent=2, ensure_ascii=True) + "\n")
+    else:
+        lines = [line for line in render_status(result) if "no span" not in line]
+        sys.stdout.write("\n".join(lines) + "\n(receipt file: signature and output checked; no run beside it)\n\n")
+        sys.stdout.write(render_receipt(receipt, args.run))
+    if not verifier.checks_signatures:
+        sys.stderr.write(INSECURE_BANNER)
+    return 0 if result is not None and result.passed else 1
+
+
 def _show(args: argparse.Namespace) -> int:
     manifest_file = os.path.isfile(args.run)
+    receipt = _receipt_file(args.run) if manifest_file else None
+    if receipt is not None:
+        return _show_receipt_file(args, receipt)
     # A manifest file has no span beside it: that one check cannot be made, and is named, not failed.
     verifier = _verifier(args, _policy(args, allow=(SPAN_MISSING,) if manifest_file else ()))
     run, _label = _find_all([args.run], args.inputs, verifier)[0]
@@ -171,7 +204,7 @@ def _diff(args: argparse.Namespace) -> int:
         sys.stdout.write(json.dumps(diff.to_json(), indent=2, ensure_ascii=True, default=str) + "\n")
     else:
         sys.stdout.write(render_diff(diff, label_a, label_b))
-    return 0
+    return 0 if diff.identical else 1
 
 
 def _trust_options(p: argparse.ArgumentParser) -> None:
@@ -220,7 +253,9 @@ def register(sub: Any) -> None:
     p.add_argument("--json", action="store_true", help="print the result and the manifest as JSON")
     p.set_defaults(func=_show)
 
-    p = sub.add_parser("diff", help="why two runs differ: components, messages, parts, tools, parameters")
+    p = sub.add_parser(
+        "diff", help="why two runs differ: components, messages, parts, tools, parameters (exit 1 when they differ)"
+    )
     p.add_argument("run_a", metavar="RUN_A", help="identity, TRACE_ID[/SPAN_ID], or a manifest file")
     p.add_argument("run_b", metavar="RUN_B", help="identity, TRACE_ID[/SPAN_ID], or a manifest file")
     p.add_argument("--in", dest="inputs", action="append", metavar="PATH", help="exported data to search")

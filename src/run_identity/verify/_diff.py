@@ -178,6 +178,15 @@ def _component_changes(name: str, a: ManifestComponent, b: ManifestComponent) ->
     return _list_changes(values_a, values_b, name, ([e.digest for e in ea], [e.digest for e in eb]))
 
 
+def _component_value(c: ManifestComponent) -> Any:
+    """What a component holds, as shown: its value, its elements' values, or its digest when withheld."""
+    if c.withheld:
+        return Withheld(c.digest)
+    if c.elements is not None:
+        return [_element_value(e) for e in c.elements]
+    return c.value
+
+
 def diff_manifests(a: Manifest, b: Manifest) -> ManifestDiff:
     """Compare two manifests component by component (equal digests mean equal content)."""
     names = [n for n in _ORDER if n in a.components or n in b.components]
@@ -186,9 +195,12 @@ def diff_manifests(a: Manifest, b: Manifest) -> ManifestDiff:
     for name in names:
         ca, cb = a.components.get(name), b.components.get(name)
         if ca is None:
-            out.append(ComponentDiff(name, "only_b"))
+            assert cb is not None
+            added = Change(name, "added", None, _component_value(cb), "only in B")
+            out.append(ComponentDiff(name, "only_b", (added,)))
         elif cb is None:
-            out.append(ComponentDiff(name, "only_a"))
+            removed = Change(name, "removed", _component_value(ca), None, "only in A")
+            out.append(ComponentDiff(name, "only_a", (removed,)))
         elif ca.digest == cb.digest:
             out.append(ComponentDiff(name, "same"))
         else:

@@ -28,9 +28,12 @@ from run_identity.errors import RunIdentityError
 from run_identity.strict_json import StrictJsonError, loads_strict
 
 __all__ = [
+    "JSON_DOCUMENT",
+    "MANIFEST_DOCUMENT",
     "OTLP_JSON",
     "OTLP_PROTOBUF",
     "OTLP_PROTO_FRAMED",
+    "RECEIPT_DOCUMENT",
     "BadRequest",
     "Chunk",
     "InputError",
@@ -42,6 +45,13 @@ __all__ = [
 ]
 
 OTLP_JSON = "otlp-json"
+#: The kinds of request a receipt file and a manifest file are read as (``run-identity`` writes both).
+RECEIPT_DOCUMENT = "receipt-document"
+MANIFEST_DOCUMENT = "manifest-document"
+#: Largest file read as one JSON document (larger ones are read line by line, in bounded memory).
+MAX_DOCUMENT = 64 << 20
+#: One JSON document filling the file, spread over lines (a receipt or manifest file, pretty-printed).
+JSON_DOCUMENT = "json-document"
 OTLP_PROTO_FRAMED = "otlp-proto-framed"
 OTLP_PROTOBUF = "otlp-protobuf"
 UNRECOGNIZED = "unrecognized"
@@ -69,7 +79,7 @@ class Chunk:
 
     def location(self, position: int, index: int = 0) -> str:
         """``path:line`` (JSON lines) or ``path@offset`` (protobuf), and the record's index in its request."""
-        sep = ":" if self.encoding == OTLP_JSON else "@"
+        sep = ":" if self.encoding in (OTLP_JSON, JSON_DOCUMENT) else "@"
         return f"{self.path}{sep}{position}" + (f" record {index}" if index else "")
 
 
@@ -139,7 +149,9 @@ def plan(source: int, path: Path, target: int) -> tuple[str, list[Chunk]]:
             encoding = detect(head)
             if size == 0 or (size == len(head) and not head.strip()):
                 return OTLP_JSON, []  # empty, or blank lines only: JSON lines without a record
-            if encoding == OTLP_JSON:
+            if encoding == OTLP_JSON and size <= MAX_DOCUMENT and _spread_over_lines(head):
+                encoding, bounds = JSON_DOCUMENT, [(0, size, 1)]
+            elif encoding == OTLP_JSON:
                 bounds = _line_bounds(f, target)
             elif encoding == OTLP_PROTO_FRAMED:
                 bounds = _frame_bounds(f, size, target)
@@ -148,6 +160,14 @@ def plan(source: int, path: Path, target: int) -> tuple[str, list[Chunk]]:
     except OSError as exc:
         raise InputError(f"{name}: cannot read ({exc.strerror})") from None
     return encoding, [Chunk(source, name, encoding, a, b, line) for a, b, line in bounds]
+
+
+def _spread_over_lines(head: bytes) -> bool:
+    """Whether a JSON file's first line is only an opening brace: one document over many lines, not lines."""
+    first = head.lstrip(b" \t\r\n")
+    if first.startswith(b"\xef\xbb\xbf"):
+        first = first[3:].lstrip(b" \t\r\n")
+    return first[:1] == b"{" and first[1:].lstrip(b" \t\r")[:1] == b"\n"
 
 
 def _line_bounds(f: BinaryIO, target: int) -> list[tuple[int, int, int]]:
@@ -220,6 +240,8 @@ def read_requests(chunk: Chunk, data: bytes) -> Iterator[RawRequest | BadRequest
     """Decode the export requests of a chunk, in order; a bad line or frame does not stop the rest."""
     if chunk.encoding == OTLP_JSON:
         yield from _json_lines(data, chunk.first_line)
+    elif chunk.encoding == JSON_DOCUMENT:
+        yield _json_request(data, 1)
     elif chunk.encoding == OTLP_PROTO_FRAMED:
         yield from _frames(data, chunk.start)
     elif chunk.encoding == OTLP_PROTOBUF:
@@ -243,26 +265,31 @@ def _json_lines(data: bytes, first_line: int) -> Iterator[RawRequest | BadReques
             start += 3  # a UTF-8 byte order mark some editors add
         if start == end or (data[start] in _SPACE and data[start:end].isspace()):
             continue
-        try:
-            doc = loads_strict(view[start:end])
-        except StrictJsonError as exc:
-            yield BadRequest(line, f"no single JSON reading: {exc}")
-            continue
-        if type(doc) is dict:
-            traces = "resourceSpans" in doc or "resource_spans" in doc
-            logs = "resourceLogs" in doc or "resource_logs" in doc
-            if traces and logs:
-                yield BadRequest(line, "the line holds both resourceSpans and resourceLogs: it is neither request")
-                continue
-            if traces:
-                yield RawRequest(line, "traces", doc)
-                continue
-            if logs:
-                yield RawRequest(line, "logs", doc)
-                continue
-            if not doc:
-                continue
-        yield BadRequest(line, "not an OTLP/JSON traces or logs export request")
+        yield _json_request(view[start:end], line)
+
+
+def _json_request(text: bytes | memoryview, line: int) -> RawRequest | BadRequest:
+    """One OTLP/JSON export request, or a receipt or manifest document (a file of its own), from its text."""
+    try:
+        doc = loads_strict(text)
+    except StrictJsonError as exc:
+        return BadRequest(line, f"no single JSON reading: {exc}")
+    if type(doc) is dict:
+        traces = "resourceSpans" in doc or "resource_spans" in doc
+        logs = "resourceLogs" in doc or "resource_logs" in doc
+        if traces and logs:
+            return BadRequest(line, "the line holds both resourceSpans and resourceLogs: it is neither request")
+        if traces:
+            return RawRequest(line, "traces", doc)
+        if logs:
+            return RawRequest(line, "logs", doc)
+        if "receipt" in doc and "signature" in doc:
+            return RawRequest(line, RECEIPT_DOCUMENT, (doc, str(text, "utf-8")))
+        if "components" in doc and "statement" in doc:
+            return RawRequest(line, MANIFEST_DOCUMENT, (doc, str(text, "utf-8")))
+        if not doc:
+            return RawRequest(line, "empty", None)
+    return BadRequest(line, "not an OTLP/JSON traces or logs export request, a receipt or a manifest")
 
 
 def _frames(data: bytes, base: int) -> Iterator[RawRequest | BadRequest]:

@@ -13,10 +13,10 @@ import base64
 import binascii
 import contextlib
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, cast
 
 from run_identity.attributes import RECEIPT_EVENT_NAME
-from run_identity.verify._inputs import RawRequest
+from run_identity.verify._inputs import MANIFEST_DOCUMENT, RECEIPT_DOCUMENT, RawRequest
 from run_identity.verify._record_types import (
     EVENT_NAME_ATTRIBUTE,
     KEPT_PREFIXES,
@@ -46,7 +46,12 @@ def records(request: RawRequest, tally: Tally) -> Iterator[SpanRecord | Manifest
     """The span and manifest records of one export request, in order."""
     tally.requests += 1
     payload = request.payload
-    if type(payload) is dict:
+    if request.kind in (RECEIPT_DOCUMENT, MANIFEST_DOCUMENT):
+        tally.log_records += 1
+        yield _document(request)
+    elif request.kind == "empty":
+        return
+    elif type(payload) is dict:
         if request.kind == "traces":
             yield from _json_spans(payload, request.position, tally)
         else:
@@ -55,6 +60,25 @@ def records(request: RawRequest, tally: Tally) -> Iterator[SpanRecord | Manifest
         yield from proto_spans(payload, request.position, tally)
     else:
         yield from proto_logs(payload, request.position, tally)
+
+
+def _document(request: RawRequest) -> ManifestRecord | ReceiptRecord | BadRecord:
+    """A receipt or manifest file read as the record it would travel in: its run's ids are its statement's."""
+    doc, text = cast("tuple[dict[str, Any], str]", request.payload)
+    receipt = request.kind == RECEIPT_DOCUMENT
+    statement = doc.get("receipt" if receipt else "statement")
+    what = "receipt" if receipt else "manifest"
+    try:
+        if type(statement) is not dict:
+            raise BadShape(f"the {what} has no statement object")
+        trace_id = json_id(statement.get("trace_id"), 16, "trace_id")
+        span_id = json_id(statement.get("span_id"), 8, "span_id")
+        if not trace_id or not span_id:
+            raise BadShape(f"the {what}'s statement names no trace_id or span_id")
+    except BadShape as exc:
+        return BadRecord(request.position, 0, f"{what} file: {exc}")
+    kind = ReceiptRecord if receipt else ManifestRecord
+    return kind(trace_id, span_id, {}, text, request.position, 0)
 
 
 # --- OTLP/JSON ------------------------------------------------------------------------------------------

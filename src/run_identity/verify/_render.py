@@ -216,10 +216,11 @@ def render_diff(d: ManifestDiff, label_a: str, label_b: str) -> str:
     )
     for c in changed:
         lines.append("")
-        if c.status == "only_a":
-            lines.append(f"{c.name}: only in A")
-        elif c.status == "only_b":
-            lines.append(f"{c.name}: only in B")
+        if c.status in ("only_a", "only_b"):
+            lines.append(f"{c.name}: only in {'A' if c.status == 'only_a' else 'B'}")
+            for change in c.changes:
+                value = change.a if c.status == "only_a" else change.b
+                lines.append(_INDENT + _json(value, _LONG * 4))
         else:
             lines.append(f"{c.name}:")
             for change in c.changes:
