@@ -142,15 +142,22 @@ def _spool_flush(args: argparse.Namespace) -> int:
     directory = Path(args.dir)
     if not directory.is_dir():
         raise _CommandError(f"{directory}: no such spool folder")
-    results = flush_spool_dir(directory, args.endpoint, timeout=args.timeout)
+    headers = {}
+    for item in args.header:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise _CommandError(f"--header {item!r}: expected NAME=VALUE")
+        headers[key.strip()] = value
+    results = flush_spool_dir(directory, args.endpoint, timeout=args.timeout, headers=headers)
     if not results:
         print(f"{directory}: nothing spooled")
         return 0
     left_total = 0
-    for name, (sent, left) in results.items():
+    for name, (sent, left, dead, _) in results.items():
         left_total += left
-        print(f"{directory / name}: sent {sent}, left {left}")
-    return 1 if left_total else 0
+        dead_note = f", dead-lettered {dead} (see {directory / name / 'dead'})" if dead else ""
+        print(f"{directory / name}: sent {sent}, left {left}{dead_note}")
+    return 1 if left_total or any(r.dead_lettered for r in results.values()) else 0
 
 
 def register(sub: Any) -> None:
@@ -192,4 +199,7 @@ def register(sub: Any) -> None:
         "--endpoint", required=True, metavar="URL", help="OTLP/HTTP base URL, e.g. http://127.0.0.1:4318"
     )
     f.add_argument("--timeout", type=float, default=10.0, help="seconds per request (default 10)")
+    f.add_argument(
+        "--header", action="append", default=[], metavar="NAME=VALUE", help="HTTP header for every request"
+    )
     f.set_defaults(func=_spool_flush)
