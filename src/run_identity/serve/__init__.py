@@ -2,32 +2,42 @@
 
 An operator's collector exports a copy of its traces and logs here. The receiver takes ``POST /v1/traces``
 and ``POST /v1/logs`` (any path ending so, e.g. ``/manifests/v1/logs``) in ``application/x-protobuf`` or
-``application/json``, plain or ``Content-Encoding: gzip``, and appends what it receives as OTLP-JSON lines,
-the shape of the ``otelcol-contrib`` file exporter (see :mod:`run_identity.export_file`):
+``application/json``, plain or ``Content-Encoding: gzip`` (every member) or ``deflate``, and appends what it
+receives as OTLP-JSON lines, the shape of the ``otelcol-contrib`` file exporter (see
+:mod:`run_identity.export_file`):
 
 * ``traces.jsonl``: every traces request, one ``ExportTraceServiceRequest`` per line;
-* ``manifests.jsonl``: the ``run_identity.manifest`` log records of each logs request;
+* ``manifests.jsonl``: the ``run_identity.manifest`` and ``run_identity.receipt`` records of each logs request;
 * ``logs.jsonl``: every other log record.
 
-``GET /summary`` returns counts and a verification summary of everything written so far (computed with the
-verifier library when a keyring is given); ``GET /healthz`` answers ``ok``.
+Delivery: a 200 means the request is on disk (fsynced, group commit; see :mod:`run_identity.serve._sink`,
+which also repairs a torn last line at start). Under load the receiver answers ``503``/``429`` with
+``Retry-After`` (:class:`ServeLimits`: concurrent requests, bytes held, connections), which OTLP exporters
+retry; a silent connection is closed after ``read_timeout``; after an error found before the body was read,
+the connection is closed so the body is never parsed as the next request. Bad input (not OTLP, ids that
+are not hex, JSON nested too deeply) gets a 400 with the reason.
+
+``GET /summary`` returns counts and a verification of a snapshot of what is durable (computed with the
+verifier library when a keyring is given), without holding up ingestion; ``GET /healthz`` answers ``ok``.
 
 This module is verifier-side: it imports nothing from the span processor or manifest emission.
 """
 
 from __future__ import annotations
 
+import contextlib
 import itertools
+import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from collections.abc import Iterable
+from dataclasses import dataclass
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Any
+from typing import Any
 
 import orjson
 from google.protobuf.message import Message
@@ -40,8 +50,6 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceResponse,
 )
 
-from run_identity.attributes import RUN_IDENTITY_ID
-from run_identity.errors import RunIdentityError
 from run_identity.keys import Keyring
 from run_identity.serve._otlp import (
     MAX_BODY,
@@ -51,6 +59,7 @@ from run_identity.serve._otlp import (
     otlp_json_line,
     split_manifests,
 )
+from run_identity.serve._sink import LOGS_FILE, MANIFESTS_FILE, TRACES_FILE, OtlpSink, SinkCounts, Summarizer
 
 __all__ = [
     "LOGS_FILE",
@@ -58,7 +67,9 @@ __all__ = [
     "TRACES_FILE",
     "OtlpSink",
     "ServeHandle",
+    "ServeLimits",
     "SinkCounts",
+    "Summarizer",
     "decode_request",
     "otlp_json_line",
     "split_manifests",
@@ -66,51 +77,13 @@ __all__ = [
     "verification_summarizer",
 ]
 
-# The same names as run_identity.export_file's (not imported: that module pulls in the OTel SDK).
-TRACES_FILE = "traces.jsonl"
-MANIFESTS_FILE = "manifests.jsonl"
-LOGS_FILE = "logs.jsonl"
+_logger = logging.getLogger("run_identity.serve")
 
 
-@dataclass
-class SinkCounts:
-    """What the receiver has accepted so far."""
-
-    requests: int = 0
-    rejected_requests: int = 0
-    spans: int = 0
-    run_spans: int = 0
-    manifests: int = 0
-    other_logs: int = 0
-    started_at: float = field(default_factory=time.time)
-
-
-class _LineWriter:
-    """Append-only OTLP-JSON lines file; whole lines, flushed, under the sink's lock."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._file: IO[bytes] | None = None
-
-    def write(self, line: bytes) -> None:
-        if self._file is None:
-            self._file = open(self.path, "ab")  # noqa: SIM115 - kept open until close()
-        self._file.write(line)
-        self._file.flush()
-
-    def close(self) -> None:
-        if self._file is not None:
-            self._file.close()
-            self._file = None
-
-
-Summarizer = Callable[[list[Path]], dict[str, Any]]
-
-
-def verification_summarizer(
-    keyring: Keyring, *, allow: Iterable[str] = (), max_failures: int = 20
-) -> Summarizer:
-    """A summarizer that verifies the written files with :class:`run_identity.verify.Verifier`.
+def verification_summarizer(keyring: Keyring, *, allow: Iterable[str] = (), max_failures: int = 20) -> Summarizer:
+    """A summarizer that verifies the written files with :class:`run_identity.verify.Verifier`, the API
+    ``run-identity verify`` uses, over all of serve's files: the same checks, receipts included, and the
+    same recognition of manifest records, by construction.
 
     ``allow`` are result codes the policy tolerates. The summary is the verifier's summary object plus up
     to ``max_failures`` failed runs. Raises ValueError for an unknown code.
@@ -130,104 +103,59 @@ def verification_summarizer(
     return summarize
 
 
-class OtlpSink:
-    """Writes received OTLP requests into ``directory`` and counts them. Thread-safe.
+@dataclass(frozen=True)
+class ServeLimits:
+    """How much the receiver takes at once; beyond it a request is answered 503 or 429 with
+    ``Retry-After``, which OTLP exporters retry.
 
-    ``summarize``, when given, computes the verification part of :meth:`summary` from the written files.
+    ``read_timeout``: seconds a connection may stay silent (headers or body) before it is closed;
+    ``body_timeout``: seconds to receive one whole body; ``max_concurrent``: requests decoded and written
+    at once; ``max_bytes``: bytes of bodies held in memory at once (compressed and decompressed);
+    ``max_connections``: open connections (each holds a thread); ``backlog``: the listen queue.
     """
 
-    def __init__(self, directory: str | os.PathLike[str], *, summarize: Summarizer | None = None) -> None:
-        self.directory = Path(directory)
-        self.directory.mkdir(parents=True, exist_ok=True)
-        self._traces = _LineWriter(self.directory / TRACES_FILE)
-        self._manifests = _LineWriter(self.directory / MANIFESTS_FILE)
-        self._logs = _LineWriter(self.directory / LOGS_FILE)
+    read_timeout: float = 30.0
+    body_timeout: float = 120.0
+    max_concurrent: int = 16
+    max_bytes: int = 256 * 1024 * 1024
+    max_connections: int = 512
+    backlog: int = 1024
+    retry_after: int = 1
+
+    def __post_init__(self) -> None:
+        if (
+            min(self.read_timeout, self.body_timeout) <= 0
+            or min(self.max_concurrent, self.max_bytes, self.max_connections, self.backlog, self.retry_after) <= 0
+        ):
+            raise ValueError("serve limits must be positive")
+
+
+class _Budget:
+    """Bytes of request bodies held in memory, at most ``limit``; reservations never wait."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.held = 0
         self._lock = threading.Lock()
-        self._changed = threading.Condition(self._lock)
-        self._summarize = summarize
-        self.counts = SinkCounts()
 
-    def accept_traces(self, request: ExportTraceServiceRequest) -> None:
-        spans = run_spans = 0
-        for rs in request.resource_spans:
-            for ss in rs.scope_spans:
-                spans += len(ss.spans)
-                run_spans += sum(1 for s in ss.spans if any(a.key == RUN_IDENTITY_ID for a in s.attributes))
-        line = otlp_json_line(request) if spans else b""
-        with self._changed:
-            if line:
-                self._traces.write(line)
-            self.counts.requests += 1
-            self.counts.spans += spans
-            self.counts.run_spans += run_spans
-            self._changed.notify_all()
-
-    def accept_logs(self, request: ExportLogsServiceRequest) -> None:
-        manifests, others = split_manifests(request)
-        n_manifests = sum(len(sl.log_records) for rl in manifests.resource_logs for sl in rl.scope_logs)
-        n_others = sum(len(sl.log_records) for rl in others.resource_logs for sl in rl.scope_logs)
-        manifest_line = otlp_json_line(manifests) if n_manifests else b""
-        other_line = otlp_json_line(others) if n_others else b""
-        with self._changed:
-            if manifest_line:
-                self._manifests.write(manifest_line)
-            if other_line:
-                self._logs.write(other_line)
-            self.counts.requests += 1
-            self.counts.manifests += n_manifests
-            self.counts.other_logs += n_others
-            self._changed.notify_all()
-
-    def reject(self) -> None:
+    def take(self, n: int) -> bool:
         with self._lock:
-            self.counts.rejected_requests += 1
-
-    def wait_for(self, *, spans: int = 0, manifests: int = 0, timeout: float = 30.0) -> bool:
-        """Block until at least ``spans`` run spans and ``manifests`` manifests arrived; False on timeout."""
-        deadline = time.monotonic() + timeout
-        with self._changed:
-            while self.counts.run_spans < spans or self.counts.manifests < manifests:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return False
-                self._changed.wait(remaining)
+            if self.held + n > self.limit:
+                return False
+            self.held += n
             return True
 
-    def files(self) -> list[Path]:
-        return [w.path for w in (self._traces, self._manifests) if w.path.exists()]
-
-    def summary(self) -> dict[str, Any]:
-        """Counts, files and (with a summarizer) the verification of everything written so far."""
+    def give(self, n: int) -> None:
         with self._lock:
-            c = self.counts
-            out: dict[str, Any] = {
-                "received": {
-                    "requests": c.requests,
-                    "rejected_requests": c.rejected_requests,
-                    "spans": c.spans,
-                    "run_spans": c.run_spans,
-                    "manifests": c.manifests,
-                    "other_logs": c.other_logs,
-                },
-                "files": {
-                    "traces": str(self._traces.path),
-                    "manifests": str(self._manifests.path),
-                    "logs": str(self._logs.path),
-                },
-                "uptime_seconds": round(time.time() - c.started_at, 3),
-            }
-            if self._summarize is not None:
-                # Under the lock: no line is half written while the verifier reads the files.
-                try:
-                    out["verification"] = self._summarize(self.files())
-                except RunIdentityError as exc:
-                    out["verification"] = {"error": str(exc)}
-        return out
+            self.held -= n
 
-    def close(self) -> None:
-        with self._lock:
-            for writer in (self._traces, self._manifests, self._logs):
-                writer.close()
+
+class _Busy(Exception):
+    """The receiver is at one of its limits: answer ``status`` with Retry-After."""
+
+    def __init__(self, status: HTTPStatus, message: str) -> None:
+        self.status = status
+        super().__init__(message)
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -235,16 +163,35 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "run-identity-serve"
 
+    def setup(self) -> None:
+        super().setup()
+        self.connection.settimeout(self.server.limits.read_timeout)  # a silent client is let go
+
     def log_message(self, format: str, *args: Any) -> None:
         if self.server.verbose:
             super().log_message(format, *args)
 
-    def _reply(self, status: HTTPStatus, body: bytes, content_type: str) -> None:
+    def _reply(
+        self, status: HTTPStatus, body: bytes, content_type: str, *, close: bool = False, retry_after: int = 0
+    ) -> None:
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
+        if retry_after:
+            self.send_header("Retry-After", str(retry_after))
+        if close:
+            # The body was not read: closing is the only way it is not parsed as the next request.
+            self.send_header("Connection", "close")
+            self.close_connection = True
         self.end_headers()
         self.wfile.write(body)
+
+    def _error(self, status: HTTPStatus, message: str, *, json_reply: bool, close: bool, retry: int = 0) -> None:
+        if json_reply:
+            body, media = orjson.dumps({"code": 14 if retry else 3, "message": message}), "application/json"
+        else:
+            body, media = (message + "\n").encode(), "text/plain"
+        self._reply(status, body, media, close=close, retry_after=retry)
 
     def do_GET(self) -> None:
         path = self.path.split("?", 1)[0]
@@ -255,54 +202,142 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             self._reply(HTTPStatus.NOT_FOUND, b"not found\n", "text/plain")
 
+    def _read_body(self, length: int) -> bytes:
+        deadline = time.monotonic() + self.server.limits.body_timeout
+        chunks, left = [], length
+        while left:
+            if time.monotonic() > deadline:
+                raise TimeoutError("body not received in time")
+            chunk = self.rfile.read(min(left, 1 << 20))
+            if not chunk:
+                raise ConnectionError("connection closed in the middle of the body")
+            chunks.append(chunk)
+            left -= len(chunk)
+        return b"".join(chunks)
+
     def do_POST(self) -> None:
+        server = self.server
         path = self.path.split("?", 1)[0].rstrip("/")
         content_type = self.headers.get("Content-Type", "")
         json_reply = content_type.split(";", 1)[0].strip().lower() == "application/json"
+        body_read = False
+        held = 0
+        slot = False
         try:
-            length = int(self.headers.get("Content-Length", "-1"))
+            try:
+                length = int(self.headers.get("Content-Length", "-1"))
+            except ValueError:
+                raise RequestError(HTTPStatus.BAD_REQUEST, "bad Content-Length") from None
             if length < 0:
                 raise RequestError(HTTPStatus.LENGTH_REQUIRED, "Content-Length is required")
             if length > MAX_BODY:
                 raise RequestError(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, "request body too large")
-            body = decompress(self.rfile.read(length), self.headers.get("Content-Encoding", ""))
+            if not path.endswith(("/v1/traces", "/v1/logs")):
+                raise RequestError(HTTPStatus.NOT_FOUND, f"no OTLP signal at {path!r}")
+            slot = server.slots.acquire(blocking=False)
+            if not slot:
+                raise _Busy(HTTPStatus.SERVICE_UNAVAILABLE, "too many requests at once; retry later")
+            if not server.budget.take(length):
+                raise _Busy(HTTPStatus.TOO_MANY_REQUESTS, "receiver memory is full; retry later")
+            held = length
+            raw = self._read_body(length)
+            body_read = True
+            encoding = self.headers.get("Content-Encoding", "")
+            body = decompress(raw, encoding)
+            if body is not raw:
+                if not server.budget.take(len(body)):
+                    raise _Busy(HTTPStatus.TOO_MANY_REQUESTS, "receiver memory is full; retry later")
+                held += len(body)
+            del raw
             response: Message
             if path.endswith("/v1/traces"):
                 traces = ExportTraceServiceRequest()
                 decode_request(body, content_type, traces)
-                self.server.sink.accept_traces(traces)
+                server.sink.accept_traces(traces)
                 response = ExportTraceServiceResponse()
-            elif path.endswith("/v1/logs"):
+            else:
                 logs = ExportLogsServiceRequest()
                 decode_request(body, content_type, logs)
-                self.server.sink.accept_logs(logs)
+                server.sink.accept_logs(logs)
                 response = ExportLogsServiceResponse()
-            else:
-                raise RequestError(HTTPStatus.NOT_FOUND, f"no OTLP signal at {path!r}")
         except RequestError as exc:
-            self.server.sink.reject()
-            if json_reply:
-                self._reply(exc.status, orjson.dumps({"code": 3, "message": str(exc)}), "application/json")
-            else:
-                self._reply(exc.status, str(exc).encode(), "text/plain")
+            server.sink.reject()
+            self._error(exc.status, str(exc), json_reply=json_reply, close=not body_read)
             return
-        except ValueError:
-            self.server.sink.reject()
-            self._reply(HTTPStatus.BAD_REQUEST, b"bad Content-Length\n", "text/plain")
+        except _Busy as exc:
+            server.sink.reject(throttled=True)
+            self._error(
+                exc.status, str(exc), json_reply=json_reply, close=not body_read, retry=server.limits.retry_after
+            )
             return
+        except RecursionError:
+            server.sink.reject()
+            self._error(HTTPStatus.BAD_REQUEST, "request nested too deeply", json_reply=json_reply, close=False)
+            return
+        except (TimeoutError, ConnectionError):
+            self.close_connection = True  # a client that stops sending: let its thread go
+            return
+        except OSError as exc:  # the data could not be made durable: not acknowledged, the exporter retries
+            _logger.error("serve: cannot write: %s", exc)
+            server.sink.reject(throttled=True)
+            self._error(
+                HTTPStatus.SERVICE_UNAVAILABLE,
+                "cannot store the request",
+                json_reply=json_reply,
+                close=not body_read,
+                retry=server.limits.retry_after,
+            )
+            return
+        finally:
+            if held:
+                server.budget.give(held)
+            if slot:
+                server.slots.release()
         if json_reply:
             self._reply(HTTPStatus.OK, b"{}", "application/json")
         else:
             self._reply(HTTPStatus.OK, response.SerializeToString(), "application/x-protobuf")
 
 
+_BUSY = (
+    b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\nContent-Type: text/plain\r\n"
+    b"Content-Length: 24\r\nConnection: close\r\n\r\ntoo many connections now\n"
+)
+
+
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, address: tuple[str, int], sink: OtlpSink, *, verbose: bool) -> None:
+    def __init__(self, address: tuple[str, int], sink: OtlpSink, *, verbose: bool, limits: ServeLimits) -> None:
         self.sink = sink
         self.verbose = verbose
+        self.limits = limits
+        self.request_queue_size = limits.backlog  # bursts of connections wait in the kernel, not reset
+        self.slots = threading.BoundedSemaphore(limits.max_concurrent)
+        self.budget = _Budget(limits.max_bytes)
+        self._connections = threading.BoundedSemaphore(limits.max_connections)
         super().__init__(address, _Handler)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self._connections.acquire(blocking=False):
+            # Every connection holds a thread: past the cap, answer at once without one.
+            with contextlib.suppress(OSError):
+                request.settimeout(1.0)
+                request.sendall(_BUSY)
+            self.sink.reject(throttled=True)
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._connections.release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._connections.release()
 
 
 class ServeHandle:
@@ -351,13 +386,19 @@ def start_server(
     port: int = 0,
     summarize: Summarizer | None = None,
     verbose: bool = False,
+    limits: ServeLimits | None = None,
 ) -> ServeHandle:
     """Serve OTLP/HTTP on ``host:port`` (0 picks a port) in a background thread, writing into ``directory``.
 
-    Raises ``OSError`` when the address cannot be bound.
+    A torn last line left in ``directory`` by a crash is moved aside first (see :mod:`._sink`). Raises
+    ``OSError`` when the address cannot be bound.
     """
     sink = OtlpSink(directory, summarize=summarize)
-    server = _Server((host, port), sink, verbose=verbose)
+    try:
+        server = _Server((host, port), sink, verbose=verbose, limits=limits or ServeLimits())
+    except BaseException:
+        sink.close()
+        raise
     thread = threading.Thread(target=server.serve_forever, name="run-identity-serve", daemon=True)
     thread.start()
     return ServeHandle(server, thread)
