@@ -71,17 +71,31 @@ def _print_summary(summary: dict[str, Any], out: Any) -> None:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from run_identity.serve import start_server
+    from run_identity.serve import ServeLimits, start_server
 
     summarize = _summarizer(args.keyring, args.allow)
     try:
+        limits = ServeLimits(
+            read_timeout=args.read_timeout,
+            max_concurrent=args.max_concurrent,
+            max_bytes=int(args.max_memory_mb * 1024 * 1024),
+        )
+    except ValueError as exc:
+        raise _CommandError(str(exc)) from None
+    try:
         handle = start_server(
-            args.out, host=args.host, port=args.port, summarize=summarize, verbose=args.verbose
+            args.out, host=args.host, port=args.port, summarize=summarize, verbose=args.verbose, limits=limits
         )
     except OSError as exc:
         raise _CommandError(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}") from None
     with _until_stopped() as stop, handle:
         print(f"run-identity serve: listening on {handle.url}, writing to {Path(args.out)}", flush=True)
+        for repair in handle.sink.repairs:
+            print(
+                f"run-identity serve: {repair['file']} ended with a torn line of {repair['bytes']} bytes "
+                f"(a crash mid-write): moved to {repair['moved_to']}",
+                flush=True,
+            )
         while not stop.wait(0.5):
             pass
     summary = handle.summary()
@@ -176,6 +190,15 @@ def register(sub: Any) -> None:
     )
     p.add_argument("--summary-json", metavar="FILE", help="also write the final summary as JSON")
     p.add_argument("--verbose", action="store_true", help="log every request")
+    p.add_argument(
+        "--read-timeout", type=float, default=30.0, metavar="S", help="close a silent connection after S s (30)"
+    )
+    p.add_argument(
+        "--max-concurrent", type=int, default=16, metavar="N", help="requests decoded at once; more get 503 (16)"
+    )
+    p.add_argument(
+        "--max-memory-mb", type=float, default=256.0, metavar="MB", help="request bytes held; more get 429 (256)"
+    )
     p.set_defaults(func=_serve)
 
     p = sub.add_parser(
