@@ -28,7 +28,7 @@ GENAI = {"gen_ai.operation.name": "chat", "gen_ai.request.model": "m"}
 #: The full figure of the issue (20,000 runs) when RUN_IDENTITY_LOAD_RUNS says so; a smaller one by default.
 LOAD_RUNS = int(os.environ.get("RUN_IDENTITY_LOAD_RUNS", "3000"))
 #: The issue's 50,000 never-ended spans when RUN_IDENTITY_UNENDED_SPANS says so.
-UNENDED_SPANS = int(os.environ.get("RUN_IDENTITY_UNENDED_SPANS", "15000"))
+UNENDED_SPANS = int(os.environ.get("RUN_IDENTITY_UNENDED_SPANS", "16000"))
 
 
 class SlowExporter(LogRecordExporter):
@@ -168,13 +168,13 @@ def test_shutdown_spools_what_the_destination_does_not_take(signer: Ed25519Signe
 
 @pytest.mark.slow
 def test_never_ended_spans_keep_memory_flat_and_their_manifests_go_out(signer: Ed25519Signer) -> None:
-    """Spans started and dropped without end(), with background signing: traced memory does not grow
+    """Spans started and dropped without end(), with background signing: traced memory stops growing
     with their number, and the worker's timer emits their manifests without a flush."""
     exporter = SlowExporter()
     identity = run_identity.setup(UnlockedSigner(signer), manifest_exporters=[exporter], set_global=False)  # type: ignore[arg-type]
     assert identity.processor.background_signing
     tracer = identity.tracer_provider.get_tracer("tests")
-    total, step = UNENDED_SPANS, UNENDED_SPANS // 3
+    total, step = UNENDED_SPANS, UNENDED_SPANS // 4
     marks = []
     tracemalloc.start()
     try:
@@ -191,7 +191,9 @@ def test_never_ended_spans_keep_memory_flat_and_their_manifests_go_out(signer: E
         time.sleep(0.1)
     received_before_shutdown = exporter.received
     identity.shutdown()
-    print(f"traced memory after each third of {total} unended spans: {[m // 1024 for m in marks]} KiB")
-    assert marks[-1] < 2 * marks[0], marks  # bounded: the last third cost no more than the first
+    print(f"traced memory after each quarter of {total} unended spans: {[m // 1024 for m in marks]} KiB")
+    # Bounded: past the ramp-up (the worker's queue, the manifest queue) the last quarter adds next to
+    # nothing, where memory growing with the number of spans would add a third.
+    assert marks[-1] < 1.2 * marks[-2], marks
     assert received_before_shutdown == total
     assert identity.processor.coverage.manifests_emitted == total

@@ -342,7 +342,12 @@ class IdentitySpanProcessor(SpanProcessor):
         are removed by the application's thread (``_purge_jobs``), so memory stays bounded by _MAX_JOBS."""
         for ref, job in list(self._jobs.values()):
             if ref() is None:
-                job.when_done(self._emit)
+                job.when_done(self._emit_and_release)
+
+    def _emit_and_release(self, job: Job) -> None:
+        """Emit, then drop the run's data: the entry of a span that will never end stays small until purged."""
+        self._emit(job)
+        job.data = None
 
     def _on_ending(self, span: Span) -> None:
         """Put the signature made on the worker on the span as it ends, then emit the run's manifest."""
