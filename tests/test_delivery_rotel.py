@@ -117,7 +117,8 @@ def test_serve_killed_mid_stream_and_restarted_loses_no_acknowledged_run(
                     time.sleep(0.3)
                     os.kill(serve.pid, signal.SIGKILL)
                     serve.wait(10)
-                    time.sleep(0.5)
+                    with open(out / MANIFESTS_FILE, "ab") as f:  # as if killed in the middle of a write
+                        f.write(b'{"resourceLogs":[{"scopeLogs":[{"logRec')
                     serve = _start_serve(out, port)
             identity.shutdown()
             deadline = time.monotonic() + 90  # rotel retries after about 5 s, backing off
@@ -133,6 +134,8 @@ def test_serve_killed_mid_stream_and_restarted_loses_no_acknowledged_run(
     assert report is not None
     summary = report.summary_json()
     assert summary["counts"].get("verified", 0) >= runs, summary
+    (torn,) = out.glob(f"{MANIFESTS_FILE}.torn-*")
+    assert torn.read_bytes() == b'{"resourceLogs":[{"scopeLogs":[{"logRec'
     for name in (MANIFESTS_FILE, "traces.jsonl"):
         for line in (out / name).read_bytes().splitlines():
             orjson.loads(line)  # every line whole: nothing glued onto a torn one

@@ -280,8 +280,8 @@ class OtlpSink:
                     if size == 0:
                         continue
                     copy = snapshot / f.path.name
-                    with open(f.path, "rb") as src, open(copy, "xb") as dst:
-                        os.chmod(copy, 0o600)
+                    fd = os.open(copy, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _CLOEXEC, 0o600)
+                    with open(f.path, "rb") as src, os.fdopen(fd, "wb") as dst:
                         remaining = size
                         while remaining:
                             chunk = src.read(min(remaining, 1 << 20))
