@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
 import socket
 import threading
 import time
@@ -294,3 +295,35 @@ def test_summary_matches_the_verifier_on_the_same_data(tmp_path: Path, receipt: 
         assert summary["passed"] is False
     if receipt == {"response_model": "gpt-3.5-turbo"}:
         assert summary["counts"]["model_substituted"] == 1
+
+
+def test_a_200_comes_after_the_fsync(server: ServeHandle, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The answer is sent only once the written line is fsynced."""
+    import run_identity.serve._sink as sink_module
+
+    synced: list[int] = []
+    real_fsync = sink_module.os.fsync
+
+    def recording_fsync(fd: int) -> None:
+        real_fsync(fd)
+        synced.append(os.fstat(fd).st_size)
+
+    monkeypatch.setattr(sink_module.os, "fsync", recording_fsync)
+    status, _ = _post(f"{server.url}/v1/logs", _logs_request(MANIFEST_EVENT_NAME).SerializeToString())
+    assert status == 200
+    assert (server.sink.directory / MANIFESTS_FILE).stat().st_size in synced
+
+
+def test_a_request_that_cannot_be_made_durable_is_not_acknowledged(
+    server: ServeHandle, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """When fsync fails the answer is 503 with Retry-After (the exporter sends it again), never 200."""
+    import run_identity.serve._sink as sink_module
+
+    def failing_fsync(fd: int) -> None:
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(sink_module.os, "fsync", failing_fsync)
+    status, headers = _post(f"{server.url}/v1/logs", _logs_request(MANIFEST_EVENT_NAME).SerializeToString())
+    assert status == 503 and headers["Retry-After"] == "1"
+    assert server.sink.counts.manifests == 0

@@ -593,13 +593,17 @@ class _Spooling(Generic[T]):
         # full retry window while the SDK's queue fills up.
         return self._spool(batch)
 
-    def _final_replay(self, timeout_s: float) -> None:
+    def _final_replay(self, timeout_s: float) -> bool:
+        """Stop the replayer and try the spool once more; False when this was done already."""
+        if self._closed:
+            return False
         self._closed = True
         self._wake.set()
         if self._replay_thread is not None:
             self._replay_thread.join(timeout_s)
         if self.stats.pending:
             self.replay(deadline=time.monotonic() + timeout_s, ignore_backoff=True)
+        return True
 
 
 class SpoolingLogExporter(_Spooling[ReadableLogRecord], LogRecordExporter):
@@ -634,8 +638,8 @@ class SpoolingLogExporter(_Spooling[ReadableLogRecord], LogRecordExporter):
         return bool(self.exporter.force_flush(timeout_millis))
 
     def shutdown(self) -> None:
-        self._final_replay(5.0)
-        self.exporter.shutdown()  # type: ignore[no-untyped-call]
+        if self._final_replay(5.0):
+            self.exporter.shutdown()  # type: ignore[no-untyped-call]
 
 
 class SpoolingSpanExporter(_Spooling[ReadableSpan], SpanExporter):
@@ -664,8 +668,8 @@ class SpoolingSpanExporter(_Spooling[ReadableSpan], SpanExporter):
         return bool(self.exporter.force_flush(timeout_millis))
 
     def shutdown(self) -> None:
-        self._final_replay(5.0)
-        self.exporter.shutdown()
+        if self._final_replay(5.0):
+            self.exporter.shutdown()
 
 
 def spooling_otlp_exporters(
