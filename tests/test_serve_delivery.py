@@ -25,6 +25,7 @@ from run_identity.serve import (
     MANIFESTS_FILE,
     TRACES_FILE,
     ServeHandle,
+    WORK_FACTOR,
     ServeLimits,
     start_server,
     verification_summarizer,
@@ -151,11 +152,37 @@ def test_silent_clients_are_let_go_and_do_not_block_others(tmp_path: Path) -> No
 
 
 def test_a_body_over_the_memory_cap_gets_429_with_retry_after(tmp_path: Path) -> None:
-    """A request that would exceed the bytes held is answered 429 + Retry-After and its connection closed."""
-    with start_server(tmp_path / "out", limits=ServeLimits(max_bytes=1000)) as handle:
-        status, headers = _post(f"{handle.url}/v1/logs", b"\x0a" * 2000)
+    """With memory held by a request under way, another that would pass the cap gets 429 + Retry-After
+    (its body read and dropped, so the client sees the answer); alone it goes through."""
+    limits = ServeLimits(max_bytes=WORK_FACTOR * 1000)
+    body = _logs_request(MANIFEST_EVENT_NAME).SerializeToString()
+    assert len(body) < 300
+    with start_server(tmp_path / "out", limits=limits) as handle:
+        slow = socket.create_connection(("127.0.0.1", handle.port), timeout=10)
+        slow.sendall(
+            b"POST /v1/logs HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-protobuf\r\n"
+            + f"Content-Length: {1001 - len(body)}\r\n\r\n".encode()  # with the next one: 1 byte too many
+            + b"\x0a"
+        )
+        deadline = time.monotonic() + 10
+        status, headers = 0, {}
+        while time.monotonic() < deadline:  # until the slow request holds its share
+            status, headers = _post(f"{handle.url}/v1/logs", body)
+            if status == 429:
+                break
         assert status == 429 and headers["Retry-After"] == "1"
-        assert handle.sink.counts.throttled_requests == 1
+        assert handle.sink.counts.throttled_requests >= 1
+        slow.close()
+        deadline = time.monotonic() + 10
+        while _post(f"{handle.url}/v1/logs", body)[0] != 200:
+            assert time.monotonic() < deadline
+
+
+def test_a_body_alone_over_the_memory_cap_is_413(tmp_path: Path) -> None:
+    """A request that could never fit the memory cap is refused for good (413), not told to retry."""
+    with start_server(tmp_path / "out", limits=ServeLimits(max_bytes=1000)) as handle:
+        status, _ = _post(f"{handle.url}/v1/logs", b"\x0a" * 2000)
+        assert status == 413
 
 
 def test_requests_past_the_concurrency_cap_get_503(tmp_path: Path) -> None:
