@@ -24,8 +24,8 @@ from run_identity.attributes import MANIFEST_EVENT_NAME
 from run_identity.serve import (
     MANIFESTS_FILE,
     TRACES_FILE,
-    ServeHandle,
     WORK_FACTOR,
+    ServeHandle,
     ServeLimits,
     start_server,
     verification_summarizer,
