@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import multiprocessing
 import os
 import threading
 import time
@@ -197,3 +198,25 @@ def test_never_ended_spans_keep_memory_flat_and_their_manifests_go_out(signer: E
     assert marks[-1] < 1.2 * marks[-2], marks
     assert received_before_shutdown == total
     assert identity.processor.coverage.manifests_emitted == total
+
+
+def _child_runs(queue: Any, identity: Any, exporter: SlowExporter) -> None:
+    _runs(identity, 3)
+    identity.shutdown()
+    queue.put(exporter.received)
+
+
+def test_the_queue_restarts_its_worker_in_a_forked_child(signer: Ed25519Signer) -> None:
+    """A manifest queue created before fork() still exports in the child (its worker is started again)."""
+    exporter = SlowExporter()
+    identity = run_identity.setup(signer, manifest_exporters=[exporter], set_global=False)
+    _runs(identity, 1)
+    identity.force_flush()
+    context = multiprocessing.get_context("fork")
+    queue = context.Queue()
+    child = context.Process(target=_child_runs, args=(queue, identity, exporter))
+    child.start()
+    assert queue.get(timeout=30) == 4  # the parent's one, exported before the fork, and the child's three
+    child.join(30)
+    assert child.exitcode == 0
+    identity.shutdown()

@@ -20,8 +20,10 @@ from __future__ import annotations
 import collections
 import copy
 import logging
+import os
 import threading
 import time
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -176,16 +178,24 @@ class ManifestExportQueue(LogRecordProcessor):
         self._pause = retry_pause
         self._shutdown_timeout = shutdown_timeout
         self._queue: collections.deque[ReadableLogRecord] = collections.deque()
+        self._closing = False
+        self._closed = False
+        self._exported = self._dropped = self._lost = self._waits = 0
+        self._start()
+        weak = weakref.WeakMethod(self._start)
+        os.register_at_fork(after_in_child=lambda: (method := weak()) is not None and method())
+
+    def _start(self) -> None:
+        """New locks and a new worker thread (at construction, and in a forked child: the parent's thread
+        does not exist there, and its locks may be held)."""
         self._lock = threading.Lock()
         self._room = threading.Condition(self._lock)  # the queue has room / a batch finished
         self._work = threading.Condition(self._lock)  # the worker has something to do
         self._in_flight = 0
         self._flush_requested = 0
-        self._closing = False
-        self._closed = False
-        self._exported = self._dropped = self._lost = self._waits = 0
         self._thread = threading.Thread(target=self._run, name="run_identity-manifests", daemon=True)
-        self._thread.start()
+        if not self._closing:
+            self._thread.start()
 
     @property
     def stats(self) -> ManifestQueueStats:

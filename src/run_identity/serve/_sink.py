@@ -120,11 +120,14 @@ class _LineFile:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._fd: int | None = None
+        self.closed = False
         self.size = 0
         with contextlib.suppress(FileNotFoundError):
             self.size = path.lstat().st_size
 
     def write(self, line: bytes) -> None:
+        if self.closed:
+            raise OSError(f"{self.path}: the receiver is stopping")
         if self._fd is None:
             created = not self.path.exists()
             self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | _NOFOLLOW | _CLOEXEC, 0o600)
@@ -140,6 +143,7 @@ class _LineFile:
             os.fsync(self._fd)
 
     def close(self) -> None:
+        self.closed = True
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
