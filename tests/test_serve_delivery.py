@@ -75,6 +75,13 @@ def _raw(port: int, data: bytes, *, timeout: float = 10.0) -> bytes:
     return b"".join(chunks)
 
 
+def _wait_until(condition: Any, timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not reached"
+        time.sleep(0.01)
+
+
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[ServeHandle]:
     with start_server(tmp_path / "out") as handle:
@@ -164,12 +171,8 @@ def test_a_body_over_the_memory_cap_gets_429_with_retry_after(tmp_path: Path) ->
             + f"Content-Length: {1001 - len(body)}\r\n\r\n".encode()  # with the next one: 1 byte too many
             + b"\x0a"
         )
-        deadline = time.monotonic() + 10
-        status, headers = 0, {}
-        while time.monotonic() < deadline:  # until the slow request holds its share
-            status, headers = _post(f"{handle.url}/v1/logs", body)
-            if status == 429:
-                break
+        _wait_until(lambda: handle._server.budget.held > 0)  # the slow request holds its share
+        status, headers = _post(f"{handle.url}/v1/logs", body)
         assert status == 429 and headers["Retry-After"] == "1"
         assert handle.sink.counts.throttled_requests >= 1
         slow.close()
@@ -195,12 +198,8 @@ def test_requests_past_the_concurrency_cap_get_503(tmp_path: Path) -> None:
             + f"Content-Length: {len(body)}\r\n\r\n".encode()
             + body[:3]
         )
-        deadline = time.monotonic() + 10
-        status, headers = 0, {}
-        while time.monotonic() < deadline:  # until the slow request has taken the slot
-            status, headers = _post(f"{handle.url}/v1/logs", body)
-            if status == 503:
-                break
+        _wait_until(lambda: handle._server.budget.held > 0)  # the slow request has taken the slot
+        status, headers = _post(f"{handle.url}/v1/logs", body)
         assert status == 503 and headers["Retry-After"] == "1"
         slow.sendall(body[3:])
         assert slow.recv(4096).startswith(b"HTTP/1.1 200")
