@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 import yaml
 
-from run_identity.attributes import MANIFEST_EVENT_NAME
+from run_identity.attributes import MANIFEST_EVENT_NAME, RECEIPT_EVENT_NAME
 from run_identity.collector import PACKAGE_CONFIG_DIR, CollectorError, default_config_dir, load_env_file
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "src" / "run_identity" / "collector_config"
@@ -78,10 +78,10 @@ def test_routing_connector_is_exporter_of_one_pipeline_and_receiver_of_the_route
 
 
 def test_routing_condition_names_the_manifest_event(otelcol: dict[str, Any]) -> None:
-    """The one routing rule is an OTTL log-context condition on event_name == run_identity.manifest."""
+    """The one routing rule is an OTTL log-context condition on the manifest and receipt event names."""
     (rule,) = otelcol["connectors"]["routing"]["table"]
     assert rule["context"] == "log"
-    assert rule["condition"].replace(" ", "") == f'event_name=="{MANIFEST_EVENT_NAME}"'
+    assert rule["condition"] == f'event_name == "{MANIFEST_EVENT_NAME}" or event_name == "{RECEIPT_EVENT_NAME}"'
     (manifests_pipeline,) = rule["pipelines"]
     default = otelcol["connectors"]["routing"]["default_pipelines"]
     assert manifests_pipeline not in default
@@ -135,7 +135,7 @@ def test_rotel_env_routes_traces_and_manifests_to_separate_exporters() -> None:
 
 
 def test_rotel_router_keeps_only_manifests() -> None:
-    """The rotel logs processor keeps manifest records in order and drops the rest, without editing them."""
+    """The rotel logs processor keeps manifest and receipt records in order and drops the rest, unedited."""
     namespace: dict[str, Any] = {}
     source = CONFIG_DIR / "rotel_manifest_router.py"
     exec(compile(source.read_text(encoding="utf-8"), str(source), "exec"), namespace)
@@ -153,7 +153,7 @@ def test_rotel_router_keeps_only_manifests() -> None:
         def __init__(self, scopes: list[Scope]) -> None:
             self.scope_logs = scopes
 
-    a, b = Record(MANIFEST_EVENT_NAME, "a"), Record(MANIFEST_EVENT_NAME, "b")
+    a, b = Record(MANIFEST_EVENT_NAME, "a"), Record(RECEIPT_EVENT_NAME, "b")
     scopes = [Scope([Record("", "x"), a, Record("other", "y"), b]), Scope([Record("", "z")])]
     namespace["process_logs"](Resource(scopes))
     assert scopes[0].log_records == [a, b]

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import gzip
 import importlib.util
 import json
+import os
 import stat
 import subprocess
 import sys
+import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
+from opentelemetry.exporter.otlp.proto.http import Compression
 from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.sdk._logs import LoggerProvider
@@ -24,9 +29,11 @@ from run_identity.serve import MANIFESTS_FILE, start_server
 from run_identity.spool import (
     LOGS_SPOOL,
     TRACES_SPOOL,
-    OtlpHttpSender,
+    SendResult,
     Spool,
+    SpoolFullError,
     SpoolingLogExporter,
+    classify_status,
     flush_spool_dir,
     spooling_otlp_exporters,
 )
@@ -50,18 +57,19 @@ def _verify(out: Path, jwks: Path) -> list[str]:
     return codes
 
 
-def _emit(exporter: Any, count: int, *, start: int = 0) -> None:
+def _emit(exporter: Any, count: int, *, start: int = 0, shutdown: bool = True) -> None:
     provider = LoggerProvider()
     provider.add_log_record_processor(SimpleLogRecordProcessor(exporter))
     logger = provider.get_logger("tests")
     for i in range(start, start + count):
         logger.emit(event_name=MANIFEST_EVENT_NAME, body=f"manifest {i}")
-    provider.shutdown()
+    if shutdown:
+        provider.shutdown()
 
 
 def _bodies(spool_path: Path) -> list[str]:
     bodies = []
-    for payload in Spool(spool_path)._read()[0]:
+    for payload in Spool(spool_path).payloads():
         request = ExportLogsServiceRequest.FromString(payload)
         bodies += [
             r.body.string_value
@@ -72,49 +80,118 @@ def _bodies(spool_path: Path) -> list[str]:
     return bodies
 
 
-def test_spool_file_is_private_and_drains_oldest_first(tmp_path: Path) -> None:
-    """Appends make a 0600 file; drain sends in order, stops at the first refusal and keeps the rest."""
+def test_spool_entries_are_private_whole_files_sent_oldest_first(tmp_path: Path) -> None:
+    """Each append is one 0600 file in a 0700 folder (no temp file left); drain sends oldest first."""
     spool = Spool(tmp_path / "s" / LOGS_SPOOL)
     for i in range(4):
         spool.append(f"payload {i}".encode())
-    assert stat.S_IMODE(spool.path.stat().st_mode) == 0o600
+    assert stat.S_IMODE(spool.path.stat().st_mode) == 0o700
+    files = sorted(p for p in spool.path.iterdir() if not p.name.startswith(".lock"))
+    assert len(files) == 4 and all(stat.S_IMODE(p.stat().st_mode) == 0o600 for p in files)
+    assert not list(spool.path.glob(".tmp-*"))
     assert spool.pending() == 4
     seen: list[bytes] = []
-
-    def accept_two(payload: bytes) -> bool:
-        seen.append(payload)
-        return len(seen) <= 2
-
-    assert spool.drain(accept_two) == (2, 2)
-    assert seen == [b"payload 0", b"payload 1", b"payload 2"]
-    assert stat.S_IMODE(spool.path.stat().st_mode) == 0o600
-    assert spool.drain(lambda p: True) == (2, 0)
-    assert not spool.path.exists()
+    assert spool.drain(lambda p: seen.append(p) is None)[:3] == (4, 0, 0)
+    assert seen == [f"payload {i}".encode() for i in range(4)]
+    assert spool.pending() == 0
 
 
-def test_torn_append_is_set_aside_not_resent(tmp_path: Path) -> None:
-    """A spool cut in the middle of an entry keeps its whole entries and moves the torn bytes aside."""
-    spool = Spool(tmp_path / LOGS_SPOOL)
-    spool.append(b"whole")
-    with open(spool.path, "ab") as f:
-        f.write(b"\x00\x00\x01\x00torn")
+def test_a_refused_entry_does_not_hold_up_the_others(tmp_path: Path) -> None:
+    """A failing entry waits its backoff while the entries behind it are sent (no head-of-line blocking)."""
+    spool = Spool(tmp_path / LOGS_SPOOL, backoff=60)
+    for payload in (b"bad", b"good 1", b"good 2"):
+        spool.append(payload)
     sent: list[bytes] = []
-    assert spool.drain(lambda p: sent.append(p) is None) == (1, 0)
-    assert sent == [b"whole"]
-    (aside,) = tmp_path.glob(f"{LOGS_SPOOL}.corrupt-*")
-    assert aside.read_bytes() == b"\x00\x00\x01\x00torn"
+
+    def send(payload: bytes) -> SendResult:
+        if payload == b"bad":
+            return SendResult.RETRY
+        sent.append(payload)
+        return SendResult.SENT
+
+    assert spool.drain(send)[:3] == (2, 1, 0)
+    assert sent == [b"good 1", b"good 2"]
+    # in its backoff: the next pass does not even try it
+    assert spool.drain(lambda p: pytest.fail("tried during its backoff"))[:3] == (0, 1, 0)
+    assert spool.next_due() is not None and spool.next_due() > 30  # type: ignore[operator]
 
 
-def test_a_raising_sender_keeps_the_spool(tmp_path: Path) -> None:
-    """A sender that raises counts as a refusal: nothing is lost."""
+def test_permanent_refusal_and_exhausted_attempts_go_to_dead_letters(tmp_path: Path) -> None:
+    """A 4xx-like refusal moves an entry to dead/ at once; RETRY up to max_attempts does the same."""
+    spool = Spool(tmp_path / LOGS_SPOOL, backoff=0, max_attempts=3)
+    spool.append(b"refused")
+    spool.append(b"flaky")
+    results = {b"refused": SendResult.REJECTED, b"flaky": SendResult.RETRY}
+    assert spool.drain(results.__getitem__)[:3] == (0, 1, 1)
+    assert spool.drain(results.__getitem__)[:3] == (0, 1, 0)
+    assert spool.drain(results.__getitem__)[:3] == (0, 0, 1)
+    assert spool.dead_lettered() == 2 and spool.pending() == 0
+    dead = sorted(spool.dead_path.iterdir())
+    assert [Spool._unframe(p.read_bytes()) for p in dead] == [b"refused", b"flaky"]
+
+
+def test_status_codes_map_to_otlp_retry_rules() -> None:
+    """2xx sent; 408, 429 and 5xx retried; other 4xx refused for good."""
+    assert classify_status(200) is SendResult.SENT
+    assert {classify_status(c) for c in (408, 429, 500, 502, 503)} == {SendResult.RETRY}
+    assert {classify_status(c) for c in (400, 401, 403, 404, 413)} == {SendResult.REJECTED}
+
+
+def test_a_raising_sender_keeps_the_entry(tmp_path: Path) -> None:
+    """A sender that raises counts as a transient failure: nothing is lost."""
     spool = Spool(tmp_path / LOGS_SPOOL)
     spool.append(b"x")
 
     def broken(payload: bytes) -> bool:
         raise RuntimeError("bug")
 
-    assert spool.drain(broken) == (0, 1)
+    assert spool.drain(broken)[:3] == (0, 1, 0)
     assert spool.pending() == 1
+
+
+def test_short_writes_are_continued(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An os.write that writes only part of the buffer is called again until the entry is whole."""
+    real_write = os.write
+
+    def short(fd: int, data: Any) -> int:
+        return real_write(fd, bytes(data[:3]))
+
+    spool = Spool(tmp_path / LOGS_SPOOL)
+    monkeypatch.setattr(os, "write", short)
+    spool.append(b"a longer payload")
+    monkeypatch.setattr(os, "write", real_write)
+    assert spool.payloads() == [b"a longer payload"]
+
+
+def test_symlinked_spool_folder_is_refused(tmp_path: Path) -> None:
+    """A symbolic link where the spool folder should be is not followed."""
+    target = tmp_path / "elsewhere"
+    target.mkdir()
+    (tmp_path / LOGS_SPOOL).symlink_to(target)
+    with pytest.raises(OSError):
+        Spool(tmp_path / LOGS_SPOOL).append(b"x")
+    assert list(target.iterdir()) == []
+
+
+def test_size_cap_refuses_new_entries_and_keeps_old_ones(tmp_path: Path) -> None:
+    """At max_bytes a new entry is refused with SpoolFullError; what is spooled stays."""
+    spool = Spool(tmp_path / LOGS_SPOOL, max_bytes=100)
+    spool.append(b"x" * 60)
+    with pytest.raises(SpoolFullError):
+        spool.append(b"y" * 60)
+    assert spool.payloads() == [b"x" * 60]
+
+
+def test_legacy_single_file_spool_is_converted(tmp_path: Path) -> None:
+    """A spool file of the previous format becomes entries; its torn tail goes to dead/, never resent."""
+    legacy = tmp_path / LOGS_SPOOL
+    legacy.write_bytes(b"\x00\x00\x00\x05whole" + b"\x00\x00\x01\x00torn")
+    spool = Spool(legacy)
+    assert spool.pending() == 1
+    sent: list[bytes] = []
+    assert spool.drain(lambda p: sent.append(p) is None)[:3] == (1, 0, 0)
+    assert sent == [b"whole"] and spool.path.is_dir()
+    assert [p.read_bytes() for p in spool.dead_path.iterdir()] == [b"\x00\x00\x01\x00torn"]
 
 
 def test_failed_exports_are_spooled_and_counted(tmp_path: Path) -> None:
@@ -123,7 +200,7 @@ def test_failed_exports_are_spooled_and_counted(tmp_path: Path) -> None:
     exporter = SpoolingLogExporter(
         OTLPLogExporter(endpoint=f"{down}/v1/logs", timeout=0.5),
         tmp_path / LOGS_SPOOL,
-        resend=OtlpHttpSender(f"{down}/v1/logs", timeout=0.5),
+        replay_at_start=False,
         cooldown=60,
     )
     _emit(exporter, 3)
@@ -133,23 +210,93 @@ def test_failed_exports_are_spooled_and_counted(tmp_path: Path) -> None:
     assert _bodies(tmp_path / LOGS_SPOOL) == ["manifest 0", "manifest 1", "manifest 2"]
 
 
-def test_spool_is_replayed_at_start_before_new_batches(tmp_path: Path) -> None:
-    """A new exporter sends the previous process's spool first, then its own batches, in order."""
+def test_garbage_entry_does_not_stop_new_batches(tmp_path: Path) -> None:
+    """One garbage entry in the spool and a healthy collector: every new batch is delivered at once, the
+    garbage (400 from the receiver) goes to dead letters, and the spool ends empty."""
+    spool_path = tmp_path / LOGS_SPOOL
+    Spool(spool_path).append(b"\xff garbage, not protobuf")
+    with start_server(tmp_path / "out") as server:
+        exporter = SpoolingLogExporter(
+            OTLPLogExporter(endpoint=f"{server.url}/v1/logs", timeout=5), spool_path, cooldown=0.1
+        )
+        _emit(exporter, 5, shutdown=False)
+        assert server.sink.counts.manifests == 5  # delivered synchronously, none behind the garbage
+        deadline = time.monotonic() + 10
+        while exporter.stats.dead_lettered < 1 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        exporter.shutdown()
+    assert exporter.stats.dead_lettered == 1 and Spool(spool_path).pending() == 0
+    assert Spool(spool_path).dead_lettered() == 1
+
+
+class _Recorder(ThreadingHTTPServer):
+    """A destination that records each request's headers and body; answers ``status`` (a list, popped)."""
+
+    def __init__(self, statuses: list[int]) -> None:
+        self.statuses = statuses
+        self.seen: list[tuple[dict[str, str], bytes]] = []
+        recorder = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                recorder.seen.append(({k.lower(): v for k, v in self.headers.items()}, body))
+                status = recorder.statuses.pop(0) if recorder.statuses else 200
+                self.send_response(status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        super().__init__(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+
+
+def test_replays_keep_the_exporters_headers_and_compression(tmp_path: Path) -> None:
+    """A spooled batch is sent again with the exporter's own auth header, gzip and endpoint."""
+    recorder = _Recorder([503, 503, 503])  # the export (and its own retry, if any) fails, then a replay
+    try:
+        url = f"http://127.0.0.1:{recorder.server_address[1]}/custom/v1/logs"
+        exporter = SpoolingLogExporter(
+            OTLPLogExporter(
+                endpoint=url, timeout=1, headers={"authorization": "Bearer s3cret"}, compression=Compression.Gzip
+            ),
+            Spool(tmp_path / LOGS_SPOOL, backoff=0.05),
+            cooldown=0.05,
+        )
+        _emit(exporter, 1, shutdown=False)
+        deadline = time.monotonic() + 15
+        while exporter.stats.replayed_batches < 1 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert exporter.stats.spooled_batches == 1 and exporter.stats.replayed_batches == 1
+        assert len(recorder.seen) >= 2 and all(h["authorization"] == "Bearer s3cret" for h, _ in recorder.seen)
+        headers, body = recorder.seen[-1]
+        assert headers["authorization"] == "Bearer s3cret"
+        assert headers["content-encoding"] == "gzip"
+        request = ExportLogsServiceRequest.FromString(gzip.decompress(body))
+        assert request.resource_logs[0].scope_logs[0].log_records[0].body.string_value == "manifest 0"
+        exporter.shutdown()
+    finally:
+        recorder.shutdown()
+        recorder.server_close()
+
+
+def test_spool_is_replayed_at_start(tmp_path: Path) -> None:
+    """A new exporter sends the previous process's spool in the background, and its own batches at once."""
     spool_path = tmp_path / LOGS_SPOOL
     down = f"http://127.0.0.1:{free_port()}"
     _emit(SpoolingLogExporter(OTLPLogExporter(endpoint=f"{down}/v1/logs", timeout=0.3), spool_path), 2)
     assert Spool(spool_path).pending() == 2
     with start_server(tmp_path / "out") as server:
         url = f"{server.url}/v1/logs"
-        exporter = SpoolingLogExporter(
-            OTLPLogExporter(endpoint=url, timeout=5), spool_path, resend=OtlpHttpSender(url)
-        )
+        exporter = SpoolingLogExporter(OTLPLogExporter(endpoint=url, timeout=5), spool_path)
         _emit(exporter, 1, start=2)
         assert server.sink.wait_for(manifests=3, timeout=10)
     assert exporter.stats.replayed_batches == 2 and exporter.stats.pending == 0
-    assert not spool_path.exists()
+    assert Spool(spool_path).pending() == 0
     text = (tmp_path / "out" / MANIFESTS_FILE).read_text()
-    assert text.index("manifest 0") < text.index("manifest 1") < text.index("manifest 2")
+    assert all(f"manifest {i}" in text for i in range(3))
 
 
 def test_unwritable_spool_counts_lost_records_without_raising(tmp_path: Path) -> None:
@@ -225,7 +372,7 @@ def test_collector_down_then_up_every_run_verifies(
     assert first.returncode == 0, first.stderr
     assert "declared 12 runs" in first.stdout
     assert Spool(spool / LOGS_SPOOL).pending() >= 1 and Spool(spool / TRACES_SPOOL).pending() >= 1
-    assert stat.S_IMODE((spool / LOGS_SPOOL).stat().st_mode) == 0o600
+    assert stat.S_IMODE((spool / LOGS_SPOOL).stat().st_mode) == 0o700
     with (
         start_server(out) as server,
         start_rotel(
@@ -235,7 +382,7 @@ def test_collector_down_then_up_every_run_verifies(
         second = _app("--key", str(key_path), "--endpoint", endpoint, "--spool", str(spool), "--count", "0")
         assert second.returncode == 0, second.stderr
         assert server.sink.wait_for(spans=12, manifests=12, timeout=30)
-    assert not (spool / LOGS_SPOOL).exists() and not (spool / TRACES_SPOOL).exists()
+    assert Spool(spool / LOGS_SPOOL).pending() == 0 and Spool(spool / TRACES_SPOOL).pending() == 0
     assert _verify(out, jwks) == ["verified"] * 12
 
 

@@ -22,6 +22,7 @@ import logging
 import os
 import queue
 import threading
+import time
 import weakref
 from _thread import allocate_lock as _allocate_lock
 from collections.abc import Callable
@@ -85,30 +86,58 @@ def ending_attach_works() -> bool:
 class Job:
     """One run to sign on the worker: ``run(job)`` does the work there; :meth:`wait` until it is over.
 
-    Light on purpose (a C lock, no Event or Condition): one is made for every declared span. A job run
+    Light on purpose (C locks, no Event or Condition): one is made for every declared span. A job run
     on the caller's thread (``run(job)`` directly) never gets a lock and is over when ``run`` returns.
     """
 
-    __slots__ = ("_done", "data", "error", "exception", "run", "signature")
+    __slots__ = ("_after", "_claim", "_done", "data", "error", "exception", "run", "signature")
 
     def __init__(self, run: Callable[[Job], None], data: Any = None) -> None:
         self.run = run
         self.data = data  # what ``run`` works on
         self._done: Any = None  # a held lock once queued; the worker releases it when the job is over
+        self._claim: Any = None  # once queued: taken by whoever runs the ``when_done`` action
+        self._after: Callable[[Job], None] | None = None
         self.signature: bytes | None = None  # set by ``run`` on success
         self.error: str | None = None  # the reason, set by ``run`` on failure
         self.exception: Exception | None = None  # what failed (signing or emitting), raised in strict mode
 
     def queued(self) -> Job:
         """Mark the job as handed to the worker (``wait`` now waits for it); returns the job."""
+        self._claim = _allocate_lock()
         done = _allocate_lock()
         done.acquire()
         self._done = done
         return self
 
+    def when_done(self, action: Callable[[Job], None]) -> None:
+        """Run ``action(job)`` once, when the job is over: now if it is, else on the worker right after it.
+
+        However often it is called, from whichever threads, the action runs at most once (the first one
+        given wins): what the span processor uses to emit a manifest exactly once.
+        """
+        if self._after is None:
+            self._after = action
+        if self.wait(0):
+            self._run_after()
+
+    def _run_after(self) -> None:
+        action = self._after
+        claim = self._claim
+        if action is None:
+            return
+        if claim is None or claim.acquire(False):
+            action(self)
+
     def finish(self) -> None:
         if self._done is not None:
             self._done.release()
+            if self._after is not None:
+                try:
+                    self._run_after()
+                except Exception as exc:  # the action handles its own failures; this is a last guard
+                    with contextlib.suppress(Exception):
+                        _LOG.warning("run_identity: an action after a signing job failed: %s", exc)
 
     def wait(self, timeout: float | None = None) -> bool:
         """Whether the job is over, waiting at most ``timeout`` seconds (None: as long as it takes)."""
@@ -121,15 +150,28 @@ class Job:
         return True
 
 
+_TICK: Any = object()
+
+
 class SigningWorker:
     """A daemon thread that runs :class:`Job` s in order; about ``capacity`` wait at most.
 
     ``submit`` returns False when the queue is full (the caller then signs inline, so nothing is dropped
     and memory stays bounded) or after ``shutdown``. Started on first use and again in a forked child.
+    ``housekeeping``, when given, is called on the worker every ``interval`` seconds while it runs (busy
+    or idle): the processor's timer for the manifests of spans that never end.
     """
 
-    def __init__(self, capacity: int = 4096) -> None:
+    def __init__(
+        self,
+        capacity: int = 4096,
+        *,
+        housekeeping: Callable[[], None] | None = None,
+        interval: float = 1.0,
+    ) -> None:
         self._capacity = capacity
+        self._housekeeping = housekeeping
+        self._interval = interval
         self._lock = threading.Lock()
         self._reset()
         weak = weakref.WeakMethod(self._reset)
@@ -154,8 +196,25 @@ class SigningWorker:
 
     def _work(self) -> None:
         get = self._queue.get
+        housekeeping, interval = self._housekeeping, self._interval
+        next_tick = time.monotonic() + interval
         while True:
-            job = get()
+            if housekeeping is None:
+                job = get()
+            else:
+                try:
+                    job = get(timeout=max(next_tick - time.monotonic(), 0.001))
+                except queue.Empty:
+                    job = _TICK
+                if time.monotonic() >= next_tick:
+                    try:
+                        housekeeping()
+                    except Exception as exc:  # a last guard: the worker must go on signing
+                        with contextlib.suppress(Exception):
+                            _LOG.warning("run_identity: signing worker housekeeping failed: %s", exc)
+                    next_tick = time.monotonic() + interval
+                if job is _TICK:
+                    continue
             if job is None:
                 return
             try:

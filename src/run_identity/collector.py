@@ -3,8 +3,8 @@
 rotel (PyPI ``rotel``, the ``collector`` extra) bundles the ``rotel-agent`` binary: OTLP gRPC and HTTP
 receivers, per-signal exporters and Python processors. :func:`start_rotel` runs it as a child process with
 ``run_identity/collector_config/rotel.env`` (package data, see :func:`default_config_dir`): traces go to one
-OTLP/HTTP destination and, through
-``rotel_manifest_router.py``, manifests (and only manifests) to another. The process is stopped by
+OTLP/HTTP destination and, through ``rotel_manifest_router.py``, manifests and run receipts (and nothing
+else) to another. The process is stopped by
 :meth:`RotelCollector.stop` (or leaving its ``with`` block), never left behind.
 
 The whole local pipeline, app -> rotel -> ``run-identity serve`` (:mod:`run_identity.serve`) -> files, is

@@ -4,17 +4,27 @@
 manifests in ``out/manifests.jsonl`` (OTLP-JSON lines, see :mod:`run_identity.export_file`). Extra span or
 manifest exporters (OTLP, console...) can be added. The manifests get a LoggerProvider of their own, so
 they are routed separately from application logs.
+
+Manifests leave through one :class:`~run_identity.manifest_export.ManifestExportQueue`, not the SDK's
+``BatchLogRecordProcessor`` (which drops the oldest records when its queue is full, silently): when the
+queue is full the emitting thread waits (bounded), and any manifest lost anyway is counted in the
+processor's ``coverage`` (``manifest_failures``, ``manifests_lost``) and logged. With ``spool_dir`` every
+manifest exporter is wrapped in a :class:`~run_identity.spool.SpoolingLogExporter`, so a batch the
+destination does not take is kept on disk (durable hand-off) and sent again later.
+``IdentitySetup.queue_sizes`` reports the queue; ``shutdown`` delivers (or spools) what is pending.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 from opentelemetry import trace as trace_api
 from opentelemetry.sdk._logs import LoggerProvider
-from opentelemetry.sdk._logs.export import BatchLogRecordProcessor, LogRecordExporter
+from opentelemetry.sdk._logs.export import LogRecordExporter
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
@@ -22,6 +32,7 @@ from opentelemetry.sdk.trace.sampling import Sampler
 
 from run_identity.export_file import file_exporters
 from run_identity.keys import Signer, load_signer
+from run_identity.manifest_export import ManifestExportQueue
 from run_identity.processor import IdentitySpanProcessor
 from run_identity.sampling import IdentitySampler
 
@@ -35,6 +46,25 @@ class IdentitySetup:
     tracer_provider: TracerProvider
     logger_provider: LoggerProvider
     processor: IdentitySpanProcessor
+    manifest_queue: ManifestExportQueue | None = field(default=None, compare=False)
+    spooling_exporters: tuple[Any, ...] = field(default=(), compare=False)
+
+    @property
+    def queue_sizes(self) -> dict[str, int]:
+        """The manifest export queue now: capacity, batch size, records waiting, exported, dropped, lost."""
+        if self.manifest_queue is None:
+            return {}
+        stats = self.manifest_queue.stats
+        return {
+            "max_queue_size": stats.max_queue_size,
+            "max_batch_size": stats.max_batch_size,
+            "queued": stats.queued,
+            "exported": stats.exported,
+            "dropped": stats.dropped,
+            "lost": stats.lost,
+            "waits": stats.waits,
+            "spooled_pending": sum(e.stats.pending for e in self.spooling_exporters),
+        }
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         """Export everything recorded so far (spans and manifests)."""
@@ -58,13 +88,20 @@ def setup(
     strict: bool = False,
     salt: bytes = b"",
     set_global: bool = True,
+    spool_dir: str | os.PathLike[str] | None = None,
+    manifest_queue_size: int = 2048,
+    manifest_batch_size: int = 512,
+    manifest_max_wait: float = 30.0,
 ) -> IdentitySetup:
     """Build the providers, install the processor, and export to ``directory`` and/or the given exporters.
 
     ``signer`` is a Signer or the path of a PEM signing key. ``sampler`` is wrapped in
     :class:`IdentitySampler` so declared runs keep their manifests when their spans are not sampled.
     With ``set_global`` the TracerProvider becomes the global one (the manifests' LoggerProvider never
-    does). Raises KeyringError for an unreadable key, ValueError for bad arguments.
+    does). Manifests are exported through a queue of ``manifest_queue_size`` records in batches of
+    ``manifest_batch_size``; an emitting thread waits at most ``manifest_max_wait`` seconds for room.
+    ``spool_dir`` keeps the batches a manifest exporter does not deliver (see the module docstring).
+    Raises KeyringError for an unreadable key, ValueError for bad arguments.
     """
     if not isinstance(signer, Signer):
         signer = load_signer(signer)
@@ -74,14 +111,31 @@ def setup(
         span_file, manifest_file = file_exporters(directory)
         spans.append(span_file)
         manifests.append(manifest_file)
+    spooling: list[Any] = []
+    if spool_dir is not None:
+        from run_identity.spool import LOGS_SPOOL, SpoolingLogExporter
+
+        for i, exporter in enumerate(manifests):
+            name = LOGS_SPOOL if i == 0 else f"logs-{i}.spool.binpb"
+            spooling.append(SpoolingLogExporter(exporter, Path(spool_dir) / name))
+        manifests = spooling
     logger_provider = LoggerProvider(resource=resource)
-    for log_exporter in manifests:
-        logger_provider.add_log_record_processor(BatchLogRecordProcessor(log_exporter))
+    queue = None
+    if manifests:
+        queue = ManifestExportQueue(
+            manifests,
+            max_queue_size=manifest_queue_size,
+            max_batch_size=manifest_batch_size,
+            max_wait=manifest_max_wait,
+        )
+        logger_provider.add_log_record_processor(queue)
     tracer_provider = TracerProvider(resource=resource, sampler=IdentitySampler(sampler))
     processor = IdentitySpanProcessor(signer, logger_provider=logger_provider, strict=strict, salt=salt)
+    if queue is not None:
+        processor.count_manifest_losses(queue.lost)
     tracer_provider.add_span_processor(processor)
     for span_exporter in spans:
         tracer_provider.add_span_processor(BatchSpanProcessor(span_exporter))
     if set_global:
         trace_api.set_tracer_provider(tracer_provider)
-    return IdentitySetup(tracer_provider, logger_provider, processor)
+    return IdentitySetup(tracer_provider, logger_provider, processor, queue, tuple(spooling))

@@ -33,6 +33,7 @@ import contextlib
 import logging
 import threading
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from opentelemetry import context as context_api
@@ -67,7 +68,8 @@ class Coverage:
     """Counters of an :class:`IdentitySpanProcessor`, read at one instant.
 
     ``genai_spans`` = ``identified`` + ``undeclared`` + ``failed``. ``manifest_failures`` counts identified
-    runs whose manifest could not be handed to the Logs SDK.
+    runs whose manifest could not be handed to the Logs SDK; ``manifests_lost`` those handed over that the
+    export pipeline reported lost afterwards (see :meth:`IdentitySpanProcessor.count_manifest_losses`).
     """
 
     genai_spans: int = 0
@@ -76,6 +78,7 @@ class Coverage:
     failed: int = 0
     manifests_emitted: int = 0
     manifest_failures: int = 0
+    manifests_lost: int = 0
 
     @property
     def ratio(self) -> float:
@@ -126,12 +129,17 @@ class IdentitySpanProcessor(SpanProcessor):
         # Where the SDK's locked attribute setter works (checked once), our string attributes go through it:
         # the public setter's per-value cleaning costs about a quarter of a bare span for five of them.
         self._raw_attributes = ending_attach_works()
-        self._worker = SigningWorker() if background_signing and self._raw_attributes else None
+        self._worker = (
+            SigningWorker(housekeeping=self._emit_unended)
+            if background_signing and self._raw_attributes
+            else None
+        )
         self._signing_timeout = signing_timeout
         # id(span) -> (span weakref, job) while its signature is being made, until the span ends. The weakref
         # tells a reused id from its span; entries of spans dropped unended are purged past _MAX_JOBS.
         self._jobs: dict[int, tuple[weakref.ref[Span], Job]] = {}
         self._late: list[Job] = []  # runs whose span ended before its signature was made
+        self._loss_sources: list[Callable[[], int]] = []
 
     @property
     def strict(self) -> bool:
@@ -157,11 +165,17 @@ class IdentitySpanProcessor(SpanProcessor):
         """Where manifests (and receipts) go; None when manifests are off."""
         return self._emitter.logger_provider if self._emitter is not None else None
 
+    def count_manifest_losses(self, source: Callable[[], int]) -> None:
+        """Add ``source()`` (manifests an export queue took and then lost) to ``Coverage.manifests_lost``."""
+        self._loss_sources.append(source)
+
     @property
     def coverage(self) -> Coverage:
         """The counters now (a run is counted once its signature is made)."""
+        lost = sum(source() for source in self._loss_sources)
         with self._lock:
-            return Coverage(*self._counts)
+            c = self._counts
+            return Coverage(c[0], c[1], c[2], c[3], c[4], c[5], lost)
 
     def _count(self, outcome: int, *, genai_span: bool = True) -> None:
         with self._lock:
@@ -303,11 +317,20 @@ class IdentitySpanProcessor(SpanProcessor):
                 self._retire(job)
 
     def _retire(self, job: Job) -> None:
-        """Emit the manifest of a run whose span will not end, now or (unsigned yet) at the next flush."""
-        if job.wait(0):
-            self._emit(job)
-        else:
-            self._late.append(job)
+        """Emit the manifest of a run whose span will not end, now or as soon as it is signed (once)."""
+        job.when_done(self._emit)
+
+    def _emit_unended(self) -> None:
+        """On the worker's timer: emit (once) the manifests of spans dropped without ending; their entries
+        are removed by the application's thread (``_purge_jobs``), so memory stays bounded by _MAX_JOBS."""
+        for ref, job in list(self._jobs.values()):
+            if ref() is None:
+                job.when_done(self._emit_and_release)
+
+    def _emit_and_release(self, job: Job) -> None:
+        """Emit, then drop the run's data: the entry of a span that will never end stays small until purged."""
+        self._emit(job)
+        job.data = None
 
     def _on_ending(self, span: Span) -> None:
         """Put the signature made on the worker on the span as it ends, then emit the run's manifest."""
@@ -324,11 +347,11 @@ class IdentitySpanProcessor(SpanProcessor):
             reason = f"the signature was not ready when the span ended (waited {self._signing_timeout} s)"
             self._log_once(reason, "run_identity: a span ended without its signature")
             attach(span, {RUN_IDENTITY_ERROR: reason})
-            self._late.append(job)  # its manifest goes out at the next flush or at shutdown
+            job.when_done(self._emit)  # its manifest goes out once the signature is made
             return
         if job.signature is not None:
             attach(span, {RUN_IDENTITY_SIGNATURE: encode_signature(job.signature)})
-            self._emit(job)
+            job.when_done(self._emit)
         elif job.error is not None:
             attach(span, {RUN_IDENTITY_ERROR: job.error})
         if self._strict and job.exception is not None:
@@ -344,7 +367,7 @@ class IdentitySpanProcessor(SpanProcessor):
             entries, self._jobs = list(self._jobs.values()), {}
             pending.extend(job for _, job in entries if job.wait(0))
         for job in pending:
-            self._emit(job)
+            job.when_done(self._emit)
 
     def on_end(self, span: ReadableSpan) -> None:
         return None

@@ -66,24 +66,40 @@ def _print_summary(summary: dict[str, Any], out: Any) -> None:
         counts = ", ".join(f"{code} {n}" for code, n in verification.get("counts", {}).items() if n)
         verdict = "passed" if verification.get("passed") else "FAILED"
         out.write(f"verification: {verdict}: {verification.get('runs', 0)} runs ({counts or 'none'})\n")
+        if verification.get("count_problem"):
+            out.write(f"  {verification['count_problem']}\n")
         for failure in verification.get("failures", []):
             out.write(f"  {failure['code']}  {failure['trace_id']}/{failure['span_id']}\n")
     out.flush()
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from run_identity.serve import start_server
+    from run_identity.serve import ServeLimits, start_server
 
     check_port(args.port, "--port")
     summarize = _summarizer(args.keyring, args.allow)
     try:
+        limits = ServeLimits(
+            read_timeout=args.read_timeout,
+            max_concurrent=args.max_concurrent,
+            max_bytes=int(args.max_memory_mb * 1024 * 1024),
+        )
+    except ValueError as exc:
+        raise _CommandError(str(exc)) from None
+    try:
         handle = start_server(
-            args.out, host=args.host, port=args.port, summarize=summarize, verbose=args.verbose
+            args.out, host=args.host, port=args.port, summarize=summarize, verbose=args.verbose, limits=limits
         )
     except OSError as exc:
         raise _CommandError(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}") from None
     with _until_stopped() as stop, handle:
         print(f"run-identity serve: listening on {handle.url}, writing to {Path(args.out)}", flush=True)
+        for repair in handle.sink.repairs:
+            print(
+                f"run-identity serve: {repair['file']} ended with a torn line of {repair['bytes']} bytes "
+                f"(a crash mid-write): moved to {repair['moved_to']}",
+                flush=True,
+            )
         while not stop.wait(0.5):
             pass
     summary = handle.summary()
@@ -155,15 +171,22 @@ def _spool_flush(args: argparse.Namespace) -> int:
     directory = Path(args.dir)
     if not directory.is_dir():
         raise _CommandError(f"{directory}: no such spool folder")
-    results = flush_spool_dir(directory, args.endpoint, timeout=args.timeout)
+    headers = {}
+    for item in args.header:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise _CommandError(f"--header {item!r}: expected NAME=VALUE")
+        headers[key.strip()] = value
+    results = flush_spool_dir(directory, args.endpoint, timeout=args.timeout, headers=headers)
     if not results:
         print(f"{directory}: nothing spooled")
         return 0
     left_total = 0
-    for name, (sent, left) in results.items():
+    for name, (sent, left, dead, _) in results.items():
         left_total += left
-        print(f"{directory / name}: sent {sent}, left {left}")
-    return 1 if left_total else 0
+        dead_note = f", dead-lettered {dead} (see {directory / name / 'dead'})" if dead else ""
+        print(f"{directory / name}: sent {sent}, left {left}{dead_note}")
+    return 1 if left_total or any(r.dead_lettered for r in results.values()) else 0
 
 
 def register(sub: Any) -> None:
@@ -182,6 +205,15 @@ def register(sub: Any) -> None:
     )
     p.add_argument("--summary-json", metavar="FILE", help="also write the final summary as JSON")
     p.add_argument("--verbose", action="store_true", help="log every request")
+    p.add_argument(
+        "--read-timeout", type=float, default=30.0, metavar="S", help="close a silent connection after S s (30)"
+    )
+    p.add_argument(
+        "--max-concurrent", type=int, default=16, metavar="N", help="requests decoded at once; more get 503 (16)"
+    )
+    p.add_argument(
+        "--max-memory-mb", type=float, default=256.0, metavar="MB", help="request bytes held; more get 429 (256)"
+    )
     p.set_defaults(func=_serve)
 
     p = sub.add_parser(
@@ -210,4 +242,7 @@ def register(sub: Any) -> None:
         "--endpoint", required=True, metavar="URL", help="OTLP/HTTP base URL, e.g. http://127.0.0.1:4318"
     )
     f.add_argument("--timeout", type=float, default=10.0, help="seconds per request (default 10)")
+    f.add_argument(
+        "--header", action="append", default=[], metavar="NAME=VALUE", help="HTTP header for every request"
+    )
     f.set_defaults(func=_spool_flush)

@@ -17,14 +17,28 @@ from google.protobuf import json_format
 from google.protobuf.message import DecodeError, Message
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 
-from run_identity.attributes import MANIFEST_EVENT_NAME
+from run_identity.attributes import MANIFEST_EVENT_NAME, RECEIPT_EVENT_NAME
 from run_identity.errors import RunIdentityError
 
-__all__ = ["MAX_BODY", "RequestError", "decode_request", "decompress", "otlp_json_line", "split_manifests"]
+__all__ = [
+    "MAX_BODY",
+    "OUR_EVENTS",
+    "RequestError",
+    "decode_request",
+    "decompress",
+    "event_of",
+    "otlp_json_line",
+    "split_manifests",
+]
 
 #: Largest request body accepted, after decompression.
 MAX_BODY = 64 * 1024 * 1024
-_ID_KEYS = frozenset({"traceId", "spanId", "parentSpanId"})
+#: The identity signal's log records (manifests and receipts): they go to ``manifests.jsonl``.
+OUR_EVENTS = frozenset({MANIFEST_EVENT_NAME, RECEIPT_EVENT_NAME})
+#: Where a record without ``event_name`` may carry it (older SDKs and collectors), as the verifier reads it.
+EVENT_NAME_ATTRIBUTE = "event.name"
+# OTLP/JSON writes the field names in lowerCamelCase; protobuf's JSON parser also takes the original names.
+_ID_KEYS = frozenset({"traceId", "spanId", "parentSpanId", "trace_id", "span_id", "parent_span_id"})
 
 
 class RequestError(RunIdentityError):
@@ -83,48 +97,69 @@ def decode_request(body: bytes, content_type: str, message: Message) -> None:
             doc = orjson.loads(body)
         except orjson.JSONDecodeError as exc:
             raise RequestError(HTTPStatus.BAD_REQUEST, f"not valid JSON: {exc}") from None
-        _convert_ids(doc, _base64)
         try:
+            _convert_ids(doc, _base64)
             json_format.ParseDict(doc, message, ignore_unknown_fields=True)
         except json_format.ParseError as exc:
             raise RequestError(HTTPStatus.BAD_REQUEST, f"not an OTLP/JSON request: {exc}") from None
+        except RecursionError:
+            raise RequestError(HTTPStatus.BAD_REQUEST, "JSON nested too deeply") from None
     else:
         raise RequestError(HTTPStatus.UNSUPPORTED_MEDIA_TYPE, f"unsupported content type {content_type!r}")
 
 
-def decompress(body: bytes, encoding: str) -> bytes:
-    """The body of a request with ``Content-Encoding: encoding`` (gzip, deflate or none), at most MAX_BODY."""
+def decompress(body: bytes, encoding: str, limit: int = MAX_BODY) -> bytes:
+    """The body of a request with ``Content-Encoding: encoding`` (gzip, deflate or none), at most ``limit``
+    bytes. Every member of a multi-member gzip body is read (RFC 1952). Raises :class:`RequestError`."""
     encoding = encoding.strip().lower()
     if encoding in ("", "identity"):
         return body
     if encoding == "gzip":
-        inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+        wbits = 16 + zlib.MAX_WBITS
     elif encoding == "deflate":
-        inflater = zlib.decompressobj()
+        wbits = zlib.MAX_WBITS
     else:
         raise RequestError(HTTPStatus.UNSUPPORTED_MEDIA_TYPE, f"unsupported content encoding {encoding!r}")
-    try:
-        data = inflater.decompress(body, MAX_BODY + 1)
-    except zlib.error as exc:
-        raise RequestError(HTTPStatus.BAD_REQUEST, f"bad {encoding} body: {exc}") from None
-    if len(data) > MAX_BODY:
-        raise RequestError(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, "request body too large")
-    if not inflater.eof:
-        raise RequestError(HTTPStatus.BAD_REQUEST, f"truncated {encoding} body")
-    return data
+    out = bytearray()
+    data = body
+    while True:
+        inflater = zlib.decompressobj(wbits=wbits)
+        try:
+            out += inflater.decompress(data, limit + 1 - len(out))
+        except zlib.error as exc:
+            raise RequestError(HTTPStatus.BAD_REQUEST, f"bad {encoding} body: {exc}") from None
+        if len(out) > limit or inflater.unconsumed_tail:
+            raise RequestError(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, "request body too large")
+        if not inflater.eof:
+            raise RequestError(HTTPStatus.BAD_REQUEST, f"truncated {encoding} body")
+        data = inflater.unused_data
+        if not data:
+            return bytes(out)
+        if encoding != "gzip":
+            raise RequestError(HTTPStatus.BAD_REQUEST, f"bytes after the end of the {encoding} body")
+
+
+def event_of(record: Any) -> str:
+    """A log record's event name: ``event_name``, else its ``event.name`` attribute (as the verifier reads)."""
+    if record.event_name:
+        return str(record.event_name)
+    for attribute in record.attributes:
+        if attribute.key == EVENT_NAME_ATTRIBUTE:
+            return str(attribute.value.string_value)
+    return ""
 
 
 def split_manifests(
     request: ExportLogsServiceRequest,
 ) -> tuple[ExportLogsServiceRequest, ExportLogsServiceRequest]:
-    """(manifest records, other records) of a logs request, each keeping its resource and scope."""
+    """(manifest and receipt records, other records) of a logs request, each keeping its resource and scope."""
     manifests, others = ExportLogsServiceRequest(), ExportLogsServiceRequest()
     for resource_logs in request.resource_logs:
         by_route: dict[bool, Any] = {}
         for scope_logs in resource_logs.scope_logs:
             parts: dict[bool, Any] = {}
             for record in scope_logs.log_records:
-                is_manifest = record.event_name == MANIFEST_EVENT_NAME
+                is_manifest = event_of(record) in OUR_EVENTS
                 if is_manifest not in parts:
                     if is_manifest not in by_route:
                         target = manifests if is_manifest else others
