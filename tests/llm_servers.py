@@ -28,13 +28,29 @@ class Reply:
     finish_reason: str | None = None
 
 
+class Headers(dict[str, str]):
+    """A request's headers, looked up whatever the case (httpx2 sends them in lower case, httpx did not)."""
+
+    def __init__(self, items: Any) -> None:
+        super().__init__((k.lower(), v) for k, v in items)
+
+    def __getitem__(self, key: str) -> str:
+        return super().__getitem__(key.lower())
+
+    def __contains__(self, key: object) -> bool:
+        return super().__contains__(key.lower() if isinstance(key, str) else key)
+
+    def get(self, key: str, default: Any = None) -> Any:  # type: ignore[override]
+        return super().get(key.lower(), default)
+
+
 @dataclass
 class LLMServer:
     """The running server: its base URLs, the requests received, and the replies queued."""
 
     root: str
     requests: list[dict[str, Any]] = field(default_factory=list)
-    headers: list[dict[str, str]] = field(default_factory=list)
+    headers: list[Headers] = field(default_factory=list)
     replies: list[Reply] = field(default_factory=list)
 
     @property
@@ -210,7 +226,7 @@ class _Handler(BaseHTTPRequestHandler):
         state = self.server.state  # type: ignore[attr-defined]
         request = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         state.requests.append(request)
-        state.headers.append(dict(self.headers))
+        state.headers.append(Headers(self.headers.items()))
         reply = state.next_reply()
         stream = request.get("stream") is True
         routes = {

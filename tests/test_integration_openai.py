@@ -12,7 +12,7 @@ import openai
 import pytest
 from conftest import Pipeline
 from llm_servers import API_KEY, SNAPSHOT, LLMServer, Reply, serve
-from opentelemetry.instrumentation.openai_v2 import OpenAIInstrumentor
+from opentelemetry.instrumentation.genai.openai import OpenAIInstrumentor
 from opentelemetry.sdk._logs import ReadableLogRecord
 
 import run_identity
@@ -152,7 +152,7 @@ def test_with_the_openai_v2_instrumentation_its_span_gets_the_identity(
         ri_openai.uninstrument()
         instrumentor.uninstrument()
     (span,) = pipeline.spans()
-    assert span.instrumentation_scope is not None and "openai_v2" in span.instrumentation_scope.name
+    assert span.instrumentation_scope is not None and "genai.openai" in span.instrumentation_scope.name
     expected = compute_identity(Composition.from_dict(hand_composition(server))).id
     assert (span.attributes or {})[RUN_IDENTITY_ID] == expected
     receipt = run_identity.receipt_of(reply)

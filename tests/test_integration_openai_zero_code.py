@@ -81,7 +81,7 @@ def test_capture_by_environment_variable_binds_the_instrumentation_span(tmp_path
     assert result.stdout.strip() == "Lisbon."
     assert "unknown integration 'nonsense'" in result.stderr
     (span,) = spans(out / "traces.jsonl")
-    assert "openai_v2" in span["_scope"]
+    assert "genai.openai" in span["_scope"]
     attributes = {a["key"]: next(iter(a["value"].values())) for a in span["attributes"]}
     (sent,) = server.requests
     expected = compute_identity(

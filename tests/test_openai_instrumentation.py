@@ -13,7 +13,7 @@ from typing import Any
 import openai
 import pytest
 from conftest import OpenAIServer, Pipeline
-from opentelemetry.instrumentation.openai_v2 import OpenAIInstrumentor
+from opentelemetry.instrumentation.genai.openai import OpenAIInstrumentor
 from opentelemetry.sdk.trace import ReadableSpan
 
 from run_identity import Composition, Keyring, Manifest, compute_identity, declare
@@ -49,7 +49,7 @@ def instrumented(pipeline: Pipeline) -> Iterator[Pipeline]:
 
 def instrumentation_span(pipeline: Pipeline) -> ReadableSpan:
     (span,) = [
-        s for s in pipeline.spans() if s.instrumentation_scope and "openai_v2" in s.instrumentation_scope.name
+        s for s in pipeline.spans() if s.instrumentation_scope and "genai.openai" in s.instrumentation_scope.name
     ]
     return span
 
@@ -121,7 +121,7 @@ def test_instrumented_async_openai_calls_keep_their_own_identities(
     spans = [
         s
         for s in instrumented.spans()
-        if s.instrumentation_scope and "openai_v2" in s.instrumentation_scope.name
+        if s.instrumentation_scope and "genai.openai" in s.instrumentation_scope.name
     ]
     assert len(spans) == 4
     by_identity = {(s.attributes or {})[RUN_IDENTITY_ID]: s for s in spans}
