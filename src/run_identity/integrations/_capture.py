@@ -17,7 +17,8 @@ import contextvars
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -32,7 +33,7 @@ from run_identity.genai import genai_span_attributes
 from run_identity.keys import Signer
 from run_identity.receipt import Receipt, attach_receipt, sign_receipt
 
-__all__ = ["Capture", "CaptureStats", "Endpoint", "Output", "Run"]
+__all__ = ["BOARD", "Capture", "CaptureStats", "Endpoint", "Output", "ReceiptBoard", "Run", "hook_expected"]
 
 _LOG = logging.getLogger("run_identity")
 _SCOPE = "run_identity.integrations"
@@ -103,6 +104,87 @@ def _reason(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"[:500]
 
 
+SpanKey = tuple[str, str]
+
+
+class ReceiptBoard:
+    """One receipt per run, whether a completion hook or a client integration makes it.
+
+    Keyed by the run's span (trace id, span id in hex). Whoever is about to sign first claims the span;
+    the other then only attaches the receipt made (``take``/``wait``). A receipt put for a span nobody waits
+    for is kept for a while (bounded), for the integration that returns the response right after the hook ran.
+    """
+
+    def __init__(self, size: int = 1024) -> None:
+        self._size = size
+        self._lock = threading.Lock()
+        self._claimed: OrderedDict[SpanKey, None] = OrderedDict()
+        self._receipts: OrderedDict[SpanKey, Receipt] = OrderedDict()
+        self._waiting: OrderedDict[SpanKey, list[object]] = OrderedDict()
+
+    def _bound(self, table: OrderedDict[SpanKey, Any], size: int) -> None:
+        while len(table) > size:
+            table.popitem(last=False)
+
+    def claim(self, key: SpanKey) -> bool:
+        """True for the first caller only: that caller signs the run's receipt."""
+        with self._lock:
+            if key in self._claimed:
+                return False
+            self._claimed[key] = None
+            self._bound(self._claimed, self._size * 4)
+            return True
+
+    def put(self, key: SpanKey, receipt: Receipt) -> None:
+        """The run's receipt is made: attach it to the objects waiting for it, or keep it for ``take``."""
+        with self._lock:
+            carriers = self._waiting.pop(key, None)
+            if carriers is None:
+                self._receipts[key] = receipt
+                self._bound(self._receipts, self._size)
+        for obj in carriers or ():
+            attach_receipt(obj, receipt)
+
+    def take(self, key: SpanKey) -> Receipt | None:
+        """The receipt made for the span, if any (taken off the board)."""
+        with self._lock:
+            return self._receipts.pop(key, None)
+
+    def wait(self, key: SpanKey, carriers: Iterable[object]) -> Receipt | None:
+        """Attach the span's receipt to ``carriers`` now if it is made, else when it is (returns it if made)."""
+        objects = list(carriers)
+        with self._lock:
+            receipt = self._receipts.pop(key, None)
+            if receipt is None:
+                self._waiting.setdefault(key, []).extend(objects)
+                self._bound(self._waiting, self._size)
+                return None
+        for obj in objects:
+            attach_receipt(obj, receipt)
+        return receipt
+
+
+#: The board shared by the client integrations and :mod:`run_identity.completion_hook`.
+BOARD = ReceiptBoard()
+#: Set by :class:`run_identity.completion_hook.RunIdentityCompletionHook`: whether a hook exists in this process,
+#: and the instrumentation scopes it has been called from.
+HOOKS: dict[str, Any] = {"made": 0, "scopes": set()}
+
+
+def hook_expected(below: str | None) -> bool:
+    """Whether the instrumentation wrapping a patched method (module ``below``) calls our completion hook.
+
+    True when a run_identity completion hook exists and the instrumentation is one of the official GenAI
+    instrumentations built on opentelemetry-util-genai 1.x (``opentelemetry.instrumentation.genai.*``), or
+    one the hook has already been called from.
+    """
+    if below is None or not HOOKS["made"]:
+        return False
+    if below.startswith("opentelemetry.instrumentation.genai."):
+        return True
+    return any(below.startswith(scope) for scope in HOOKS["scopes"])
+
+
 def find_identity_processor(provider: object) -> Any:
     """The IdentitySpanProcessor on an SDK TracerProvider, or None."""
     from run_identity.processor import IdentitySpanProcessor
@@ -161,7 +243,9 @@ class Capture:
     def provider(self) -> TracerProvider:
         return self.tracer_provider if self.tracer_provider is not None else trace_api.get_tracer_provider()
 
-    def start(self, endpoint: Endpoint, instance: Any, kwargs: dict[str, Any], *, own_span: bool) -> Run | None:
+    def start(
+        self, endpoint: Endpoint, instance: Any, kwargs: dict[str, Any], *, own_span: bool, below: str | None = None
+    ) -> Run | None:
         """Capture the request; None (request sent as it is) when disabled, nested or not capturable."""
         if not self.enabled or _ACTIVE.get():
             return None
@@ -174,7 +258,9 @@ class Capture:
             self.log_once(_reason(exc), "a request could not be captured; it is sent without an identity")
             return None
         self.count("captured")
-        return Run(self, endpoint, composition, own_span=own_span, stream=endpoint.streams(kwargs))
+        run = Run(self, endpoint, composition, own_span=own_span, stream=endpoint.streams(kwargs))
+        run.deferred = not own_span and hook_expected(below)
+        return run
 
 
 class Run:
@@ -188,6 +274,7 @@ class Run:
         "_token",
         "carriers",
         "declaration",
+        "deferred",
         "receipt",
         "span",
         "stream",
@@ -205,6 +292,8 @@ class Run:
         self.receipt: Receipt | None = None
         #: Objects besides the returned one that :func:`run_identity.receipt_of` answers for (stream helpers).
         self.carriers: list[object] = []
+        #: True when the instrumentation's completion hook signs the receipt (this run only attaches it).
+        self.deferred = False
         self.declaration = Declaration(composition, targeted=own_span)
         self.span: Span | None = None
         if own_span:
@@ -263,6 +352,45 @@ class Run:
         else:
             self.finish(self._safe(lambda: self._endpoint.output(response)), response)
 
+    def key(self) -> SpanKey | None:
+        """The span the declaration was bound to, once it was."""
+        d = self.declaration
+        return None if d.trace_id is None or d.span_id is None else (d.trace_id, d.span_id)
+
+    def settle(self, response: Any, carriers: Iterable[object] = ()) -> None:
+        """A deferred run returned: attach the completion hook's receipt (now, or when a stream ends).
+
+        A non-streamed call whose hook made no receipt (an instrumentation that did not call it) is signed here.
+        """
+        key = self.key()
+        if key is None:
+            self.finish(None, response)
+            if self.declaration.identity is None:
+                self._capture.count("unbound")
+            return
+        if self.stream:
+            self._done = True
+            self.wait_for_hook(key, (response, *carriers))
+            return
+        receipt = BOARD.take(key)
+        if receipt is None:
+            self._capture.log_once(
+                "no completion hook receipt", "the instrumentation did not call the completion hook; signed here"
+            )
+            self.returned(response)
+            return
+        self._done = True
+        self.receipt = receipt
+        for obj in (response, *carriers, *self.carriers):
+            attach_receipt(obj, receipt)
+        self._capture.count("receipts")
+
+    def wait_for_hook(self, key: SpanKey, carriers: Iterable[object]) -> None:
+        receipt = BOARD.wait(key, [*carriers, *self.carriers])
+        if receipt is not None:
+            self.receipt = receipt
+            self._capture.count("receipts")
+
     def _safe(self, make: Callable[[], Output | None]) -> Output | None:
         try:
             return make()
@@ -292,6 +420,14 @@ class Run:
         declaration = self.declaration
         if declaration.identity is None or declaration.trace_id is None or declaration.span_id is None:
             capture.count("unbound")  # no identity processor, or the composition could not be identified
+            return
+        key = (declaration.trace_id, declaration.span_id)
+        if not BOARD.claim(key):  # the completion hook signed this run already
+            made = BOARD.take(key)
+            if made is not None:
+                self.receipt = made
+                for obj in (carrier, *self.carriers):
+                    attach_receipt(obj, made)
             return
         try:
             signer, logger_provider, salt = self._signing()

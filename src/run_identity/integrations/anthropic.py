@@ -28,7 +28,6 @@ from run_identity.keys import Signer
 __all__ = ["instrument", "is_instrumented", "stats", "uninstrument"]
 
 
-
 class _Endpoint:
     operation = "chat"
 
@@ -52,6 +51,9 @@ class _StreamEndpoint(_Endpoint):
 
     def composition(self, instance: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
         return super().composition(instance, {**kwargs, "stream": True})
+
+    def streams(self, kwargs: dict[str, Any]) -> bool:
+        return True
 
 
 _MESSAGES = _Endpoint()
