@@ -139,10 +139,10 @@ def test_extra_body_is_request_content_under_extensions(captured: Pipeline, serv
     assert manifest.composition_json() == hand_composition(server, user="ana", reasoning={"effort": "low"})
 
 
-def test_with_the_openai_v2_instrumentation_its_span_gets_the_identity(
+def test_with_the_official_instrumentation_its_span_gets_the_identity(
     pipeline: Pipeline, server: LLMServer, keyring: Keyring
 ) -> None:
-    """Instrumented by openai-v2 first, the integration only declares: one span, the instrumentation's."""
+    """Instrumented by genai-openai first, the integration only declares: one span, the instrumentation's."""
     instrumentor = OpenAIInstrumentor()
     instrumentor.instrument(tracer_provider=pipeline.tracer_provider)
     ri_openai.instrument(tracer_provider=pipeline.tracer_provider, strict=True)

@@ -33,7 +33,7 @@ from run_identity.genai import genai_span_attributes
 from run_identity.keys import Signer
 from run_identity.receipt import Receipt, attach_receipt, sign_receipt
 
-__all__ = ["BOARD", "Capture", "CaptureStats", "Endpoint", "Output", "ReceiptBoard", "Run", "hook_expected"]
+__all__ = ["BOARD", "Capture", "CaptureStats", "Endpoint", "Output", "ReceiptBoard", "Run"]
 
 _LOG = logging.getLogger("run_identity")
 _SCOPE = "run_identity.integrations"
@@ -166,24 +166,6 @@ class ReceiptBoard:
 
 #: The board shared by the client integrations and :mod:`run_identity.completion_hook`.
 BOARD = ReceiptBoard()
-#: Set by :class:`run_identity.completion_hook.RunIdentityCompletionHook`: whether a hook exists in this process,
-#: and the instrumentation scopes it has been called from.
-HOOKS: dict[str, Any] = {"made": 0, "scopes": set()}
-
-
-def hook_expected(below: str | None) -> bool:
-    """Whether the instrumentation wrapping a patched method (module ``below``) calls our completion hook.
-
-    True when a run_identity completion hook exists and the instrumentation is one of the official GenAI
-    instrumentations built on opentelemetry-util-genai 1.x (``opentelemetry.instrumentation.genai.*``), or
-    one the hook has already been called from.
-    """
-    if below is None or not HOOKS["made"]:
-        return False
-    if below.startswith("opentelemetry.instrumentation.genai."):
-        return True
-    return any(below.startswith(scope) for scope in HOOKS["scopes"])
-
 
 def find_identity_processor(provider: object) -> Any:
     """The IdentitySpanProcessor on an SDK TracerProvider, or None."""
@@ -244,7 +226,7 @@ class Capture:
         return self.tracer_provider if self.tracer_provider is not None else trace_api.get_tracer_provider()
 
     def start(
-        self, endpoint: Endpoint, instance: Any, kwargs: dict[str, Any], *, own_span: bool, below: str | None = None
+        self, endpoint: Endpoint, instance: Any, kwargs: dict[str, Any], *, own_span: bool, hooked: bool = False
     ) -> Run | None:
         """Capture the request; None (request sent as it is) when disabled, nested or not capturable."""
         if not self.enabled or _ACTIVE.get():
@@ -259,7 +241,7 @@ class Capture:
             return None
         self.count("captured")
         run = Run(self, endpoint, composition, own_span=own_span, stream=endpoint.streams(kwargs))
-        run.deferred = not own_span and hook_expected(below)
+        run.deferred = hooked and not own_span
         return run
 
 

@@ -62,18 +62,43 @@ class Target:
         return f"{self.module}.{self.owner}.{self.attribute}"
 
 
-def instrumented_below(original: object) -> str | None:
-    """The module of the OpenTelemetry instrumentation wrapping ``original`` (it starts the GenAI span), if any."""
+def instrumented_below(original: object) -> Any:
+    """The wrapper function of the OpenTelemetry instrumentation wrapping ``original`` (it starts the GenAI
+    span), if any."""
     current: object = original
     for _ in range(_MAX_CHAIN):
         wrapper = getattr(current, "_self_wrapper", None)  # a wrapt FunctionWrapper
-        module = str(getattr(wrapper, "__module__", "")) if wrapper is not None else ""
-        if module.startswith("opentelemetry.instrumentation"):
-            return module
+        if wrapper is not None and str(getattr(wrapper, "__module__", "")).startswith("opentelemetry.instrumentation"):
+            return wrapper
         current = getattr(current, "__wrapped__", None)
         if current is None:
             return None
     return None
+
+
+def calls_our_hook(wrapper: Any, depth: int = 0) -> bool:
+    """Whether an instrumentation's wrapper calls the run_identity completion hook.
+
+    An instrumentation built on opentelemetry-util-genai keeps its ``TelemetryHandler`` in the closure of the
+    wrapper it installs; the handler holds the completion hook (wrapped in util-genai's ``_SafeCompletionHook``).
+    """
+    try:
+        cells = getattr(wrapper, "__closure__", None) or ()
+        for cell in cells:
+            try:
+                value = cell.cell_contents
+            except ValueError:  # an empty cell
+                continue
+            hook = getattr(value, "_completion_hook", None)
+            if hook is not None:
+                hook = getattr(hook, "_wrapped", hook)
+                if getattr(hook, "run_identity_hook", False) is True:
+                    return True
+            elif callable(value) and depth < 3 and calls_our_hook(value, depth + 1):
+                return True
+    except Exception:  # whatever the closure holds, the answer is then no
+        return False
+    return False
 
 
 def _library_missing(module: str) -> bool:
@@ -110,7 +135,7 @@ def patch(target: Target, capture: Capture, own_span: bool | None) -> bool | Non
         below = instrumented_below(original)
         start_span = below is None if own_span is None else own_span
         make = _MAKERS[target.kind]
-        replacement = make(original, capture, target.endpoint, start_span, below)
+        replacement = make(original, capture, target.endpoint, start_span, below is not None and calls_our_hook(below))
         functools.update_wrapper(replacement, getattr(original, "__wrapped__", original))
         setattr(replacement, _ORIGINAL, original)
         setattr(owner, target.attribute, replacement)
@@ -183,7 +208,7 @@ def _bind(original: Any, instance: Any) -> Any:
 def _answer(run: Run, response: Any, endpoint: Endpoint, *, is_async: bool) -> Any:
     """What the wrapped call returns: the response itself; a stream is observed until its end."""
     if run.deferred:  # the instrumentation's completion hook makes the receipt
-        run.settle(response, _innermost(response) if run.stream else ())
+        run.settle(response, (_innermost(response),) if run.stream else ())
         return response
     if run.stream and hasattr(response, "__aiter__" if is_async else "__iter__"):
         return observe_stream(response, run, endpoint.accumulator(), is_async=is_async)
@@ -194,9 +219,9 @@ def _answer(run: Run, response: Any, endpoint: Endpoint, *, is_async: bool) -> A
     return response
 
 
-def _sync(original: Any, capture: Capture, endpoint: Endpoint, own_span: bool, below: str | None) -> Callable[..., Any]:
+def _sync(original: Any, capture: Capture, endpoint: Endpoint, own_span: bool, hooked: bool) -> Callable[..., Any]:
     def create(self: Any, *args: Any, **kwargs: Any) -> Any:
-        run = capture.start(endpoint, self, kwargs, own_span=own_span, below=below)
+        run = capture.start(endpoint, self, kwargs, own_span=own_span, hooked=hooked)
         if run is None:
             return _bind(original, self)(*args, **kwargs)
         run.enter()
@@ -212,11 +237,9 @@ def _sync(original: Any, capture: Capture, endpoint: Endpoint, own_span: bool, b
     return create
 
 
-def _async(
-    original: Any, capture: Capture, endpoint: Endpoint, own_span: bool, below: str | None
-) -> Callable[..., Any]:
+def _async(original: Any, capture: Capture, endpoint: Endpoint, own_span: bool, hooked: bool) -> Callable[..., Any]:
     async def create(self: Any, *args: Any, **kwargs: Any) -> Any:
-        run = capture.start(endpoint, self, kwargs, own_span=own_span, below=below)
+        run = capture.start(endpoint, self, kwargs, own_span=own_span, hooked=hooked)
         if run is None:
             return await _bind(original, self)(*args, **kwargs)
         run.enter()
@@ -232,14 +255,12 @@ def _async(
     return create
 
 
-def _manager(
-    original: Any, capture: Capture, endpoint: Endpoint, own_span: bool, below: str | None
-) -> Callable[..., Any]:
+def _manager(original: Any, capture: Capture, endpoint: Endpoint, own_span: bool, hooked: bool) -> Callable[..., Any]:
     def stream(self: Any, *args: Any, **kwargs: Any) -> Any:
         reusable(kwargs, ("messages", "tools", "input"))  # read at enter time, after the library has
         manager = _bind(original, self)(*args, **kwargs)
         return ManagerProxy(
-            manager, lambda: capture.start(endpoint, self, kwargs, own_span=own_span, below=below), endpoint
+            manager, lambda: capture.start(endpoint, self, kwargs, own_span=own_span, hooked=hooked), endpoint
         )
 
     return stream
