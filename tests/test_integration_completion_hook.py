@@ -93,6 +93,12 @@ def events(pipeline: Pipeline, name: str) -> list[ReadableLogRecord]:
     return [r for r in pipeline.manifests() if r.log_record.event_name == name]
 
 
+def all_from_the_hook(pipeline: Pipeline) -> bool:
+    """Whether every receipt exported was signed by the completion hook (none by a client integration)."""
+    scopes = {r.instrumentation_scope.name for r in events(pipeline, RECEIPT_EVENT_NAME) if r.instrumentation_scope}
+    return scopes == {"run_identity.completion_hook"}
+
+
 def the_receipt(pipeline: Pipeline) -> Receipt:
     (event,) = events(pipeline, RECEIPT_EVENT_NAME)
     assert isinstance(event.log_record.body, str)
@@ -185,6 +191,7 @@ def test_streamed_call_keeps_the_instrumentation_stream_and_gets_the_hook_receip
     assert receipt.identity == identity_of(server, request(stream=True))
     verify_receipt(receipt, keyring)
     assert len(events(captured, RECEIPT_EVENT_NAME)) == 2 and hook.stats.receipts == 2
+    assert all_from_the_hook(captured)
 
 
 def test_async_calls_and_streams_get_hook_receipts(
@@ -216,6 +223,7 @@ def test_async_calls_and_streams_get_hook_receipts(
         assert receipt.identity == identity_of(server, body)
         verify_receipt(receipt, keyring)
     assert hook.stats.receipts == 4 and len(events(captured, RECEIPT_EVENT_NAME)) == 4
+    assert all_from_the_hook(captured)
 
 
 def test_anthropic_official_instrumentation_with_the_hook(
@@ -247,6 +255,7 @@ def test_anthropic_official_instrumentation_with_the_hook(
         verify_receipt(receipt, keyring)
         assert receipt.output[0]["parts"] == [{"type": "text", "content": "Lisbon."}]
     assert hook.stats.receipts == 3 and len(events(pipeline, RECEIPT_EVENT_NAME)) == 3
+    assert all_from_the_hook(pipeline)
     assert ri_anthropic.stats().capture_failures == 0
     genai = [s for s in pipeline.spans() if "gen_ai.operation.name" in (s.attributes or {})]
     assert all(

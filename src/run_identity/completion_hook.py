@@ -43,6 +43,8 @@ from run_identity.receipt import Receipt, sign_receipt
 __all__ = ["RunIdentityCompletionHook", "completion_hook", "output_json"]
 
 _LOG = logging.getLogger("run_identity")
+#: The instrumentation scope of the receipts the hook exports.
+SCOPE = "run_identity.completion_hook"
 
 
 def output_json(value: Any) -> Any:
@@ -184,7 +186,7 @@ class RunIdentityCompletionHook:
             salt=salt,
         )
         if logger_provider is not None:
-            _emit(receipt, logger_provider, span, self.export_output)
+            _emit(receipt, logger_provider, span, self.export_output, SCOPE)
         BOARD.put(key, receipt)
         self._count("receipts")
         return receipt

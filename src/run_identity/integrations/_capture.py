@@ -167,6 +167,7 @@ class ReceiptBoard:
 #: The board shared by the client integrations and :mod:`run_identity.completion_hook`.
 BOARD = ReceiptBoard()
 
+
 def find_identity_processor(provider: object) -> Any:
     """The IdentitySpanProcessor on an SDK TracerProvider, or None."""
     from run_identity.processor import IdentitySpanProcessor
@@ -470,7 +471,9 @@ def _response_attributes(span: Span, output: Output) -> None:
         span.set_attribute("gen_ai.usage.output_tokens", output.output_tokens)
 
 
-def _emit(receipt: Receipt, provider: LoggerProvider, span: Span | None, with_output: bool) -> None:
+def _emit(
+    receipt: Receipt, provider: LoggerProvider, span: Span | None, with_output: bool, scope: str = _SCOPE
+) -> None:
     from run_identity import __version__
 
     s = receipt.statement
@@ -484,7 +487,7 @@ def _emit(receipt: Receipt, provider: LoggerProvider, span: Span | None, with_ou
     if s.response_model is not None:
         attributes["gen_ai.response.model"] = s.response_model
     now = time.time_ns()
-    provider.get_logger(_SCOPE, __version__).emit(
+    provider.get_logger(scope, __version__).emit(
         timestamp=now,
         observed_timestamp=now,
         context=trace_api.set_span_in_context(NonRecordingSpan(context)),
