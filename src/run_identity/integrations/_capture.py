@@ -168,6 +168,17 @@ class ReceiptBoard:
 BOARD = ReceiptBoard()
 
 
+def _client_spans(endpoint: Endpoint, instance: Any, provider: object) -> bool:
+    """Whether the client itself starts the call's GenAI span in a provider with the identity processor."""
+    check = getattr(endpoint, "client_spans", None)
+    if check is None:
+        return False
+    try:
+        return bool(check(instance, provider))
+    except Exception:  # unknown client internals: start our span as usual
+        return False
+
+
 def find_identity_processor(provider: object) -> Any:
     """The IdentitySpanProcessor on an SDK TracerProvider, or None."""
     from run_identity.processor import IdentitySpanProcessor
@@ -201,6 +212,8 @@ class Capture:
         self.strict = strict
         self.export_output = export_output
         self.enabled = True
+        #: Whether the span is started only where nobody else starts one (``own_span=None``).
+        self.auto_span = True
         self._lock = threading.Lock()
         self._counts = _Counters()
 
@@ -241,6 +254,8 @@ class Capture:
             self.log_once(_reason(exc), "a request could not be captured; it is sent without an identity")
             return None
         self.count("captured")
+        if own_span and self.auto_span and _client_spans(endpoint, instance, self.provider()):
+            own_span = False  # the client starts a GenAI span of its own in this provider: that one is the run's
         run = Run(self, endpoint, composition, own_span=own_span, stream=endpoint.streams(kwargs))
         run.deferred = hooked and not own_span
         return run

@@ -178,6 +178,7 @@ class Integration:
         if self._capture is not None and self._capture.enabled:
             return True
         capture = Capture(self.name, **options)
+        capture.auto_span = own_span is None
         if not any([patch(t, capture, own_span) for t in self.targets]):
             self.missing = True
             return False
