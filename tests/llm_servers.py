@@ -28,6 +28,18 @@ class Reply:
     finish_reason: str | None = None
 
 
+def official_openai_instrumentation() -> tuple[Any, str]:
+    """The official OpenAI instrumentor installed and (part of) its scope name: genai-openai (on util-genai 1.x),
+    else openai-v2 (the older combination with openai 2.x and util-genai 0.x, docs/integration.md)."""
+    try:
+        from opentelemetry.instrumentation.genai.openai import OpenAIInstrumentor
+    except ImportError:
+        from opentelemetry.instrumentation.openai_v2 import OpenAIInstrumentor
+
+        return OpenAIInstrumentor, "openai_v2"
+    return OpenAIInstrumentor, "genai.openai"
+
+
 class Headers(dict[str, str]):
     """A request's headers, looked up whatever the case (httpx2 sends them in lower case, httpx did not)."""
 

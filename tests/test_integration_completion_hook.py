@@ -14,6 +14,8 @@ from typing import Any
 import anthropic
 import openai
 import pytest
+
+pytest.importorskip("opentelemetry.instrumentation.genai.openai", reason="the util-genai 1.x instrumentations")
 from conftest import Pipeline
 from llm_servers import API_KEY, SNAPSHOT, LLMServer, serve
 from opentelemetry.instrumentation.genai.anthropic import AnthropicInstrumentor

@@ -11,8 +11,7 @@ from typing import Any
 import openai
 import pytest
 from conftest import Pipeline
-from llm_servers import API_KEY, SNAPSHOT, LLMServer, Reply, serve
-from opentelemetry.instrumentation.genai.openai import OpenAIInstrumentor
+from llm_servers import API_KEY, SNAPSHOT, LLMServer, Reply, official_openai_instrumentation, serve
 from opentelemetry.sdk._logs import ReadableLogRecord
 
 import run_identity
@@ -21,6 +20,8 @@ from run_identity.attributes import MANIFEST_EVENT_NAME, RECEIPT_EVENT_NAME, RUN
 from run_identity.integrations import openai as ri_openai
 from run_identity.integrations._openai_map import chat_body, chat_composition, responses_body, responses_composition
 from run_identity.receipt import Receipt, output_digest, verify_receipt
+
+OpenAIInstrumentor, INSTRUMENTATION_SCOPE = official_openai_instrumentation()
 
 QUESTION = "What is the capital of Portugal?"
 SYSTEM = "You answer geography questions in one short sentence."
@@ -152,7 +153,7 @@ def test_with_the_official_instrumentation_its_span_gets_the_identity(
         ri_openai.uninstrument()
         instrumentor.uninstrument()
     (span,) = pipeline.spans()
-    assert span.instrumentation_scope is not None and "genai.openai" in span.instrumentation_scope.name
+    assert span.instrumentation_scope is not None and INSTRUMENTATION_SCOPE in span.instrumentation_scope.name
     expected = compute_identity(Composition.from_dict(hand_composition(server))).id
     assert (span.attributes or {})[RUN_IDENTITY_ID] == expected
     receipt = run_identity.receipt_of(reply)

@@ -17,8 +17,7 @@ import openai
 import pytest
 from anthropic.lib.streaming import AsyncMessageStream, AsyncMessageStreamManager, MessageStream, MessageStreamManager
 from conftest import Pipeline
-from llm_servers import API_KEY, LLMServer, serve
-from opentelemetry.instrumentation.genai.openai import OpenAIInstrumentor
+from llm_servers import API_KEY, LLMServer, official_openai_instrumentation, serve
 
 import run_identity
 from run_identity import Keyring
@@ -26,6 +25,8 @@ from run_identity.attributes import RUN_IDENTITY_ID
 from run_identity.integrations import anthropic as ri_anthropic
 from run_identity.integrations import openai as ri_openai
 from run_identity.receipt import verify_receipt
+
+OpenAIInstrumentor, INSTRUMENTATION_SCOPE = official_openai_instrumentation()
 
 MESSAGES = [{"role": "user", "content": "What is the capital of Portugal?"}]
 CLAUDE = {"model": "claude-sonnet-4-5", "max_tokens": 64, "messages": MESSAGES}
