@@ -275,10 +275,20 @@ _MAKERS: dict[str, Callable[..., Callable[..., Any]]] = {
 }
 
 
+def _owns_items(obj: Any) -> bool:
+    """Whether ``obj`` itself holds an item iterator (the client's stream), not a wrapper passing it through."""
+    if "_iterator" in getattr(obj, "__dict__", {}):
+        return True
+    return any("_iterator" in vars(klass) for klass in type(obj).__mro__)
+
+
 def _innermost(obj: Any) -> Any:
-    """The client's own object under the proxies an instrumentation put around it (wrapt ``__wrapped__``)."""
+    """The client's own stream under the wrappers an instrumentation put around it: wrapt proxies
+    (``__wrapped__``), or wrappers that keep it as ``stream`` and pass attributes through (openai-v2)."""
     for _ in range(_MAX_CHAIN):
         inner = getattr(obj, "__wrapped__", None)
+        if inner is None and not _owns_items(obj):
+            inner = getattr(obj, "__dict__", {}).get("stream")
         if inner is None:
             return obj
         obj = inner
