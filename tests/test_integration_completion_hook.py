@@ -193,6 +193,7 @@ def test_streamed_call_keeps_the_instrumentation_stream_and_gets_the_hook_receip
     assert receipt.identity == identity_of(server, request(stream=True))
     verify_receipt(receipt, keyring)
     assert len(events(captured, RECEIPT_EVENT_NAME)) == 2 and hook.stats.receipts == 2
+    assert ri_openai.stats().receipts == 2  # the integration counts the receipts it handed to its responses
     assert all_from_the_hook(captured)
 
 

@@ -120,7 +120,7 @@ class ReceiptBoard:
         self._lock = threading.Lock()
         self._claimed: OrderedDict[SpanKey, None] = OrderedDict()
         self._receipts: OrderedDict[SpanKey, Receipt] = OrderedDict()
-        self._waiting: OrderedDict[SpanKey, list[object]] = OrderedDict()
+        self._waiting: OrderedDict[SpanKey, tuple[list[object], Callable[[Receipt], None] | None]] = OrderedDict()
 
     def _bound(self, table: OrderedDict[SpanKey, Any], size: int) -> None:
         while len(table) > size:
@@ -138,29 +138,37 @@ class ReceiptBoard:
     def put(self, key: SpanKey, receipt: Receipt) -> None:
         """The run's receipt is made: attach it to the objects waiting for it, or keep it for ``take``."""
         with self._lock:
-            carriers = self._waiting.pop(key, None)
-            if carriers is None:
+            waiting = self._waiting.pop(key, None)
+            if waiting is None:
                 self._receipts[key] = receipt
                 self._bound(self._receipts, self._size)
-        for obj in carriers or ():
+                return
+        carriers, then = waiting
+        for obj in carriers:
             attach_receipt(obj, receipt)
+        if then is not None:
+            then(receipt)
 
     def take(self, key: SpanKey) -> Receipt | None:
         """The receipt made for the span, if any (taken off the board)."""
         with self._lock:
             return self._receipts.pop(key, None)
 
-    def wait(self, key: SpanKey, carriers: Iterable[object]) -> Receipt | None:
-        """Attach the span's receipt to ``carriers`` now if it is made, else when it is (returns it if made)."""
+    def wait(
+        self, key: SpanKey, carriers: Iterable[object], then: Callable[[Receipt], None] | None = None
+    ) -> Receipt | None:
+        """Attach the span's receipt to ``carriers`` (and call ``then``) now if it is made, else when it is."""
         objects = list(carriers)
         with self._lock:
             receipt = self._receipts.pop(key, None)
             if receipt is None:
-                self._waiting.setdefault(key, []).extend(objects)
+                self._waiting[key] = (objects, then)
                 self._bound(self._waiting, self._size)
                 return None
         for obj in objects:
             attach_receipt(obj, receipt)
+        if then is not None:
+            then(receipt)
         return receipt
 
 
@@ -384,10 +392,11 @@ class Run:
         self._capture.count("receipts")
 
     def wait_for_hook(self, key: SpanKey, carriers: Iterable[object]) -> None:
-        receipt = BOARD.wait(key, [*carriers, *self.carriers])
-        if receipt is not None:
-            self.receipt = receipt
-            self._capture.count("receipts")
+        BOARD.wait(key, [*carriers, *self.carriers], self._hook_receipt)
+
+    def _hook_receipt(self, receipt: Receipt) -> None:
+        self.receipt = receipt
+        self._capture.count("receipts")
 
     def _safe(self, make: Callable[[], Output | None]) -> Output | None:
         try:
