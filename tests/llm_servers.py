@@ -167,7 +167,21 @@ def response_object(reply: Reply, request: dict[str, Any]) -> dict[str, Any]:
 def response_events(reply: Reply, request: dict[str, Any]) -> list[dict[str, Any]]:
     final = response_object(reply, request)
     started = {**final, "status": "in_progress", "output": [], "usage": None}
-    events = [{"type": "response.created", "sequence_number": 0, "response": started}]
+    message = final["output"][0]
+    where = {"item_id": message["id"], "output_index": 0}
+    events: list[dict[str, Any]] = [{"type": "response.created", "sequence_number": 0, "response": started}]
+    events.append(
+        {
+            "type": "response.output_item.added",
+            "sequence_number": 1,
+            "output_index": 0,
+            "item": {**message, "status": "in_progress", "content": []},
+        }
+    )
+    part = {"type": "output_text", "text": "", "annotations": []}
+    events.append(
+        {"type": "response.content_part.added", "sequence_number": 2, **where, "content_index": 0, "part": part}
+    )
     for i in range(0, len(reply.text), 3):
         events.append(
             {
@@ -180,6 +194,13 @@ def response_events(reply: Reply, request: dict[str, Any]) -> list[dict[str, Any
                 "logprobs": [],
             }
         )
+    done: list[dict[str, Any]] = [
+        {"type": "response.output_text.done", **where, "content_index": 0, "text": reply.text, "logprobs": []},
+        {"type": "response.content_part.done", **where, "content_index": 0, "part": message["content"][0]},
+        {"type": "response.output_item.done", "output_index": 0, "item": message},
+    ]
+    for event in done:
+        events.append({**event, "sequence_number": len(events)})
     events.append({"type": "response.completed", "sequence_number": len(events), "response": final})
     return events
 

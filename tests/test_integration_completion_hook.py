@@ -313,3 +313,56 @@ class _BrokenSigner:
 
     def sign(self, data: bytes) -> bytes:
         raise RuntimeError("the HSM is unplugged")
+
+
+def test_responses_create_streamed_and_the_stream_helper_get_hook_receipts(
+    captured: Pipeline, hook: RunIdentityCompletionHook, server: LLMServer, keyring: Keyring
+) -> None:
+    """responses.create (whole, stream=True) and responses.stream(...): the hook signs each, once."""
+    oai = client(server)
+    whole = oai.responses.create(model="gpt-4o-mini", input=QUESTION)
+    stream = oai.responses.create(model="gpt-4o-mini", input=QUESTION, stream=True)
+    for _ in stream:
+        pass
+    with oai.responses.stream(model="gpt-4o-mini", input=QUESTION) as helper:
+        assert helper.get_final_response().output_text == "Lisbon."
+    receipts = [run_identity.receipt_of(x) for x in (whole, stream, helper)]
+    for receipt in receipts:
+        assert receipt is not None and receipt.output == LISBON
+        verify_receipt(receipt, keyring)
+    assert receipts[1] is not None and receipts[2] is not None and receipts[1].identity == receipts[2].identity
+    assert hook.stats.receipts == 3 and len(events(captured, RECEIPT_EVENT_NAME)) == 3 and all_from_the_hook(captured)
+    assert captured.processor.coverage.undeclared == 0 and captured.processor.coverage.identified == 3
+
+
+def test_anthropic_async_calls_get_hook_receipts(
+    pipeline: Pipeline, loaded: Any, hook: RunIdentityCompletionHook, server: LLMServer, keyring: Keyring
+) -> None:
+    instrumentor = AnthropicInstrumentor()
+    instrumentor.instrument(
+        tracer_provider=pipeline.tracer_provider, logger_provider=pipeline.logger_provider, completion_hook=loaded
+    )
+    ri_anthropic.instrument(tracer_provider=pipeline.tracer_provider, strict=True)
+    body = {"model": "claude-sonnet-4-5", "max_tokens": 64, "messages": [{"role": "user", "content": QUESTION}]}
+
+    async def main() -> list[Any]:
+        aclient = anthropic.AsyncAnthropic(api_key=API_KEY, base_url=server.anthropic_url, max_retries=0)
+        message = await aclient.messages.create(**body)
+        stream = await aclient.messages.create(**body, stream=True)
+        async for _ in stream:
+            pass
+        async with aclient.messages.stream(**body) as helper:
+            assert await helper.get_final_text() == "Lisbon."
+        await aclient.close()
+        return [message, stream, helper]
+
+    try:
+        replies = asyncio.run(main())
+    finally:
+        ri_anthropic.uninstrument()
+        instrumentor.uninstrument()
+    for reply in replies:
+        receipt = run_identity.receipt_of(reply)
+        assert receipt is not None
+        verify_receipt(receipt, keyring)
+    assert hook.stats.receipts == 3 and all_from_the_hook(pipeline)

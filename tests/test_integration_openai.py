@@ -306,6 +306,49 @@ def test_responses_api_calls_streamed_or_not_are_captured(
     verify_receipt(second, keyring)
 
 
+def test_responses_stream_helper_is_captured_when_entered(
+    captured: Pipeline, server: LLMServer, keyring: Keyring
+) -> None:
+    """responses.stream(...), sync and async: one run (the create it sends inside is not captured again), the
+    helper stream is the client's own, and its receipt matches the streamed create's."""
+    oai = client(server)
+    created = oai.responses.create(model="gpt-4o-mini", input=QUESTION, stream=True)
+    for _ in created:
+        pass
+    with oai.responses.stream(model="gpt-4o-mini", input=QUESTION) as helper:
+        assert type(helper).__name__ == "ResponseStream"
+        assert helper.get_final_response().output_text == "Lisbon."
+
+    async def asynchronous() -> Any:
+        aclient = openai.AsyncOpenAI(api_key=API_KEY, base_url=server.openai_url, max_retries=0)
+        async with aclient.responses.stream(model="gpt-4o-mini", input=QUESTION) as ahelper:
+            assert type(ahelper).__name__ == "AsyncResponseStream"
+            async for _ in ahelper:
+                pass
+        await aclient.close()
+        return ahelper
+
+    ahelper = asyncio.run(asynchronous())
+    receipts = [run_identity.receipt_of(x) for x in (created, helper, ahelper)]
+    assert all(r is not None for r in receipts)
+    assert len({r.identity for r in receipts if r}) == 1  # the same request body: "stream": true included
+    assert len({r.statement.output_digest for r in receipts if r}) == 1
+    for receipt in receipts:
+        assert receipt is not None
+        verify_receipt(receipt, keyring)
+    assert len(captured.spans()) == 3 and ri_openai.stats().captured == 3
+
+
+def test_responses_stream_resuming_a_response_is_not_captured(captured: Pipeline) -> None:
+    """responses.stream(response_id=...) sends no model request: no capture, the call goes on (here it fails
+    to connect, as it would have without run identity)."""
+    oai = openai.OpenAI(api_key=API_KEY, base_url="http://127.0.0.1:9/v1", max_retries=0)
+    with pytest.raises(openai.APIConnectionError), oai.responses.stream(response_id="resp_1") as stream:
+        for _ in stream:
+            pass
+    assert ri_openai.stats().captured == 0
+
+
 def test_a_request_that_cannot_be_identified_still_goes_out_marked(pipeline: Pipeline, server: LLMServer) -> None:
     """A credential-like field in the body: the span is marked with run_identity.error, the reply arrives."""
     ri_openai.instrument(tracer_provider=pipeline.tracer_provider)

@@ -133,12 +133,11 @@ def test_a_method_not_where_expected_is_logged_once_and_runs_unpatched(
     pipeline: Pipeline, server: LLMServer, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     """A class that is not there any more and a module that moved: one warning each; those calls run as they are."""
-    chat, async_chat, responses, async_responses = ri_openai.TARGETS
+    chat, async_chat, *others = ri_openai.TARGETS
     targets = (
         replace(chat, owner="CompletionsThatMoved"),
         replace(async_chat, module="openai.resources.chat.moved_away"),
-        responses,
-        async_responses,
+        *others,
     )
     monkeypatch.setattr(ri_openai._INTEGRATION, "targets", targets)
     caplog.set_level(logging.WARNING, logger="run_identity")

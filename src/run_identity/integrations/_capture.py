@@ -253,6 +253,9 @@ class Capture:
         """Capture the request; None (request sent as it is) when disabled, nested or not capturable."""
         if not self.enabled or _ACTIVE.get():
             return None
+        applies = getattr(endpoint, "applies", None)  # a method call that sends no model request
+        if applies is not None and not applies(kwargs):
+            return None
         try:
             composition = endpoint.composition(instance, kwargs)
         except Exception as exc:
