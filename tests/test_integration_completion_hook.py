@@ -29,6 +29,7 @@ from run_identity import Composition, Keyring, Manifest, compute_identity, decla
 from run_identity.attributes import MANIFEST_EVENT_NAME, RECEIPT_EVENT_NAME, RUN_IDENTITY_ID
 from run_identity.completion_hook import RunIdentityCompletionHook, output_json
 from run_identity.integrations import anthropic as ri_anthropic
+from run_identity.integrations._capture import BOARD
 from run_identity.integrations import openai as ri_openai
 from run_identity.integrations._openai_map import chat_composition
 from run_identity.receipt import Receipt, verify_receipt
@@ -154,6 +155,7 @@ def test_declared_call_gets_its_receipt_from_the_hook(
     assert (s.response_id, s.system_fingerprint, s.finish_reasons) == ("chatcmpl-canned-1", "fp_canned01", ("stop",))
     assert run_identity.receipt_of(reply) is None  # no integration to carry it to the response: it is in the logs
     assert hook.stats.receipts == 1
+    assert (s.trace_id, s.span_id) not in BOARD._receipts  # nobody will take it: not kept
 
 
 def test_undeclared_call_is_counted_and_left_alone(

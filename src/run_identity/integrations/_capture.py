@@ -136,12 +136,14 @@ class ReceiptBoard:
             return True
 
     def put(self, key: SpanKey, receipt: Receipt) -> None:
-        """The run's receipt is made: attach it to the objects waiting for it, or keep it for ``take``."""
+        """The run's receipt is made: attach it to the objects waiting for it, or keep it for ``take`` when a
+        captured call is under way in this context (its integration takes it when the call returns)."""
         with self._lock:
             waiting = self._waiting.pop(key, None)
             if waiting is None:
-                self._receipts[key] = receipt
-                self._bound(self._receipts, self._size)
+                if _ACTIVE.get():
+                    self._receipts[key] = receipt
+                    self._bound(self._receipts, self._size)
                 return
         carriers, then = waiting
         for obj in carriers:
@@ -384,7 +386,8 @@ class Run:
         receipt = BOARD.take(key)
         if receipt is None:
             self._capture.log_once(
-                "no completion hook receipt", "the instrumentation did not call the completion hook; signed here"
+                "no completion hook receipt",
+                "the completion hook made no receipt for a call; the integration signs it unless the hook tried",
             )
             self.returned(response)
             return
