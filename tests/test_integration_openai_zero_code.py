@@ -1,4 +1,4 @@
-"""Zero code: RUN_IDENTITY_CAPTURE=openai under opentelemetry-instrument identifies an undeclared call."""
+"""Zero code: RUN_IDENTITY_CAPTURE under opentelemetry-instrument identifies undeclared calls (openai, anthropic)."""
 
 from __future__ import annotations
 
@@ -180,3 +180,76 @@ def test_zero_code_with_the_completion_hook_receipts_come_from_the_instrumentati
         assert receipt.output == [
             {"role": "assistant", "parts": [{"type": "text", "content": "Lisbon."}], "finish_reason": "stop"}
         ]
+
+
+ANTHROPIC_APP = """
+import sys
+import anthropic
+import run_identity
+
+client = anthropic.Anthropic(max_retries=0)
+body = {"model": "claude-canned-4", "max_tokens": 64, "messages": [{"role": "user", "content": "Capital of Portugal?"}]}
+message = client.messages.create(**body)
+with client.messages.stream(**body) as helper:
+    text = helper.get_final_text()
+print(message.content[0].text, text)
+for obj in (message, helper):
+    receipt = run_identity.receipt_of(obj)
+    print(f"receipt: {receipt.statement.span_id if receipt else None}", file=sys.stderr)
+"""
+
+
+def test_zero_code_anthropic_with_genai_anthropic_and_the_hook(tmp_path: Path, server: LLMServer) -> None:
+    """The same for anthropic 2.17+ under genai-anthropic: the instrumentation's span is the run's (the client's
+    own span inside it is an undeclared GenAI span), the hook signs, the responses carry the receipts."""
+    pytest.importorskip("opentelemetry.instrumentation.genai.anthropic", reason="util-genai 1.x instrumentation")
+    signer = Ed25519Signer.generate()
+    key = tmp_path / "signing-key.pem"
+    key.write_bytes(signer.private_pem())
+    app = tmp_path / "app.py"
+    app.write_text(ANTHROPIC_APP)
+    out = tmp_path / "out"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "RUN_IDENTITY_", "ANTHROPIC_"))}
+    env.update(
+        PATH=f"{BIN}{os.pathsep}{env.get('PATH', '')}",
+        OTEL_TRACES_EXPORTER="none",
+        OTEL_METRICS_EXPORTER="none",
+        OTEL_LOGS_EXPORTER="none",
+        OTEL_INSTRUMENTATION_GENAI_COMPLETION_HOOK="run_identity",
+        ANTHROPIC_BASE_URL=server.anthropic_url,
+        ANTHROPIC_API_KEY=API_KEY,
+        NO_PROXY="127.0.0.1,localhost",
+        no_proxy="127.0.0.1,localhost",
+        RUN_IDENTITY_ENABLED="true",
+        RUN_IDENTITY_SIGNING_KEY=str(key),
+        RUN_IDENTITY_EXPORT_DIR=str(out),
+        RUN_IDENTITY_CAPTURE="anthropic",
+    )
+    result = subprocess.run(
+        [str(BIN / "opentelemetry-instrument"), sys.executable, str(app)],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["Lisbon.", "Lisbon."]
+    found = spans(out / "traces.jsonl")
+    identified = [s for s in found if any(a["key"] == "run_identity.id" for a in s["attributes"])]
+    assert len(identified) == 2 and all("genai.anthropic" in s["_scope"] for s in identified)
+    handed = [line.split(": ")[1] for line in result.stderr.splitlines() if line.startswith("receipt: ")]
+    assert set(handed) == {s["spanId"] for s in identified}
+    receipts = []
+    for line in (out / "manifests.jsonl").read_text(encoding="utf-8").splitlines():
+        for resource in json.loads(line)["resourceLogs"]:
+            for scope in resource["scopeLogs"]:
+                receipts.extend(
+                    (scope["scope"]["name"], Receipt.from_json(r["body"]["stringValue"]))
+                    for r in scope["logRecords"]
+                    if r.get("eventName") == RECEIPT_EVENT_NAME
+                )
+    assert {name for name, _ in receipts} == {"run_identity.completion_hook"} and len(receipts) == 2
+    for _, receipt in receipts:
+        verify_receipt(receipt, Keyring([signer.public_key]))
