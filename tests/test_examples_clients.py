@@ -100,14 +100,21 @@ def test_openai_client_example(
     assert receipt_scopes == ({"run_identity.completion_hook"} if official else {"run_identity.integrations"})
 
 
+@pytest.mark.parametrize("official", [False, True])
 def test_anthropic_client_example(
-    tmp_path: Path, server: LLMServer, keys: tuple[Path, Path, Keyring], capsys: pytest.CaptureFixture[str]
+    tmp_path: Path,
+    server: LLMServer,
+    keys: tuple[Path, Path, Keyring],
+    capsys: pytest.CaptureFixture[str],
+    official: bool,
 ) -> None:
     """examples/anthropic_client: a streamed answer, its identity, and a receipt that verifies."""
+    if official:
+        pytest.importorskip("opentelemetry.instrumentation.genai.anthropic", reason="util-genai 1.x instrumentation")
     key, jwks, ring = keys
     out = tmp_path / "out"
     argv = ["--key", str(key), "--out", str(out), "--receipt", str(tmp_path / "receipt.json")]
-    argv += ["--base-url", server.anthropic_url, "--model", "claude-canned-4"]
+    argv += ["--base-url", server.anthropic_url, "--model", "claude-canned-4"] + (["--official"] if official else [])
     assert load("anthropic_client").main(argv) == 0
     captured = capsys.readouterr()
     assert captured.out.strip() == "Lisbon." and "stop: end_turn" in captured.err
