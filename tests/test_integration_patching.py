@@ -207,3 +207,20 @@ def test_a_failing_accumulator_loses_the_receipt_not_the_stream(
         ri_openai.uninstrument()
     assert run_identity.receipt_of(stream) is None
     assert len(pipeline.spans()) == 1
+
+
+def test_an_observed_stream_that_is_dropped_is_freed_by_reference_counting(both: Pipeline, server: LLMServer) -> None:
+    """Observing a stream adds no reference cycle: anthropic's streams rely on refcounting to close a dropped one."""
+    import gc
+    import weakref
+
+    gc.collect()
+    gc.disable()
+    try:
+        stream = claude(server).messages.create(**CLAUDE, stream=True)
+        next(iter(stream))  # read a little, then drop it
+        ref = weakref.ref(stream)
+        del stream
+        assert ref() is None
+    finally:
+        gc.enable()

@@ -18,6 +18,7 @@ import functools
 import importlib
 import logging
 import threading
+import weakref
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -303,7 +304,9 @@ class _Observer:
     def __init__(self, run: Run, accumulator: Accumulator, carriers: tuple[object, ...]) -> None:
         self._run = run
         self._acc: Accumulator | None = accumulator
-        self._carriers = carriers
+        # Weakly: the stream holds this observer (through its iterator); a dropped stream must not be kept
+        # alive by a reference cycle (anthropic's streams avoid cycles so that refcounting closes them).
+        self._carriers = tuple(_weak(c) for c in carriers)
 
     def add(self, item: Any) -> None:
         acc = self._acc
@@ -322,8 +325,16 @@ class _Observer:
     def end(self) -> None:
         acc = self._acc
         output = self._run._safe(acc.output) if acc is not None else None
-        self._run.carriers.extend(self._carriers[1:])
-        self._run.finish(output, self._carriers[0])
+        carriers = [obj for obj in (ref() for ref in self._carriers) if obj is not None]
+        self._run.carriers.extend(carriers[1:])
+        self._run.finish(output, carriers[0] if carriers else None)
+
+
+def _weak(obj: object) -> Callable[[], object]:
+    try:
+        return weakref.ref(obj)
+    except TypeError:  # not weak-referenceable: held strongly
+        return lambda: obj
 
 
 def _items(items: Iterator[Any], observer: _Observer, run: Run) -> Iterator[Any]:
@@ -354,12 +365,25 @@ async def _aitems(items: AsyncIterator[Any], observer: _Observer, run: Run) -> A
     observer.end()
 
 
-def _closing(close: Callable[..., Any], run: Run, *, is_async: bool) -> Callable[..., Any]:
+def _closing(base: Any, run: Run, *, is_async: bool) -> Callable[..., Any]:
+    """``base.close`` that also ends the run (its span) when the stream is closed before its end. It reaches
+    ``base`` through a weak reference: it is kept in ``base.__dict__`` and must not form a cycle with it."""
+    close = base.close
+    func = getattr(close, "__func__", None)
+    if func is not None and getattr(close, "__self__", None) is base:
+        ref = _weak(base)
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            obj = ref()
+            return func(obj, *args, **kwargs) if obj is not None else None
+
+    else:
+        call = close
     if is_async:
 
         async def aclose(*args: Any, **kwargs: Any) -> Any:
             try:
-                return await close(*args, **kwargs)
+                return await call(*args, **kwargs)
             finally:
                 run.abandon()
 
@@ -367,7 +391,7 @@ def _closing(close: Callable[..., Any], run: Run, *, is_async: bool) -> Callable
 
     def close_(*args: Any, **kwargs: Any) -> Any:
         try:
-            return close(*args, **kwargs)
+            return call(*args, **kwargs)
         finally:
             run.abandon()
 
@@ -382,12 +406,12 @@ def observe_stream(
     base = _innermost(stream)
     try:
         items = base._iterator  # the client's item iterator (made on first use by some versions)
-        close = base.close
-        if not hasattr(items, "__anext__" if is_async else "__next__") or not callable(close):
+        if not hasattr(items, "__anext__" if is_async else "__next__") or not callable(base.close):
             raise TypeError(f"{type(base).__name__}._iterator is not an iterator")
+        closing = _closing(base, run, is_async=is_async)
         observer = _Observer(run, accumulator, (stream, *(() if base is stream else (base,)), *carriers))
         base._iterator = _aitems(items, observer, run) if is_async else _items(items, observer, run)
-        base.close = _closing(close, run, is_async=is_async)
+        base.close = closing
     except Exception as exc:
         capture = run._capture
         log_once(
