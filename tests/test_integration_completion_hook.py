@@ -310,6 +310,29 @@ def test_a_hook_failure_never_reaches_the_application(
     assert len([r for r in caplog.records if "completion hook" in r.getMessage()]) == 1
 
 
+def test_when_the_hook_cannot_sign_the_integration_does(
+    pipeline: Pipeline, server: LLMServer, keyring: Keyring
+) -> None:
+    """A hook that fails gives up its claim on the run: the integration signs it from the response it read."""
+    failing = RunIdentityCompletionHook(signer=_BrokenSigner())
+    instrumentor = OpenAIInstrumentor()
+    instrumentor.instrument(
+        tracer_provider=pipeline.tracer_provider, logger_provider=pipeline.logger_provider, completion_hook=failing
+    )
+    ri_openai.instrument(tracer_provider=pipeline.tracer_provider)
+    try:
+        reply = client(server).chat.completions.create(**request())
+        assert failing.stats.receipt_failures == 1 and ri_openai.stats().receipts == 1
+    finally:
+        ri_openai.uninstrument()
+        instrumentor.uninstrument()
+    receipt = run_identity.receipt_of(reply)
+    assert receipt is not None and receipt.output == LISBON
+    verify_receipt(receipt, keyring)
+    (event,) = events(pipeline, RECEIPT_EVENT_NAME)
+    assert event.instrumentation_scope is not None and event.instrumentation_scope.name == "run_identity.integrations"
+
+
 class _BrokenSigner:
     key_id = "broken"
 

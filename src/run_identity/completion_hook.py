@@ -164,27 +164,31 @@ class RunIdentityCompletionHook:
         assert attributes is not None
         context = span.get_span_context()
         key = (format(context.trace_id, "032x"), format(context.span_id, "016x"))
-        if not BOARD.claim(key):  # a client integration signed this run already
-            return None
         signer, logger_provider, salt = self._signing(span)
         if signer is None:
             self._count("unbound")
             self._log_once("no signer: no identity processor on the span's TracerProvider")
             return None
-        output = [output_json(m) for m in outputs]
-        receipt = sign_receipt(
-            signer,
-            identity=identity,
-            trace_id=key[0],
-            span_id=key[1],
-            output=output,
-            finish_reasons=_finish_reasons(attributes, output),
-            request_model=_str(attributes.get("gen_ai.request.model")),
-            response_model=_str(attributes.get("gen_ai.response.model")),
-            response_id=_str(attributes.get("gen_ai.response.id")),
-            system_fingerprint=_str(attributes.get("openai.response.system_fingerprint")),
-            salt=salt,
-        )
+        if not BOARD.claim(key):  # a client integration signed this run already
+            return None
+        try:
+            output = [output_json(m) for m in outputs]
+            receipt = sign_receipt(
+                signer,
+                identity=identity,
+                trace_id=key[0],
+                span_id=key[1],
+                output=output,
+                finish_reasons=_finish_reasons(attributes, output),
+                request_model=_str(attributes.get("gen_ai.request.model")),
+                response_model=_str(attributes.get("gen_ai.response.model")),
+                response_id=_str(attributes.get("gen_ai.response.id")),
+                system_fingerprint=_str(attributes.get("openai.response.system_fingerprint")),
+                salt=salt,
+            )
+        except Exception:
+            BOARD.release(key)  # a client integration may still sign the run from the response it reads
+            raise
         if logger_provider is not None:
             _emit(receipt, logger_provider, span, self.export_output, SCOPE)
         BOARD.put(key, receipt)

@@ -135,6 +135,11 @@ class ReceiptBoard:
             self._bound(self._claimed, self._size * 4)
             return True
 
+    def release(self, key: SpanKey) -> None:
+        """Give up a claim (the receipt could not be made): another may sign the run."""
+        with self._lock:
+            self._claimed.pop(key, None)
+
     def put(self, key: SpanKey, receipt: Receipt) -> None:
         """The run's receipt is made: attach it to the objects waiting for it, or keep it for ``take`` when a
         captured call is under way in this context (its integration takes it when the call returns)."""
