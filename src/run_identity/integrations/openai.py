@@ -9,7 +9,7 @@ Patched: ``chat.completions.create`` and ``responses.create``, sync and async, s
 ``responses.stream(...)`` (captured when its manager is entered). The
 composition is built from the request body the client sends (the keyword arguments, with ``extra_body``
 merged at the top as the client does; never headers, query, timeout or the API key) and declared before
-the request goes out. When an OpenTelemetry instrumentation (e.g. openai-v2) wraps the method, its span
+the request goes out. When an OpenTelemetry instrumentation (e.g. genai-openai) wraps the method, its span
 takes the declaration; otherwise this integration starts a GenAI span that follows the semantic
 conventions. Mapping: docs/integrations/openai.md.
 """
