@@ -175,7 +175,7 @@ def _installed_versions(checks: Checks) -> str:
     done = subprocess.run([str(checks.python), "-m", "pip", "list", "--format=json"], capture_output=True,
                           text=True, check=False, env=checks.env)
     wanted = ("opentelemetry-api", "opentelemetry-sdk", "opentelemetry-proto", "protobuf", "cryptography",
-              "opentelemetry-exporter-otlp-proto-http", "rotel", "orjson", "msgspec")
+              "opentelemetry-exporter-otlp-proto-http", "rotel", "orjson")
     try:
         found = {p["name"].lower(): p["version"] for p in json.loads(done.stdout)}
     except ValueError:

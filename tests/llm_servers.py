@@ -28,13 +28,41 @@ class Reply:
     finish_reason: str | None = None
 
 
+def official_openai_instrumentation() -> tuple[Any, str]:
+    """The official OpenAI instrumentor installed and (part of) its scope name: genai-openai (on util-genai 1.x),
+    else openai-v2 (the older combination with openai 2.x and util-genai 0.x, docs/integration.md)."""
+    try:
+        from opentelemetry.instrumentation.genai.openai import OpenAIInstrumentor
+    except ImportError:
+        from opentelemetry.instrumentation.openai_v2 import OpenAIInstrumentor
+
+        return OpenAIInstrumentor, "openai_v2"
+    return OpenAIInstrumentor, "genai.openai"
+
+
+class Headers(dict[str, str]):
+    """A request's headers, looked up whatever the case (httpx2 sends them in lower case, httpx did not)."""
+
+    def __init__(self, items: Any) -> None:
+        super().__init__((k.lower(), v) for k, v in items)
+
+    def __getitem__(self, key: str) -> str:
+        return super().__getitem__(key.lower())
+
+    def __contains__(self, key: object) -> bool:
+        return super().__contains__(key.lower() if isinstance(key, str) else key)
+
+    def get(self, key: str, default: Any = None) -> Any:  # type: ignore[override]
+        return super().get(key.lower(), default)
+
+
 @dataclass
 class LLMServer:
     """The running server: its base URLs, the requests received, and the replies queued."""
 
     root: str
     requests: list[dict[str, Any]] = field(default_factory=list)
-    headers: list[dict[str, str]] = field(default_factory=list)
+    headers: list[Headers] = field(default_factory=list)
     replies: list[Reply] = field(default_factory=list)
 
     @property
@@ -139,7 +167,21 @@ def response_object(reply: Reply, request: dict[str, Any]) -> dict[str, Any]:
 def response_events(reply: Reply, request: dict[str, Any]) -> list[dict[str, Any]]:
     final = response_object(reply, request)
     started = {**final, "status": "in_progress", "output": [], "usage": None}
-    events = [{"type": "response.created", "sequence_number": 0, "response": started}]
+    message = final["output"][0]
+    where = {"item_id": message["id"], "output_index": 0}
+    events: list[dict[str, Any]] = [{"type": "response.created", "sequence_number": 0, "response": started}]
+    events.append(
+        {
+            "type": "response.output_item.added",
+            "sequence_number": 1,
+            "output_index": 0,
+            "item": {**message, "status": "in_progress", "content": []},
+        }
+    )
+    part = {"type": "output_text", "text": "", "annotations": []}
+    events.append(
+        {"type": "response.content_part.added", "sequence_number": 2, **where, "content_index": 0, "part": part}
+    )
     for i in range(0, len(reply.text), 3):
         events.append(
             {
@@ -152,6 +194,13 @@ def response_events(reply: Reply, request: dict[str, Any]) -> list[dict[str, Any
                 "logprobs": [],
             }
         )
+    done: list[dict[str, Any]] = [
+        {"type": "response.output_text.done", **where, "content_index": 0, "text": reply.text, "logprobs": []},
+        {"type": "response.content_part.done", **where, "content_index": 0, "part": message["content"][0]},
+        {"type": "response.output_item.done", "output_index": 0, "item": message},
+    ]
+    for event in done:
+        events.append({**event, "sequence_number": len(events)})
     events.append({"type": "response.completed", "sequence_number": len(events), "response": final})
     return events
 
@@ -210,7 +259,7 @@ class _Handler(BaseHTTPRequestHandler):
         state = self.server.state  # type: ignore[attr-defined]
         request = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         state.requests.append(request)
-        state.headers.append(dict(self.headers))
+        state.headers.append(Headers(self.headers.items()))
         reply = state.next_reply()
         stream = request.get("stream") is True
         routes = {

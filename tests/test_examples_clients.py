@@ -60,6 +60,7 @@ def check_export(out: Path, jwks: Path, ring: Keyring, capsys: pytest.CaptureFix
     assert API_KEY not in "".join(p.read_text() for p in out.iterdir())
 
 
+@pytest.mark.parametrize("official", [False, True])
 @pytest.mark.parametrize("stream", [False, True])
 def test_openai_client_example(
     tmp_path: Path,
@@ -67,27 +68,53 @@ def test_openai_client_example(
     keys: tuple[Path, Path, Keyring],
     capsys: pytest.CaptureFixture[str],
     stream: bool,
+    official: bool,
 ) -> None:
-    """examples/openai_client: the answer, its identity, and a receipt that verifies with the export."""
+    """examples/openai_client: the answer, its identity, and a receipt that verifies with the export (with
+    ``--official``, the span is genai-openai's and the receipt the completion hook's)."""
+    if official:
+        pytest.importorskip("opentelemetry.instrumentation.genai.openai", reason="util-genai 1.x instrumentation")
     key, jwks, ring = keys
     out = tmp_path / "out"
     argv = ["--key", str(key), "--out", str(out), "--receipt", str(tmp_path / "receipt.json")]
-    argv += ["--base-url", server.openai_url] + (["--stream"] if stream else [])
+    argv += ["--base-url", server.openai_url] + (["--stream"] if stream else []) + (["--official"] if official else [])
     assert load("openai_client").main(argv) == 0
     captured = capsys.readouterr()
     assert captured.out.strip() == "Lisbon."
     assert "served gpt-4o-mini-2024-07-18" in captured.err
     check_export(out, jwks, ring, capsys)
+    scopes = {
+        s["scope"]["name"]
+        for line in (out / "traces.jsonl").read_text().splitlines()
+        for r in json.loads(line)["resourceSpans"]
+        for s in r["scopeSpans"]
+    }
+    assert scopes == ({"opentelemetry.instrumentation.genai.openai"} if official else {"run_identity.integrations"})
+    receipt_scopes = {
+        s["scope"]["name"]
+        for line in (out / "manifests.jsonl").read_text().splitlines()
+        for r in json.loads(line)["resourceLogs"]
+        for s in r["scopeLogs"]
+        if any(x.get("eventName") == "run_identity.receipt" for x in s["logRecords"])
+    }
+    assert receipt_scopes == ({"run_identity.completion_hook"} if official else {"run_identity.integrations"})
 
 
+@pytest.mark.parametrize("official", [False, True])
 def test_anthropic_client_example(
-    tmp_path: Path, server: LLMServer, keys: tuple[Path, Path, Keyring], capsys: pytest.CaptureFixture[str]
+    tmp_path: Path,
+    server: LLMServer,
+    keys: tuple[Path, Path, Keyring],
+    capsys: pytest.CaptureFixture[str],
+    official: bool,
 ) -> None:
     """examples/anthropic_client: a streamed answer, its identity, and a receipt that verifies."""
+    if official:
+        pytest.importorskip("opentelemetry.instrumentation.genai.anthropic", reason="util-genai 1.x instrumentation")
     key, jwks, ring = keys
     out = tmp_path / "out"
     argv = ["--key", str(key), "--out", str(out), "--receipt", str(tmp_path / "receipt.json")]
-    argv += ["--base-url", server.anthropic_url, "--model", "claude-canned-4"]
+    argv += ["--base-url", server.anthropic_url, "--model", "claude-canned-4"] + (["--official"] if official else [])
     assert load("anthropic_client").main(argv) == 0
     captured = capsys.readouterr()
     assert captured.out.strip() == "Lisbon." and "stop: end_turn" in captured.err

@@ -228,3 +228,33 @@ def test_blocks_map_to_genai_parts() -> None:
     }
     assert composition["parameters"] == {"max_tokens": 10, "stop_sequences": ["END"]}
     assert set(composition["extensions"]) == {"thinking", "metadata", "stream"}
+
+
+def test_the_clients_own_span_takes_the_identity_when_it_traces_to_our_provider(
+    captured: Pipeline, server: LLMServer, keyring: Keyring
+) -> None:
+    """anthropic 2.17+ starts a GenAI span of its own: with our provider it is the run's span, not a second one."""
+    traced = anthropic.Anthropic(
+        api_key=API_KEY,
+        base_url=server.anthropic_url,
+        max_retries=0,
+        open_telemetry={"tracer_provider": captured.tracer_provider},
+    )
+    message = traced.messages.create(**request())
+    stream = traced.messages.create(**request(), stream=True)
+    for _ in stream:
+        pass
+    spans = captured.spans()
+    assert len(spans) == 2 and {s.instrumentation_scope.name for s in spans if s.instrumentation_scope} == {
+        "com.anthropic.sdk.python"
+    }
+    assert all(RUN_IDENTITY_ID in (s.attributes or {}) for s in spans)
+    assert captured.processor.coverage.undeclared == 0 and captured.processor.coverage.identified == 2
+    receipts = [run_identity.receipt_of(message), run_identity.receipt_of(stream)]
+    for receipt in receipts:
+        assert receipt is not None
+        verify_receipt(receipt, keyring)
+    assert {r.statement.span_id for r in receipts if r} == {f"{s.context.span_id:016x}" for s in spans}
+    untraced = anthropic.Anthropic(api_key=API_KEY, base_url=server.anthropic_url, max_retries=0, open_telemetry=False)
+    untraced.messages.create(**request())
+    assert len(captured.spans()) == 3 and captured.spans()[-1].instrumentation_scope.name == "run_identity.integrations"

@@ -11,8 +11,7 @@ from typing import Any
 import openai
 import pytest
 from conftest import Pipeline
-from llm_servers import API_KEY, SNAPSHOT, LLMServer, Reply, serve
-from opentelemetry.instrumentation.openai_v2 import OpenAIInstrumentor
+from llm_servers import API_KEY, SNAPSHOT, LLMServer, Reply, official_openai_instrumentation, serve
 from opentelemetry.sdk._logs import ReadableLogRecord
 
 import run_identity
@@ -21,6 +20,8 @@ from run_identity.attributes import MANIFEST_EVENT_NAME, RECEIPT_EVENT_NAME, RUN
 from run_identity.integrations import openai as ri_openai
 from run_identity.integrations._openai_map import chat_body, chat_composition, responses_body, responses_composition
 from run_identity.receipt import Receipt, output_digest, verify_receipt
+
+OpenAIInstrumentor, INSTRUMENTATION_SCOPE = official_openai_instrumentation()
 
 QUESTION = "What is the capital of Portugal?"
 SYSTEM = "You answer geography questions in one short sentence."
@@ -139,10 +140,10 @@ def test_extra_body_is_request_content_under_extensions(captured: Pipeline, serv
     assert manifest.composition_json() == hand_composition(server, user="ana", reasoning={"effort": "low"})
 
 
-def test_with_the_openai_v2_instrumentation_its_span_gets_the_identity(
+def test_with_the_official_instrumentation_its_span_gets_the_identity(
     pipeline: Pipeline, server: LLMServer, keyring: Keyring
 ) -> None:
-    """Instrumented by openai-v2 first, the integration only declares: one span, the instrumentation's."""
+    """Instrumented by genai-openai first, the integration only declares: one span, the instrumentation's."""
     instrumentor = OpenAIInstrumentor()
     instrumentor.instrument(tracer_provider=pipeline.tracer_provider)
     ri_openai.instrument(tracer_provider=pipeline.tracer_provider, strict=True)
@@ -152,7 +153,7 @@ def test_with_the_openai_v2_instrumentation_its_span_gets_the_identity(
         ri_openai.uninstrument()
         instrumentor.uninstrument()
     (span,) = pipeline.spans()
-    assert span.instrumentation_scope is not None and "openai_v2" in span.instrumentation_scope.name
+    assert span.instrumentation_scope is not None and INSTRUMENTATION_SCOPE in span.instrumentation_scope.name
     expected = compute_identity(Composition.from_dict(hand_composition(server))).id
     assert (span.attributes or {})[RUN_IDENTITY_ID] == expected
     receipt = run_identity.receipt_of(reply)
@@ -303,6 +304,49 @@ def test_responses_api_calls_streamed_or_not_are_captured(
     }
     assert first.identity == compute_identity(Composition.from_dict(composition)).id
     verify_receipt(second, keyring)
+
+
+def test_responses_stream_helper_is_captured_when_entered(
+    captured: Pipeline, server: LLMServer, keyring: Keyring
+) -> None:
+    """responses.stream(...), sync and async: one run (the create it sends inside is not captured again), the
+    helper stream is the client's own, and its receipt matches the streamed create's."""
+    oai = client(server)
+    created = oai.responses.create(model="gpt-4o-mini", input=QUESTION, stream=True)
+    for _ in created:
+        pass
+    with oai.responses.stream(model="gpt-4o-mini", input=QUESTION) as helper:
+        assert type(helper).__name__ == "ResponseStream"
+        assert helper.get_final_response().output_text == "Lisbon."
+
+    async def asynchronous() -> Any:
+        aclient = openai.AsyncOpenAI(api_key=API_KEY, base_url=server.openai_url, max_retries=0)
+        async with aclient.responses.stream(model="gpt-4o-mini", input=QUESTION) as ahelper:
+            assert type(ahelper).__name__ == "AsyncResponseStream"
+            async for _ in ahelper:
+                pass
+        await aclient.close()
+        return ahelper
+
+    ahelper = asyncio.run(asynchronous())
+    receipts = [run_identity.receipt_of(x) for x in (created, helper, ahelper)]
+    assert all(r is not None for r in receipts)
+    assert len({r.identity for r in receipts if r}) == 1  # the same request body: "stream": true included
+    assert len({r.statement.output_digest for r in receipts if r}) == 1
+    for receipt in receipts:
+        assert receipt is not None
+        verify_receipt(receipt, keyring)
+    assert len(captured.spans()) == 3 and ri_openai.stats().captured == 3
+
+
+def test_responses_stream_resuming_a_response_is_not_captured(captured: Pipeline) -> None:
+    """responses.stream(response_id=...) sends no model request: no capture, the call goes on (here it fails
+    to connect, as it would have without run identity)."""
+    oai = openai.OpenAI(api_key=API_KEY, base_url="http://127.0.0.1:9/v1", max_retries=0)
+    with pytest.raises(openai.APIConnectionError), oai.responses.stream(response_id="resp_1") as stream:
+        for _ in stream:
+            pass
+    assert ri_openai.stats().captured == 0
 
 
 def test_a_request_that_cannot_be_identified_still_goes_out_marked(pipeline: Pipeline, server: LLMServer) -> None:

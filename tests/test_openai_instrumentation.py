@@ -13,12 +13,14 @@ from typing import Any
 import openai
 import pytest
 from conftest import OpenAIServer, Pipeline
-from opentelemetry.instrumentation.openai_v2 import OpenAIInstrumentor
+from llm_servers import official_openai_instrumentation
 from opentelemetry.sdk.trace import ReadableSpan
 
 from run_identity import Composition, Keyring, Manifest, compute_identity, declare
 from run_identity.attributes import RUN_IDENTITY_ID, RUN_IDENTITY_SIGNATURE
 from run_identity.statement import BindingStatement, decode_signature
+
+OpenAIInstrumentor, INSTRUMENTATION_SCOPE = official_openai_instrumentation()
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "zero_code" / "app.py"
 
@@ -49,7 +51,7 @@ def instrumented(pipeline: Pipeline) -> Iterator[Pipeline]:
 
 def instrumentation_span(pipeline: Pipeline) -> ReadableSpan:
     (span,) = [
-        s for s in pipeline.spans() if s.instrumentation_scope and "openai_v2" in s.instrumentation_scope.name
+        s for s in pipeline.spans() if s.instrumentation_scope and INSTRUMENTATION_SCOPE in s.instrumentation_scope.name
     ]
     return span
 
@@ -60,9 +62,7 @@ def check_span(span: ReadableSpan, composition: dict[str, Any], keyring: Keyring
     assert span.name == "chat gpt-4o-mini"
     assert attributes["gen_ai.operation.name"] == "chat"
     assert attributes[RUN_IDENTITY_ID] == compute_identity(Composition.from_dict(composition)).id
-    statement = BindingStatement.from_span(
-        attributes, f"{span.context.trace_id:032x}", f"{span.context.span_id:016x}"
-    )
+    statement = BindingStatement.from_span(attributes, f"{span.context.trace_id:032x}", f"{span.context.span_id:016x}")
     signature = decode_signature(attributes[RUN_IDENTITY_SIGNATURE])
     assert signature is not None and keyring.verify(statement.key_id, signature, statement.signing_input())
 
@@ -121,7 +121,7 @@ def test_instrumented_async_openai_calls_keep_their_own_identities(
     spans = [
         s
         for s in instrumented.spans()
-        if s.instrumentation_scope and "openai_v2" in s.instrumentation_scope.name
+        if s.instrumentation_scope and INSTRUMENTATION_SCOPE in s.instrumentation_scope.name
     ]
     assert len(spans) == 4
     by_identity = {(s.attributes or {})[RUN_IDENTITY_ID]: s for s in spans}

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from conftest import OpenAIServer
+from llm_servers import official_openai_instrumentation
 
 from run_identity import Composition, Ed25519Signer, Keyring, Manifest, compute_identity
 from run_identity._autoinstrument import install
@@ -79,7 +80,7 @@ def test_opentelemetry_instrument_puts_a_valid_identity_on_the_openai_span(
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "Lisbon."
     spans = records(out / "traces.jsonl", "resourceSpans", "scopeSpans", "spans")
-    (span,) = [s for s in spans if "openai_v2" in s["_scope"]]
+    (span,) = [s for s in spans if official_openai_instrumentation()[1] in s["_scope"]]
     attributes = {a["key"]: next(iter(a["value"].values())) for a in span["attributes"]}
     composition = Composition.from_dict(
         {

@@ -8,6 +8,9 @@ bound to the run by a receipt::
     export ANTHROPIC_API_KEY=...
     python examples/anthropic_client/app.py --key keys/signing-key.pem --out out "What is the capital of Portugal?"
     run-identity verify out --keyring keys/trusted-keys.jwks.json
+
+``--official`` runs it under the official instrumentation (``opentelemetry-instrumentation-genai-anthropic``)
+with the ``run_identity`` completion hook, which signs the receipt from the instrumentation's own output.
 """
 
 from __future__ import annotations
@@ -36,10 +39,21 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--base-url", default=os.environ.get("ANTHROPIC_BASE_URL"), help="Anthropic API URL")
     parser.add_argument("--model", default=MODEL)
+    parser.add_argument(
+        "--official", action="store_true", help="under genai-anthropic, receipts from the run_identity completion hook"
+    )
     args = parser.parse_args(argv)
 
     out = Path(args.out)
     handle = run_identity.setup(args.key, directory=out, set_global=False)  # receipts go to manifests.jsonl
+    instrumentor = None
+    if args.official:  # first the instrumentation, then the integration over it
+        from opentelemetry.instrumentation.genai.anthropic import AnthropicInstrumentor
+
+        from run_identity.completion_hook import RunIdentityCompletionHook
+
+        instrumentor = AnthropicInstrumentor()
+        instrumentor.instrument(tracer_provider=handle.tracer_provider, completion_hook=RunIdentityCompletionHook())
     ri_anthropic.instrument(tracer_provider=handle.tracer_provider)
     try:
         client = anthropic.Anthropic(base_url=args.base_url, max_retries=0)
@@ -55,6 +69,8 @@ def main(argv: list[str] | None = None) -> int:
             final = stream.get_final_message()
     finally:
         ri_anthropic.uninstrument()
+        if instrumentor is not None:
+            instrumentor.uninstrument()
         handle.shutdown()
     receipt = run_identity.receipt_of(stream)  # the stream helper, once read to its end
     if receipt is None:

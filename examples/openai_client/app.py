@@ -11,6 +11,10 @@ request the client sends, declares it before the request goes out, and signs a r
 
 ``out/`` receives ``traces.jsonl`` and ``manifests.jsonl`` (manifests and receipts; OTLP-JSON lines);
 ``receipt.json`` is the receipt as it travels with the answer to a downstream party.
+
+``--official`` runs the call under the official OpenAI instrumentation (``opentelemetry-instrumentation-genai-openai``)
+with the ``run_identity`` completion hook: its span carries the identity, and the hook signs the receipt from
+the instrumentation's own output (zero code: ``OTEL_INSTRUMENTATION_GENAI_COMPLETION_HOOK=run_identity``).
 """
 
 from __future__ import annotations
@@ -39,10 +43,21 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--base-url", default=os.environ.get("OPENAI_BASE_URL"), help="OpenAI-compatible API")
     parser.add_argument("--stream", action="store_true", help="stream the answer")
+    parser.add_argument(
+        "--official", action="store_true", help="under genai-openai, receipts from the run_identity completion hook"
+    )
     args = parser.parse_args(argv)
 
     out = Path(args.out)
     handle = run_identity.setup(args.key, directory=out, set_global=False)  # receipts go to manifests.jsonl
+    instrumentor = None
+    if args.official:  # first the instrumentation, then the integration over it
+        from opentelemetry.instrumentation.genai.openai import OpenAIInstrumentor
+
+        from run_identity.completion_hook import RunIdentityCompletionHook
+
+        instrumentor = OpenAIInstrumentor()
+        instrumentor.instrument(tracer_provider=handle.tracer_provider, completion_hook=RunIdentityCompletionHook())
     ri_openai.instrument(tracer_provider=handle.tracer_provider)
     try:
         client = openai.OpenAI(base_url=args.base_url, max_retries=0)
@@ -55,6 +70,8 @@ def main(argv: list[str] | None = None) -> int:
             answer = reply.choices[0].message.content or ""
     finally:
         ri_openai.uninstrument()
+        if instrumentor is not None:
+            instrumentor.uninstrument()
         handle.shutdown()
     print(answer)
     receipt = run_identity.receipt_of(reply)

@@ -33,7 +33,11 @@ def instrument(names: Iterable[str], **options: Any) -> list[str]:
         if module.instrument(**options):
             enabled.append(name)
         else:
-            _LOG.warning("run_identity: integration %r not enabled: its client library is not installed", name)
+            _LOG.warning(
+                "run_identity: integration %r not enabled: its client library is not installed, or none of its "
+                "methods could be patched",
+                name,
+            )
     return enabled
 
 

@@ -17,7 +17,8 @@ import contextvars
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -32,7 +33,7 @@ from run_identity.genai import genai_span_attributes
 from run_identity.keys import Signer
 from run_identity.receipt import Receipt, attach_receipt, sign_receipt
 
-__all__ = ["Capture", "CaptureStats", "Endpoint", "Output", "Run"]
+__all__ = ["BOARD", "Capture", "CaptureStats", "Endpoint", "Output", "ReceiptBoard", "Run"]
 
 _LOG = logging.getLogger("run_identity")
 _SCOPE = "run_identity.integrations"
@@ -103,6 +104,96 @@ def _reason(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"[:500]
 
 
+SpanKey = tuple[str, str]
+
+
+class ReceiptBoard:
+    """One receipt per run, whether a completion hook or a client integration makes it.
+
+    Keyed by the run's span (trace id, span id in hex). Whoever is about to sign first claims the span;
+    the other then only attaches the receipt made (``take``/``wait``). A receipt put for a span nobody waits
+    for is kept for a while (bounded), for the integration that returns the response right after the hook ran.
+    """
+
+    def __init__(self, size: int = 1024) -> None:
+        self._size = size
+        self._lock = threading.Lock()
+        self._claimed: OrderedDict[SpanKey, None] = OrderedDict()
+        self._receipts: OrderedDict[SpanKey, Receipt] = OrderedDict()
+        self._waiting: OrderedDict[SpanKey, tuple[list[object], Callable[[Receipt], None] | None]] = OrderedDict()
+
+    def _bound(self, table: OrderedDict[SpanKey, Any], size: int) -> None:
+        while len(table) > size:
+            table.popitem(last=False)
+
+    def claim(self, key: SpanKey) -> bool:
+        """True for the first caller only: that caller signs the run's receipt."""
+        with self._lock:
+            if key in self._claimed:
+                return False
+            self._claimed[key] = None
+            self._bound(self._claimed, self._size * 4)
+            return True
+
+    def release(self, key: SpanKey) -> None:
+        """Give up a claim (the receipt could not be made): another may sign the run."""
+        with self._lock:
+            self._claimed.pop(key, None)
+
+    def put(self, key: SpanKey, receipt: Receipt) -> None:
+        """The run's receipt is made: attach it to the objects waiting for it, or keep it for ``take`` when a
+        captured call is under way in this context (its integration takes it when the call returns)."""
+        with self._lock:
+            waiting = self._waiting.pop(key, None)
+            if waiting is None:
+                if _ACTIVE.get():
+                    self._receipts[key] = receipt
+                    self._bound(self._receipts, self._size)
+                return
+        carriers, then = waiting
+        for obj in carriers:
+            attach_receipt(obj, receipt)
+        if then is not None:
+            then(receipt)
+
+    def take(self, key: SpanKey) -> Receipt | None:
+        """The receipt made for the span, if any (taken off the board)."""
+        with self._lock:
+            return self._receipts.pop(key, None)
+
+    def wait(
+        self, key: SpanKey, carriers: Iterable[object], then: Callable[[Receipt], None] | None = None
+    ) -> Receipt | None:
+        """Attach the span's receipt to ``carriers`` (and call ``then``) now if it is made, else when it is."""
+        objects = list(carriers)
+        with self._lock:
+            receipt = self._receipts.pop(key, None)
+            if receipt is None:
+                self._waiting[key] = (objects, then)
+                self._bound(self._waiting, self._size)
+                return None
+        for obj in objects:
+            attach_receipt(obj, receipt)
+        if then is not None:
+            then(receipt)
+        return receipt
+
+
+#: The board shared by the client integrations and :mod:`run_identity.completion_hook`.
+BOARD = ReceiptBoard()
+
+
+def _client_spans(endpoint: Endpoint, instance: Any, provider: object) -> bool:
+    """Whether the client itself starts the call's GenAI span in a provider with the identity processor."""
+    check = getattr(endpoint, "client_spans", None)
+    if check is None:
+        return False
+    try:
+        return bool(check(instance, provider))
+    except Exception:  # unknown client internals: start our span as usual
+        return False
+
+
 def find_identity_processor(provider: object) -> Any:
     """The IdentitySpanProcessor on an SDK TracerProvider, or None."""
     from run_identity.processor import IdentitySpanProcessor
@@ -136,6 +227,8 @@ class Capture:
         self.strict = strict
         self.export_output = export_output
         self.enabled = True
+        #: Whether the span is started only where nobody else starts one (``own_span=None``).
+        self.auto_span = True
         self._lock = threading.Lock()
         self._counts = _Counters()
 
@@ -161,9 +254,14 @@ class Capture:
     def provider(self) -> TracerProvider:
         return self.tracer_provider if self.tracer_provider is not None else trace_api.get_tracer_provider()
 
-    def start(self, endpoint: Endpoint, instance: Any, kwargs: dict[str, Any], *, own_span: bool) -> Run | None:
+    def start(
+        self, endpoint: Endpoint, instance: Any, kwargs: dict[str, Any], *, own_span: bool, hooked: bool = False
+    ) -> Run | None:
         """Capture the request; None (request sent as it is) when disabled, nested or not capturable."""
         if not self.enabled or _ACTIVE.get():
+            return None
+        applies = getattr(endpoint, "applies", None)  # a method call that sends no model request
+        if applies is not None and not applies(kwargs):
             return None
         try:
             composition = endpoint.composition(instance, kwargs)
@@ -174,7 +272,11 @@ class Capture:
             self.log_once(_reason(exc), "a request could not be captured; it is sent without an identity")
             return None
         self.count("captured")
-        return Run(self, endpoint, composition, own_span=own_span, stream=endpoint.streams(kwargs))
+        if own_span and self.auto_span and _client_spans(endpoint, instance, self.provider()):
+            own_span = False  # the client starts a GenAI span of its own in this provider: that one is the run's
+        run = Run(self, endpoint, composition, own_span=own_span, stream=endpoint.streams(kwargs))
+        run.deferred = hooked and not own_span
+        return run
 
 
 class Run:
@@ -188,6 +290,7 @@ class Run:
         "_token",
         "carriers",
         "declaration",
+        "deferred",
         "receipt",
         "span",
         "stream",
@@ -205,6 +308,8 @@ class Run:
         self.receipt: Receipt | None = None
         #: Objects besides the returned one that :func:`run_identity.receipt_of` answers for (stream helpers).
         self.carriers: list[object] = []
+        #: True when the instrumentation's completion hook signs the receipt (this run only attaches it).
+        self.deferred = False
         self.declaration = Declaration(composition, targeted=own_span)
         self.span: Span | None = None
         if own_span:
@@ -263,6 +368,47 @@ class Run:
         else:
             self.finish(self._safe(lambda: self._endpoint.output(response)), response)
 
+    def key(self) -> SpanKey | None:
+        """The span the declaration was bound to, once it was."""
+        d = self.declaration
+        return None if d.trace_id is None or d.span_id is None else (d.trace_id, d.span_id)
+
+    def settle(self, response: Any, carriers: Iterable[object] = ()) -> None:
+        """A deferred run returned: attach the completion hook's receipt (now, or when a stream ends).
+
+        A non-streamed call whose hook made no receipt (an instrumentation that did not call it) is signed here.
+        """
+        key = self.key()
+        if key is None:
+            self.finish(None, response)
+            if self.declaration.identity is None:
+                self._capture.count("unbound")
+            return
+        if self.stream:
+            self._done = True
+            self.wait_for_hook(key, (response, *carriers))
+            return
+        receipt = BOARD.take(key)
+        if receipt is None:
+            self._capture.log_once(
+                "no completion hook receipt",
+                "the completion hook made no receipt for a call; the integration signs it unless the hook tried",
+            )
+            self.returned(response)
+            return
+        self._done = True
+        self.receipt = receipt
+        for obj in (response, *carriers, *self.carriers):
+            attach_receipt(obj, receipt)
+        self._capture.count("receipts")
+
+    def wait_for_hook(self, key: SpanKey, carriers: Iterable[object]) -> None:
+        BOARD.wait(key, [*carriers, *self.carriers], self._hook_receipt)
+
+    def _hook_receipt(self, receipt: Receipt) -> None:
+        self.receipt = receipt
+        self._capture.count("receipts")
+
     def _safe(self, make: Callable[[], Output | None]) -> Output | None:
         try:
             return make()
@@ -292,6 +438,14 @@ class Run:
         declaration = self.declaration
         if declaration.identity is None or declaration.trace_id is None or declaration.span_id is None:
             capture.count("unbound")  # no identity processor, or the composition could not be identified
+            return
+        key = (declaration.trace_id, declaration.span_id)
+        if not BOARD.claim(key):  # the completion hook signed this run already
+            made = BOARD.take(key)
+            if made is not None:
+                self.receipt = made
+                for obj in (carrier, *self.carriers):
+                    attach_receipt(obj, made)
             return
         try:
             signer, logger_provider, salt = self._signing()
@@ -352,7 +506,9 @@ def _response_attributes(span: Span, output: Output) -> None:
         span.set_attribute("gen_ai.usage.output_tokens", output.output_tokens)
 
 
-def _emit(receipt: Receipt, provider: LoggerProvider, span: Span | None, with_output: bool) -> None:
+def _emit(
+    receipt: Receipt, provider: LoggerProvider, span: Span | None, with_output: bool, scope: str = _SCOPE
+) -> None:
     from run_identity import __version__
 
     s = receipt.statement
@@ -366,7 +522,7 @@ def _emit(receipt: Receipt, provider: LoggerProvider, span: Span | None, with_ou
     if s.response_model is not None:
         attributes["gen_ai.response.model"] = s.response_model
     now = time.time_ns()
-    provider.get_logger(_SCOPE, __version__).emit(
+    provider.get_logger(scope, __version__).emit(
         timestamp=now,
         observed_timestamp=now,
         context=trace_api.set_span_in_context(NonRecordingSpan(context)),

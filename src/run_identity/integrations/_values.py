@@ -72,7 +72,9 @@ def reusable(kwargs: dict[str, Any], names: Iterable[str]) -> None:
     """Replace one-shot iterators among ``kwargs[names]`` by lists, so capturing them consumes nothing."""
     for name in names:
         value = kwargs.get(name)
-        if value is not None and not isinstance(value, (list, tuple, str, Mapping)) and iter(value) is value:
+        if value is None or omitted(value) or isinstance(value, (list, tuple, str, Mapping)):
+            continue
+        if hasattr(type(value), "__next__") and iter(value) is value:  # a one-shot iterator (a generator...)
             kwargs[name] = list(value)
 
 

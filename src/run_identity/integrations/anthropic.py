@@ -15,18 +15,18 @@ from __future__ import annotations
 
 from typing import Any
 
+from opentelemetry import trace as trace_api
 from opentelemetry._logs import LoggerProvider
 from opentelemetry.trace import TracerProvider
 
 from run_identity.integrations._anthropic_map import MessagesAccumulator, messages_composition, messages_output
-from run_identity.integrations._capture import CaptureStats, Output
+from run_identity.integrations._capture import CaptureStats, Output, find_identity_processor
 from run_identity.integrations._patch import Integration, Target
 from run_identity.integrations._values import reusable
 from run_identity.integrations.openai import endpoint_of, request_body
 from run_identity.keys import Signer
 
 __all__ = ["instrument", "is_instrumented", "stats", "uninstrument"]
-
 
 
 class _Endpoint:
@@ -46,12 +46,24 @@ class _Endpoint:
     def streams(self, kwargs: dict[str, Any]) -> bool:
         return kwargs.get("stream") is True
 
+    def client_spans(self, instance: Any, provider: object) -> bool:
+        """anthropic 2.17+ traces its own calls (a ``chat`` GenAI span, unless ``ANTHROPIC_OPEN_TELEMETRY=false``
+        or ``open_telemetry=False``): when that span goes to ``provider``, it takes the declaration."""
+        options = getattr(getattr(instance, "_client", None), "open_telemetry", None)
+        if not isinstance(options, dict) or not (options.get("traces") or {}).get("enabled"):
+            return False
+        client_provider = options.get("tracer_provider") or trace_api.get_tracer_provider()
+        return client_provider is provider and find_identity_processor(provider) is not None
+
 
 class _StreamEndpoint(_Endpoint):
     """``messages.stream(...)`` sends ``"stream": true`` beside its arguments."""
 
     def composition(self, instance: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
         return super().composition(instance, {**kwargs, "stream": True})
+
+    def streams(self, kwargs: dict[str, Any]) -> bool:
+        return True
 
 
 _MESSAGES = _Endpoint()

@@ -5,10 +5,11 @@
     reply = client.chat.completions.create(model=..., messages=[...])
     receipt = run_identity.receipt_of(reply)
 
-Patched: ``chat.completions.create`` and ``responses.create``, sync and async, streamed or not. The
+Patched: ``chat.completions.create`` and ``responses.create``, sync and async, streamed or not, and
+``responses.stream(...)`` (captured when its manager is entered). The
 composition is built from the request body the client sends (the keyword arguments, with ``extra_body``
 merged at the top as the client does; never headers, query, timeout or the API key) and declared before
-the request goes out. When an OpenTelemetry instrumentation (e.g. openai-v2) wraps the method, its span
+the request goes out. When an OpenTelemetry instrumentation (e.g. genai-openai) wraps the method, its span
 takes the declaration; otherwise this integration starts a GenAI span that follows the semantic
 conventions. Mapping: docs/integrations/openai.md.
 """
@@ -30,7 +31,7 @@ from run_identity.integrations._openai_output import (
     responses_output,
 )
 from run_identity.integrations._patch import Integration, Target
-from run_identity.integrations._values import omitted, plain, reusable
+from run_identity.integrations._values import CaptureError, omitted, plain, reusable
 from run_identity.keys import Signer
 
 __all__ = ["instrument", "is_instrumented", "request_body", "stats", "uninstrument"]
@@ -91,13 +92,38 @@ class _Endpoint:
         return isinstance(extra, dict) and extra.get("stream") is True
 
 
+class _ResponsesStreamEndpoint(_Endpoint):
+    """``responses.stream(...)``: a manager whose ``__enter__`` sends ``responses.create(stream=True)``.
+
+    Captured when entered (before an instrumentation wrapping ``stream`` starts its span). Resuming a
+    response (``response_id``) sends no model request: not captured. ``text_format`` is turned into the
+    request's ``text`` field by the client, which is not reproduced here: such a call is sent without an
+    identity (a capture failure, logged once).
+    """
+
+    def applies(self, kwargs: dict[str, Any]) -> bool:
+        return kwargs.get("response_id") is None or omitted(kwargs["response_id"])
+
+    def composition(self, instance: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
+        if kwargs.get("text_format") is not None and not omitted(kwargs["text_format"]):
+            raise CaptureError("responses.stream(text_format=...) is not captured")
+        return super().composition(instance, {**kwargs, "stream": True})
+
+    def streams(self, kwargs: dict[str, Any]) -> bool:
+        return True
+
+
 _CHAT = _Endpoint(responses=False)
 _RESPONSES = _Endpoint(responses=True)
+_RESPONSES_STREAM = _ResponsesStreamEndpoint(responses=True)
+_RESPONSES_MODULE = "openai.resources.responses.responses"
 TARGETS = (
     Target("openai.resources.chat.completions.completions", "Completions", "create", "sync", _CHAT),
     Target("openai.resources.chat.completions.completions", "AsyncCompletions", "create", "async", _CHAT),
-    Target("openai.resources.responses.responses", "Responses", "create", "sync", _RESPONSES),
-    Target("openai.resources.responses.responses", "AsyncResponses", "create", "async", _RESPONSES),
+    Target(_RESPONSES_MODULE, "Responses", "create", "sync", _RESPONSES),
+    Target(_RESPONSES_MODULE, "AsyncResponses", "create", "async", _RESPONSES),
+    Target(_RESPONSES_MODULE, "Responses", "stream", "manager", _RESPONSES_STREAM),
+    Target(_RESPONSES_MODULE, "AsyncResponses", "stream", "async_manager", _RESPONSES_STREAM),
 )
 _INTEGRATION = Integration("openai", TARGETS)
 
