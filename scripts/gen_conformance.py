@@ -278,8 +278,39 @@ def finish(case: Case) -> None:
     case.directory.joinpath("expected.json").write_text(json.dumps(expected, indent=2) + "\n", encoding="utf-8")
 
 
+#: Tamperings repeated in a protobuf encoding (``framed``: length-prefixed, ``raw``: a file per request).
+PROTOBUF_TAMPERINGS = {
+    "one byte of one message": "framed",
+    "a temperature changed on the span": "raw",
+    "manifests of two runs swapped": "framed",
+    "the span signed by another key": "raw",
+    "the trace id edited on the manifest record": "framed",
+    "a span dropped": "raw",
+    "an element withheld under a wrong digest": "framed",
+    "an unknown member added to the manifest": "raw",
+    "a manifest member repeated with another value (readers disagree on which holds)": "framed",
+    "the span's identity attribute repeated with another value": "framed",
+    "a receipt reporting another model than the declared one": "raw",
+    "two receipts of one run naming different outputs": "framed",
+    "a span delivered twice, one copy with temperature=true (the manifest says 1.0)": "raw",
+    "a log record whose event_name and event.name attribute differ": "framed",
+}
+PROTOBUF_NAMES = {"framed": "length-prefixed proto", "raw": "raw protobuf requests"}
+
+
+def _write_protobuf(directory: Path, t: vf.Tamper, encoding: str) -> None:
+    """The tampered export's requests in a protobuf encoding."""
+    directory.mkdir(parents=True)
+    for name, docs in (("traces", t.traces), ("manifests", t.manifests)):
+        if encoding == "framed":
+            vf.write_framed(directory / f"{name}.bin", docs)
+        else:
+            for i, doc in enumerate(docs):
+                (directory / f"{name}-{i}.pb").write_bytes(vf.to_proto(doc))
+
+
 def _slug(text: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:72].rstrip("-")
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:60].rstrip("-")
 
 
 Builder = Callable[[Case], None]
@@ -320,6 +351,19 @@ class Suite:
             t.save()
             case.signers = list(t.keyring_signers)
             finish(case)
+            encoding = PROTOBUF_TAMPERINGS.get(name)
+            if encoding is not None:
+                assert not t.text_edits, name  # a tampering of the JSON text has no protobuf form
+                again = self.case(
+                    f"tamper-proto-{number:02d}-{_slug(name)}",
+                    f"tests/test_tamper.py: {name} ({PROTOBUF_NAMES[encoding]})",
+                    want=dict(expected),
+                    want_unreadable=None,
+                    want_exit=1,
+                    signers=list(t.keyring_signers),
+                )
+                _write_protobuf(again.input, t, encoding)
+                finish(again)
 
 
 # --- benign re-encodings: every run verifies ---------------------------------------------------------------

@@ -39,8 +39,9 @@ def test_the_cases_are_what_the_generator_writes() -> None:
 def test_the_suite_covers_every_tampering_and_is_large_enough() -> None:
     """At least 80 cases; one per tampering of the tamper suite, in its order; benign and verdict cases too."""
     assert len(ALL) >= 80
-    tampered = [_expected(c)["description"] for c in ALL if c.name.startswith("tamper-")]
+    tampered = [_expected(c)["description"] for c in ALL if c.name[7:9].isdigit() and c.name.startswith("tamper-")]
     assert tampered == [f"tests/test_tamper.py: {name}" for name, _, _ in tt.CASES]
+    assert len([c for c in ALL if c.name.startswith("tamper-proto-")]) >= 10
     encodings = [c for c in ALL if c.name.startswith("encoding-")]
     assert len(encodings) >= 15 and all(_expected(c)["exit_status"] == 0 for c in encodings)
     assert len([c for c in ALL if c.name.startswith("verdict-")]) >= 20
