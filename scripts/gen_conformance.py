@@ -579,6 +579,31 @@ def encodings(suite: Suite) -> None:
         receipt,
     )
 
+    def numbers_by_value(case: Case, t: vf.Tamper) -> None:
+        vf.set_attribute(t.span("chat"), "gen_ai.request.max_tokens", 200.0)
+        vf.set_attribute(t.span("tools"), "gen_ai.request.temperature", 1)
+        t.save()
+
+    benign(
+        "span-parameters-compared-by-value",
+        "span parameters as another number type: max_tokens a double 200.0, temperature an int 1 (the manifest "
+        "says 200 and 1.0)",
+        numbers_by_value,
+    )
+
+    def event_name_attribute(case: Case, t: vf.Tamper) -> None:
+        record = t.record("chat")
+        del record["eventName"]
+        record["attributes"].append({"key": "event.name", "value": {"stringValue": "run_identity.manifest"}})
+        t.record("rag")["attributes"].append({"key": "event.name", "value": {"stringValue": "run_identity.manifest"}})
+        t.save()
+
+    benign(
+        "event-name-attribute",
+        "a manifest record named only by the event.name attribute (older SDKs), another by both, equal",
+        event_name_attribute,
+    )
+
     rotation = suite.case(
         "encoding-key-rotation",
         "runs signed by two keys, both in the keyring",
@@ -824,6 +849,47 @@ def verdicts(suite: Suite) -> None:
         "a file of five unreadable lines next to the export: five unreadable records, the runs verify",
         garbage,
         want_unreadable={"malformed": 5},
+        want_exit=1,
+    )
+
+    def seed_as_string(case: Case, t: vf.Tamper) -> None:
+        vf.set_attribute(t.span("multi-turn"), "gen_ai.request.seed", "7")
+        t.save()
+
+    verdict(
+        "span-parameter-as-string",
+        "the span's seed attribute the string '7' (the manifest says 7): numbers compare only with numbers",
+        seed_as_string,
+        want={"multi-turn": "telemetry_mismatch"},
+        want_exit=1,
+    )
+
+    def int_value_not_integer(case: Case, t: vf.Tamper) -> None:
+        for kv in t.span("chat")["attributes"]:
+            if kv["key"] == "gen_ai.request.max_tokens":
+                kv["value"] = {"intValue": "200.0"}
+        t.save()
+
+    verdict(
+        "span-int-value-not-an-integer",
+        "an OTLP/JSON intValue '200.0' on the span: the record cannot be decoded",
+        int_value_not_integer,
+        want={"chat": "malformed"},
+        want_exit=1,
+    )
+
+    def statement_ids_uppercase(case: Case, t: vf.Tamper) -> None:
+        doc = t.manifest("chat")
+        doc["statement"]["trace_id"] = doc["statement"]["trace_id"].upper()
+        t.set_manifest("chat", doc)
+        t.save()
+
+    verdict(
+        "statement-trace-id-uppercase",
+        "the manifest statement's trace id in uppercase hex: the statement is malformed (§8: lowercase), though "
+        "OTLP record ids may be given in either case",
+        statement_ids_uppercase,
+        want={"chat": "malformed"},
         want_exit=1,
     )
 
