@@ -1,0 +1,3 @@
+
+ÉÆÃ*Ž
+‹{"output":[{"parts":[{"content":"Hello.","type":"text"}],"role":"assistant"}],"receipt":{"completed_at":"2026-11-22T12:00:00.000000Z","finish_reasons":["stop"],"identity":"sha256:b5e3057c068fd877658ced7cbb15c4094fbaa1793638e7294afe94ee3cb7867c","key_id":"1IG2tMH7J2wbJZnOf8LJzQitKf7LMvoAElsuDMVM54Y","output_digest":"sha256:059b8b019d84d2a726134e434687555b3b7e5002096b9b1754570dcedf1184ba","request_model":"gpt-4o-mini","response_model":"gpt-3.5-turbo","span_id":"7650227ba67ac96d","spec_version":"1","trace_id":"bfafc1035cddf53a0984303b95613315"},"signature":"P5xjU7ry7gDrUk/ckhYmGVg0uToirVkMme9PynSDGAk++tieAeCqOkJNCYpyteNL2NqukmLoQ+Bi8QBPEa2qDw=="}J¿¯Á\Ýõ:	„0;•a3RvP"{¦zÉmbrun_identity.receipt
