@@ -369,10 +369,9 @@ def test_a_file_of_garbage_gives_a_bounded_number_of_results(pristine: vf.Export
     assert len(results) == 21 and all(r.code == "malformed" for r in results)
     assert "99,980 more unreadable records" in results[-1].findings[0].message
     assert not report.passed
-    # Lines of a lone "{" read as one document spread over lines (a pretty-printed file): one finding.
+    # Lines of a lone "{" are not one JSON document spread over lines (a pretty-printed file): lines again.
     (tmp_path / "braces.jsonl").write_bytes(b"{\n" * 100_000)
-    (result,) = Verifier(_keyring(), Policy()).verify([tmp_path / "braces.jsonl"]).results()
-    assert result.code == "malformed"
+    assert len(list(Verifier(_keyring(), Policy()).verify([tmp_path / "braces.jsonl"]).results())) == 21
 
 
 # --- receipt and manifest files among the inputs (issue 14, command-line habits) --------------------------

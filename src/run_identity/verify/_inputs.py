@@ -149,7 +149,7 @@ def plan(source: int, path: Path, target: int) -> tuple[str, list[Chunk]]:
             encoding = detect(head)
             if size == 0 or (size == len(head) and not head.strip()):
                 return OTLP_JSON, []  # empty, or blank lines only: JSON lines without a record
-            if encoding == OTLP_JSON and size <= MAX_DOCUMENT and _spread_over_lines(head):
+            if encoding == OTLP_JSON and size <= MAX_DOCUMENT and _spread_over_lines(head) and _one_document(f):
                 encoding, bounds = JSON_DOCUMENT, [(0, size, 1)]
             elif encoding == OTLP_JSON:
                 bounds = _line_bounds(f, target)
@@ -168,6 +168,16 @@ def _spread_over_lines(head: bytes) -> bool:
     if first.startswith(b"\xef\xbb\xbf"):
         first = first[3:].lstrip(b" \t\r\n")
     return first[:1] == b"{" and first[1:].lstrip(b" \t\r")[:1] == b"\n"
+
+
+def _one_document(f: BinaryIO) -> bool:
+    """Whether the whole file is one JSON document (else it is read line by line, each bad line reported)."""
+    f.seek(0)
+    try:
+        loads_strict(f.read())
+    except StrictJsonError:
+        return False
+    return True
 
 
 def _line_bounds(f: BinaryIO, target: int) -> list[tuple[int, int, int]]:
