@@ -118,7 +118,7 @@ def run_statement(
     )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class BindingStatement:
     """What the signature covers. Validates its fields on construction (raises ManifestError).
 

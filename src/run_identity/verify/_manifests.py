@@ -184,7 +184,7 @@ def summarize_manifest(
         source,
         record.position,
         record.index,
-        manifest.identity,
+        statement.identity if statement.identity == manifest.identity else manifest.identity,
         statement,
         signature,
         binding_hash(statement, signature),

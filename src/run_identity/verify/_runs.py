@@ -9,8 +9,8 @@ order records arrive in.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, TypeVar
 
 from run_identity.receipt import model_resolution
 from run_identity.statement import BindingStatement
@@ -23,6 +23,7 @@ from run_identity.verify._checks import (
     binding_hash,
     check_signature,
     telemetry_mismatches,
+    typed_key,
 )
 from run_identity.verify._codes import (
     BINDING_MISMATCH,
@@ -49,14 +50,61 @@ _FIELDS = ("identity", "key_id", "declared_at", "spec_version", "salt_id")
 MAX_LOOSE_PER_SOURCE = 20
 
 
-@dataclass(slots=True)
 class _Run:
-    """Everything received for one (trace id, span id): every distinct copy of every record."""
+    """Everything received for one (trace id, span id): every distinct copy of every record.
 
-    spans: dict[Any, SpanSummary] = field(default_factory=dict)
-    manifests: dict[bytes, ManifestSummary] = field(default_factory=dict)
-    receipts: dict[bytes, ReceiptSummary] = field(default_factory=dict)
-    bad: list[Finding] = field(default_factory=list)
+    Memory per run is what bounds a verification of millions of runs, and most runs have one span and one
+    manifest: each kind is held as the record itself, a list only once a different copy arrives (the rare
+    repeated delivery is found by comparison).
+    """
+
+    __slots__ = ("_manifests", "_receipts", "_spans", "bad", "key")
+
+    def __init__(self, key: bytes) -> None:
+        self.key = key
+        self._spans: SpanSummary | list[SpanSummary] | None = None
+        self._manifests: ManifestSummary | list[ManifestSummary] | None = None
+        self._receipts: ReceiptSummary | list[ReceiptSummary] | None = None
+        self.bad: list[Finding] | None = None
+
+    @property
+    def spans(self) -> list[SpanSummary]:
+        return _listed(self._spans)
+
+    @property
+    def manifests(self) -> list[ManifestSummary]:
+        return _listed(self._manifests)
+
+    @property
+    def receipts(self) -> list[ReceiptSummary]:
+        return _listed(self._receipts)
+
+    def add_span(self, span: SpanSummary) -> None:
+        if self._spans is None:
+            self._spans = span
+        elif all(s.same_key() != span.same_key() for s in self.spans):
+            self._spans = [*self.spans, span]
+
+    def add_manifest(self, manifest: ManifestSummary) -> None:
+        if self._manifests is None:
+            self._manifests = manifest
+        elif all(m.fingerprint != manifest.fingerprint for m in self.manifests):
+            self._manifests = [*self.manifests, manifest]
+
+    def add_receipt(self, receipt: ReceiptSummary) -> None:
+        if self._receipts is None:
+            self._receipts = receipt
+        elif all(r.fingerprint != receipt.fingerprint for r in self.receipts):
+            self._receipts = [*self.receipts, receipt]
+
+
+_Item = TypeVar("_Item")
+
+
+def _listed(held: _Item | list[_Item] | None) -> list[_Item]:
+    if held is None:
+        return []
+    return held if type(held) is list else [held]  # type: ignore[list-item]
 
 
 @dataclass(slots=True)
@@ -78,6 +126,9 @@ class RunTable:
         self._loose: list[_Loose] = []
         self._loose_by_source: dict[int, int] = {}
         self._overflow: dict[int, _Loose] = {}
+        # One object for equal small values of many runs (telemetry, withheld-attribute sets): per table, so
+        # nothing outlives the verification.
+        self._shared: dict[Any, Any] = {}
 
     def __len__(self) -> int:
         return len(self._runs) + len(self._loose)
@@ -89,13 +140,21 @@ class RunTable:
             return
         run = self._runs.get(item.key)
         if run is None:
-            run = self._runs[item.key] = _Run()
+            run = self._runs[item.key] = _Run(item.key)
+        item.key = run.key  # one object for the run's key, not one per record
         if isinstance(item, SpanSummary):
-            run.spans.setdefault(item.same_key(), item)
+            item.telemetry = self._shared.setdefault(typed_key(item.telemetry), item.telemetry)
+            for m in run.manifests:
+                _share_signed(item, m)
+            run.add_span(item)
         elif isinstance(item, ManifestSummary):
-            run.manifests.setdefault(item.fingerprint, item)
+            item.telemetry = self._shared.setdefault(typed_key(item.telemetry), item.telemetry)
+            item.unknown = self._shared.setdefault(item.unknown, item.unknown)
+            for span in run.spans:
+                _share_signed(span, item)
+            run.add_manifest(item)
         else:
-            run.receipts.setdefault(item.fingerprint, item)
+            run.add_receipt(item)
 
     def add_loose(self, source: int, count: int, finding: Finding) -> None:
         """Count ``count`` unreadable records of ``source`` beyond those kept (a worker's overflow)."""
@@ -111,8 +170,8 @@ class RunTable:
         if item.key is not None:
             run = self._runs.get(item.key)
             if run is None:
-                run = self._runs[item.key] = _Run()
-            run.bad.append(finding)
+                run = self._runs[item.key] = _Run(item.key)
+            run.bad = [*(run.bad or ()), finding]
             return
         kept = self._loose_by_source.get(item.source, 0)
         if kept < MAX_LOOSE_PER_SOURCE:
@@ -146,11 +205,11 @@ class RunTable:
     def _findings(
         self, run: _Run, notes: list[str]
     ) -> tuple[list[Finding], ManifestSummary | None, list[str]]:
-        spans = sorted(run.spans.values(), key=lambda s: (s.source, s.position, s.index))
-        manifests = sorted(run.manifests.values(), key=lambda m: (len(m.withheld), m.fingerprint))
+        spans = sorted(run.spans, key=lambda s: (s.source, s.position, s.index))
+        manifests = sorted(run.manifests, key=lambda m: (len(m.withheld), m.fingerprint))
         unchecked: list[str] = []
         # 1. Parse: records of this run that could not be read.
-        findings: list[Finding] = list(run.bad)
+        findings: list[Finding] = list(run.bad or ())
         for span in spans:
             if span.problem is not None:
                 findings.append(Finding(MALFORMED, 1, span.problem, self._where(span)))
@@ -224,7 +283,7 @@ class RunTable:
         unchecked: list[str],
         notes: list[str],
     ) -> list[Finding]:
-        receipts = sorted(run.receipts.values(), key=lambda r: r.fingerprint)
+        receipts = sorted(run.receipts, key=lambda r: r.fingerprint)
         if not receipts:
             return []
         findings: list[Finding] = []
@@ -263,10 +322,10 @@ class RunTable:
         return findings
 
     def _result(self, key: bytes, run: _Run) -> VerificationResult:
-        notes = [n for m in run.manifests.values() for n in m.notes]
-        notes.extend(n for r in sorted(run.receipts.values(), key=lambda r: r.fingerprint) for n in r.notes)
+        notes = [n for m in run.manifests for n in m.notes]
+        notes.extend(n for r in sorted(run.receipts, key=lambda r: r.fingerprint) for n in r.notes)
         findings, primary, unchecked = self._findings(run, notes)
-        spans = sorted(run.spans.values(), key=lambda s: (s.source, s.position, s.index))
+        spans = sorted(run.spans, key=lambda s: (s.source, s.position, s.index))
         statement: BindingStatement | None = primary.statement if primary is not None else None
         if statement is None:
             statement = next((s.statement for s in spans if s.statement is not None), None)
@@ -274,7 +333,7 @@ class RunTable:
         if model is None and primary is None:
             model = next((v for s in spans for a, v in s.telemetry if a == MODEL and type(v) is str), None)
         if model is None and run.receipts:
-            model = min(run.receipts.values(), key=lambda r: r.fingerprint).statement.request_model
+            model = min(run.receipts, key=lambda r: r.fingerprint).statement.request_model
         return VerificationResult(
             findings[0].code if findings else VERIFIED,
             self._policy.accepts(findings),
@@ -286,12 +345,20 @@ class RunTable:
             model,
             tuple(findings),
             self._where(spans[0]) if spans else None,
-            tuple(sorted(self._where(m) for m in run.manifests.values())),
+            tuple(sorted(self._where(m) for m in run.manifests)),
             tuple(dict.fromkeys(notes)),
             primary.withheld if primary is not None else (),
             tuple(dict.fromkeys(unchecked)),
-            tuple(sorted(r.where for r in run.receipts.values())),
+            tuple(sorted(r.where for r in run.receipts)),
         )
+
+
+def _share_signed(span: SpanSummary, manifest: ManifestSummary) -> None:
+    """The manifest's statement and signature objects in place of the span's equal ones (one copy in memory)."""
+    if span.statement == manifest.statement:
+        span.statement = manifest.statement
+    if span.signature == manifest.signature:
+        span.signature = manifest.signature
 
 
 def _statement_difference(span: BindingStatement, manifest: ManifestSummary) -> str:
