@@ -416,3 +416,59 @@ def test_receipt_and_manifest_files_are_inputs_not_malformed(
     assert code == 1 and "identity_mismatch" in out
     code, out = _cli(capsys, "verify", str(tmp_path / "forged.json"), "--keyring", keyring)
     assert code == 1 and "identity_mismatch" in out
+
+
+# --- serve's running summary says what verify says --------------------------------------------------------
+
+
+def _post_line(url: str, line: bytes) -> int:
+    import urllib.error
+    import urllib.request
+
+    kind = "traces" if b'"resourceSpans"' in line[:64] or b'"resource_spans"' in line[:64] else "logs"
+    request = urllib.request.Request(f"{url}/v1/{kind}", data=line, headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as exc:
+        return int(exc.code)
+
+
+def test_serve_summarizes_every_tampering_as_verify_judges_what_it_stored(pristine: vf.Export, tmp_path: Path) -> None:
+    """Every tampering of the suite sent to ``serve`` line by line: whatever serve acknowledged (200), its
+    running summary gives the same verdict, counts and failures as ``verify`` over the files it wrote; a
+    line serve refuses (4xx: ambiguous or malformed) is never acknowledged."""
+    from run_identity.serve import start_server, verification_summarizer
+
+    refused = compared = 0
+    for i, (name, tamper, _expected) in enumerate(tt.CASES):
+        t = vf.tamper_copy(pristine, tmp_path / f"e{i}")
+        tamper(t)
+        t.save()
+        signers = t.keyring_signers
+        keyring = Keyring([s.public_key for s in signers])
+        handle = start_server(tmp_path / f"serve{i}", summarize=verification_summarizer(keyring))
+        try:
+            statuses = [
+                _post_line(handle.url, line)
+                for path in (t.directory / "traces.jsonl", t.directory / "manifests.jsonl")
+                for line in path.read_bytes().splitlines()
+                if line.strip()
+            ]
+            summary = handle.summary()["verification"]
+        finally:
+            handle.stop()
+        assert set(statuses) <= {200, 400, 413}, (name, statuses)
+        refused += statuses.count(400)
+        direct = Verifier(keyring, Policy()).verify([tmp_path / f"serve{i}"]).summary_json()
+        assert (summary["passed"], summary["runs"], summary["counts"]) == (
+            direct["passed"],
+            direct["runs"],
+            direct["counts"],
+        ), name
+        if 400 not in statuses:  # everything acknowledged: the verdicts are those of the data as sent
+            sent = vf.verify_with([t.directory], signers).summary_json()
+            assert summary["passed"] == sent["passed"], name
+            assert summary["passed"] is (set(_expected.values()) <= {"verified"}), name
+            compared += 1
+    assert compared >= 60 and refused >= 1

@@ -7,6 +7,8 @@ exporter's ``json`` format); that module is not imported because it pulls in the
 from __future__ import annotations
 
 import base64
+import itertools
+import re
 import zlib
 from collections.abc import Callable
 from http import HTTPStatus
@@ -19,6 +21,7 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsSer
 
 from run_identity.attributes import MANIFEST_EVENT_NAME, RECEIPT_EVENT_NAME
 from run_identity.errors import RunIdentityError
+from run_identity.strict_json import StrictJsonError, loads_strict
 
 __all__ = [
     "MAX_BODY",
@@ -84,6 +87,41 @@ def otlp_json_line(request: Message) -> bytes:
     return line + b"\n"
 
 
+#: The kinds of an OTLP AnyValue, in both spellings protobuf's JSON parser takes.
+_VALUE_KINDS = frozenset(
+    f"{kind}{suffix}"
+    for kind, suffix in itertools.product(
+        ("string", "bool", "int", "double", "array", "kvlist", "bytes"), ("Value", "_value")
+    )
+)
+_CAMEL = re.compile(r"_([a-z])")
+_SIGNALS = (
+    frozenset({"resourceSpans", "resource_spans"}),
+    frozenset({"resourceLogs", "resource_logs"}),
+    frozenset({"resourceMetrics", "resource_metrics"}),
+)
+
+
+def _ambiguity(root: Any) -> str | None:
+    """Why an OTLP/JSON document has more than one reading, as the verifier sees it (docs/spec.md §12 step 1):
+    a member given both in snake_case and in lowerCamelCase, or an AnyValue with more than one kind.
+    Protobuf's JSON parser would keep one of them and the stored line would hide the other."""
+    stack = [root]
+    while stack:
+        node = stack.pop()
+        if type(node) is dict:
+            for key in node:
+                if "_" in key and _CAMEL.sub(lambda m: m.group(1).upper(), key) in node:
+                    return f"both {key!r} and its lowerCamelCase spelling are given"
+            kinds = [key for key in node if key in _VALUE_KINDS]
+            if len(kinds) > 1:
+                return f"an AnyValue has more than one kind ({', '.join(kinds)})"
+            stack.extend(node.values())
+        elif type(node) is list:
+            stack.extend(node)
+    return None
+
+
 def decode_request(body: bytes, content_type: str, message: Message) -> None:
     """Fill ``message`` from an OTLP/HTTP body (protobuf or OTLP/JSON). Raises :class:`RequestError`."""
     media = content_type.split(";", 1)[0].strip().lower()
@@ -94,9 +132,15 @@ def decode_request(body: bytes, content_type: str, message: Message) -> None:
             raise RequestError(HTTPStatus.BAD_REQUEST, f"not a valid protobuf request: {exc}") from None
     elif media == "application/json":
         try:
-            doc = orjson.loads(body)
-        except orjson.JSONDecodeError as exc:
-            raise RequestError(HTTPStatus.BAD_REQUEST, f"not valid JSON: {exc}") from None
+            doc = loads_strict(body)
+        except StrictJsonError as exc:
+            raise RequestError(HTTPStatus.BAD_REQUEST, f"not valid JSON, or more than one reading: {exc}") from None
+        if type(doc) is dict and sum(bool(spellings & doc.keys()) for spellings in _SIGNALS) > 1:
+            # The other signal's records would be dropped as unknown fields: refused, never lost silently.
+            raise RequestError(HTTPStatus.BAD_REQUEST, "the body holds more than one signal: it is no one request")
+        problem = _ambiguity(doc)
+        if problem is not None:
+            raise RequestError(HTTPStatus.BAD_REQUEST, f"more than one reading: {problem}")
         try:
             _convert_ids(doc, _base64)
             json_format.ParseDict(doc, message, ignore_unknown_fields=True)
