@@ -73,10 +73,16 @@ def _print_summary(summary: dict[str, Any], out: Any) -> None:
     out.flush()
 
 
+#: The OTLP/gRPC port of the OpenTelemetry specification, where SDK exporters send by default.
+DEFAULT_GRPC_PORT = 4317
+
+
 def _serve(args: argparse.Namespace) -> int:
-    from run_identity.serve import ServeLimits, start_server
+    from run_identity.serve import GrpcUnavailable, ServeLimits, start_server
 
     check_port(args.port, "--port")
+    if args.grpc_port is not None:
+        check_port(args.grpc_port, "--grpc-port")
     summarize = _summarizer(args.keyring, args.allow)
     try:
         limits = ServeLimits(
@@ -86,14 +92,37 @@ def _serve(args: argparse.Namespace) -> int:
         )
     except ValueError as exc:
         raise _CommandError(str(exc)) from None
-    try:
-        handle = start_server(
-            args.out, host=args.host, port=args.port, summarize=summarize, verbose=args.verbose, limits=limits
+    grpc_port = None if args.no_grpc else (args.grpc_port if args.grpc_port is not None else DEFAULT_GRPC_PORT)
+    note = ""
+
+    def start(grpc: int | None) -> Any:
+        return start_server(
+            args.out,
+            host=args.host,
+            port=args.port,
+            summarize=summarize,
+            verbose=args.verbose,
+            limits=limits,
+            grpc_port=grpc,
         )
+
+    try:
+        try:
+            handle = start(grpc_port)
+        except (GrpcUnavailable, OSError) as exc:
+            if args.grpc_port is not None or (isinstance(exc, OSError) and "gRPC" not in str(exc)):
+                raise
+            note = f"OTLP/gRPC off ({exc}); give --grpc-port to insist"
+            handle = start(None)
+    except GrpcUnavailable as exc:
+        raise _CommandError(str(exc)) from None
     except OSError as exc:
-        raise _CommandError(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}") from None
+        raise _CommandError(f"cannot listen on {args.host}: {exc.strerror or exc}") from None
     with _until_stopped() as stop, handle:
-        print(f"run-identity serve: listening on {handle.url}, writing to {Path(args.out)}", flush=True)
+        grpc = f" and OTLP/gRPC on {handle.grpc_endpoint}" if handle.grpc_endpoint else ""
+        print(f"run-identity serve: OTLP/HTTP on {handle.url}{grpc}, writing to {Path(args.out)}", flush=True)
+        if note:
+            print(f"run-identity serve: {note}", flush=True)
         for repair in handle.sink.repairs:
             print(
                 f"run-identity serve: {repair['file']} ended with a torn line of {repair['bytes']} bytes "
@@ -192,13 +221,20 @@ def _spool_flush(args: argparse.Namespace) -> int:
 def register(sub: Any) -> None:
     """Add the serve, collector and spool commands."""
     p = sub.add_parser(
-        "serve", help="OTLP/HTTP receiver writing OTLP-JSON lines, with a running verification"
+        "serve", help="OTLP receiver (HTTP and gRPC) writing OTLP-JSON lines, with a running verification"
     )
     p.add_argument(
         "--out", default="out/serve", metavar="DIR", help="folder for traces/manifests/logs .jsonl"
     )
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    p.add_argument("--port", type=int, default=4319, help="port (default 4319; 0 picks a free one)")
+    p.add_argument("--port", type=int, default=4319, help="OTLP/HTTP port (default 4319; 0 picks a free one)")
+    p.add_argument(
+        "--grpc-port",
+        type=int,
+        metavar="PORT",
+        help=f"OTLP/gRPC port (default {DEFAULT_GRPC_PORT} when grpcio is installed and the port is free; 0 picks one)",
+    )
+    p.add_argument("--no-grpc", action="store_true", help="serve OTLP/HTTP only")
     p.add_argument("--keyring", metavar="JWKS", help="trusted keys; enables the verification summary")
     p.add_argument(
         "--allow", action="append", default=[], metavar="CODE", help="result code the summary tolerates"

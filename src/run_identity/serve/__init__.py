@@ -1,4 +1,4 @@
-"""``run-identity serve``: the independent verifier's OTLP/HTTP endpoint.
+"""``run-identity serve``: the independent verifier's OTLP endpoint (OTLP/HTTP, and OTLP/gRPC with ``grpcio``).
 
 An operator's collector exports a copy of its traces and logs here. The receiver takes ``POST /v1/traces``
 and ``POST /v1/logs`` (any path ending so, e.g. ``/manifests/v1/logs``) in ``application/x-protobuf`` or
@@ -17,6 +17,9 @@ retry; a silent connection is closed after ``read_timeout``; after an error foun
 the connection is closed so the body is never parsed as the next request. Bad input (not OTLP, ids that
 are not hex, JSON nested too deeply) gets a 400 with the reason.
 
+OTLP/gRPC (:mod:`run_identity.serve._grpc`) takes the same requests into the same files under the same
+rule: a call returns once its request is durable.
+
 ``GET /summary`` returns counts and a verification of a snapshot of what is durable (computed with the
 verifier library when a keyring is given), without holding up ingestion; ``GET /healthz`` answers ``ok``.
 
@@ -34,6 +37,7 @@ from types import TracebackType
 from typing import Any
 
 from run_identity.keys import Keyring
+from run_identity.serve._grpc import GrpcUnavailable, start_grpc
 from run_identity.serve._http import WORK_FACTOR, ServeLimits, Server
 from run_identity.serve._otlp import decode_request, otlp_json_line, split_manifests
 from run_identity.serve._sink import LOGS_FILE, MANIFESTS_FILE, TRACES_FILE, OtlpSink, SinkCounts, Summarizer
@@ -43,6 +47,7 @@ __all__ = [
     "MANIFESTS_FILE",
     "TRACES_FILE",
     "WORK_FACTOR",
+    "GrpcUnavailable",
     "OtlpSink",
     "ServeHandle",
     "ServeLimits",
@@ -80,10 +85,15 @@ def verification_summarizer(keyring: Keyring, *, allow: Iterable[str] = (), max_
 class ServeHandle:
     """A receiver serving on a background thread; :meth:`stop` (or leaving ``with``) shuts it down."""
 
-    def __init__(self, server: Server, thread: threading.Thread) -> None:
+    def __init__(
+        self, server: Server, thread: threading.Thread, grpc_server: Any = None, grpc_port: int | None = None
+    ) -> None:
         self._server = server
         self._thread = thread
+        self._grpc = grpc_server
         self.sink = server.sink
+        #: The OTLP/gRPC port, when gRPC is served.
+        self.grpc_port = grpc_port
 
     @property
     def host(self) -> str:
@@ -101,7 +111,14 @@ class ServeHandle:
     def summary(self) -> dict[str, Any]:
         return self.sink.summary()
 
+    @property
+    def grpc_endpoint(self) -> str | None:
+        """The OTLP/gRPC endpoint to give exporters (``http://host:port``), when gRPC is served."""
+        return None if self.grpc_port is None else f"http://{self.host}:{self.grpc_port}"
+
     def stop(self) -> None:
+        if self._grpc is not None:
+            self._grpc.stop(grace=5).wait(10)
         self._server.shutdown()
         self._server.server_close()
         self._thread.join(10)
@@ -124,18 +141,29 @@ def start_server(
     summarize: Summarizer | None = None,
     verbose: bool = False,
     limits: ServeLimits | None = None,
+    grpc_port: int | None = None,
 ) -> ServeHandle:
-    """Serve OTLP/HTTP on ``host:port`` (0 picks a port) in a background thread, writing into ``directory``.
+    """Serve OTLP/HTTP on ``host:port`` (0 picks a port) in a background thread, writing into ``directory``;
+    with ``grpc_port``, OTLP/gRPC on that port too (0 picks one), into the same files.
 
     A torn last line left in ``directory`` by a crash is moved aside first (see :mod:`._sink`). Raises
-    ``OSError`` when the address cannot be bound.
+    ``OSError`` when an address cannot be bound, :class:`GrpcUnavailable` for gRPC without grpcio.
     """
+    limits = limits or ServeLimits()
     sink = OtlpSink(directory, summarize=summarize)
     try:
-        server = Server((host, port), sink, verbose=verbose, limits=limits or ServeLimits())
+        server = Server((host, port), sink, verbose=verbose, limits=limits)
     except BaseException:
         sink.close()
         raise
+    grpc_server, bound = None, None
+    if grpc_port is not None:
+        try:
+            grpc_server, bound = start_grpc(sink, host, grpc_port, limits)
+        except BaseException:
+            server.server_close()
+            sink.close()
+            raise
     thread = threading.Thread(target=server.serve_forever, name="run-identity-serve", daemon=True)
     thread.start()
-    return ServeHandle(server, thread)
+    return ServeHandle(server, thread, grpc_server, bound)
