@@ -59,3 +59,20 @@ def test_demo_through_the_rotel_collector(tmp_path: Path, capsys: pytest.Capture
         pytest.skip(f"rotel cannot run here: {exc}")
     assert main(["demo", "--out", str(tmp_path / "demo"), "--collector"]) == 0
     assert "PASS: all 12 runs verified." in capsys.readouterr().out
+
+
+def test_the_ids_in_the_demo_table_are_accepted_by_show(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Each row's SPAN and IDENTITY, copied as printed, name that very run for ``show``."""
+    out = tmp_path / "demo"
+    assert main(["demo", "--out", str(out)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("RUN "))
+    rows = [line.split() for line in lines[start + 1 :] if line.strip() and not line.startswith("PASS")][:12]
+    assert len(rows) == 12
+    keys = str(out / "keys" / "trusted-keys.jwks.json")
+    for label, span_id, identity, code in rows[:4]:
+        assert code == "verified" and "…" not in identity
+        for name in (span_id, identity):
+            assert main(["show", name, "--in", str(out / "export"), "--keyring", keys]) == 0, (label, name)
+            shown = capsys.readouterr().out
+            assert f"/{span_id}" in shown.splitlines()[0] and identity in shown

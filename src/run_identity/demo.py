@@ -92,7 +92,8 @@ def _print_table(runs: list[DemoRun], report: VerificationReport, stream: TextIO
     for run in runs:
         result = by_run.get((run.trace_id, run.span_id))
         identity = (result.identity or "-") if result else "-"
-        rows.append((run.label, run.span_id, identity[:23] + "…", result.code if result else "not found"))
+        # A prefix `show` and `diff` take as it is printed (no ellipsis to trim), like the span id beside it.
+        rows.append((run.label, run.span_id, identity[:23], result.code if result else "not found"))
     for key, result in by_run.items():
         if key not in labels:
             rows.append(("(unexpected)", result.span_id or "-", (result.identity or "-")[:23], result.code))

@@ -1,7 +1,8 @@
 """Finding runs in exported data for ``show`` and ``diff``: by identity, trace/span id, or a manifest file.
 
 A run is named by its identity (``sha256:<hex>``, or a unique prefix of at least 8 hex digits), by
-``TRACE_ID/SPAN_ID`` (``:`` also accepted), or by a trace id alone when that trace holds one run. The verdict
+``TRACE_ID/SPAN_ID`` (``:`` also accepted), by a trace id alone when that trace holds one run, or by its
+span id alone (16 hex digits, as the demo's table shows it; also read as an identity prefix). The verdict
 is the one ``verify`` gives for that run over the same input: it is computed by the same verifier.
 """
 
@@ -55,6 +56,8 @@ class Selector:
     span_id: str | None = None
 
     def matches_key(self, key: bytes) -> bool:
+        if self.span_id is not None and self.trace_id is None:
+            return key[16:].hex() == self.span_id
         if self.trace_id is None:
             return False
         if self.span_id is None:
@@ -73,7 +76,9 @@ def parse_selector(text: str) -> Selector | None:
         return Selector(text, trace_id=m.group(1), span_id=m.group(2))
     m = _IDENTITY.fullmatch(low)
     if m:
-        return Selector(text, identity="sha256:" + m.group(1))
+        # 16 hex digits alone are a span id (as the demo's table shows it) or an identity prefix: both match.
+        span_id = m.group(1) if len(m.group(1)) == 16 and not low.startswith("sha256:") else None
+        return Selector(text, identity="sha256:" + m.group(1), span_id=span_id)
     return None
 
 
