@@ -62,7 +62,7 @@ def test_demo_through_the_rotel_collector(tmp_path: Path, capsys: pytest.Capture
 
 
 def test_the_ids_in_the_demo_table_are_accepted_by_show(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """Each row's SPAN and IDENTITY, copied as printed, name that very run for ``show``."""
+    """Each row's RUN label, SPAN and IDENTITY, copied as printed, name that very run for ``show``."""
     out = tmp_path / "demo"
     assert main(["demo", "--out", str(out)]) == 0
     lines = capsys.readouterr().out.splitlines()
@@ -72,7 +72,10 @@ def test_the_ids_in_the_demo_table_are_accepted_by_show(tmp_path: Path, capsys: 
     keys = str(out / "keys" / "trusted-keys.jwks.json")
     for label, span_id, identity, code in rows[:4]:
         assert code == "verified" and "…" not in identity
-        for name in (span_id, identity):
+        for name in (label, span_id, identity):
             assert main(["show", name, "--in", str(out / "export"), "--keyring", keys]) == 0, (label, name)
             shown = capsys.readouterr().out
             assert f"/{span_id}" in shown.splitlines()[0] and identity in shown
+    # The labels file is a dotfile: verification never takes it for exported data.
+    assert (out / "export" / ".run-labels.json").is_file()
+    assert main(["verify", str(out / "export"), "--keyring", keys]) == 0

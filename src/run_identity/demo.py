@@ -9,6 +9,7 @@ independent verifier would: from the files and the JWKS of trusted keys only.
 
 from __future__ import annotations
 
+import json
 import os
 import shlex
 import shutil
@@ -24,7 +25,7 @@ from run_identity.digest import prepare
 from run_identity.genai import start_genai_span
 from run_identity.keys import Ed25519Signer, Keyring, generate_key_files
 from run_identity.pipeline import setup
-from run_identity.verify import Policy, VerificationReport, Verifier
+from run_identity.verify import LABELS_FILE, Policy, VerificationReport, Verifier
 
 __all__ = ["DemoRun", "run_demo"]
 
@@ -85,6 +86,15 @@ def _make_runs(
     return runs
 
 
+def _write_labels(export: Path, runs: list[DemoRun]) -> None:
+    """``LABELS_FILE`` in the export folder: each run's label and ids, so ``show`` and ``diff`` take the labels
+    of the table. A dotfile: the verifier reads no dotfile, so it is not taken for exported data."""
+    labels = {r.label: f"{r.trace_id}/{r.span_id}" for r in runs}
+    fd = os.open(export / LABELS_FILE, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        json.dump(labels, f, indent=1)
+
+
 def _print_table(runs: list[DemoRun], report: VerificationReport, stream: TextIO) -> None:
     by_run = {(r.trace_id, r.span_id): r for r in report.results()}
     labels = {(r.trace_id, r.span_id): r.label for r in runs}
@@ -133,6 +143,7 @@ def run_demo(
         runs = _make_runs(signer, directory=export)
         route = "app -> embedded file export"
     stream.write(f"made {len(runs)} runs ({route}); exported to {export}\n")
+    _write_labels(export, runs)
     stream.write(f"verifying with the trusted keys in {jwks_path} ...\n\n")
     report = Verifier(Keyring.from_jwks(jwks_path), Policy()).verify([export])
     _print_table(runs, report, stream)

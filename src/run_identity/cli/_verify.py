@@ -16,7 +16,14 @@ from run_identity.keys import Keyring
 from run_identity.receipt import Receipt
 from run_identity.verify import FAILURE_CODES, MANIFEST_MISSING, SPAN_MISSING, Policy, Verifier
 from run_identity.verify._diff import diff_manifests
-from run_identity.verify._lookup import FoundRun, Selector, find_runs_of, load_manifest_file, parse_selector
+from run_identity.verify._lookup import (
+    FoundRun,
+    Selector,
+    find_runs_of,
+    load_manifest_file,
+    parse_selector,
+    run_labels,
+)
 from run_identity.verify._render import esc, render_diff, render_manifest, render_receipt, render_status
 from run_identity.verify._report import INSECURE_BANNER, ProgressBar, write_json, write_text
 
@@ -94,8 +101,12 @@ def _verify(args: argparse.Namespace) -> int:
 
 def _selector(name: str, inputs: list[str] | None) -> Selector:
     selector = parse_selector(name)
+    if selector is None and inputs:  # a run label, as the demo's table shows it
+        labelled = run_labels(inputs).get(name)
+        selector = parse_selector(labelled) if labelled is not None else None
     if selector is None:
-        raise CliError(f"{esc(name)}: neither a manifest file, an identity (sha256:…) nor TRACE_ID[/SPAN_ID]", 2)
+        what = "neither a manifest file, an identity (sha256:…), TRACE_ID[/SPAN_ID] nor a run label"
+        raise CliError(f"{esc(name)}: {what}", 2)
     if not inputs:
         raise CliError(f"{esc(name)}: give the exported data to search with --in PATH", exit_code=2)
     return selector

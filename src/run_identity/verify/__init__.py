@@ -33,6 +33,7 @@ from run_identity.verify._codes import (
     Finding,
 )
 from run_identity.verify._inputs import InputError
+from run_identity.verify._lookup import LABELS_FILE
 from run_identity.verify._result import Policy, VerificationResult
 from run_identity.verify.verifier import Progress, VerificationReport, Verifier
 
@@ -43,6 +44,7 @@ __all__ = [
     "CONTENT_WITHHELD",
     "FAILURE_CODES",
     "IDENTITY_MISMATCH",
+    "LABELS_FILE",
     "MALFORMED",
     "MANIFEST_MISSING",
     "MODEL_SUBSTITUTED",

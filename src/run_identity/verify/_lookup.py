@@ -19,6 +19,7 @@ from run_identity.errors import ManifestError, RunIdentityError
 from run_identity.manifest import Manifest
 from run_identity.manifest_proto import manifest_from_proto
 from run_identity.receipt import Receipt
+from run_identity.strict_json import StrictJsonError, loads_strict
 from run_identity.verify._checks import CheckContext, run_key
 from run_identity.verify._inputs import Chunk, RawRequest, discover, plan, read_chunk, read_requests
 from run_identity.verify._manifests import summarize_manifest
@@ -28,6 +29,7 @@ from run_identity.verify._runs import RunTable
 from run_identity.verify.verifier import Verifier
 
 __all__ = [
+    "LABELS_FILE",
     "FoundRun",
     "RunNotFound",
     "Selector",
@@ -36,10 +38,30 @@ __all__ = [
     "find_runs_of",
     "load_manifest_file",
     "parse_selector",
+    "run_labels",
 ]
 
 _IDENTITY = re.compile(r"(?:sha256:)?([0-9a-f]{8,64})")
 _RUN = re.compile(r"([0-9a-f]{32})(?:[/:]([0-9a-f]{16}))?")
+
+
+#: A file beside exported data naming runs by label (``{"label": "TRACE_ID/SPAN_ID"}``), as the demo writes
+#: it; a dotfile, so verification never reads it as data.
+LABELS_FILE = ".run-labels.json"
+
+
+def run_labels(inputs: Iterable[str | os.PathLike[str]]) -> dict[str, str]:
+    """The labels of :data:`LABELS_FILE` in the given folders (unreadable or odd files are ignored)."""
+    found: dict[str, str] = {}
+    for item in inputs:
+        path = Path(item) / LABELS_FILE
+        try:
+            doc = loads_strict(path.read_bytes()) if path.is_file() else None
+        except (OSError, StrictJsonError):
+            continue
+        if type(doc) is dict:
+            found.update({k: v for k, v in doc.items() if type(v) is str})
+    return found
 
 
 class RunNotFound(RunIdentityError):
