@@ -472,3 +472,16 @@ def test_serve_summarizes_every_tampering_as_verify_judges_what_it_stored(pristi
             assert summary["passed"] is (set(_expected.values()) <= {"verified"}), name
             compared += 1
     assert compared >= 60 and refused >= 1
+
+
+def test_serve_with_nothing_received_has_not_passed(tmp_path: Path) -> None:
+    """No run received is no pass in serve's running summary either (it used to say "passed: 0 runs")."""
+    from run_identity.serve import start_server, verification_summarizer
+
+    handle = start_server(tmp_path / "out", summarize=verification_summarizer(_keyring()))
+    try:
+        verification = handle.summary()["verification"]
+    finally:
+        handle.stop()
+    assert verification["passed"] is False and verification["runs"] == 0
+    assert "no run found" in verification["count_problem"]
