@@ -57,8 +57,9 @@ def test_the_cli_serves_grpc_beside_http_and_says_so(tmp_path: Path) -> None:
     )
     try:
         assert proc.stdout is not None
-        first = proc.stdout.readline()
-        assert "OTLP/HTTP on http://127.0.0.1:" in first and "OTLP/gRPC on http://127.0.0.1:" in first, first
+        first, second = proc.stdout.readline(), proc.stdout.readline()
+        assert first.startswith("run-identity serve: listening on http://127.0.0.1:"), first
+        assert second.startswith("run-identity serve: OTLP/gRPC on http://127.0.0.1:"), second
     finally:
         proc.terminate()
         proc.wait(30)

@@ -73,8 +73,8 @@ def _print_summary(summary: dict[str, Any], out: Any) -> None:
     out.flush()
 
 
-#: The OTLP/gRPC port of the OpenTelemetry specification, where SDK exporters send by default.
-DEFAULT_GRPC_PORT = 4317
+#: The OTLP/gRPC port: beside the HTTP port 4319, clear of a local collector's 4317 and 4318.
+DEFAULT_GRPC_PORT = 4321
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -119,8 +119,9 @@ def _serve(args: argparse.Namespace) -> int:
     except OSError as exc:
         raise _CommandError(f"cannot listen on {args.host}: {exc.strerror or exc}") from None
     with _until_stopped() as stop, handle:
-        grpc = f" and OTLP/gRPC on {handle.grpc_endpoint}" if handle.grpc_endpoint else ""
-        print(f"run-identity serve: OTLP/HTTP on {handle.url}{grpc}, writing to {Path(args.out)}", flush=True)
+        print(f"run-identity serve: listening on {handle.url}, writing to {Path(args.out)}", flush=True)
+        if handle.grpc_endpoint:
+            print(f"run-identity serve: OTLP/gRPC on {handle.grpc_endpoint}", flush=True)
         if note:
             print(f"run-identity serve: {note}", flush=True)
         for repair in handle.sink.repairs:
