@@ -29,7 +29,6 @@ from run_identity.verify._checks import (
     check_signature,
     run_key,
     telemetry_mismatches,
-    typed_key,
 )
 from run_identity.verify._codes import (
     BINDING_MISMATCH,
@@ -176,8 +175,10 @@ def summarize_manifest(
         content: Any = manifest.to_json()
     else:
         content = _shape(manifest)
-    own = sorted((k, repr(typed_key(((k, as_tuple(v)),)))) for k, v in record.attributes.items())
-    fingerprint = _hash([claim.hex(), content, own, record.trace_id, record.span_id])
+    # Copies that say the same thing count once: the same signed content, ids and findings (a copy whose
+    # record attributes contradict the manifest has findings of its own, so it is kept and judged).
+    said = sorted(f"{f.step} {f.code} {f.message}" for f in findings)
+    fingerprint = _hash([claim.hex(), content, said, record.trace_id, record.span_id])
     withheld = withheld_parts(manifest)
     return ManifestSummary(
         key,
