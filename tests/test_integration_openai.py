@@ -550,3 +550,16 @@ def test_composition_of_without_a_client_and_its_options() -> None:
     asked = request(messages=(m for m in request()["messages"]))
     assert ri_openai.composition_of(asked)["messages"] == bare["messages"]
     assert type(asked["messages"]) is list and len(asked["messages"]) == 2
+
+
+def test_a_hand_declaration_around_a_captured_call_is_reported_unclaimed(
+    captured: Pipeline, server: LLMServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Declared by hand around a call the integration captures, the hand declaration goes unused (the span
+    takes the capture's): counted on the capture's processor and logged, naming the integration."""
+    caplog.set_level("WARNING", logger="run_identity")
+    with run_identity.declare(hand_composition(server)) as declaration:
+        client(server).chat.completions.create(**request())
+    assert not declaration.claimed and declaration.captured_by == "openai"
+    assert captured.processor.coverage.declarations_unclaimed == 1
+    assert any("the openai client integration captured the call" in r.getMessage() for r in caplog.records)
