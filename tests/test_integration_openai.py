@@ -511,7 +511,11 @@ def test_composition_of_declared_by_hand_gets_the_captured_identity(pipeline: Pi
     assert by_hand == captured_id == declaration.identity
     assert composition == hand_composition(server)
     assert [m["role"] for m in composition["messages"]] == ["system", "user"] and "instructions" not in composition
-    moved = {**composition, "instructions": composition["messages"][0]["parts"], "messages": composition["messages"][1:]}
+    moved = {
+        **composition,
+        "instructions": composition["messages"][0]["parts"],
+        "messages": composition["messages"][1:],
+    }
     assert compute_identity(Composition.from_dict(moved)).id != by_hand
     assert pipeline.processor.coverage.undeclared == 0
 
@@ -538,7 +542,9 @@ def test_composition_of_a_responses_request_gets_the_captured_identity(pipeline:
 def test_composition_of_without_a_client_and_its_options() -> None:
     """Without a client the model has no endpoint; call options are not part of the body; extra_body is; an
     Azure client names its provider; an unknown api is refused; a generator is read into the request."""
-    bare = ri_openai.composition_of({**request(), "extra_headers": {"x": "1"}, "timeout": 3, "extra_body": {"user": "a"}})
+    bare = ri_openai.composition_of(
+        {**request(), "extra_headers": {"x": "1"}, "timeout": 3, "extra_body": {"user": "a"}}
+    )
     assert bare["model"] == {"provider": "openai", "name": "gpt-4o-mini"}
     assert bare["extensions"] == {"user": "a"}
     azure = openai.AzureOpenAI(
@@ -563,3 +569,26 @@ def test_a_hand_declaration_around_a_captured_call_is_reported_unclaimed(
     assert not declaration.claimed and declaration.captured_by == "openai"
     assert captured.processor.coverage.declarations_unclaimed == 1
     assert any("the openai client integration captured the call" in r.getMessage() for r in caplog.records)
+
+
+def test_the_spec_annex_example_is_what_composition_of_gives() -> None:
+    """docs/spec.md Annex A's example composition, as written, is composition_of's for its request."""
+    import re
+    from pathlib import Path
+
+    spec = (Path(__file__).resolve().parent.parent / "docs" / "spec.md").read_text(encoding="utf-8")
+    example = spec[spec.index("### A.5 Example") :]
+    match = re.search(r"```json\n(.*?)```", example, re.S)
+    assert match is not None
+    oai = openai.OpenAI(api_key=API_KEY, base_url="https://api.openai.com/v1")
+    asked = {
+        "model": "gpt-4o-mini",
+        "messages": [{"role": "system", "content": "Answer briefly."}, {"role": "user", "content": "Hi"}],
+        "temperature": 0.2,
+        "stream": True,
+    }
+    assert ri_openai.composition_of(asked, oai) == json.loads(match.group(1))
+    responses = ri_openai.composition_of(
+        {"model": "m", "instructions": "Answer briefly.", "input": "Hi"}, api="responses"
+    )
+    assert responses["instructions"] == [{"type": "text", "content": "Answer briefly."}]
