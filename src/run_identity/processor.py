@@ -73,8 +73,8 @@ class Coverage:
     runs whose manifest could not be handed to the Logs SDK; ``manifests_lost`` those handed over that the
     export pipeline reported lost afterwards (see :meth:`IdentitySpanProcessor.count_manifest_losses`).
     ``declarations_unclaimed`` counts ``declare`` blocks that exited with their declaration claimed by no
-    span (no GenAI span started in the block, or those that did had another operation or model); they are
-    not GenAI spans, so not in ``genai_spans``.
+    span (no GenAI span started in the block, those that did had another operation or model, or a client
+    integration captured the call); they are not GenAI spans, so not in ``genai_spans``.
     """
 
     genai_spans: int = 0
@@ -97,8 +97,9 @@ def _declared(declaration: Declaration) -> str:
 
 
 def unclaimed_reason(declaration: Declaration) -> str:
-    """Why ``declaration`` was not claimed: no GenAI span started, or those that did had another operation or
-    model (named, so that a typo shows)."""
+    """Why ``declaration`` was not claimed: a client integration captured the call (its own declaration went
+    to the span), no GenAI span started, or those that did had another operation or model (named, so that a
+    typo shows)."""
     if declaration.captured_by is not None:
         return (
             f"the {declaration.captured_by} client integration captured the call in the block, and its span took "
