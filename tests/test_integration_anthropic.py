@@ -285,3 +285,15 @@ def test_composition_of_declared_by_hand_gets_the_captured_identity(pipeline: Pi
     assert by_hand == (captured_span.attributes or {})[RUN_IDENTITY_ID] == declaration.identity
     assert ri_anthropic.composition_of(request())["model"] == {"provider": "anthropic", "name": MODEL}
     assert pipeline.processor.coverage.undeclared == 0
+
+
+def test_composition_of_a_streamed_call_has_stream_true(captured: Pipeline, server: LLMServer) -> None:
+    """messages.stream(...) sends "stream": true: composition_of with stream=True is its captured composition."""
+    anthropic_client = client(server)
+    with anthropic_client.messages.stream(**request()) as stream:
+        for _ in stream.text_stream:
+            pass
+    (span,) = captured.spans()
+    composition = ri_anthropic.composition_of({**request(), "stream": True}, anthropic_client)
+    assert composition["extensions"] == {"stream": True}
+    assert (span.attributes or {})[RUN_IDENTITY_ID] == compute_identity(Composition.from_dict(composition)).id
