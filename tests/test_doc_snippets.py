@@ -43,8 +43,9 @@ def _env(**extra: str) -> dict[str, str]:
     return env
 
 
-def _run_against_serve(code: str, tmp_path: Path) -> None:
-    """Run ``code`` in a fresh interpreter (cwd with keys/), OTLP pointed at serve; one run must verify."""
+def _run_against_serve(code: str, tmp_path: Path, **env: str) -> None:
+    """Run ``code`` in a fresh interpreter (cwd with keys/, ``env`` added), OTLP pointed at serve; one run must
+    verify."""
     _, jwks, _ = generate_key_files(tmp_path / "keys")
     script = tmp_path / "snippet.py"
     script.write_text(code, encoding="utf-8")
@@ -53,7 +54,7 @@ def _run_against_serve(code: str, tmp_path: Path) -> None:
         done = subprocess.run(
             [sys.executable, str(script)],
             cwd=tmp_path,
-            env=_env(OTEL_EXPORTER_OTLP_ENDPOINT=server.url),
+            env=_env(OTEL_EXPORTER_OTLP_ENDPOINT=server.url, **env),
             capture_output=True,
             text=True,
             timeout=120,
@@ -68,8 +69,11 @@ def _run_against_serve(code: str, tmp_path: Path) -> None:
 
 
 def test_readme_library_snippet_delivers_its_manifest(tmp_path: Path) -> None:
-    """README "Using the library", unchanged: its run's span and manifest reach an OTLP receiver and verify."""
-    _run_against_serve(code_block(ROOT / "README.md", "## Using the library", "python"), tmp_path)
+    """README "Using the library", unchanged: its run's span and manifest reach an OTLP receiver and verify.
+    The client is made (an API key is needed for that) but no request is sent."""
+    _run_against_serve(
+        code_block(ROOT / "README.md", "## Using the library", "python"), tmp_path, OPENAI_API_KEY="sk-not-a-key"
+    )
 
 
 def test_integration_setup_snippet_delivers_manifests(tmp_path: Path) -> None:

@@ -258,3 +258,42 @@ def test_the_clients_own_span_takes_the_identity_when_it_traces_to_our_provider(
     untraced = anthropic.Anthropic(api_key=API_KEY, base_url=server.anthropic_url, max_retries=0, open_telemetry=False)
     untraced.messages.create(**request())
     assert len(captured.spans()) == 3 and captured.spans()[-1].instrumentation_scope.name == "run_identity.integrations"
+
+
+def test_composition_of_declared_by_hand_gets_the_captured_identity(pipeline: Pipeline, server: LLMServer) -> None:
+    """One Messages request on a client that traces itself: declared by hand with composition_of, and
+    captured by the integration, its span gets one identity; ``system`` is the instructions (spec Annex A)."""
+    traced = anthropic.Anthropic(
+        api_key=API_KEY,
+        base_url=server.anthropic_url,
+        max_retries=0,
+        open_telemetry={"tracer_provider": pipeline.tracer_provider},
+    )
+    composition = ri_anthropic.composition_of(request(), traced)
+    assert composition == hand_composition(server)
+    with run_identity.declare(composition) as declaration:
+        traced.messages.create(**request())
+    (span,) = pipeline.spans()
+    pipeline.span_exporter.clear()
+    ri_anthropic.instrument(tracer_provider=pipeline.tracer_provider, strict=True)
+    try:
+        traced.messages.create(**request())
+    finally:
+        ri_anthropic.uninstrument()
+    (captured_span,) = pipeline.spans()
+    by_hand = (span.attributes or {})[RUN_IDENTITY_ID]
+    assert by_hand == (captured_span.attributes or {})[RUN_IDENTITY_ID] == declaration.identity
+    assert ri_anthropic.composition_of(request())["model"] == {"provider": "anthropic", "name": MODEL}
+    assert pipeline.processor.coverage.undeclared == 0
+
+
+def test_composition_of_a_streamed_call_has_stream_true(captured: Pipeline, server: LLMServer) -> None:
+    """messages.stream(...) sends "stream": true: composition_of with stream=True is its captured composition."""
+    anthropic_client = client(server)
+    with anthropic_client.messages.stream(**request()) as stream:
+        for _ in stream.text_stream:
+            pass
+    (span,) = captured.spans()
+    composition = ri_anthropic.composition_of({**request(), "stream": True}, anthropic_client)
+    assert composition["extensions"] == {"stream": True}
+    assert (span.attributes or {})[RUN_IDENTITY_ID] == compute_identity(Composition.from_dict(composition)).id

@@ -479,3 +479,116 @@ def test_generator_messages_are_sent_and_captured_whole(captured: Pipeline, serv
     assert server.requests[0]["messages"] == request()["messages"]
     (record,) = by_event(captured, MANIFEST_EVENT_NAME)
     assert len(Manifest.from_json(str(record.log_record.body)).composition_json()["messages"]) == 2
+
+
+def span_identity(pipeline: Pipeline) -> str:
+    """The ``run_identity.id`` of the pipeline's one span (the test then clears the exporter)."""
+    (span,) = pipeline.spans()
+    pipeline.span_exporter.clear()
+    return str((span.attributes or {})[RUN_IDENTITY_ID])
+
+
+def test_composition_of_declared_by_hand_gets_the_captured_identity(pipeline: Pipeline, server: LLMServer) -> None:
+    """One chat request, declared by hand with composition_of around the official instrumentation's span, and
+    captured by the integration: one identity (spec Annex A). The README's old way, with the system message
+    moved to ``instructions``, is another composition, so another identity."""
+    oai = client(server)
+    instrumentor = OpenAIInstrumentor()
+    instrumentor.instrument(tracer_provider=pipeline.tracer_provider)
+    try:
+        composition = ri_openai.composition_of(request(), oai)
+        with run_identity.declare(composition) as declaration:
+            oai.chat.completions.create(**request())
+        by_hand = span_identity(pipeline)
+        ri_openai.instrument(tracer_provider=pipeline.tracer_provider, strict=True)
+        try:
+            oai.chat.completions.create(**request())
+        finally:
+            ri_openai.uninstrument()
+        captured_id = span_identity(pipeline)
+    finally:
+        instrumentor.uninstrument()
+    assert by_hand == captured_id == declaration.identity
+    assert composition == hand_composition(server)
+    assert [m["role"] for m in composition["messages"]] == ["system", "user"] and "instructions" not in composition
+    moved = {
+        **composition,
+        "instructions": composition["messages"][0]["parts"],
+        "messages": composition["messages"][1:],
+    }
+    assert compute_identity(Composition.from_dict(moved)).id != by_hand
+    assert pipeline.processor.coverage.undeclared == 0
+
+
+def test_composition_of_a_responses_request_gets_the_captured_identity(pipeline: Pipeline, server: LLMServer) -> None:
+    """responses.create declared by hand (a span started with start_genai_span) and captured: one identity;
+    ``instructions`` is the instructions component, ``input`` the messages."""
+    oai = client(server)
+    ask = {"model": "gpt-4o-mini", "instructions": SYSTEM, "input": QUESTION, "max_output_tokens": 50}
+    composition = ri_openai.composition_of(ask, oai, api="responses")
+    assert composition["instructions"] == [{"type": "text", "content": SYSTEM}]
+    assert composition["messages"] == [{"role": "user", "parts": [{"type": "text", "content": QUESTION}]}]
+    with run_identity.start_genai_span(composition, tracer_provider=pipeline.tracer_provider):
+        oai.responses.create(**ask)
+    by_hand = span_identity(pipeline)
+    ri_openai.instrument(tracer_provider=pipeline.tracer_provider, strict=True)
+    try:
+        oai.responses.create(**ask)
+    finally:
+        ri_openai.uninstrument()
+    assert span_identity(pipeline) == by_hand
+
+
+def test_composition_of_without_a_client_and_its_options() -> None:
+    """Without a client the model has no endpoint; call options are not part of the body; extra_body is; an
+    Azure client names its provider; an unknown api is refused; a generator is read into the request."""
+    bare = ri_openai.composition_of(
+        {**request(), "extra_headers": {"x": "1"}, "timeout": 3, "extra_body": {"user": "a"}}
+    )
+    assert bare["model"] == {"provider": "openai", "name": "gpt-4o-mini"}
+    assert bare["extensions"] == {"user": "a"}
+    azure = openai.AzureOpenAI(
+        api_key=API_KEY, api_version="2024-10-21", azure_endpoint="https://example.openai.azure.com"
+    )
+    assert ri_openai.composition_of(request(), azure)["model"]["provider"] == "azure.ai.openai"
+    with pytest.raises(ValueError, match="api must be"):
+        ri_openai.composition_of(request(), api="embeddings")  # type: ignore[arg-type]
+    asked = request(messages=(m for m in request()["messages"]))
+    assert ri_openai.composition_of(asked)["messages"] == bare["messages"]
+    assert type(asked["messages"]) is list and len(asked["messages"]) == 2
+
+
+def test_a_hand_declaration_around_a_captured_call_is_reported_unclaimed(
+    captured: Pipeline, server: LLMServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Declared by hand around a call the integration captures, the hand declaration goes unused (the span
+    takes the capture's): counted on the capture's processor and logged, naming the integration."""
+    caplog.set_level("WARNING", logger="run_identity")
+    with run_identity.declare(hand_composition(server)) as declaration:
+        client(server).chat.completions.create(**request())
+    assert not declaration.claimed and declaration.captured_by == "openai"
+    assert captured.processor.coverage.declarations_unclaimed == 1
+    assert any("the openai client integration captured the call" in r.getMessage() for r in caplog.records)
+
+
+def test_the_spec_annex_example_is_what_composition_of_gives() -> None:
+    """docs/spec.md Annex A's example composition, as written, is composition_of's for its request."""
+    import re
+    from pathlib import Path
+
+    spec = (Path(__file__).resolve().parent.parent / "docs" / "spec.md").read_text(encoding="utf-8")
+    example = spec[spec.index("### A.5 Example") :]
+    match = re.search(r"```json\n(.*?)```", example, re.S)
+    assert match is not None
+    oai = openai.OpenAI(api_key=API_KEY, base_url="https://api.openai.com/v1")
+    asked = {
+        "model": "gpt-4o-mini",
+        "messages": [{"role": "system", "content": "Answer briefly."}, {"role": "user", "content": "Hi"}],
+        "temperature": 0.2,
+        "stream": True,
+    }
+    assert ri_openai.composition_of(asked, oai) == json.loads(match.group(1))
+    responses = ri_openai.composition_of(
+        {"model": "m", "instructions": "Answer briefly.", "input": "Hi"}, api="responses"
+    )
+    assert responses["instructions"] == [{"type": "text", "content": "Answer briefly."}]

@@ -72,9 +72,10 @@ def test_instrumented_openai_call_carries_the_declared_identity(
 ) -> None:
     """A real openai client call, instrumented by openai-v2, gets the identity of the declared composition."""
     client = openai.OpenAI(api_key="sk-test-not-a-key", base_url=openai_server.base_url, max_retries=0)
-    composition = app.build_composition("What is the capital of Portugal?", openai_server.base_url)
+    request = app.openai_request("What is the capital of Portugal?")
+    composition = app.build_composition(request, client)
     with declare(composition) as declaration:
-        reply = client.chat.completions.create(**app.openai_request(composition))
+        reply = client.chat.completions.create(**request)
     assert reply.choices[0].message.content == "Lisbon."
     span = instrumentation_span(instrumented)
     check_span(span, composition, keyring)
@@ -106,9 +107,9 @@ def test_instrumented_async_openai_calls_keep_their_own_identities(
     questions = [f"Capital of country {i}?" for i in range(4)]
 
     async def ask(question: str) -> str | None:
-        composition = app.build_composition(question, openai_server.base_url)
-        with declare(composition) as declaration:
-            await client.chat.completions.create(**app.openai_request(composition))
+        request = app.openai_request(question)
+        with declare(app.build_composition(request, client)) as declaration:
+            await client.chat.completions.create(**request)
         return declaration.identity
 
     async def main() -> list[str | None]:
@@ -126,7 +127,7 @@ def test_instrumented_async_openai_calls_keep_their_own_identities(
     assert len(spans) == 4
     by_identity = {(s.attributes or {})[RUN_IDENTITY_ID]: s for s in spans}
     for question, identity in zip(questions, identities, strict=True):
-        composition = app.build_composition(question, openai_server.base_url)
+        composition = app.build_composition(app.openai_request(question), client)
         assert identity == compute_identity(Composition.from_dict(composition)).id
         check_span(by_identity[identity], composition, keyring)
 

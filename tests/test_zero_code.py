@@ -41,9 +41,7 @@ def run_app(tmp_path: Path, server: OpenAIServer, **variables: str) -> subproces
     )
     env.update(variables)
     command = [str(BIN / "opentelemetry-instrument"), sys.executable, str(APP), QUESTION]
-    return subprocess.run(
-        command, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120, check=False
-    )
+    return subprocess.run(command, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120, check=False)
 
 
 def records(path: Path, signal: str, scope_key: str, items_key: str) -> list[dict[str, Any]]:
@@ -84,12 +82,19 @@ def test_opentelemetry_instrument_puts_a_valid_identity_on_the_openai_span(
     attributes = {a["key"]: next(iter(a["value"].values())) for a in span["attributes"]}
     composition = Composition.from_dict(
         {
-            "model": {"provider": "openai", "name": "gpt-4o-mini", "endpoint": openai_server.base_url},
+            "model": {
+                "provider": "openai",
+                "name": "gpt-4o-mini",
+                "endpoint": openai_server.base_url + "/chat/completions",
+            },
             "operation": "chat",
-            "instructions": [
-                {"type": "text", "content": "You answer geography questions in one short sentence."}
+            "messages": [  # Chat Completions: the system message stays in the messages, as sent (spec Annex A)
+                {
+                    "role": "system",
+                    "parts": [{"type": "text", "content": "You answer geography questions in one short sentence."}],
+                },
+                {"role": "user", "parts": [{"type": "text", "content": QUESTION}]},
             ],
-            "messages": [{"role": "user", "parts": [{"type": "text", "content": QUESTION}]}],
             "parameters": {"temperature": 0.0, "max_tokens": 64, "seed": 7},
         }
     )
@@ -113,9 +118,7 @@ def test_disabled_by_default_and_a_bad_switch_value_is_logged(
     """Without RUN_IDENTITY_ENABLED nothing is installed; an unparseable value is logged, default kept."""
     key, _ = key_file
     out = tmp_path / "out"
-    result = run_app(
-        tmp_path, openai_server, RUN_IDENTITY_SIGNING_KEY=str(key), RUN_IDENTITY_EXPORT_DIR=str(out)
-    )
+    result = run_app(tmp_path, openai_server, RUN_IDENTITY_SIGNING_KEY=str(key), RUN_IDENTITY_EXPORT_DIR=str(out))
     assert result.returncode == 0, result.stderr
     assert "run identity: not bound" in result.stderr and not out.exists()
     result = run_app(tmp_path, openai_server, RUN_IDENTITY_ENABLED="maybe", RUN_IDENTITY_SIGNING_KEY=str(key))
@@ -144,9 +147,7 @@ def test_install_returns_none_unless_enabled_with_a_readable_key(
     assert install({}) is None
     with caplog.at_level(logging.ERROR, logger="run_identity"):
         assert install({RUN_IDENTITY_ENABLED: "true"}) is None
-        assert (
-            install({RUN_IDENTITY_ENABLED: "true", "RUN_IDENTITY_SIGNING_KEY": str(tmp_path / "x")}) is None
-        )
+        assert install({RUN_IDENTITY_ENABLED: "true", "RUN_IDENTITY_SIGNING_KEY": str(tmp_path / "x")}) is None
     messages = [r.getMessage() for r in caplog.records]
     assert any("RUN_IDENTITY_SIGNING_KEY is not set" in m for m in messages)
     assert any("cannot read signing key" in m for m in messages)

@@ -24,6 +24,8 @@ from opentelemetry.sdk.trace.export import SpanExporter
 
 import run_identity
 
+# Synthetic runs written by hand (docs/spec.md §2); a real OpenAI or Anthropic call is declared with
+# run_identity.integrations.<client>.composition_of(request, client) (Annex A), as the capture has it.
 MODEL = {"provider": "openai", "name": "gpt-4o-mini", "endpoint": "https://api.openai.com/v1"}
 CLAUDE = {"provider": "anthropic", "name": "claude-sonnet-4-5", "endpoint": "https://api.anthropic.com"}
 INSTRUCTIONS = [{"type": "text", "content": "You are the assistant of Tagus Bikes. Answer in two sentences."}]

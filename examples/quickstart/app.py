@@ -26,6 +26,10 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
 import run_identity
 
+# Written by hand (docs/spec.md §2), for a model call this example does not make. To declare a real OpenAI
+# or Anthropic call, declare the composition of its request: run_identity.integrations.openai.composition_of(
+# request, client) (docs/spec.md Annex A; a Chat Completions system prompt is then a message in `messages`),
+# the very composition the client integration would capture.
 COMPOSITION = {
     "model": {"provider": "openai", "name": "gpt-4o-mini", "endpoint": "https://api.openai.com/v1"},
     "operation": "chat",

@@ -10,8 +10,10 @@ composition on it and exports the manifest::
     export OPENAI_BASE_URL=https://api.openai.com/v1 OPENAI_API_KEY=...
     opentelemetry-instrument python examples/zero_code/app.py "What is the capital of Portugal?"
 
-The only line that knows about run identity is ``run_identity.declare``. The request is built *from* the
-declared composition, so what is identified is exactly what is sent.
+The only lines that know about run identity declare the call's composition: the one the OpenAI client
+integration would capture from this very request (``composition_of``, the mapping of docs/spec.md Annex A:
+Chat Completions keeps the system message in ``messages``, as sent), so declared by hand or captured, the
+call gets one identity.
 """
 
 from __future__ import annotations
@@ -22,44 +24,34 @@ from typing import Any
 import openai
 
 import run_identity
+from run_identity.integrations import openai as ri_openai
 
 MODEL = "gpt-4o-mini"
 SYSTEM = "You answer geography questions in one short sentence."
 
 
-def build_composition(question: str, base_url: str) -> dict[str, Any]:
-    """The composition of the call: model, instructions, the user's message and request parameters."""
+def openai_request(question: str) -> dict[str, Any]:
+    """The Chat Completions request of the call (its keyword arguments)."""
     return {
-        "model": {"provider": "openai", "name": MODEL, "endpoint": base_url},
-        "operation": "chat",
-        "instructions": [{"type": "text", "content": SYSTEM}],
-        "messages": [{"role": "user", "parts": [{"type": "text", "content": question}]}],
-        "parameters": {"temperature": 0.0, "max_tokens": 64, "seed": 7},
+        "model": MODEL,
+        "messages": [{"role": "system", "content": SYSTEM}, {"role": "user", "content": question}],
+        "temperature": 0.0,
+        "max_tokens": 64,
+        "seed": 7,
     }
 
 
-def openai_request(composition: dict[str, Any]) -> dict[str, Any]:
-    """The Chat Completions request for ``composition`` (text parts only, as this example uses)."""
-    messages = [{"role": "system", "content": part["content"]} for part in composition["instructions"]]
-    for message in composition["messages"]:
-        text = "".join(part["content"] for part in message["parts"] if part["type"] == "text")
-        messages.append({"role": message["role"], "content": text})
-    parameters = composition["parameters"]
-    return {
-        "model": composition["model"]["name"],
-        "messages": messages,
-        "temperature": parameters["temperature"],
-        "max_tokens": parameters["max_tokens"],
-        "seed": parameters["seed"],
-    }
+def build_composition(request: dict[str, Any], client: openai.OpenAI | openai.AsyncOpenAI) -> dict[str, Any]:
+    """The composition of ``request`` sent by ``client``: exactly what the integration captures."""
+    return ri_openai.composition_of(request, client)
 
 
 def main(argv: list[str]) -> int:
     question = argv[0] if argv else "What is the capital of Portugal?"
     client = openai.OpenAI(max_retries=0)
-    composition = build_composition(question, str(client.base_url).rstrip("/"))
-    with run_identity.declare(composition) as declaration:
-        reply = client.chat.completions.create(**openai_request(composition))
+    request = openai_request(question)
+    with run_identity.declare(build_composition(request, client)) as declaration:
+        reply = client.chat.completions.create(**request)
     print(reply.choices[0].message.content)
     print(f"run identity: {declaration.identity or declaration.error or 'not bound'}", file=sys.stderr)
     return 0

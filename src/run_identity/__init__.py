@@ -18,6 +18,7 @@ from run_identity.errors import (
     ManifestError,
     RunIdentityError,
     SigningError,
+    UnclaimedDeclarationError,
     VerificationError,
 )
 from run_identity.keys import Ed25519Signer, Keyring, Signer, generate_key_files, load_signer
@@ -114,6 +115,7 @@ __all__ = [
     "TextPart",
     "ToolCallPart",
     "ToolCallResponsePart",
+    "UnclaimedDeclarationError",
     "UriPart",
     "VerificationError",
     "canonicalize",

@@ -12,6 +12,14 @@ when several threads share the context; later GenAI spans in the same context ar
 Only the innermost active declaration is considered; an outer one is visible again once the inner block
 ends. The composition is not validated here (that happens in ``on_start``, where failures are counted and
 marked instead of raised), so declaring never raises into the application for bad content.
+
+A declaration that no span claimed by the time its ``declare`` block exits (without an exception) is
+reported to the identity processor(s) concerned: those that saw GenAI spans in the block that it did not
+apply to (another operation or model: a typo such as ``"caht"``) or whose client integration captured a
+call in the block, else the one on the global TracerProvider. Each counts it in
+``coverage.declarations_unclaimed`` and logs it once per reason; a strict one raises
+:class:`~run_identity.errors.UnclaimedDeclarationError` from the block's exit. The span must start inside
+the block: a task that starts it after the block exited finds the declaration but it was reported already.
 """
 
 from __future__ import annotations
@@ -30,6 +38,7 @@ from run_identity.composition import Composition, PreparedComponent
 __all__ = ["Declaration", "component_value", "context_with", "current_declaration", "declare"]
 
 _KEY = context_api.create_key("run_identity.declaration")
+_MAX_MISSES = 8
 _F = TypeVar("_F", bound=Callable[..., Any])
 
 
@@ -52,13 +61,16 @@ class Declaration:
 
     __slots__ = (
         "_slot",
+        "captured_by",
         "composition",
         "declared_ns",
         "error",
         "identity",
+        "misses",
         "model",
         "operation",
         "provider",
+        "seen_by",
         "span_id",
         "targeted",
         "trace_id",
@@ -81,6 +93,25 @@ class Declaration:
         self.error: str | None = None
         self.trace_id: str | None = None
         self.span_id: str | None = None
+        #: GenAI spans seen in the declaration's context that it did not apply to, as (operation, model) (at
+        #: most _MAX_MISSES), and the identity processors that saw them: why it was not claimed, whom to tell.
+        self.misses: list[tuple[object, object]] = []
+        self.seen_by: list[object] = []
+        #: The client integration that captured a call in this declaration's block (its own declaration,
+        #: innermost, went to the call's span), if any.
+        self.captured_by: str | None = None
+
+    def missed(self, processor: object, operation: object, model: object) -> None:
+        """Note a GenAI span (with this operation and requested model) that this declaration did not apply to,
+        seen by ``processor`` (None: a sampler dropped it)."""
+        if len(self.misses) < _MAX_MISSES:
+            self.misses.append((operation, model))
+        self.seen(processor)
+
+    def seen(self, processor: object) -> None:
+        """Note an identity processor to tell when this declaration ends unclaimed."""
+        if processor is not None and processor not in self.seen_by:
+            self.seen_by.append(processor)
 
     def applies_to(self, operation: object, model: object) -> bool:
         """Whether a GenAI span with this operation name and requested model is the declared run."""
@@ -121,7 +152,9 @@ class declare:  # lower case: used like a function, ``with declare(c):`` and ``@
     """Declare ``composition`` (a :class:`Composition` or a plain dict) for the next GenAI span.
 
     As a context manager it yields the :class:`Declaration`, so the caller can read the identity it got.
-    As a decorator it makes a fresh declaration for each call of the function (sync or ``async``).
+    As a decorator it makes a fresh declaration for each call of the function (sync or ``async``). When the
+    block exits normally and no span claimed the declaration, it is reported (see the module docstring);
+    a strict processor raises :class:`~run_identity.errors.UnclaimedDeclarationError` there.
     """
 
     __slots__ = ("_composition", "_tokens")
@@ -142,8 +175,12 @@ class declare:  # lower case: used like a function, ``with declare(c):`` and ``@
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        _, token = self._tokens.pop()
+        declaration, token = self._tokens.pop()
         context_api.detach(token)  # type: ignore[arg-type]
+        if exc_type is None and not declaration.claimed:
+            from run_identity.processor import report_unclaimed  # late: the processor imports this module
+
+            report_unclaimed(declaration)
 
     def __call__(self, func: _F) -> _F:
         composition = self._composition

@@ -13,6 +13,7 @@ __all__ = [
     "ManifestError",
     "RunIdentityError",
     "SigningError",
+    "UnclaimedDeclarationError",
     "VerificationError",
 ]
 
@@ -52,6 +53,18 @@ class KeyringError(RunIdentityError):
 
 class SigningError(RunIdentityError):
     """A signer failed to produce a signature."""
+
+
+class UnclaimedDeclarationError(RunIdentityError):
+    """A declared composition was claimed by no GenAI span before its ``declare`` block exited.
+
+    Raised when the block exits, only by a strict :class:`~run_identity.IdentitySpanProcessor`; ``reason``
+    says why (no GenAI span started in the block, or the spans that did had another operation or model).
+    """
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(f"a declaration was claimed by no span: {reason}")
 
 
 class ManifestError(_PathError):

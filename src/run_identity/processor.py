@@ -37,6 +37,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from opentelemetry import context as context_api
+from opentelemetry import trace as trace_api
 from opentelemetry._logs import LoggerProvider
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 
@@ -47,12 +48,13 @@ from run_identity.attributes import (
 )
 from run_identity.declare import Declaration, current_declaration
 from run_identity.digest import identity_of_new
+from run_identity.errors import UnclaimedDeclarationError
 from run_identity.keys import Ed25519Signer, Signer, sign_or_raise
 from run_identity.manifest_export import GEN_AI_REQUEST_MODEL, ManifestEmitter
 from run_identity.signing import SignedRun
 from run_identity.statement import BindingStatement, encode_signature, format_timestamp, run_statement
 
-__all__ = ["GEN_AI_OPERATION_NAME", "Coverage", "IdentitySpanProcessor"]
+__all__ = ["GEN_AI_OPERATION_NAME", "Coverage", "IdentitySpanProcessor", "report_unclaimed", "unclaimed_reason"]
 
 GEN_AI_OPERATION_NAME = "gen_ai.operation.name"
 _LOG = logging.getLogger("run_identity")
@@ -60,7 +62,7 @@ _MAX_REASON = 500
 _MAX_LOGGED_REASONS = 256
 _MAX_JOBS = 10_000
 # Indexes of the counters, in the order of the fields of Coverage.
-_GENAI_SPANS, _IDENTIFIED, _UNDECLARED, _FAILED, _EMITTED, _EMIT_FAILED = range(6)
+_GENAI_SPANS, _IDENTIFIED, _UNDECLARED, _FAILED, _EMITTED, _EMIT_FAILED, _UNCLAIMED = range(7)
 
 
 @dataclass(frozen=True)
@@ -70,6 +72,9 @@ class Coverage:
     ``genai_spans`` = ``identified`` + ``undeclared`` + ``failed``. ``manifest_failures`` counts identified
     runs whose manifest could not be handed to the Logs SDK; ``manifests_lost`` those handed over that the
     export pipeline reported lost afterwards (see :meth:`IdentitySpanProcessor.count_manifest_losses`).
+    ``declarations_unclaimed`` counts ``declare`` blocks that exited with their declaration claimed by no
+    span (no GenAI span started in the block, those that did had another operation or model, or a client
+    integration captured the call); they are not GenAI spans, so not in ``genai_spans``.
     """
 
     genai_spans: int = 0
@@ -79,11 +84,59 @@ class Coverage:
     manifests_emitted: int = 0
     manifest_failures: int = 0
     manifests_lost: int = 0
+    declarations_unclaimed: int = 0
 
     @property
     def ratio(self) -> float:
         """Share of GenAI spans that carry an identity (1.0 when there were none)."""
         return self.identified / self.genai_spans if self.genai_spans else 1.0
+
+
+def _declared(declaration: Declaration) -> str:
+    return f"operation {declaration.operation!r}, model {declaration.model!r}"
+
+
+def unclaimed_reason(declaration: Declaration) -> str:
+    """Why ``declaration`` was not claimed: a client integration captured the call (its own declaration went
+    to the span), no GenAI span started, or those that did had another operation or model (named, so that a
+    typo shows)."""
+    if declaration.captured_by is not None:
+        return (
+            f"the {declaration.captured_by} client integration captured the call in the block, and its span took "
+            f"the composition of the request as sent (declared {_declared(declaration)}; a hand declaration "
+            "equal to the capture is integrations.<client>.composition_of(request, client))"
+        )
+    if not declaration.misses:
+        return f"no GenAI span started in the block (declared {_declared(declaration)})"
+    seen = []
+    for operation, model in declaration.misses:
+        text = f"operation {operation!r}, model {model!r}"
+        if text not in seen:
+            seen.append(text)
+    return (
+        "the GenAI spans started in the block had another operation or model than declared "
+        f"(declared {_declared(declaration)}; started: {'; '.join(seen)})"
+    )
+
+
+def report_unclaimed(declaration: Declaration) -> None:
+    """Report a declaration its ``declare`` block left unclaimed to the processors concerned: those that saw
+    GenAI spans in the block that it did not apply to (or whose client integration captured a call in it),
+    else the one on the global TracerProvider (if any).
+    A strict processor raises :class:`UnclaimedDeclarationError`."""
+    processors = [p for p in declaration.seen_by if isinstance(p, IdentitySpanProcessor)]
+    if not processors:
+        active = getattr(trace_api.get_tracer_provider(), "_active_span_processor", None)
+        processors = [p for p in getattr(active, "_span_processors", ()) if isinstance(p, IdentitySpanProcessor)]
+    reason = unclaimed_reason(declaration)
+    error: UnclaimedDeclarationError | None = None
+    for processor in processors:
+        try:
+            processor.unclaimed(declaration, reason)
+        except UnclaimedDeclarationError as exc:  # every processor counts it before one raises
+            error = error or exc
+    if error is not None:
+        raise error
 
 
 def _reason(exc: BaseException) -> str:
@@ -122,7 +175,7 @@ class IdentitySpanProcessor(SpanProcessor):
         self._salt = salt
         self._emitter = ManifestEmitter(logger_provider) if emit_manifests else None
         self._lock = threading.Lock()
-        self._counts = [0, 0, 0, 0, 0, 0]  # the fields of Coverage, in order
+        self._counts = [0, 0, 0, 0, 0, 0, 0]  # the fields of Coverage, in order (manifests_lost apart)
         self._logged: set[str] = set()
         if background_signing is None:
             background_signing = type(signer) is not Ed25519Signer
@@ -175,7 +228,7 @@ class IdentitySpanProcessor(SpanProcessor):
         lost = sum(source() for source in self._loss_sources)
         with self._lock:
             c = self._counts
-            return Coverage(c[0], c[1], c[2], c[3], c[4], c[5], lost)
+            return Coverage(c[0], c[1], c[2], c[3], c[4], c[5], lost, c[6])
 
     def _count(self, outcome: int, *, genai_span: bool = True) -> None:
         with self._lock:
@@ -213,16 +266,27 @@ class IdentitySpanProcessor(SpanProcessor):
             declaration = current_declaration(parent_context)
             if declaration is None and parent_context is not None:
                 declaration = current_declaration()
-            if declaration is None or not (
-                declaration.targeted
-                or declaration.applies_to(operation, attributes.get(GEN_AI_REQUEST_MODEL))  # type: ignore[union-attr]
-            ):
+            if declaration is None:
                 self._count(_UNDECLARED)
                 return
+            if not declaration.targeted:
+                model = attributes.get(GEN_AI_REQUEST_MODEL)  # type: ignore[union-attr]
+                if not declaration.applies_to(operation, model):
+                    if not declaration.claimed:
+                        declaration.missed(self, operation, model)
+                    self._count(_UNDECLARED)
+                    return
         if not declaration.claim():
             self._count(_UNDECLARED)
             return
         self._bind(span, declaration)
+
+    def unclaimed(self, declaration: Declaration, reason: str) -> None:
+        """A ``declare`` block exited with ``declaration`` claimed by no span: count, log once, raise if strict."""
+        self._count(_UNCLAIMED, genai_span=False)
+        if self._strict:
+            raise UnclaimedDeclarationError(reason)
+        self._log_once(reason, "run_identity: a declaration was claimed by no span before its block exited")
 
     def _failed(self, declaration: Declaration, exc: Exception, message: str) -> str:
         reason = _reason(exc)

@@ -66,7 +66,10 @@ class IdentitySampler(Sampler):
         if not declaration.targeted:
             operation = attributes.get(_OPERATION) if attributes else None
             model = attributes.get(_MODEL) if attributes else None
-            if operation is None or not declaration.applies_to(operation, model):
+            if operation is None:
+                return result
+            if not declaration.applies_to(operation, model):
+                declaration.missed(None, operation, model)  # dropped: the processor will not see it
                 return result
         return SamplingResult(Decision.RECORD_ONLY, attributes, result.trace_state)
 

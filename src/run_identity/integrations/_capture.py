@@ -28,7 +28,7 @@ from opentelemetry._logs import LoggerProvider, SeverityNumber, get_logger_provi
 from opentelemetry.trace import NonRecordingSpan, Span, SpanContext, SpanKind, TraceFlags, TracerProvider
 
 from run_identity.attributes import RECEIPT_EVENT_NAME, RUN_IDENTITY_ID, RUN_IDENTITY_KEY_ID
-from run_identity.declare import Declaration, context_with
+from run_identity.declare import Declaration, context_with, current_declaration
 from run_identity.genai import genai_span_attributes
 from run_identity.keys import Signer
 from run_identity.receipt import Receipt, attach_receipt, sign_receipt
@@ -272,6 +272,10 @@ class Capture:
             self.log_once(_reason(exc), "a request could not be captured; it is sent without an identity")
             return None
         self.count("captured")
+        outer = current_declaration()
+        if outer is not None and not outer.claimed and not outer.targeted:
+            outer.captured_by = self.name  # the call's span takes the capture's declaration, not this one
+            outer.seen(find_identity_processor(self.provider()))
         if own_span and self.auto_span and _client_spans(endpoint, instance, self.provider()):
             own_span = False  # the client starts a GenAI span of its own in this provider: that one is the run's
         run = Run(self, endpoint, composition, own_span=own_span, stream=endpoint.streams(kwargs))

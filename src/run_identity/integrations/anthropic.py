@@ -5,14 +5,19 @@
     message = client.messages.create(model=..., max_tokens=..., messages=[...])
     receipt = run_identity.receipt_of(message)
 
+    # a hand declaration of the same call, for a span started elsewhere (the capture's composition):
+    with run_identity.declare(ri_anthropic.composition_of(request, client)):
+        ...
+
 Patched: ``messages.create`` (sync and async, ``stream=True`` or not) and ``messages.stream(...)`` (sync
 and async; the request is captured when the stream manager is entered, and the receipt is made when the
 stream has been read to its end, however the application reads it). Headers, query, timeout and the API
-key are never captured. Mapping: docs/integrations/anthropic.md.
+key are never captured. Mapping: docs/spec.md, Annex A (normative), and docs/integrations/anthropic.md.
 """
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 from opentelemetry import trace as trace_api
@@ -26,7 +31,26 @@ from run_identity.integrations._values import reusable
 from run_identity.integrations.openai import endpoint_of, request_body
 from run_identity.keys import Signer
 
-__all__ = ["instrument", "is_instrumented", "stats", "uninstrument"]
+__all__ = ["composition_of", "instrument", "is_instrumented", "stats", "uninstrument"]
+
+
+def composition_of(request: dict[str, Any], client: Any = None) -> dict[str, Any]:
+    """The composition of an Anthropic Messages request, exactly as the integration captures it (docs/spec.md,
+    Annex A).
+
+    ``request`` holds the keyword arguments of ``client.messages.create(...)`` as they will be sent
+    (``extra_body`` merged at the top; ``extra_headers``, ``extra_query`` and ``timeout`` left out). The
+    ``system`` field is the ``instructions`` component; ``messages`` are the conversation. ``client`` (an
+    ``Anthropic``/``AsyncAnthropic`` client) gives ``model.endpoint`` (its base URL and ``/v1/messages``);
+    without it the model has no endpoint. For ``messages.stream(...)``, which sends ``"stream": true``, add
+    ``stream=True`` to ``request``. Declaring the result gives the call the identity its capture gives it.
+    A one-shot iterator among ``messages`` or ``tools`` is read into a list in ``request`` (so the call
+    still sends it); nothing else in it changes. Raises CaptureError for a value with no JSON form or a
+    model that is not a string.
+    """
+    reusable(request, ("messages", "tools"))
+    endpoint = endpoint_of(client, "/v1/messages") if client is not None else None
+    return copy.deepcopy(messages_composition(request_body(request), endpoint=endpoint))
 
 
 class _Endpoint:

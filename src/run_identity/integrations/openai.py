@@ -5,18 +5,23 @@
     reply = client.chat.completions.create(model=..., messages=[...])
     receipt = run_identity.receipt_of(reply)
 
+    # a hand declaration of the same call, for a span started elsewhere (the capture's composition):
+    with run_identity.declare(ri_openai.composition_of(request, client)):
+        ...
+
 Patched: ``chat.completions.create`` and ``responses.create``, sync and async, streamed or not, and
 ``responses.stream(...)`` (captured when its manager is entered). The
 composition is built from the request body the client sends (the keyword arguments, with ``extra_body``
 merged at the top as the client does; never headers, query, timeout or the API key) and declared before
 the request goes out. When an OpenTelemetry instrumentation (e.g. genai-openai) wraps the method, its span
 takes the declaration; otherwise this integration starts a GenAI span that follows the semantic
-conventions. Mapping: docs/integrations/openai.md.
+conventions. Mapping: docs/spec.md, Annex A (normative), and docs/integrations/openai.md.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import copy
+from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
 from opentelemetry._logs import LoggerProvider
@@ -34,7 +39,7 @@ from run_identity.integrations._patch import Integration, Target
 from run_identity.integrations._values import CaptureError, omitted, plain, reusable
 from run_identity.keys import Signer
 
-__all__ = ["instrument", "is_instrumented", "request_body", "stats", "uninstrument"]
+__all__ = ["composition_of", "instrument", "is_instrumented", "request_body", "stats", "uninstrument"]
 
 _CALL_OPTIONS = frozenset({"extra_headers", "extra_query", "extra_body", "timeout"})
 
@@ -64,6 +69,42 @@ def request_body(kwargs: dict[str, Any]) -> dict[str, Any]:
     if extra:
         body.update(plain(extra, "extra_body"))
     return body
+
+
+def composition_of(
+    request: dict[str, Any],
+    client: Any = None,
+    *,
+    api: Literal["chat.completions", "responses"] = "chat.completions",
+) -> dict[str, Any]:
+    """The composition of an OpenAI request, exactly as the integration captures it (docs/spec.md, Annex A).
+
+    ``request`` holds the keyword arguments of ``client.chat.completions.create(...)`` (``api=
+    "chat.completions"``, the default) or of ``client.responses.create(...)`` (``api="responses"``), as they
+    will be sent: ``extra_body`` is merged at the top, and ``extra_headers``, ``extra_query`` and ``timeout``
+    are left out, as the client and the capture do. ``client`` (an ``OpenAI``/``AsyncOpenAI`` or Azure client)
+    gives ``model.endpoint`` (its base URL and the API path) and ``model.provider`` (``azure.ai.openai`` for
+    an Azure client); without it the model has no endpoint and the provider is ``openai``. Declaring the
+    result (``run_identity.declare(composition_of(request, client))``) gives the call the identity its
+    capture gives it. Chat Completions system and developer messages stay in ``messages``, in their place;
+    the Responses ``instructions`` field is the ``instructions`` component. For ``responses.stream(...)``,
+    which sends ``"stream": true``, add ``stream=True`` to ``request``. ``request`` is changed only where
+    it holds a one-shot iterator (``messages``, ``input`` or ``tools``): that is read into a list, as the
+    capture does, so the call still sends it. Raises CaptureError for a value with no JSON form or a model that is
+    not a string, ValueError for an unknown ``api``.
+    """
+    if api == "chat.completions":
+        reusable(request, ("messages", "tools", "functions"))
+        make, path = chat_composition, "/chat/completions"
+    elif api == "responses":
+        reusable(request, ("input", "tools"))
+        make, path = responses_composition, "/responses"
+    else:
+        raise ValueError(f"api must be 'chat.completions' or 'responses', not {api!r}")
+    body = request_body(request)
+    provider = provider_of(client) if client is not None else "openai"
+    endpoint = endpoint_of(client, path) if client is not None else None
+    return copy.deepcopy(make(body, provider=provider, endpoint=endpoint))
 
 
 class _Endpoint:
