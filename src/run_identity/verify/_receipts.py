@@ -88,5 +88,8 @@ def summarize_receipt(record: ReceiptRecord, ctx: CheckContext, source: int, whe
             f"its statement names {s.trace_id}/{s.span_id}"
         )
         findings.append(Finding(BINDING_MISMATCH, STEP, message, where))
-    fingerprint = hashlib.sha256(s.canonical() + receipt.signature).digest()[:16]
+    # Copies that say the same thing count once: the same signed statement and the same findings (a copy
+    # whose carried output or record ids disagree has findings of its own, so it is kept and judged).
+    said = "\x00".join(sorted(f"{f.step} {f.code} {f.message}" for f in findings)).encode()
+    fingerprint = hashlib.sha256(s.canonical() + receipt.signature + b"\x00" + said).digest()[:16]
     return ReceiptSummary(stated, where, s, tuple(findings), fingerprint, tuple(notes))

@@ -54,17 +54,17 @@ class _Run:
     """Everything received for one (trace id, span id): every distinct copy of every record.
 
     Memory per run is what bounds a verification of millions of runs, and most runs have one span and one
-    manifest: each kind is held as the record itself, a list only once a different copy arrives (the rare
-    repeated delivery is found by comparison).
+    manifest: each kind is held as the record itself, and as a dict by what the copy says only once a second
+    copy arrives (so any number of copies is collected in linear time).
     """
 
     __slots__ = ("_manifests", "_receipts", "_spans", "bad", "key")
 
     def __init__(self, key: bytes) -> None:
         self.key = key
-        self._spans: SpanSummary | list[SpanSummary] | None = None
-        self._manifests: ManifestSummary | list[ManifestSummary] | None = None
-        self._receipts: ReceiptSummary | list[ReceiptSummary] | None = None
+        self._spans: SpanSummary | dict[Any, SpanSummary] | None = None
+        self._manifests: ManifestSummary | dict[bytes, ManifestSummary] | None = None
+        self._receipts: ReceiptSummary | dict[bytes, ReceiptSummary] | None = None
         self.bad: list[Finding] | None = None
 
     @property
@@ -80,31 +80,36 @@ class _Run:
         return _listed(self._receipts)
 
     def add_span(self, span: SpanSummary) -> None:
-        if self._spans is None:
-            self._spans = span
-        elif all(s.same_key() != span.same_key() for s in self.spans):
-            self._spans = [*self.spans, span]
+        self._spans = _added(self._spans, span, SpanSummary.same_key)
 
     def add_manifest(self, manifest: ManifestSummary) -> None:
-        if self._manifests is None:
-            self._manifests = manifest
-        elif all(m.fingerprint != manifest.fingerprint for m in self.manifests):
-            self._manifests = [*self.manifests, manifest]
+        self._manifests = _added(self._manifests, manifest, _fingerprint)
 
     def add_receipt(self, receipt: ReceiptSummary) -> None:
-        if self._receipts is None:
-            self._receipts = receipt
-        elif all(r.fingerprint != receipt.fingerprint for r in self.receipts):
-            self._receipts = [*self.receipts, receipt]
+        self._receipts = _added(self._receipts, receipt, _fingerprint)
+
+
+def _fingerprint(item: ManifestSummary | ReceiptSummary) -> bytes:
+    return item.fingerprint
 
 
 _Item = TypeVar("_Item")
 
 
-def _listed(held: _Item | list[_Item] | None) -> list[_Item]:
+def _listed(held: _Item | dict[Any, _Item] | None) -> list[_Item]:
     if held is None:
         return []
-    return held if type(held) is list else [held]  # type: ignore[list-item]
+    return list(held.values()) if type(held) is dict else [held]  # type: ignore[list-item]
+
+
+def _added(held: _Item | dict[Any, _Item] | None, item: _Item, key: Callable[[_Item], Any]) -> Any:
+    """``held`` with ``item`` added unless a copy saying the same is there (one item, or a dict by ``key``)."""
+    if held is None:
+        return item
+    if type(held) is not dict:
+        held = {key(held): held}  # type: ignore[arg-type,dict-item]
+    held.setdefault(key(item), item)
+    return held if len(held) > 1 else next(iter(held.values()))
 
 
 @dataclass(slots=True)
