@@ -212,6 +212,7 @@ def _policy(spec: dict[str, Any]) -> Policy:
         allow_empty=spec.get("allow_empty", False),
         expect=spec.get("expect"),
         expect_min=spec.get("expect_min"),
+        require_identity=spec.get("require_identity", False),
     )
 
 

@@ -630,7 +630,8 @@ def test_unknown_parameter_rejected(name: str) -> None:
     [
         ({"temperature": "0.5"}, "parameters.temperature: expected a number, got str"),
         ({"temperature": True}, "parameters.temperature: expected a number, got bool"),
-        ({"max_tokens": 1.0}, "parameters.max_tokens: expected an integer, got float"),
+        ({"max_tokens": 1.5}, "parameters.max_tokens: expected an integer, got 1.5"),
+        ({"max_tokens": 2.0**53}, "parameters.max_tokens: expected an integer, got 9007199254740992.0"),
         ({"seed": False}, "parameters.seed: expected an integer, got bool"),
         ({"choice_count": None}, "parameters.choice_count: expected an integer, got null"),
         ({"stop_sequences": "\n"}, "parameters.stop_sequences: expected an array, got str"),

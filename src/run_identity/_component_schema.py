@@ -18,6 +18,7 @@ from run_identity.canonical import MAX_DEPTH, json_path_join
 
 __all__ = [
     "PARAMETER_ATTRIBUTES",
+    "is_integer",
     "model_ok",
     "parameters_ok",
     "require_str_keys",
@@ -129,6 +130,19 @@ def _is_number(value: object) -> bool:
     return type(value) is int or type(value) is float
 
 
+#: The largest integer every JSON reader holds exactly (docs/spec.md §3).
+_MAX_SAFE_INTEGER = 2**53 - 1
+
+
+def is_integer(value: object) -> bool:
+    """docs/spec.md §2.4: an integer is a number whose value has no fractional part, within ±(2^53 − 1),
+    whatever its spelling: ``256.0`` is the integer 256 (a JSON reader that yields doubles cannot tell them
+    apart), and canonicalizes to ``256``."""
+    if type(value) is int:
+        return -_MAX_SAFE_INTEGER <= value <= _MAX_SAFE_INTEGER
+    return type(value) is float and value.is_integer() and -_MAX_SAFE_INTEGER <= value <= _MAX_SAFE_INTEGER
+
+
 _SEQUENCE_TYPES = frozenset({list, tuple})
 # Parameter -> the exact types its value may have (stop_sequences: of strings, response_format: an object
 # whose members are content like any other).
@@ -163,8 +177,9 @@ def validate_parameters(value: object, path: str) -> dict[str, Any]:
             if not _is_number(v):
                 raise fail(json_path_join(path, key), f"expected a number, got {type_name(v)}")
         elif key in _INT_PARAMS:
-            if type(v) is not int:
-                raise fail(json_path_join(path, key), f"expected an integer, got {type_name(v)}")
+            if not is_integer(v):
+                got = f"{v!r} (not a whole number within ±(2^53 - 1))" if _is_number(v) else type_name(v)
+                raise fail(json_path_join(path, key), f"expected an integer, got {got}")
         elif key == "stop_sequences":
             sub = json_path_join(path, key)
             seq = require_list(v, sub)
