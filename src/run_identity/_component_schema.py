@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl
 
 from run_identity._element_schema import fail, require_dict, require_list, require_str, type_name
 from run_identity.canonical import MAX_DEPTH, json_path_join
@@ -49,7 +49,7 @@ _INT_PARAMS = frozenset({"max_tokens", "seed", "choice_count"})
 _MODEL_FIELDS = frozenset({"provider", "name", "revision", "weights_digest", "endpoint"})
 _DIGEST_RE = re.compile(r"sha256:[0-9a-f]{64}")
 _CREDENTIAL_NAME = re.compile(
-    r"(?i)^(x-)?(goog-)?(api[-_]?key|authorization|auth|password|passwd|secret|client[-_]?secret|"
+    r"(?i)^(x[-_])?(goog[-_])?(api[-_]?key|authorization|auth|password|passwd|secret|client[-_]?secret|"
     r"access[-_]?token|token|bearer|sig|signature|extra[-_]?headers|headers|cookie)$"
 )
 # In a URL query, bare ``key`` (Gemini) and ``code`` (Azure Functions) carry keys too.
@@ -69,15 +69,18 @@ def _check_endpoint(endpoint: str, path: str) -> None:
     _CLEAN_ENDPOINTS.add(endpoint)
 
 
+#: The authority of a URL: after ``scheme:`` (if any) and ``//``, up to the first ``/``, ``?`` or ``#``.
+_AUTHORITY = re.compile(r"^(?:[A-Za-z][A-Za-z0-9+.-]*:)?//([^/?#]*)")
+
+
 def _check_endpoint_uncached(endpoint: str, path: str) -> None:
-    try:
-        parts = urlsplit(endpoint)
-        has_user_info = parts.username is not None or parts.password is not None
-    except ValueError as exc:
-        raise fail(path, f"endpoint is not a valid URL ({exc})") from None
-    if has_user_info:
+    """docs/spec.md §2.1: ``endpoint`` need not parse as a URL; it is read as one for two checks only (user
+    information in its authority, credential-named query parameters), the same way whatever it holds."""
+    authority = _AUTHORITY.match(endpoint)
+    if authority is not None and "@" in authority.group(1):
         raise fail(path, "endpoint carries credentials (user info); credentials never enter a manifest")
-    for name, _ in parse_qsl(parts.query, keep_blank_values=True):
+    query = endpoint.split("#", 1)[0].partition("?")[2]
+    for name, _ in parse_qsl(query, keep_blank_values=True):
         if _CREDENTIAL_NAME.match(name) or _CREDENTIAL_QUERY.match(name):
             raise fail(path, f"endpoint query parameter {name!r} looks like a credential")
 
