@@ -138,7 +138,7 @@ _MAX_SAFE_INTEGER = 2**53 - 1
 
 
 def is_integer(value: object) -> bool:
-    """docs/spec.md §2.4: an integer is a number whose value has no fractional part, within ±(2^53 − 1),
+    """docs/spec.md §2.4: an integer is a number whose value has no fractional part, within ±(2^53 - 1),
     whatever its spelling: ``256.0`` is the integer 256 (a JSON reader that yields doubles cannot tell them
     apart), and canonicalizes to ``256``."""
     if type(value) is int:
