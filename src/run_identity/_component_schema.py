@@ -49,11 +49,11 @@ _INT_PARAMS = frozenset({"max_tokens", "seed", "choice_count"})
 _MODEL_FIELDS = frozenset({"provider", "name", "revision", "weights_digest", "endpoint"})
 _DIGEST_RE = re.compile(r"sha256:[0-9a-f]{64}")
 _CREDENTIAL_NAME = re.compile(
-    r"(?i)^(x[-_])?(goog[-_])?(api[-_]?key|authorization|auth|password|passwd|secret|client[-_]?secret|"
-    r"access[-_]?token|token|bearer|sig|signature|extra[-_]?headers|headers|cookie)$"
+    r"(?ai)^(x[-_])?(goog[-_])?(api[-_]?key|authorization|auth|password|passwd|secret|client[-_]?secret|"
+    r"access[-_]?token|token|bearer|sig|signature|extra[-_]?headers|headers|cookie)\Z"
 )
 # In a URL query, bare ``key`` (Gemini) and ``code`` (Azure Functions) carry keys too.
-_CREDENTIAL_QUERY = re.compile(r"(?i)^(key|code)$")
+_CREDENTIAL_QUERY = re.compile(r"(?ai)^(key|code)\Z")
 
 # Endpoints repeat from call to call; strings are immutable, so a clean verdict can be remembered.
 _CLEAN_ENDPOINTS: set[str] = set()
