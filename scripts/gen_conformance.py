@@ -1182,6 +1182,51 @@ def decisions(suite: Suite) -> None:
         integer_spelled_with_a_fraction,
     )
 
+    # Copies (§12 step 5): what makes two copies the same, and every distinct copy is checked.
+    def span_copy_other_attributes(t: vf.Tamper) -> None:
+        copy = orjson.loads(orjson.dumps(t.span("chat")))
+        copy["endTimeUnixNano"] = str(int(copy["endTimeUnixNano"]) + 1)
+        vf.set_attribute(copy, "http.route", "/v1/chat/completions")
+        t.traces[0]["resourceSpans"][0]["scopeSpans"][0]["spans"].append(copy)
+
+    decision(
+        "span-copy-differing-in-other-attributes",
+        "a second copy of the chat span with another end time and an attribute outside run_identity.* and the "
+        "checked gen_ai.*: the same span, the run verifies",
+        span_copy_other_attributes,
+    )
+
+    def manifest_copy(change: Callable[[dict[str, Any]], None]) -> Callable[[vf.Tamper], None]:
+        def build(t: vf.Tamper) -> None:
+            copy = orjson.loads(orjson.dumps(t.record("chat")))
+            change(copy)
+            t.manifests[0]["resourceLogs"][0]["scopeLogs"][0]["logRecords"].append(copy)
+
+        return build
+
+    def without_telemetry_attributes(record: dict[str, Any]) -> None:
+        vf.set_attribute(record, "gen_ai.request.model", None)
+        vf.set_attribute(record, "gen_ai.provider.name", None)
+
+    def garbled_signature(record: dict[str, Any]) -> None:
+        doc = orjson.loads(record["body"]["stringValue"])
+        doc["signature"] = doc["signature"].rstrip("=")
+        record["body"]["stringValue"] = canonicalize(doc).decode()
+
+    decision(
+        "manifest-copy-without-record-attributes",
+        "a second copy of the chat manifest whose record lacks its gen_ai attributes: one signed claim, the run "
+        "verifies",
+        manifest_copy(without_telemetry_attributes),
+    )
+    decision(
+        "manifest-copy-with-a-bad-signature",
+        "a second copy of the chat manifest whose signature lost its padding: every distinct copy is checked, "
+        "bad_signature",
+        manifest_copy(garbled_signature),
+        want={"chat": "bad_signature"},
+    )
+
     # Which ids join (§12 step 5).
     def record_without_ids(t: vf.Tamper) -> None:
         record = t.record("chat")

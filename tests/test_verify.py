@@ -85,8 +85,9 @@ def test_unidentified_spans_fail_unless_allowed(export: vf.Export) -> None:
     assert not report.passed and report.failed == 1
     reasons = [r.findings[0].message for r in report.results() if r.code == "unidentified"]
     assert any("parameters.bogus" in m for m in reasons)
+    assert report.undeclared_spans == 1 and report.summary_json()["records"]["undeclared_spans"] == 1
     strict = _verify([export.directory], policy=Policy(require_identity=True))
-    assert strict.counts["unidentified"] == 2 and strict.failed == 2
+    assert strict.counts["unidentified"] == 2 and strict.failed == 2 and strict.undeclared_spans == 0
     allowed = _verify([export.directory], policy=Policy(allow={"unidentified"}, require_identity=True))
     assert allowed.passed and allowed.counts["unidentified"] == 2
 

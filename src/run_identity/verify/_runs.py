@@ -165,6 +165,12 @@ class RunTable:
         else:
             run.add_receipt(item)
 
+    @property
+    def undeclared_spans(self) -> int:
+        """GenAI spans never declared and named by no record: no run (docs/spec.md §12 step 7)."""
+        require = self._policy.require_identity
+        return sum(len(run.spans) for run in self._runs.values() if run.undeclared_only(require))
+
     def add_loose(self, source: int, count: int, finding: Finding) -> None:
         """Count ``count`` unreadable records of ``source`` beyond those kept (a worker's overflow)."""
         over = self._overflow.get(source)
