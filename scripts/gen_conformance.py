@@ -1360,6 +1360,19 @@ def decisions(suite: Suite) -> None:
         want={"chat": "malformed"},
     )
 
+    def receipt_impossible_time(t: vf.Tamper) -> None:
+        record = t.add_receipt("chat")
+        doc = orjson.loads(record["body"]["stringValue"])
+        doc["receipt"]["completed_at"] = "2026-11-22T24:00:00.000000Z"
+        record["body"]["stringValue"] = canonicalize(doc).decode()
+
+    decision(
+        "receipt-completed-at-not-a-calendar-time",
+        "a receipt whose completed_at names hour 24: malformed, like a statement's declared_at",
+        receipt_impossible_time,
+        want={"chat": "malformed"},
+    )
+
     # Receipts (§10.4, §12 step 8).
     decision(
         "receipt-signed-by-another-trusted-key",
