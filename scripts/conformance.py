@@ -16,9 +16,10 @@ its placeholders replaced, and run with the repository root as its working folde
                  command does not name ``{options}`` itself
 
 The options are spelled as ``run-identity verify`` spells them unless told otherwise: ``--salt-option``,
-``--allow-option``, ``--require-option``, ``--allow-empty-option``, ``--expect-option`` and
-``--expect-min-option`` give each one's spelling (an empty string: the verifier takes no such option, and a
-case that needs it is skipped, which fails the run unless ``--allow-skips``).
+``--allow-option``, ``--require-option``, ``--allow-empty-option``, ``--expect-option``,
+``--expect-min-option`` and ``--require-identity-option`` give each one's spelling (an empty string: the
+verifier takes no such option, and a case that needs it is skipped, which fails the run unless
+``--allow-skips``).
 
 The verifier prints JSON Lines as docs/verify.md "JSON output" describes (other lines are ignored): one
 ``{"type": "run", "trace_id", "span_id", "code", "passed"?, "findings"?}`` object per run, ``trace_id`` and
@@ -53,6 +54,7 @@ DEFAULT_OPTIONS = {
     "allow_empty": "--allow-empty",
     "expect": "--expect {n}",
     "expect_min": "--expect {n}+",
+    "require_identity": "--require-identity",
 }
 
 
@@ -92,6 +94,8 @@ def case_options(case: Path, spellings: dict[str, str]) -> list[str]:
         )
     if policy.get("allow_empty"):
         out += _fragment(spellings["allow_empty"], "an allow-empty option")
+    if policy.get("require_identity"):
+        out += _fragment(spellings["require_identity"], "a require-identity option")
     if policy.get("expect") is not None:
         out += _fragment(spellings["expect"], "an expect option", n=str(policy["expect"]))
     if policy.get("expect_min") is not None:

@@ -47,8 +47,10 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsSer
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest  # noqa: E402
 
 import run_identity.statement as _statement  # noqa: E402
-from run_identity.composition import Composition  # noqa: E402
+from run_identity.canonical import canonicalize  # noqa: E402
+from run_identity.composition import LIST_COMPONENTS, Composition  # noqa: E402
 from run_identity.declare import Declaration  # noqa: E402
+from run_identity.digest import component_digest, element_digest, identity_digest, list_digest  # noqa: E402
 from run_identity.genai import genai_span_attributes  # noqa: E402
 from run_identity.keys import Ed25519Signer, Keyring  # noqa: E402
 from run_identity.manifest import Manifest  # noqa: E402
@@ -212,6 +214,7 @@ def _policy(spec: dict[str, Any]) -> Policy:
         allow_empty=spec.get("allow_empty", False),
         expect=spec.get("expect"),
         expect_min=spec.get("expect_min"),
+        require_identity=spec.get("require_identity", False),
     )
 
 
@@ -775,16 +778,24 @@ def verdicts(suite: Suite) -> None:
     )
     verdict(
         "undeclared-spans",
-        "two GenAI spans without identity: unidentified",
+        "two chat spans without any run_identity attribute: never declared, so no run (§12 step 7); the five "
+        "runs verify",
         source=export(suite.scratch / "undeclared", undeclared=2),
+        want_exit=0,
+    )
+    verdict(
+        "undeclared-spans-identity-required",
+        "the same, the policy requiring an identity on every model call: each is unidentified",
+        source=export(suite.scratch / "undeclared-required", undeclared=2),
+        policy={"require_identity": True},
         want={"extra": "unidentified unidentified"},
         want_exit=1,
     )
     verdict(
         "undeclared-spans-allowed",
-        "the same, the policy tolerating unidentified",
+        "the same, the policy also tolerating unidentified",
         source=export(suite.scratch / "undeclared-allowed", undeclared=2),
-        policy={"allow": ["unidentified"]},
+        policy={"require_identity": True, "allow": ["unidentified"]},
         want={"extra": "unidentified unidentified"},
         want_exit=0,
     )
@@ -894,6 +905,501 @@ def verdicts(suite: Suite) -> None:
     )
 
 
+# --- the decisions of spec 1.1: one case each ----------------------------------------------------------------
+
+
+def _resign(t: vf.Tamper, label: str, composition: dict[str, Any], *, spelled: dict[str, str] | None = None) -> None:
+    """Replace run ``label``'s manifest by one of ``composition``, digested and signed as §4-§8 say but never
+    validated (a producer would refuse some of these), and put the new statement on its span and record."""
+    run = t.export.run(label)
+    old = t.manifest(label)
+    key = vf.signer()
+    components: dict[str, Any] = {}
+    digests: dict[str, str] = {}
+    for name, value in composition.items():
+        if name in LIST_COMPONENTS:
+            elements = [element_digest(name, canonicalize(v)) for v in value]
+            digests[name] = list_digest(name, elements)
+            components[name] = {
+                "digest": digests[name],
+                "elements": [{"digest": d, "value": v} for d, v in zip(elements, value, strict=True)],
+            }
+        else:
+            digests[name] = component_digest(name, canonicalize(value))
+            components[name] = {"digest": digests[name], "value": value}
+    identity = identity_digest(digests)
+    statement = _statement.run_statement(
+        identity,
+        trace_id=run.trace_id,
+        span_id=run.span_id,
+        key_id=key.key_id,
+        declared_at=old["statement"]["declared_at"],
+    )
+    signature = key.sign(statement.signing_input())
+    doc = {
+        "spec_version": "1",
+        "identity": identity,
+        "components": components,
+        "statement": statement.to_json(),
+        "signature": _statement.encode_signature(signature),
+    }
+    t.set_manifest(label, doc)
+    vf.set_attribute(t.record(label), "run_identity.id", identity)
+    for attr, value in statement.span_attributes(signature).items():
+        vf.set_attribute(t.span(label), attr, value)
+
+
+def _chat(**changes: Any) -> dict[str, Any]:
+    """The "chat" run's composition with ``changes`` (a member set to None is removed)."""
+    composition = dict(vf.compositions()[0][1])
+    for name, value in changes.items():
+        if value is None:
+            composition.pop(name, None)
+        else:
+            composition[name] = value
+    return composition
+
+
+def decisions(suite: Suite) -> None:
+    """One case per decision of spec 1.1 (docs/spec.md "Changes"), named ``decision-*``."""
+
+    def decision(name: str, description: str, build: Callable[[vf.Tamper], None], **options: Any) -> None:
+        options.setdefault("want_exit", 1 if options.get("want") else 0)
+        case = suite.case(f"decision-{name}", description, **options)
+        t = suite.copy(case)
+        build(t)
+        t.save()
+        finish(case)
+
+    # Signature encoding: the same code on either carrier (§12 steps 2 and 3).
+    def manifest_signature(value: Any) -> Callable[[vf.Tamper], None]:
+        def build(t: vf.Tamper) -> None:
+            doc = t.manifest("chat")
+            if value is None:
+                del doc["signature"]
+            else:
+                doc["signature"] = value(doc["signature"]) if callable(value) else value
+            t.set_manifest("chat", doc)
+
+        return build
+
+    decision(
+        "manifest-signature-missing",
+        "the manifest has no signature member: bad_signature (as a span without one), not malformed",
+        manifest_signature(None),
+        want={"chat": "bad_signature"},
+    )
+    decision(
+        "manifest-signature-unpadded",
+        "the manifest's signature without its '==' padding (not the canonical base64 of 64 bytes): bad_signature",
+        manifest_signature(lambda sig: sig.rstrip("=")),
+        want={"chat": "bad_signature"},
+    )
+    decision(
+        "manifest-signature-not-a-string",
+        "the manifest's signature is a number: bad_signature",
+        manifest_signature(64),
+        want={"chat": "bad_signature"},
+    )
+
+    def span_signature_unpadded(t: vf.Tamper) -> None:
+        span = t.span("chat")
+        vf.set_attribute(span, "run_identity.signature", vf.attribute(span, "run_identity.signature").rstrip("="))
+
+    decision(
+        "span-signature-unpadded",
+        "the span's signature without its padding: bad_signature, the code the manifest gets for the same",
+        span_signature_unpadded,
+        want={"chat": "bad_signature"},
+    )
+
+    # A span without run_identity.id whose ids a manifest names (§12 step 5, step 7).
+    def stripped(error: str | None) -> Callable[[vf.Tamper], None]:
+        def build(t: vf.Tamper) -> None:
+            span = t.span("chat")
+            for kv in list(span["attributes"]):
+                if kv["key"].startswith("run_identity."):
+                    vf.set_attribute(span, kv["key"], None)
+            if error is not None:
+                vf.set_attribute(span, "run_identity.error", error)
+
+        return build
+
+    decision(
+        "span-without-identity-named-by-a-manifest",
+        "the chat span carries no run_identity attribute, its manifest names it: binding_mismatch only (it was "
+        "not declared as far as the span says, so it is not unidentified)",
+        stripped(None),
+        want={"chat": "binding_mismatch"},
+    )
+    decision(
+        "span-lost-identity-named-by-a-manifest",
+        "the chat span carries run_identity.error instead of its identity, its manifest names it: "
+        "binding_mismatch (step 5), with unidentified (step 7) among its findings",
+        stripped("SigningError: the signer timed out"),
+        want={"chat": "binding_mismatch"},
+    )
+
+    # The manifest record's own attributes (§9.2, §12 steps 5 and 6).
+    def record_attribute(attr: str, value: Any) -> Callable[[vf.Tamper], None]:
+        def build(t: vf.Tamper) -> None:
+            record = t.record("chat")
+            if type(value) is int:
+                vf.set_attribute(record, attr, None)
+                record["attributes"].append({"key": attr, "value": {"intValue": str(value)}})
+            else:
+                vf.set_attribute(record, attr, value)
+
+        return build
+
+    decision(
+        "record-key-id-not-a-string",
+        "the manifest record's run_identity.key_id attribute is an integer: binding_mismatch",
+        record_attribute("run_identity.key_id", 7),
+        want={"chat": "binding_mismatch"},
+    )
+    decision(
+        "record-provider-differs",
+        "the manifest record's gen_ai.provider.name differs from model.provider: telemetry_mismatch",
+        record_attribute("gen_ai.provider.name", "anthropic"),
+        want={"chat": "telemetry_mismatch"},
+    )
+    decision(
+        "record-attributes-absent",
+        "the manifest record carries none of its four attributes: they are optional, the run verifies",
+        lambda t: [
+            vf.set_attribute(t.record("chat"), a, None)
+            for a in ("run_identity.id", "run_identity.key_id", "gen_ai.request.model", "gen_ai.provider.name")
+        ],
+    )
+
+    # Composition rules at verification time (§12 step 1 on revealed content).
+    chat_messages = _chat()["messages"]
+    for name, description, composition, want in [
+        ("without-operation", "a signed manifest without the required operation", _chat(operation=None), "malformed"),
+        ("without-model", "a signed manifest without the required model", _chat(model=None), "malformed"),
+        (
+            "credential-in-extensions",
+            "a signed manifest whose extensions hold api_key",
+            _chat(extensions={"api_key": "sk-not-a-key"}),
+            "malformed",
+        ),
+        (
+            "credential-prefixed-x-goog",
+            "a signed manifest whose extensions hold x_goog_api_key (prefixes x- then goog-, - or _)",
+            _chat(extensions={"request": {"X_Goog_Api_Key": "k"}}),
+            "malformed",
+        ),
+        (
+            "credential-prefixes-reversed",
+            "a signed manifest whose extensions hold goog-x-api-key: not a credential name (prefix order is "
+            "x- then goog-), the run verifies",
+            _chat(extensions={"goog-x-api-key": "v"}),
+            "verified",
+        ),
+        (
+            "parameter-of-wrong-type",
+            "a signed manifest whose temperature is a string",
+            _chat(parameters={"temperature": "0.3", "max_tokens": 200}),
+            "malformed",
+        ),
+        (
+            "integer-with-a-fraction",
+            "a signed manifest whose max_tokens is 200.5: not an integer",
+            _chat(parameters={"temperature": 0.3, "max_tokens": 200.5}),
+            "malformed",
+        ),
+        (
+            "unknown-parameter",
+            "a signed manifest with a parameter outside §2.4",
+            _chat(parameters={"temperature": 0.3, "max_tokens": 200, "logit_bias": {}}),
+            "malformed",
+        ),
+        (
+            "blob-not-canonical-base64",
+            "a signed manifest whose blob part's content lacks its padding",
+            _chat(
+                messages=[{"role": "user", "parts": [{"type": "blob", "modality": "image", "content": "iVBORw0KGgo"}]}]
+            ),
+            "malformed",
+        ),
+        (
+            "endpoint-with-user-info",
+            "a signed manifest whose model.endpoint carries user information",
+            _chat(model={**vf.compositions()[0][1]["model"], "endpoint": "https://u:p@api.openai.com/v1"}),
+            "malformed",
+        ),
+        (
+            "endpoint-not-a-url",
+            "a signed manifest whose model.endpoint is no URL at all: it need not parse, the run verifies",
+            _chat(model={**vf.compositions()[0][1]["model"], "endpoint": "http://[::1 gateway"}),
+            "verified",
+        ),
+        (
+            "unknown-part-type-free-members",
+            "a part of an unknown type whose id and mime_type are numbers: only 'type' is required of it, the "
+            "run verifies",
+            _chat(messages=[{"role": "user", "parts": [{"type": "audio_ref", "id": 5, "mime_type": 1}]}]),
+            "verified",
+        ),
+        (
+            "known-part-type-id-not-a-string",
+            "a text part whose id is a number: malformed",
+            _chat(messages=[{"role": "user", "parts": [{"type": "text", "content": "hi", "id": 5}]}]),
+            "malformed",
+        ),
+    ]:
+
+        def build(t: vf.Tamper, composition: dict[str, Any] = composition) -> None:
+            _resign(t, "chat", composition)
+
+        decision(
+            f"composition-{name}",
+            f"{description}: {want} (§12 step 1 applies §2 to revealed content)",
+            build,
+            want={} if want == "verified" else {"chat": want},
+        )
+    assert chat_messages  # the loop's compositions do not share the fixture's lists
+
+    def withheld_credential(t: vf.Tamper) -> None:
+        _resign(t, "chat", _chat(extensions={"api_key": "sk-not-a-key"}))
+        doc = t.manifest("chat")
+        doc["components"]["extensions"] = {"digest": doc["components"]["extensions"]["digest"], "withheld": True}
+        t.set_manifest("chat", doc)
+
+    decision(
+        "composition-withheld-part-not-checked",
+        "the same credential, its component withheld: withheld parts are digests, not checked; the run verifies",
+        withheld_credential,
+    )
+
+    def integer_spelled_with_a_fraction(t: vf.Tamper) -> None:
+        t.edit_text("manifests.jsonl", '\\"max_tokens\\":200', '\\"max_tokens\\":200.0')
+
+    decision(
+        "integer-spelled-with-a-fraction",
+        "the manifest spells max_tokens 200 as 200.0: an integer by value (§2.4), the run verifies",
+        integer_spelled_with_a_fraction,
+    )
+
+    # Copies (§12 step 5): what makes two copies the same, and every distinct copy is checked.
+    def span_copy_other_attributes(t: vf.Tamper) -> None:
+        copy = orjson.loads(orjson.dumps(t.span("chat")))
+        copy["endTimeUnixNano"] = str(int(copy["endTimeUnixNano"]) + 1)
+        vf.set_attribute(copy, "http.route", "/v1/chat/completions")
+        t.traces[0]["resourceSpans"][0]["scopeSpans"][0]["spans"].append(copy)
+
+    decision(
+        "span-copy-differing-in-other-attributes",
+        "a second copy of the chat span with another end time and an attribute outside run_identity.* and the "
+        "checked gen_ai.*: the same span, the run verifies",
+        span_copy_other_attributes,
+    )
+
+    def manifest_copy(change: Callable[[dict[str, Any]], None]) -> Callable[[vf.Tamper], None]:
+        def build(t: vf.Tamper) -> None:
+            copy = orjson.loads(orjson.dumps(t.record("chat")))
+            change(copy)
+            t.manifests[0]["resourceLogs"][0]["scopeLogs"][0]["logRecords"].append(copy)
+
+        return build
+
+    def without_telemetry_attributes(record: dict[str, Any]) -> None:
+        vf.set_attribute(record, "gen_ai.request.model", None)
+        vf.set_attribute(record, "gen_ai.provider.name", None)
+
+    def garbled_signature(record: dict[str, Any]) -> None:
+        doc = orjson.loads(record["body"]["stringValue"])
+        doc["signature"] = doc["signature"].rstrip("=")
+        record["body"]["stringValue"] = canonicalize(doc).decode()
+
+    decision(
+        "manifest-copy-without-record-attributes",
+        "a second copy of the chat manifest whose record lacks its gen_ai attributes: one signed claim, the run "
+        "verifies",
+        manifest_copy(without_telemetry_attributes),
+    )
+    decision(
+        "manifest-copy-with-a-bad-signature",
+        "a second copy of the chat manifest whose signature lost its padding: every distinct copy is checked, "
+        "bad_signature",
+        manifest_copy(garbled_signature),
+        want={"chat": "bad_signature"},
+    )
+
+    # Which ids join (§12 step 5).
+    def record_without_ids(t: vf.Tamper) -> None:
+        record = t.record("chat")
+        del record["traceId"], record["spanId"]
+
+    decision(
+        "record-without-ids",
+        "the manifest record carries no trace or span id: joined by its statement's ids, binding_mismatch",
+        record_without_ids,
+        want={"chat": "binding_mismatch"},
+    )
+
+    # Codes when several steps fail (§12): every finding counts for the policy.
+    def span_dropped_record_model(t: vf.Tamper) -> None:
+        tt._span_dropped(t)
+        vf.set_attribute(t.record("tools"), "gen_ai.request.model", "gpt-5")
+
+    decision(
+        "several-findings-policy",
+        "a span dropped and its manifest record's model edited: code span_missing (step 5), telemetry_mismatch "
+        "(step 6) also found; the policy tolerates span_missing only, so the run fails",
+        span_dropped_record_model,
+        policy={"allow": ["span_missing"]},
+        want={"tools": "span_missing"},
+    )
+
+    # event.name as an attribute, equal to event_name (§12 step 1).
+    def event_name_both(t: vf.Tamper) -> None:
+        vf.set_attribute(t.record("chat"), "event.name", "run_identity.manifest")
+
+    decision(
+        "event-name-both-equal",
+        "a manifest record naming its event both in event_name and in an equal event.name attribute: verified",
+        event_name_both,
+    )
+
+    # Step 7: which spans need an identity.
+    def agent_spans(t: vf.Tamper) -> None:
+        base = t.span("chat")
+        spans = t.traces[0]["resourceSpans"][0]["scopeSpans"][0]["spans"]
+        for i, operation in enumerate(("invoke_agent", "execute_tool", "create_agent", "chat")):
+            span = _span(base["traceId"], _hex(f"agent-{i}", "span", 16), operation, T0, {})
+            vf.set_attribute(span, "gen_ai.operation.name", operation)
+            vf.set_attribute(span, "gen_ai.provider.name", "openai")
+            spans.append(span)
+
+    decision(
+        "agent-and-nested-spans",
+        "invoke_agent, execute_tool and create_agent spans and a second chat span, none declared: no run, the "
+        "five runs verify",
+        agent_spans,
+    )
+    decision(
+        "agent-and-nested-spans-identity-required",
+        "the same, the policy requiring an identity on every model call: only the chat span is unidentified",
+        agent_spans,
+        policy={"require_identity": True},
+        want={"extra": "unidentified"},
+    )
+
+    def agent_span_lost(t: vf.Tamper) -> None:
+        spans = t.traces[0]["resourceSpans"][0]["scopeSpans"][0]["spans"]
+        span = _span(t.span("chat")["traceId"], _hex("agent-lost", "span", 16), "invoke_agent", T0, {})
+        vf.set_attribute(span, "gen_ai.operation.name", "invoke_agent")
+        vf.set_attribute(span, "run_identity.error", "CompositionError: model: missing required field 'name'")
+        spans.append(span)
+
+    decision(
+        "lost-identity-any-operation",
+        "an invoke_agent span carrying run_identity.error: a declaration lost its identity, unidentified",
+        agent_span_lost,
+        want={"extra": "unidentified"},
+    )
+
+    # OTLP encodings.
+    def int_value(value: Any) -> Callable[[vf.Tamper], None]:
+        def build(t: vf.Tamper) -> None:
+            for kv in t.span("chat")["attributes"]:
+                if kv["key"] == "gen_ai.request.max_tokens":
+                    kv["value"] = {"intValue": value}
+
+        return build
+
+    decision(
+        "int-value-json-number-with-fraction",
+        "the span's intValue given as the JSON number 200.0: read by value, the run verifies",
+        int_value(200.0),
+    )
+    decision(
+        "int-value-json-number",
+        "the span's intValue given as the JSON number 200: the run verifies",
+        int_value(200),
+    )
+    decision(
+        "int-value-string-with-sign",
+        "the span's intValue given as the string '+200': not an optional '-' and digits, malformed",
+        int_value("+200"),
+        want={"chat": "malformed"},
+    )
+
+    def lowercase_and_uppercase(t: vf.Tamper) -> None:
+        span = t.span("chat")
+        span["traceId"] = span["traceId"][:16].upper() + span["traceId"][16:]
+
+    decision(
+        "hex-id-mixed-case",
+        "a span's trace id in mixed-case hex: ids are hex in either case, the run verifies",
+        lowercase_and_uppercase,
+    )
+
+    # declared_at must be a real time (§8).
+    def impossible_date(t: vf.Tamper) -> None:
+        vf.set_attribute(t.span("chat"), "run_identity.declared_at", "2026-02-30T12:00:00.000000Z")
+
+    decision(
+        "declared-at-not-a-calendar-date",
+        "the span's declared_at names 30 February: malformed",
+        impossible_date,
+        want={"chat": "malformed"},
+    )
+
+    def leap_second(t: vf.Tamper) -> None:
+        doc = t.manifest("chat")
+        doc["statement"]["declared_at"] = "2026-12-31T23:59:60.000000Z"
+        t.set_manifest("chat", doc)
+
+    decision(
+        "declared-at-leap-second",
+        "the manifest statement's declared_at names second 60: not a time this format allows, malformed",
+        leap_second,
+        want={"chat": "malformed"},
+    )
+
+    def receipt_impossible_time(t: vf.Tamper) -> None:
+        record = t.add_receipt("chat")
+        doc = orjson.loads(record["body"]["stringValue"])
+        doc["receipt"]["completed_at"] = "2026-11-22T24:00:00.000000Z"
+        record["body"]["stringValue"] = canonicalize(doc).decode()
+
+    decision(
+        "receipt-completed-at-not-a-calendar-time",
+        "a receipt whose completed_at names hour 24: malformed, like a statement's declared_at",
+        receipt_impossible_time,
+        want={"chat": "malformed"},
+    )
+
+    # Receipts (§10.4, §12 step 8).
+    decision(
+        "receipt-signed-by-another-trusted-key",
+        "a receipt signed by a trusted key other than the run's: any trusted key may sign a receipt, verified",
+        lambda t: t.add_receipt("chat", signer=t.other),
+        signers=[vf.signer(), vf.signer(vf.OTHER_SEED)],
+    )
+    for name, response, want in [
+        ("dated-snapshot-not-a-calendar-date", "gpt-4o-mini-2024-13-45", "verified"),
+        ("four-digit-snapshot", "gpt-4o-mini-0125", "verified"),
+        ("compact-date-snapshot", "gpt-4o-mini-20240718", "verified"),
+        ("non-numeric-suffix", "gpt-4o-mini-v2", "model_substituted"),
+        ("uppercase-model", "GPT-4O-MINI", "model_substituted"),
+    ]:
+
+        def receipt(t: vf.Tamper, response: str = response) -> None:
+            t.add_receipt("chat", response_model=response)
+
+        decision(
+            f"receipt-{name}",
+            f"a receipt reporting {response!r} for the requested 'gpt-4o-mini': {want} (the suffixes of §10.4, "
+            "digits only, no calendar check, names compared exactly)",
+            receipt,
+            want={} if want == "verified" else {"chat": want},
+        )
+
+
 def _files(directory: Path) -> list[Path]:
     return sorted(p for p in directory.rglob("*") if p.is_file())
 
@@ -906,6 +1412,7 @@ def generate(out: Path) -> int:
         suite.tamperings()
         encodings(suite)
         verdicts(suite)
+        decisions(suite)
     return len(suite.names)
 
 

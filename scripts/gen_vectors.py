@@ -146,6 +146,7 @@ def _cases() -> list[dict[str, Any]]:
         {"name": "withheld-document", "description": "The RAG composition with document 0 withheld.", "composition": rag, "withheld": [["context", 0]]},
         {"name": "withheld-component", "description": "Parameters withheld as a whole, and one tool.", "composition": tools, "withheld": [["parameters", None], ["tools", 0]]},
         {"name": "salted", "description": "The typical composition under a 32-byte blinding salt.", "composition": typical, "salt_hex": "5a" * 32},
+        {"name": "integer-spelling", "description": "Integers spelled with a fraction (max_tokens 256.0, seed -3.0): whole numbers are integers (§2.4) and canonicalize to 256 and -3.", "composition": {**minimal, "messages": [_text("user", "n")], "parameters": {"max_tokens": 256.0, "seed": -3.0, "choice_count": 1}}},
     ]
 
 
@@ -160,6 +161,9 @@ REJECTIONS: list[dict[str, Any]] = [
     {"composition": {"model": {"provider": "openai", "name": "m"}, "operation": "chat", "extensions": {"api_key": "sk-..."}}, "path": "extensions.api_key", "reason": "credential"},
     {"composition": {"model": {"provider": "openai", "name": "m"}, "operation": "chat", "messages": [{"role": "user", "parts": [{"type": "blob", "modality": "image", "content": "not base64!"}]}]}, "path": "messages[0].parts[0].content", "reason": "base64"},
     {"composition": {"model": {"provider": "openai", "name": "m"}, "operation": "chat", "extensions": {"n": 9007199254740992}}, "path": "extensions.n", "reason": "outside"},
+    {"composition": {"model": {"provider": "openai", "name": "m"}, "operation": "chat", "parameters": {"max_tokens": 256.5}}, "path": "parameters.max_tokens", "reason": "expected an integer"},
+    {"composition": {"model": {"provider": "openai", "name": "m"}, "operation": "chat", "extensions": {"headers_": {"X_Goog_Api_Key": "k"}}}, "path": "extensions.headers_.X_Goog_Api_Key", "reason": "credential"},
+    {"composition": {"model": {"provider": "openai", "name": "m", "endpoint": "https://h/v1?alt=json&Key=k"}, "operation": "chat"}, "path": "model.endpoint", "reason": "credential"},
 ]
 
 
@@ -206,7 +210,10 @@ def build(case: dict[str, Any], index: int) -> dict[str, Any]:
         "signing_input_hex": run.statement.signing_input().hex(),
         "signature": manifest.to_json()["signature"],
         "manifest": manifest.to_json(),
+        "manifest_body": manifest.to_json_bytes().decode("utf-8"),
     }
+    if "withheld" not in case:
+        assert out["manifest_body"] == run.manifest_json().decode("utf-8"), case["name"]
     if "withheld" in case:
         out["withheld"] = case["withheld"]
     return out

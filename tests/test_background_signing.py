@@ -122,6 +122,8 @@ def test_a_signer_slower_than_the_timeout_marks_the_span(
     attributes = exported.attributes or {}
     assert RUN_IDENTITY_SIGNATURE not in attributes
     assert "not ready when the span ended" in str(attributes[RUN_IDENTITY_ERROR])
+    # The error replaces the statement put on the span at its start (spec §9.1: never both).
+    assert not any(k.startswith("run_identity.") and k != RUN_IDENTITY_ERROR for k in attributes)
     assert pipeline.log_exporter.get_finished_logs() == ()
     gated.gate.set()
     assert pipeline.processor.force_flush()  # the late signature's manifest goes out

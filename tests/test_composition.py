@@ -593,7 +593,7 @@ def test_malformed_document(doc: dict[str, Any], expected: str) -> None:
             {"provider": "openai", "name": "x", "weights_digest": "sha256:ABC"},
             "model.weights_digest: expected",
         ),
-        ({"provider": "openai", "name": "x", "endpoint": "http://[::1"}, "model.endpoint: endpoint is not a"),
+        ({"provider": "openai", "name": "x", "endpoint": "http://u@[::1"}, "model.endpoint: endpoint carries credentials"),
         ("openai/gpt-4o", "model: expected an object, got str"),
     ],
 )
@@ -630,7 +630,8 @@ def test_unknown_parameter_rejected(name: str) -> None:
     [
         ({"temperature": "0.5"}, "parameters.temperature: expected a number, got str"),
         ({"temperature": True}, "parameters.temperature: expected a number, got bool"),
-        ({"max_tokens": 1.0}, "parameters.max_tokens: expected an integer, got float"),
+        ({"max_tokens": 1.5}, "parameters.max_tokens: expected an integer, got 1.5"),
+        ({"max_tokens": 2.0**53}, "parameters.max_tokens: expected an integer, got 9007199254740992.0"),
         ({"seed": False}, "parameters.seed: expected an integer, got bool"),
         ({"choice_count": None}, "parameters.choice_count: expected an integer, got null"),
         ({"stop_sequences": "\n"}, "parameters.stop_sequences: expected an array, got str"),
@@ -640,8 +641,23 @@ def test_unknown_parameter_rejected(name: str) -> None:
     ],
 )
 def test_parameter_types(params: dict[str, Any], expected: str) -> None:
-    """Each parameter has its type; integers are not floats and booleans are not numbers."""
+    """Each parameter has its type; integers are whole numbers and booleans are not numbers."""
     assert str(_error(_with(parameters=params))).startswith(expected)
+
+
+def test_an_integer_is_a_whole_number_whatever_its_spelling() -> None:
+    """Spec §2.4: 256.0 is the integer 256 (a reader of doubles cannot tell them apart) and hashes as 256."""
+    whole = _identity(_with(parameters={"max_tokens": 256.0, "seed": -3.0}))
+    assert whole == _identity(_with(parameters={"max_tokens": 256, "seed": -3}))
+
+
+@pytest.mark.parametrize(
+    "endpoint",
+    ["not a url at all", "http://[::1", "https://api.example.com/v1?q=%zz", "//host/path?model=x"],
+)
+def test_an_endpoint_need_not_parse_as_a_url(endpoint: str) -> None:
+    """Spec §2.1: only user information and credential-named query parameters are refused."""
+    Composition.from_dict({"model": {"provider": "openai", "name": "x", "endpoint": endpoint}, "operation": "chat"})
 
 
 # -- credentials ------------------------------------------------------------------------------------

@@ -62,6 +62,7 @@ def test_our_verifier_reaches_the_expected_verdict(case: Path) -> None:
         allow_empty=spec.get("allow_empty", False),
         expect=spec.get("expect"),
         expect_min=spec.get("expect_min"),
+        require_identity=spec.get("require_identity", False),
     )
     salts = [bytes.fromhex(p.read_text().strip()) for p in sorted(case.glob("salt*.hex"))]
     keyring = Keyring.from_jwks(case / "keyring.jwks.json")

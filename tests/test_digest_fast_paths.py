@@ -283,7 +283,7 @@ def test_string_component_refuses_a_lone_surrogate_with_its_path() -> None:
     ("parameters", "error"),
     [
         ({"temperature": True}, "parameters.temperature: expected a number, got bool"),
-        ({"max_tokens": 1.0}, "parameters.max_tokens: expected an integer, got float"),
+        ({"max_tokens": 1.5}, "parameters.max_tokens: expected an integer, got 1.5"),
         ({"stop_sequences": ("a", Text("b"))}, "parameters.stop_sequences[1]: expected a string, got Text"),
         ({"output_type": Text("text")}, "parameters.output_type: expected a string, got Text"),
         ({Text("seed"): 1}, "parameters: object key 'seed' of type Text is not a string"),

@@ -19,6 +19,7 @@ import rfc8785
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from run_identity import Composition, Keyring, Manifest, compute_identity
+from run_identity.canonical import canonicalize
 from run_identity.errors import RunIdentityError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -105,6 +106,15 @@ def test_vector_manifest_recomputes_to_the_identity(path: Path) -> None:
     assert result.identity == v["identity"]
     if v.get("withheld"):
         assert manifest.withholds_content
+
+
+@pytest.mark.parametrize("path", FILES, ids=lambda p: p.stem)
+def test_vector_manifest_body_is_the_canonical_text_produced(path: Path) -> None:
+    """``manifest_body`` is the exact string a producer puts in the log record's body (§9.2): the canonical
+    form of ``manifest``, byte for byte."""
+    v = _load(path)
+    assert v["manifest_body"] == canonicalize(v["manifest"]).decode("utf-8")
+    assert Manifest.from_json(v["manifest_body"]).to_json() == Manifest.from_json(v["manifest"]).to_json()
 
 
 def test_absent_and_empty_tools_differ() -> None:

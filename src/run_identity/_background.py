@@ -30,7 +30,7 @@ from typing import Any
 
 from opentelemetry.sdk.trace import Span, SpanProcessor, TracerProvider
 
-__all__ = ["Job", "SigningWorker", "attach", "ending_attach_works"]
+__all__ = ["Job", "SigningWorker", "attach", "ending_attach_works", "replace_attributes"]
 
 _LOG = logging.getLogger("run_identity")
 _PROBE_KEY = "run_identity.probe"
@@ -48,6 +48,23 @@ def attach(span: Span, items: dict[str, str]) -> bool:
         attributes: Any = span._attributes  # private: see the module docstring
         limit = attributes.max_value_len
         with attributes._lock:
+            for key, value in items.items():
+                attributes._setitem_locked(key, value if limit is None else value[:limit])
+    except Exception:
+        return False
+    return True
+
+
+def replace_attributes(span: Span, remove: tuple[str, ...], items: dict[str, str]) -> bool:
+    """Like :func:`attach`, first removing the attributes ``remove`` names (docs/spec.md §9.1: a span whose
+    declaration lost its identity carries ``run_identity.error`` *instead of* the identity); False if it
+    cannot."""
+    try:
+        attributes: Any = span._attributes  # private: see the module docstring
+        limit = attributes.max_value_len
+        with attributes._lock:
+            for key in remove:
+                attributes._dict.pop(key, None)
             for key, value in items.items():
                 attributes._setitem_locked(key, value if limit is None else value[:limit])
     except Exception:

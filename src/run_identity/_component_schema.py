@@ -11,13 +11,14 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl
 
 from run_identity._element_schema import fail, require_dict, require_list, require_str, type_name
 from run_identity.canonical import MAX_DEPTH, json_path_join
 
 __all__ = [
     "PARAMETER_ATTRIBUTES",
+    "is_integer",
     "model_ok",
     "parameters_ok",
     "require_str_keys",
@@ -48,11 +49,11 @@ _INT_PARAMS = frozenset({"max_tokens", "seed", "choice_count"})
 _MODEL_FIELDS = frozenset({"provider", "name", "revision", "weights_digest", "endpoint"})
 _DIGEST_RE = re.compile(r"sha256:[0-9a-f]{64}")
 _CREDENTIAL_NAME = re.compile(
-    r"(?i)^(x-)?(goog-)?(api[-_]?key|authorization|auth|password|passwd|secret|client[-_]?secret|"
-    r"access[-_]?token|token|bearer|sig|signature|extra[-_]?headers|headers|cookie)$"
+    r"(?ai)^(x[-_])?(goog[-_])?(api[-_]?key|authorization|auth|password|passwd|secret|client[-_]?secret|"
+    r"access[-_]?token|token|bearer|sig|signature|extra[-_]?headers|headers|cookie)\Z"
 )
 # In a URL query, bare ``key`` (Gemini) and ``code`` (Azure Functions) carry keys too.
-_CREDENTIAL_QUERY = re.compile(r"(?i)^(key|code)$")
+_CREDENTIAL_QUERY = re.compile(r"(?ai)^(key|code)\Z")
 
 # Endpoints repeat from call to call; strings are immutable, so a clean verdict can be remembered.
 _CLEAN_ENDPOINTS: set[str] = set()
@@ -68,15 +69,18 @@ def _check_endpoint(endpoint: str, path: str) -> None:
     _CLEAN_ENDPOINTS.add(endpoint)
 
 
+#: The authority of a URL: after ``scheme:`` (if any) and ``//``, up to the first ``/``, ``?`` or ``#``.
+_AUTHORITY = re.compile(r"^(?:[A-Za-z][A-Za-z0-9+.-]*:)?//([^/?#]*)")
+
+
 def _check_endpoint_uncached(endpoint: str, path: str) -> None:
-    try:
-        parts = urlsplit(endpoint)
-        has_user_info = parts.username is not None or parts.password is not None
-    except ValueError as exc:
-        raise fail(path, f"endpoint is not a valid URL ({exc})") from None
-    if has_user_info:
+    """docs/spec.md §2.1: ``endpoint`` need not parse as a URL; it is read as one for two checks only (user
+    information in its authority, credential-named query parameters), the same way whatever it holds."""
+    authority = _AUTHORITY.match(endpoint)
+    if authority is not None and "@" in authority.group(1):
         raise fail(path, "endpoint carries credentials (user info); credentials never enter a manifest")
-    for name, _ in parse_qsl(parts.query, keep_blank_values=True):
+    query = endpoint.split("#", 1)[0].partition("?")[2]
+    for name, _ in parse_qsl(query, keep_blank_values=True):
         if _CREDENTIAL_NAME.match(name) or _CREDENTIAL_QUERY.match(name):
             raise fail(path, f"endpoint query parameter {name!r} looks like a credential")
 
@@ -129,6 +133,19 @@ def _is_number(value: object) -> bool:
     return type(value) is int or type(value) is float
 
 
+#: The largest integer every JSON reader holds exactly (docs/spec.md §3).
+_MAX_SAFE_INTEGER = 2**53 - 1
+
+
+def is_integer(value: object) -> bool:
+    """docs/spec.md §2.4: an integer is a number whose value has no fractional part, within ±(2^53 - 1),
+    whatever its spelling: ``256.0`` is the integer 256 (a JSON reader that yields doubles cannot tell them
+    apart), and canonicalizes to ``256``."""
+    if type(value) is int:
+        return -_MAX_SAFE_INTEGER <= value <= _MAX_SAFE_INTEGER
+    return type(value) is float and value.is_integer() and -_MAX_SAFE_INTEGER <= value <= _MAX_SAFE_INTEGER
+
+
 _SEQUENCE_TYPES = frozenset({list, tuple})
 # Parameter -> the exact types its value may have (stop_sequences: of strings, response_format: an object
 # whose members are content like any other).
@@ -163,8 +180,9 @@ def validate_parameters(value: object, path: str) -> dict[str, Any]:
             if not _is_number(v):
                 raise fail(json_path_join(path, key), f"expected a number, got {type_name(v)}")
         elif key in _INT_PARAMS:
-            if type(v) is not int:
-                raise fail(json_path_join(path, key), f"expected an integer, got {type_name(v)}")
+            if not is_integer(v):
+                got = f"{v!r} (not a whole number within ±(2^53 - 1))" if _is_number(v) else type_name(v)
+                raise fail(json_path_join(path, key), f"expected an integer, got {got}")
         elif key == "stop_sequences":
             sub = json_path_join(path, key)
             seq = require_list(v, sub)

@@ -50,6 +50,7 @@ __all__ = [
     "PreparedComponent",
     "as_json",
     "validate_component",
+    "validate_element",
 ]
 
 SINGLE_COMPONENTS = ("model", "operation", "parameters", "extensions")
@@ -115,6 +116,17 @@ def validate_component(name: str, value: object, path: str | None = None) -> Any
     if element is None:
         raise fail(where, f"unknown component (allowed: {', '.join(sorted(COMPONENT_NAMES))})")
     return _validate_list(element, value, where)
+
+
+def validate_element(name: str, value: object, path: str) -> Any:
+    """Validate one element of list component ``name`` (docs/spec.md §2.2-§2.6); raises CompositionError."""
+    validate = _ELEMENT_VALIDATORS.get(name)
+    if validate is None:
+        raise fail(path, f"not a list component (list components: {', '.join(LIST_COMPONENTS)})")
+    ok = _ELEMENT_OK.get(validate)
+    if ok is not None and ok(value):
+        return value
+    return validate(value, path)
 
 
 def as_json(value: object) -> object:

@@ -41,10 +41,15 @@ from opentelemetry import trace as trace_api
 from opentelemetry._logs import LoggerProvider
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 
-from run_identity._background import Job, SigningWorker, attach, ending_attach_works
+from run_identity._background import Job, SigningWorker, attach, ending_attach_works, replace_attributes
 from run_identity.attributes import (
+    RUN_IDENTITY_DECLARED_AT,
     RUN_IDENTITY_ERROR,
+    RUN_IDENTITY_ID,
+    RUN_IDENTITY_KEY_ID,
+    RUN_IDENTITY_SALT_ID,
     RUN_IDENTITY_SIGNATURE,
+    RUN_IDENTITY_SPEC_VERSION,
 )
 from run_identity.declare import Declaration, current_declaration
 from run_identity.digest import identity_of_new
@@ -55,6 +60,16 @@ from run_identity.signing import SignedRun
 from run_identity.statement import BindingStatement, encode_signature, format_timestamp, run_statement
 
 __all__ = ["GEN_AI_OPERATION_NAME", "Coverage", "IdentitySpanProcessor", "report_unclaimed", "unclaimed_reason"]
+
+#: The statement's attributes, put on the span before its signature is ready; a span that ends without one
+#: carries run_identity.error instead of them (docs/spec.md §9.1: never both).
+_STATEMENT_ATTRIBUTES = (
+    RUN_IDENTITY_ID,
+    RUN_IDENTITY_KEY_ID,
+    RUN_IDENTITY_SPEC_VERSION,
+    RUN_IDENTITY_DECLARED_AT,
+    RUN_IDENTITY_SALT_ID,
+)
 
 GEN_AI_OPERATION_NAME = "gen_ai.operation.name"
 _LOG = logging.getLogger("run_identity")
@@ -410,14 +425,14 @@ class IdentitySpanProcessor(SpanProcessor):
         if not job.wait(self._signing_timeout):
             reason = f"the signature was not ready when the span ended (waited {self._signing_timeout} s)"
             self._log_once(reason, "run_identity: a span ended without its signature")
-            attach(span, {RUN_IDENTITY_ERROR: reason})
+            replace_attributes(span, _STATEMENT_ATTRIBUTES, {RUN_IDENTITY_ERROR: reason})
             job.when_done(self._emit)  # its manifest goes out once the signature is made
             return
         if job.signature is not None:
             attach(span, {RUN_IDENTITY_SIGNATURE: encode_signature(job.signature)})
             job.when_done(self._emit)
         elif job.error is not None:
-            attach(span, {RUN_IDENTITY_ERROR: job.error})
+            replace_attributes(span, _STATEMENT_ATTRIBUTES, {RUN_IDENTITY_ERROR: job.error})
         if self._strict and job.exception is not None:
             raise job.exception
 

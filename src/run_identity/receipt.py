@@ -30,6 +30,7 @@ from run_identity.statement import (
     decode_signature,
     encode_signature,
     format_timestamp,
+    is_calendar_time,
     pae,
 )
 from run_identity.strict_json import StrictJsonError, loads_strict
@@ -110,6 +111,8 @@ class ReceiptStatement:
                 raise ManifestError(f"receipt.{name}", f"malformed value {value!r}")
             if _ZERO.get(name) == value:
                 raise ManifestError(f"receipt.{name}", "an all-zero id is not a valid span context")
+        if not is_calendar_time(self.completed_at):
+            raise ManifestError("receipt.completed_at", f"not a real date and time {self.completed_at!r}")
         if type(self.finish_reasons) is not tuple or not all(type(r) is str for r in self.finish_reasons):
             raise ManifestError("receipt.finish_reasons", "expected an array of strings")
         for name in _OPTIONAL:

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import base64
 import binascii
+import calendar
 import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from run_identity.attributes import (
@@ -34,6 +34,7 @@ __all__ = [
     "decode_signature",
     "encode_signature",
     "format_timestamp",
+    "is_calendar_time",
     "pae",
     "run_statement",
 ]
@@ -59,13 +60,17 @@ _ZERO = {"trace_id": _ZERO_TRACE_ID, "span_id": _ZERO_SPAN_ID}
 _SALT_ID = re.compile(r"sha256:[0-9a-f]{64}")
 
 
-def _is_calendar_time(text: str) -> bool:
-    """Whether a value of the ``declared_at`` shape names a real instant (no month 13, no 30 February)."""
+def is_calendar_time(text: str) -> bool:
+    """Whether a value of the ``declared_at`` shape names a real instant (docs/spec.md §8): year 0001-9999, a
+    day that its month has (proleptic Gregorian), hour 00-23, minute and second 00-59 (no leap second)."""
     try:
-        datetime.fromisoformat(text[:-1])
+        year, month, day = int(text[0:4]), int(text[5:7]), int(text[8:10])
+        hour, minute, second = int(text[11:13]), int(text[14:16]), int(text[17:19])
     except ValueError:
         return False
-    return True
+    if not (1 <= year <= 9999 and 1 <= month <= 12 and hour < 24 and minute < 60 and second < 60):
+        return False
+    return 1 <= day <= calendar.monthrange(year, month)[1]
 
 
 def pae(payload_type: bytes, body: bytes) -> bytes:
@@ -141,7 +146,7 @@ class BindingStatement:
                 raise ManifestError(f"statement.{name}", f"malformed value {value!r}")
             if _ZERO.get(name) == value:
                 raise ManifestError(f"statement.{name}", "an all-zero id is not a valid span context")
-        if not _is_calendar_time(self.declared_at):
+        if not is_calendar_time(self.declared_at):
             raise ManifestError("statement.declared_at", f"not a real date and time {self.declared_at!r}")
         if self.salt_id is not None and (type(self.salt_id) is not str or not _SALT_ID.fullmatch(self.salt_id)):
             raise ManifestError("statement.salt_id", f"malformed value {self.salt_id!r}")

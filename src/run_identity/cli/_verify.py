@@ -61,6 +61,7 @@ def _policy(args: argparse.Namespace, *, allow: tuple[str, ...] = ()) -> Policy:
             allow_empty=getattr(args, "allow_empty", False),
             expect=exact,
             expect_min=at_least,
+            require_identity=getattr(args, "require_identity", False),
         )
     except ValueError as exc:
         raise CliError(str(exc), exit_code=2) from None
@@ -253,6 +254,11 @@ def register(sub: Any) -> None:
         help="fail runs that withhold these components (comma-separated, e.g. model,parameters)",
     )
     p.add_argument("--allow-empty", action="store_true", help="pass when the input holds no run at all")
+    p.add_argument(
+        "--require-identity",
+        action="store_true",
+        help="every model-call span (chat, text_completion, generate_content, embeddings) must carry an identity",
+    )
     p.add_argument("--expect", metavar="N", help="fail unless exactly N runs are found (N+ : at least N)")
     p.add_argument("--jobs", type=int, default=1, metavar="N", help="worker processes (0: one per core)")
     p.set_defaults(func=_verify)

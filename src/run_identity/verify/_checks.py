@@ -33,6 +33,7 @@ from run_identity.verify._codes import (
 from run_identity.verify._records import SpanRecord
 
 __all__ = [
+    "MODEL_CALL_OPERATIONS",
     "CheckContext",
     "Malformed",
     "ManifestSummary",
@@ -50,6 +51,9 @@ MODEL = "gen_ai.request.model"
 #: Span attributes cross-checked against the manifest (docs/spec.md §12 step 6).
 TELEMETRY_ATTRIBUTES = (OPERATION, PROVIDER, MODEL, *(a for a in PARAMETER_ATTRIBUTES.values() if a))
 PARAMETER_ATTRS = {k: a for k, a in PARAMETER_ATTRIBUTES.items() if a}
+#: The ``gen_ai.operation.name`` values of the GenAI semantic conventions that are a call to a model (docs/spec.md
+#: §12 step 7); ``invoke_agent``, ``create_agent`` and ``execute_tool`` spans are not.
+MODEL_CALL_OPERATIONS = frozenset({"chat", "text_completion", "generate_content", "embeddings"})
 _ABSENT = object()
 Telemetry = tuple[tuple[str, Any], ...]
 
@@ -76,6 +80,8 @@ class SpanSummary:
     telemetry: Telemetry
     problem: str | None = None
     error: str | None = None
+    #: True for a span whose gen_ai.operation.name is a model call (MODEL_CALL_OPERATIONS).
+    model_call: bool = False
 
     def same_key(self) -> tuple[Any, ...]:
         """Equal for two deliveries that say the same (a collector retry), typed: ``False`` is not ``0``."""
@@ -252,7 +258,8 @@ def summarize_span(record: SpanRecord, source: int) -> SpanSummary | None:
     if RUN_IDENTITY_ID not in attrs:
         if OPERATION not in attrs and error is None:
             return None
-        return SpanSummary(*at, False, None, None, telemetry, None, error_text)
+        model_call = type(attrs.get(OPERATION)) is str and attrs[OPERATION] in MODEL_CALL_OPERATIONS
+        return SpanSummary(*at, False, None, None, telemetry, None, error_text, model_call)
     signature = decode_signature(attrs.get(RUN_IDENTITY_SIGNATURE))
     if error is not None:
         both = "the span carries both run_identity.id and run_identity.error: which one holds is ambiguous"

@@ -13,7 +13,8 @@ from typing import Any
 import orjson
 
 from run_identity.attributes import RUN_IDENTITY_ID, RUN_IDENTITY_KEY_ID
-from run_identity.errors import ManifestError
+from run_identity.composition import REQUIRED_COMPONENTS, validate_component, validate_element
+from run_identity.errors import CompositionError, ManifestError
 from run_identity.manifest import Manifest, ManifestComponent, ManifestElement
 from run_identity.verify._checks import (
     MODEL,
@@ -39,7 +40,7 @@ from run_identity.verify._codes import (
 )
 from run_identity.verify._records import ManifestRecord
 
-__all__ = ["manifest_telemetry", "summarize_manifest", "withheld_parts"]
+__all__ = ["composition_problem", "manifest_telemetry", "summarize_manifest", "withheld_parts"]
 
 #: What each withheld component keeps step 6 (and step 8) from checking.
 _CHECKS_OF = {
@@ -98,6 +99,29 @@ def unchecked_by(withheld: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(f"{name} withheld: {_CHECKS_OF[name]} not compared" for name in withheld if name in _CHECKS_OF)
 
 
+def composition_problem(manifest: Manifest) -> str | None:
+    """Step 1 on the content: the composition rules of docs/spec.md §2 (required components, member names and
+    types, blob base64, no credentials in ``extensions`` or ``model.endpoint``) applied to what the manifest
+    reveals; withheld components and elements are not checked (they are digests). None when it complies."""
+    for name in REQUIRED_COMPONENTS:
+        if name not in manifest.components:
+            return f"components: missing required component {name!r} (docs/spec.md §2)"
+    for name, c in sorted(manifest.components.items()):
+        path = f"components.{name}"
+        try:
+            if c.withheld:
+                continue
+            if c.elements is None:
+                validate_component(name, c.value, f"{path}.value")
+                continue
+            for i, e in enumerate(c.elements):
+                if not e.withheld:
+                    validate_element(name, e.value, f"{path}.elements[{i}].value")
+        except CompositionError as exc:
+            return f"{exc} (docs/spec.md §2)"
+    return None
+
+
 def _stated_only(manifest: Manifest) -> Manifest:
     """The manifest with all content withheld: what can be checked without the blinding salt."""
     components: dict[str, ManifestComponent] = {}
@@ -140,14 +164,17 @@ def summarize_manifest(
     if type(body) is not str:
         return Malformed(*at, "the manifest record's body is not a string")
     try:
-        manifest = Manifest.from_json(body)
+        manifest = Manifest.from_json(body, any_signature=True)
     except ManifestError as exc:
         return Malformed(*at, f"manifest: {exc}")
+    composed = composition_problem(manifest)
+    if composed is not None:
+        return Malformed(*at, f"manifest: {composed}")
     statement, signature = manifest.statement, manifest.signature
     findings: list[Finding] = []
     notes: list[str] = []
-    # 3. Manifest signature.
-    found = check_signature(ctx, statement, signature, 3, "manifest")
+    # 3. Manifest signature: a missing or non-canonical one is bad_signature, as on the span (step 2).
+    found = check_signature(ctx, statement, signature or None, 3, "manifest")
     if found is not None:
         findings.append(Finding(found.code, 3, found.message, where))
     # 4. Content, recomputed; salted content only with its salt.

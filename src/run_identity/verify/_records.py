@@ -140,6 +140,9 @@ def _json_value(value: object, depth: int = 0) -> Any:
                 return int64(str(raw))
             if type(raw) is str:
                 return int64(raw)
+            # A JSON number is read by value (spec §12 step 1): 200.0 is 200 for a reader of doubles too.
+            if type(raw) is float and raw.is_integer() and -(2.0**63) <= raw < 2.0**63:
+                return int(raw)
             raise BadShape("intValue is not an integer")
         if kind == "d":
             if type(raw) is float or type(raw) is int:

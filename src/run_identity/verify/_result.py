@@ -21,6 +21,8 @@ class Policy:
     established) cannot be tolerated. ``require_content`` names components a run may not withhold
     (``content_withheld`` otherwise). A verification of no run fails unless ``allow_empty``; ``expect``
     fails it unless exactly that many runs were found, ``expect_min`` unless at least that many.
+    ``require_identity`` makes every model-call span without an identity a run of its own, ``unidentified``
+    (docs/spec.md §12 step 7); by default such a span was simply not declared and is no run.
     Raises ValueError for a code or component that does not exist or cannot be allowed.
     """
 
@@ -29,6 +31,7 @@ class Policy:
     allow_empty: bool = False
     expect: int | None = None
     expect_min: int | None = None
+    require_identity: bool = False
 
     def __init__(
         self,
@@ -38,6 +41,7 @@ class Policy:
         allow_empty: bool = False,
         expect: int | None = None,
         expect_min: int | None = None,
+        require_identity: bool = False,
     ) -> None:
         codes = frozenset(allow)
         unknown = codes - set(FAILURE_CODES)
@@ -60,6 +64,7 @@ class Policy:
         object.__setattr__(self, "allow_empty", bool(allow_empty))
         object.__setattr__(self, "expect", expect)
         object.__setattr__(self, "expect_min", expect_min)
+        object.__setattr__(self, "require_identity", bool(require_identity))
 
     def accepts(self, findings: Iterable[Finding]) -> bool:
         """True when every finding's code is tolerated (always true without findings)."""

@@ -79,6 +79,15 @@ class _Run:
     def receipts(self) -> list[ReceiptSummary]:
         return _listed(self._receipts)
 
+    def undeclared_only(self, require_identity: bool = False) -> bool:
+        """True when all the run holds is GenAI spans that were never declared: no run (spec §12 step 7)."""
+        if self._manifests is not None or self._receipts is not None or self.bad is not None:
+            return False
+        spans = self.spans
+        if require_identity and any(s.model_call for s in spans):
+            return False
+        return all(not s.identified and s.error is None and s.problem is None for s in spans)
+
     def add_span(self, span: SpanSummary) -> None:
         self._spans = _added(self._spans, span, SpanSummary.same_key)
 
@@ -161,6 +170,12 @@ class RunTable:
         else:
             run.add_receipt(item)
 
+    @property
+    def undeclared_spans(self) -> int:
+        """GenAI spans never declared and named by no record: no run (docs/spec.md §12 step 7)."""
+        require = self._policy.require_identity
+        return sum(len(run.spans) for run in self._runs.values() if run.undeclared_only(require))
+
     def add_loose(self, source: int, count: int, finding: Finding) -> None:
         """Count ``count`` unreadable records of ``source`` beyond those kept (a worker's overflow)."""
         over = self._overflow.get(source)
@@ -189,6 +204,8 @@ class RunTable:
         """One result per run, then one per unreadable record without ids (the first of each file, then one
         that counts the rest)."""
         for key, run in self._runs.items():
+            if run.undeclared_only(self._policy.require_identity):
+                continue
             yield self._result(key, run)
         for loose in self._loose:
             yield self._loose_result(loose.finding)
@@ -255,10 +272,16 @@ class RunTable:
             where = self._where(span)
             if not span.identified:
                 if manifests:
-                    message = "the span carries no run_identity attributes, yet a manifest names it"
+                    message = "the span carries no run_identity.id, yet a manifest names it"
                     findings.append(Finding(BINDING_MISMATCH, 5, message, where))
-                reason = f": run_identity.error = {span.error}" if span.error else ""
-                findings.append(Finding(UNIDENTIFIED, 7, f"a GenAI span without an identity{reason}", where))
+                # 7. Coverage: run_identity.error says a declaration lost its identity; a model call without
+                #    any run_identity attribute was not declared, a finding only when the policy requires it.
+                if span.error is not None:
+                    message = f"a GenAI span whose declared identity was lost: run_identity.error = {span.error}"
+                    findings.append(Finding(UNIDENTIFIED, 7, message, where))
+                elif span.model_call and self._policy.require_identity:
+                    message = "a model call without an identity (the policy requires one on every model call)"
+                    findings.append(Finding(UNIDENTIFIED, 7, message, where))
                 continue
             if primary is None:
                 if not run.bad and span.problem is None:

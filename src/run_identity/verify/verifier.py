@@ -103,6 +103,12 @@ class VerificationReport:
         return self._unchecked
 
     @property
+    def undeclared_spans(self) -> int:
+        """GenAI spans that were never declared (no identity, no run_identity.error, named by no manifest): not
+        runs unless the policy requires identities (docs/spec.md §12 step 7)."""
+        return self._table.undeclared_spans
+
+    @property
     def count_problem(self) -> str | None:
         """Why the number of runs fails the policy (none found, or not as many as expected), or None."""
         return self.policy.count_problem(self.runs)
@@ -135,6 +141,7 @@ class VerificationReport:
                 "log_records": t.log_records,
                 "ignored_spans": t.ignored_spans,
                 "ignored_log_records": t.ignored_log_records,
+                "undeclared_spans": self.undeclared_spans,
             },
         }
 
