@@ -239,6 +239,10 @@ class RunTable:
         for m in manifests:
             findings.extend(m.findings)
         passing = [m for m in manifests if m.passes_signature_and_content]
+        # The manifest held against the span: a passing one, the one the span's statement names if any, the
+        # fullest copy; the order of arrival never decides.
+        bound = {s.statement for s in spans if s.statement is not None}
+        passing.sort(key=lambda m: m.statement not in bound)
         primary = passing[0] if passing else (manifests[0] if manifests else None)
         # 2. Span signature, over the statement rebuilt from the span alone. A manifest that passed step 3
         #    with the very same statement and signature has already verified these exact bytes.
