@@ -41,6 +41,13 @@ def missing_extra(exc: ModuleNotFoundError) -> str | None:
     return None
 
 
+def _escaped(exc: BaseException) -> str:
+    """An error's text safe for a terminal (control characters shown as escapes)."""
+    from run_identity.verify._render import esc
+
+    return esc(exc)
+
+
 def _parser(prog: str) -> argparse.ArgumentParser:
     from run_identity.cli import _core, _demo, _replay, _serve, _verify
 
