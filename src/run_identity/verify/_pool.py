@@ -9,7 +9,14 @@ from dataclasses import dataclass
 
 from run_identity.keys import Keyring
 from run_identity.verify._checks import CheckContext, Malformed, ManifestSummary, SpanSummary, summarize_span
-from run_identity.verify._inputs import UNRECOGNIZED, BadRequest, Chunk, InputError, read_chunk, read_requests
+from run_identity.verify._inputs import (
+    UNRECOGNIZED,
+    BadRequest,
+    Chunk,
+    InputError,
+    chunk_requests,
+    unrecognized_message,
+)
 from run_identity.verify._manifests import summarize_manifest
 from run_identity.verify._receipts import ReceiptSummary, summarize_receipt
 from run_identity.verify._records import BadRecord, ManifestRecord, ReceiptRecord, SpanRecord, Tally, records
@@ -50,14 +57,14 @@ def process_chunk(chunk: Chunk, ctx: CheckContext) -> ChunkResult:
     tally = Tally()
     items: list[Summary] = []
     if chunk.encoding == UNRECOGNIZED:
-        message = "unrecognized file: neither OTLP/JSON lines nor OTLP protobuf (plain or length-prefixed)"
+        message = unrecognized_message(chunk)
         return ChunkResult(chunk, [Malformed(None, chunk.source, chunk.start, 0, message)], tally)
     try:
-        data = read_chunk(chunk)
+        requests = chunk_requests(chunk)
     except InputError as exc:
         return ChunkResult(chunk, [Malformed(None, chunk.source, chunk.start, 0, str(exc))], tally)
     result = ChunkResult(chunk, items, tally)
-    for request in read_requests(chunk, data):
+    for request in requests:
         if isinstance(request, BadRequest):
             result.add_loose(Malformed(None, chunk.source, request.position, 0, request.message))
             continue

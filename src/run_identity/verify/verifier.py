@@ -24,7 +24,7 @@ from run_identity.digest import SPEC_VERSION, salt_id
 from run_identity.keys import Keyring
 from run_identity.verify._checks import CheckContext
 from run_identity.verify._codes import MALFORMED, RESULT_CODES, Finding
-from run_identity.verify._inputs import Chunk, discover, plan
+from run_identity.verify._inputs import Chunk, discover, input_size, plan
 from run_identity.verify._pool import run_chunks
 from run_identity.verify._records import Tally
 from run_identity.verify._result import Policy, VerificationResult
@@ -193,8 +193,8 @@ class Verifier:
         does not exist or cannot be read; a bad record inside a file is a ``malformed`` result instead.
         """
         files = discover(inputs)
-        paths = [str(p) for p in files]
-        sizes = [os.path.getsize(p) for p in files]
+        paths = list(files)
+        sizes = [input_size(p) for p in files]
         total = sum(sizes)
         target = chunk_size or max(_MIN_CHUNK, min(_CHUNK, total // max(1, jobs * 8)))
         chunks: list[Chunk] = []
