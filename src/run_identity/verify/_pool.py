@@ -22,9 +22,11 @@ from run_identity.verify._receipts import ReceiptSummary, summarize_receipt
 from run_identity.verify._records import BadRecord, ManifestRecord, ReceiptRecord, SpanRecord, Tally, records
 from run_identity.verify._runs import MAX_LOOSE_PER_SOURCE
 
-__all__ = ["ChunkResult", "process_chunk", "run_chunks"]
+__all__ = ["ChunkResult", "ContextSpec", "context_from_spec", "context_spec", "process_chunk", "run_chunks"]
 
 Summary = SpanSummary | ManifestSummary | ReceiptSummary | Malformed
+#: A CheckContext as it travels to worker processes: the keyring as JWKS text (None: insecure), the salts.
+ContextSpec = tuple[str | None, tuple[tuple[str, bytes], ...]]
 
 
 @dataclass(slots=True)
@@ -98,12 +100,28 @@ def _bad_key(record: BadRecord) -> bytes | None:
 
 
 _WORKER_CTX: CheckContext | None = None
+_CONTEXTS: dict[ContextSpec, CheckContext] = {}
+
+
+def context_spec(ctx: CheckContext) -> ContextSpec:
+    """What a worker process needs to rebuild ``ctx`` (keys as JWKS text: Keyring objects stay here)."""
+    jwks = None if ctx.keyring is None else json.dumps(ctx.keyring.to_jwks(), sort_keys=True)
+    return jwks, tuple(sorted(ctx.salts.items()))
+
+
+def context_from_spec(spec: ContextSpec) -> CheckContext:
+    """The CheckContext of ``spec``, built once per process."""
+    ctx = _CONTEXTS.get(spec)
+    if ctx is None:
+        jwks, salts = spec
+        keyring = None if jwks is None else Keyring.from_jwks_text(jwks, source="<keyring>")
+        ctx = _CONTEXTS[spec] = CheckContext(keyring, dict(salts))
+    return ctx
 
 
 def _init_worker(jwks: str | None, salts: Mapping[str, bytes]) -> None:
     global _WORKER_CTX
-    keyring = None if jwks is None else Keyring.from_jwks_text(jwks, source="<keyring>")
-    _WORKER_CTX = CheckContext(keyring, dict(salts))
+    _WORKER_CTX = context_from_spec((jwks, tuple(sorted(salts.items()))))
 
 
 def _work(chunk: Chunk) -> ChunkResult:
