@@ -21,6 +21,11 @@ OPTIONAL_MODULES = {
     "opentelemetry.exporter.otlp.proto.grpc": "otlp",
     "opentelemetry.exporter.otlp.proto.http": "otlp",
     "rotel": "collector",
+    "dask": "dask",
+    "distributed": "dask",
+    "fsspec": "dask",
+    "s3fs": "dask",
+    "zstandard": "zstd",
 }
 
 

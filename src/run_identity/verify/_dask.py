@@ -66,12 +66,19 @@ def parse_scheduler(scheduler: str) -> int | str:
 def connect(scheduler: str) -> tuple[Client, Callable[[], None]]:
     """A client for ``local:N`` (a new local cluster of N single-threaded worker processes) or a scheduler
     address such as ``tcp://host:8786``, and the function that closes what was opened."""
+    import logging
+
     from distributed import Client, LocalCluster  # optional: the [dask] extra
 
     target = parse_scheduler(scheduler)
     if isinstance(target, int):
         cluster = LocalCluster(
-            n_workers=target, threads_per_worker=1, processes=True, dashboard_address=None, host="127.0.0.1"
+            n_workers=target,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=None,
+            host="127.0.0.1",
+            silence_logs=logging.ERROR,
         )
         client = Client(cluster)
 
@@ -80,7 +87,7 @@ def connect(scheduler: str) -> tuple[Client, Callable[[], None]]:
             cluster.close()
 
         return client, close_local
-    client = Client(target)
+    client = Client(target, timeout="20s")
     return client, client.close
 
 

@@ -228,7 +228,64 @@ def decompressing(raw: BinaryIO, compression: str) -> BinaryIO:
         raise _ZstdMissing(
             "zstd-compressed: reading it needs Python 3.14 or zstandard (pip install 'ai-run-identity[zstd]')"
         ) from None
-    return cast(BinaryIO, zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True))
+    return cast(BinaryIO, _ZstdStream(raw, zstandard.ZstdDecompressor()))
+
+
+class _ZstdStream(io.RawIOBase):
+    """Every zstd frame of ``raw`` decompressed in turn, with an error for data that ends inside a frame
+    (zstandard's stream_reader returns nothing for those)."""
+
+    def __init__(self, raw: BinaryIO, decompressor: Any) -> None:
+        super().__init__()
+        self._raw = raw
+        self._dctx = decompressor
+        self._obj = decompressor.decompressobj()
+        self._fed = 0
+        self._buf = b""
+
+    def readable(self) -> bool:
+        return True
+
+    def read1(self, size: int = -1) -> bytes:
+        if self._buf:
+            out, self._buf = self._buf, b""
+        else:
+            out = self._next()
+        if 0 <= size < len(out):
+            out, self._buf = out[:size], out[size:]
+        return out
+
+    def _next(self) -> bytes:
+        while True:
+            data = self._raw.read(_BLOCK)
+            if not data:
+                if self._fed:
+                    raise EOFError("the zstd data ends inside a frame (truncated)")
+                return b""
+            out = []
+            while data:
+                self._fed += len(data)
+                out.append(self._obj.decompress(data))
+                data = b""
+                if self._obj.eof:
+                    data = self._obj.unused_data
+                    self._obj = self._dctx.decompressobj()
+                    self._fed = 0
+            joined = b"".join(out)
+            if joined:
+                return joined
+
+    def read(self, size: int | None = -1) -> bytes:
+        parts: list[bytes] = []
+        want = -1 if size is None else size
+        while want < 0 or want > 0:
+            part = self.read1(want)
+            if not part:
+                break
+            parts.append(part)
+            if want > 0:
+                want -= len(part)
+        return b"".join(parts)
 
 
 def _decompression_errors() -> tuple[type[BaseException], ...]:
@@ -255,6 +312,8 @@ def detect(head: bytes) -> str:
         return OTLP_PROTOBUF
     if len(head) >= _FRAME + 1 and head[_FRAME : _FRAME + 1] == b"\x0a":
         return OTLP_PROTO_FRAMED
+    if compression_of(head[_FRAME:]):
+        return OTLP_PROTO_FRAMED  # the file exporter's compression: each request compressed, length-prefixed
     if len(head) == _FRAME and head == b"\x00" * _FRAME:
         return OTLP_PROTO_FRAMED
     return UNRECOGNIZED
@@ -371,15 +430,14 @@ def unrecognized_message(chunk: Chunk) -> str:
     """Why a chunk of an ``unrecognized`` file holds no record."""
     if chunk.compression:
         try:
-            decompressing(_Empty(), chunk.compression)
+            with open_input(chunk.path) as raw:
+                decompressing(raw, chunk.compression).read(_HEAD)
         except _ZstdMissing as exc:
             return str(exc)
+        except _decompression_errors() as exc:
+            return f"{chunk.compression}-compressed data that does not decompress: {exc}"
         return f"{chunk.compression}-compressed, but the data does not decompress to OTLP/JSON lines or OTLP protobuf"
     return "unrecognized file: neither OTLP/JSON lines nor OTLP protobuf (plain or length-prefixed)"
-
-
-class _Empty(io.BytesIO):
-    pass
 
 
 def chunk_requests(chunk: Chunk) -> Iterator[RawRequest | BadRequest]:
@@ -490,26 +548,29 @@ def _json_lines(data: bytes, first_line: int) -> Iterator[RawRequest | BadReques
             start += 3  # a UTF-8 byte order mark some editors add
         if start == end or (data[start] in _SPACE and data[start:end].isspace()):
             continue
-        try:
-            doc = loads_strict(view[start:end])
-        except StrictJsonError as exc:
-            yield BadRequest(line, f"no single JSON reading: {exc}")
-            continue
-        if type(doc) is dict:
-            traces = "resourceSpans" in doc or "resource_spans" in doc
-            logs = "resourceLogs" in doc or "resource_logs" in doc
-            if traces and logs:
-                yield BadRequest(line, "the line holds both resourceSpans and resourceLogs: it is neither request")
-                continue
-            if traces:
-                yield RawRequest(line, "traces", doc)
-                continue
-            if logs:
-                yield RawRequest(line, "logs", doc)
-                continue
-            if not doc:
-                continue
-        yield BadRequest(line, "not an OTLP/JSON traces or logs export request")
+        request = _json_request(view[start:end], line)
+        if request is not None:
+            yield request
+
+
+def _json_request(text: memoryview | bytes, position: int) -> RawRequest | BadRequest | None:
+    """One OTLP/JSON export request (a line, or a frame's body); None for ``{}``."""
+    try:
+        doc = loads_strict(text)
+    except StrictJsonError as exc:
+        return BadRequest(position, f"no single JSON reading: {exc}")
+    if type(doc) is dict:
+        traces = "resourceSpans" in doc or "resource_spans" in doc
+        logs = "resourceLogs" in doc or "resource_logs" in doc
+        if traces and logs:
+            return BadRequest(position, "the line holds both resourceSpans and resourceLogs: it is neither request")
+        if traces:
+            return RawRequest(position, "traces", doc)
+        if logs:
+            return RawRequest(position, "logs", doc)
+        if not doc:
+            return None
+    return BadRequest(position, "not an OTLP/JSON traces or logs export request")
 
 
 def _frames(data: bytes, base: int) -> Iterator[RawRequest | BadRequest]:
@@ -524,8 +585,27 @@ def _frames(data: bytes, base: int) -> Iterator[RawRequest | BadRequest]:
         if len(body) < length:
             yield BadRequest(base + pos, f"truncated: the frame declares {length} bytes, only {len(body)} remain")
             return
-        yield decode_protobuf(bytes(body), base + pos)
+        request = _frame_request(body, base + pos)
+        if request is not None:
+            yield request
         pos += _FRAME + length
+
+
+def _frame_request(body: memoryview, position: int) -> RawRequest | BadRequest | None:
+    """A frame's request: protobuf, or (the file exporter's ``compression: zstd``) a zstd-compressed protobuf
+    or OTLP/JSON request."""
+    compression = compression_of(body[:4].tobytes())
+    data = bytes(body)
+    if compression:
+        try:
+            data = decompressing(io.BytesIO(data), compression).read()
+        except _ZstdMissing as exc:
+            return BadRequest(position, str(exc))
+        except _decompression_errors() as exc:
+            return BadRequest(position, f"a {compression}-compressed frame that does not decompress: {exc}")
+        if data.lstrip(b" \t\r\n")[:1] == b"{":
+            return _json_request(data, position)
+    return decode_protobuf(data, position)
 
 
 def decode_protobuf(data: bytes, position: int) -> RawRequest | BadRequest:
