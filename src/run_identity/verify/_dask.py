@@ -76,7 +76,7 @@ def connect(scheduler: str) -> tuple[Client, Callable[[], None]]:
             n_workers=target,
             threads_per_worker=1,
             processes=True,
-            dashboard_address=None,
+            dashboard_address="127.0.0.1:0",  # None still binds 8787 (its HTTP routes); any free port
             host="127.0.0.1",
             silence_logs=logging.ERROR,
         )
@@ -149,9 +149,7 @@ class _Partition:
     stats: Stats
 
 
-def _reduce_task(
-    spec: ContextSpec, policy: Policy, locations: Mapping[int, Chunk], *buckets: bytes
-) -> _Partition:
+def _reduce_task(spec: ContextSpec, policy: Policy, locations: Mapping[int, Chunk], *buckets: bytes) -> _Partition:
     ctx = context_from_spec(spec)
     table = RunTable(ctx, policy, lambda s, p, i: _locate(locations, s, p, i))
     for blob in buckets:
