@@ -78,7 +78,7 @@ def connect(scheduler: str) -> tuple[Client, Callable[[], None]]:
             processes=True,
             dashboard_address="127.0.0.1:0",  # None still binds 8787 (its HTTP routes); any free port
             host="127.0.0.1",
-            silence_logs=logging.ERROR,
+            silence_logs=logging.CRITICAL,  # not the heartbeats that race the shutdown
         )
         client = Client(cluster)
 
