@@ -279,3 +279,15 @@ def test_s3_in_the_awss3exporter_layout(s3: Any, client: Any, tmp_path: Path) ->
     assert vf.codes_by_label(one, export) == {r.label: "verified" for r in export.runs}
     assert vf.codes_by_label(verifier.verify([local]), export) == vf.codes_by_label(one, export)
     _same(one, verifier.verify([url], dask=client))
+
+
+def test_empty_and_missing_inputs(client: Any, tmp_path: Path) -> None:
+    """An empty folder gives no run, as in one process; a missing path is an InputError before any task."""
+    from run_identity.verify import InputError
+
+    verifier = Verifier.insecure(Policy(allow_empty=True))
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "blank.jsonl").write_bytes(b"\n\n")
+    _same(verifier.verify([tmp_path / "empty"]), verifier.verify([tmp_path / "empty"], dask=client))
+    with pytest.raises(InputError, match="no such file or folder"):
+        verifier.verify([tmp_path / "nothing"], dask=client)
