@@ -85,10 +85,29 @@ def _verifier(args: argparse.Namespace, policy: Policy) -> Verifier:
 
 def _verify(args: argparse.Namespace) -> int:
     jobs = check_jobs(args.jobs) or (os.cpu_count() or 1)
+    if args.dask is None:
+        return _verify_with(args, jobs, None)
+    from run_identity.verify._dask import connect, parse_scheduler
+
+    try:
+        parse_scheduler(args.dask)
+    except ValueError as exc:
+        raise CliError(f"--dask {exc}", exit_code=2) from None
+    try:
+        client, close = connect(args.dask)
+    except (OSError, TimeoutError) as exc:
+        raise CliError(f"--dask {args.dask}: cannot reach the scheduler ({exc})") from None
+    try:
+        return _verify_with(args, jobs, client)
+    finally:
+        close()
+
+
+def _verify_with(args: argparse.Namespace, jobs: int, client: Any) -> int:
     verifier = _verifier(args, _policy(args))
     bar = ProgressBar()
     try:
-        report = verifier.verify(args.paths, jobs=jobs, progress=bar)
+        report = verifier.verify(args.paths, jobs=jobs, progress=bar, dask=client)
     finally:
         bar.close()
     if args.json:
@@ -237,7 +256,12 @@ def _trust_options(p: argparse.ArgumentParser) -> None:
 def register(sub: Any) -> None:
     """Add the verify, diff and show commands."""
     p = sub.add_parser("verify", help="verify exported spans and manifests against trusted keys")
-    p.add_argument("paths", nargs="+", metavar="PATH", help="exported data: files or folders, any OTLP encoding")
+    p.add_argument(
+        "paths",
+        nargs="+",
+        metavar="PATH",
+        help="exported data: files, folders or URLs (s3://...), any OTLP encoding, plain, gzip or zstd",
+    )
     _trust_options(p)
     p.add_argument("--json", action="store_true", help="JSON lines: one object per run, then a summary")
     p.add_argument(
@@ -261,6 +285,11 @@ def register(sub: Any) -> None:
     )
     p.add_argument("--expect", metavar="N", help="fail unless exactly N runs are found (N+ : at least N)")
     p.add_argument("--jobs", type=int, default=1, metavar="N", help="worker processes (0: one per core)")
+    p.add_argument(
+        "--dask",
+        metavar="SCHEDULER",
+        help="run on Dask: local:N (a local cluster of N worker processes) or tcp://HOST:8786 (needs [dask])",
+    )
     p.set_defaults(func=_verify)
 
     p = sub.add_parser("show", help="a run's manifest, readable, with its verification status")

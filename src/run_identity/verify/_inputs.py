@@ -8,17 +8,31 @@ Encodings (detected from the first bytes of each file, whatever its name):
   as 4 bytes big-endian;
 * ``otlp-protobuf``: one serialized export request (traces or logs) filling the whole file.
 
+Each may be gzip- or zstd-compressed (detected by magic bytes too: the collector's exporters compress on
+request): a compressed file is one chunk, decompressed as a stream in pieces cut on record boundaries, and its
+positions count in the decompressed data.
+
+Inputs are paths or fsspec URLs (``s3://bucket/prefix/``, ``gs://…``, ``file://…``; fsspec and the
+filesystem's own package must be installed, e.g. the ``[dask]`` extra); a folder or prefix is read whole, in
+whatever layout the exporters wrote (``awss3exporter``'s time-partitioned keys, the file exporter's rotated
+files).
+
 Chunks end on record boundaries, so each one is decoded on its own, in any process. Positions are line
 numbers (JSON lines, from 1) or byte offsets (protobuf).
 """
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+import io
 import os
+import re
+import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, cast
 
 from google.protobuf.message import DecodeError
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
@@ -38,10 +52,15 @@ __all__ = [
     "Chunk",
     "InputError",
     "RawRequest",
+    "chunk_requests",
     "decode_protobuf",
     "discover",
+    "input_size",
+    "is_url",
+    "open_input",
     "plan",
     "read_requests",
+    "unrecognized_message",
 ]
 
 OTLP_JSON = "otlp-json"
@@ -55,6 +74,13 @@ JSON_DOCUMENT = "json-document"
 OTLP_PROTO_FRAMED = "otlp-proto-framed"
 OTLP_PROTOBUF = "otlp-protobuf"
 UNRECOGNIZED = "unrecognized"
+GZIP = "gzip"
+ZSTD = "zstd"
+
+_MAGIC = ((b"\x1f\x8b", GZIP), (b"\x28\xb5\x2f\xfd", ZSTD))
+_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+#: Decompressed bytes handed to the decoder at a time (cut on a record boundary).
+_PIECE = 8 << 20
 
 _HEAD = 64
 _FRAME = 4
@@ -76,6 +102,8 @@ class Chunk:
     start: int
     end: int
     first_line: int = 0
+    #: ``gzip`` or ``zstd`` for a compressed file (then the chunk is the whole file), else empty.
+    compression: str = ""
 
     def location(self, position: int, index: int = 0) -> str:
         """``path:line`` (JSON lines) or ``path@offset`` (protobuf), and the record's index in its request."""
@@ -101,26 +129,186 @@ class BadRequest:
     message: str
 
 
-def discover(inputs: Iterable[str | os.PathLike[str]]) -> list[Path]:
+def is_url(path: str) -> bool:
+    """True for an fsspec URL (``scheme://…``), read through fsspec rather than the local filesystem."""
+    return _URL.match(path) is not None
+
+
+def _fs(url: str) -> tuple[Any, str]:
+    try:
+        import fsspec
+    except ImportError:
+        raise InputError(f"{url}: reading URLs needs fsspec (pip install 'ai-run-identity[dask]')") from None
+    try:
+        fs, root = fsspec.core.url_to_fs(url)
+    except (ImportError, ValueError) as exc:
+        raise InputError(f"{url}: {exc}") from None
+    return fs, root
+
+
+def discover(inputs: Iterable[str | os.PathLike[str]]) -> list[str]:
     """The files to read: each file given, and every file below each folder given (sorted, no dotfiles).
 
-    Raises InputError for a path that does not exist.
+    A URL names a file or a folder (prefix) the same way. Raises InputError for a path that does not exist.
     """
-    files: list[Path] = []
+    files: list[str] = []
     for item in inputs:
+        if isinstance(item, str) and is_url(item):
+            files.extend(_discover_url(item))
+            continue
         path = Path(item)
         if path.is_dir():
             for found in sorted(path.rglob("*")):
                 rel = found.relative_to(path).parts
                 if found.is_file() and not any(part.startswith(".") for part in rel):
-                    files.append(found)
+                    files.append(str(found))
         elif path.is_file():
-            files.append(path)
+            files.append(str(path))
         elif path.exists():
             raise InputError(f"{path}: not a regular file or folder")
         else:
             raise InputError(f"{path}: no such file or folder")
     return files
+
+
+def _discover_url(url: str) -> list[str]:
+    fs, root = _fs(url)
+    try:
+        if fs.isdir(root):
+            base = root.rstrip("/")
+            found = []
+            for name in sorted(fs.find(base)):
+                rel = name[len(base) :].strip("/").split("/")
+                if not any(part.startswith(".") for part in rel):
+                    found.append(fs.unstrip_protocol(name))
+            return found
+        if fs.isfile(root):
+            return [url]
+    except OSError as exc:
+        raise InputError(f"{url}: cannot read ({exc})") from None
+    raise InputError(f"{url}: no such file or folder")
+
+
+def input_size(path: str) -> int:
+    """The size in bytes of an input file (as stored: compressed files count compressed). Raises InputError."""
+    try:
+        if is_url(path):
+            fs, root = _fs(path)
+            return int(fs.size(root))
+        return os.path.getsize(path)
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read ({exc.strerror or exc})") from None
+
+
+def open_input(path: str) -> BinaryIO:
+    """An input file opened for reading bytes (seekable), a path or a URL. Raises OSError."""
+    if is_url(path):
+        fs, root = _fs(path)
+        return cast(BinaryIO, fs.open(root, "rb"))
+    return open(path, "rb")
+
+
+def compression_of(head: bytes) -> str:
+    """``gzip`` or ``zstd`` from a file's magic bytes, else ``""``."""
+    for magic, name in _MAGIC:
+        if head.startswith(magic):
+            return name
+    return ""
+
+
+class _ZstdMissing(InputError):
+    pass
+
+
+def decompressing(raw: BinaryIO, compression: str) -> BinaryIO:
+    """A reader of the decompressed bytes of ``raw`` (every gzip member, every zstd frame)."""
+    if compression == GZIP:
+        import gzip
+
+        return cast(BinaryIO, gzip.GzipFile(fileobj=raw, mode="rb"))
+    try:
+        from compression import zstd  # type: ignore[import-not-found,unused-ignore]
+
+        return cast(BinaryIO, zstd.ZstdFile(raw, mode="rb"))
+    except ImportError:
+        pass
+    try:
+        import zstandard
+    except ImportError:
+        raise _ZstdMissing(
+            "zstd-compressed: reading it needs Python 3.14 or zstandard (pip install 'ai-run-identity[zstd]')"
+        ) from None
+    return cast(BinaryIO, _ZstdStream(raw, zstandard.ZstdDecompressor()))
+
+
+class _ZstdStream(io.RawIOBase):
+    """Every zstd frame of ``raw`` decompressed in turn, with an error for data that ends inside a frame
+    (zstandard's stream_reader returns nothing for those)."""
+
+    def __init__(self, raw: BinaryIO, decompressor: Any) -> None:
+        super().__init__()
+        self._raw = raw
+        self._dctx = decompressor
+        self._obj = decompressor.decompressobj()
+        self._fed = 0
+        self._buf = b""
+
+    def readable(self) -> bool:
+        return True
+
+    def read1(self, size: int = -1) -> bytes:
+        if self._buf:
+            out, self._buf = self._buf, b""
+        else:
+            out = self._next()
+        if 0 <= size < len(out):
+            out, self._buf = out[:size], out[size:]
+        return out
+
+    def _next(self) -> bytes:
+        while True:
+            data = self._raw.read(_BLOCK)
+            if not data:
+                if self._fed:
+                    raise EOFError("the zstd data ends inside a frame (truncated)")
+                return b""
+            out = []
+            while data:
+                self._fed += len(data)
+                out.append(self._obj.decompress(data))
+                data = b""
+                if self._obj.eof:
+                    data = self._obj.unused_data
+                    self._obj = self._dctx.decompressobj()
+                    self._fed = 0
+            joined = b"".join(out)
+            if joined:
+                return joined
+
+    def read(self, size: int | None = -1) -> bytes:
+        parts: list[bytes] = []
+        want = -1 if size is None else size
+        while want < 0 or want > 0:
+            part = self.read1(want)
+            if not part:
+                break
+            parts.append(part)
+            if want > 0:
+                want -= len(part)
+        return b"".join(parts)
+
+
+def _decompression_errors() -> tuple[type[BaseException], ...]:
+    errors: list[type[BaseException]] = [OSError, EOFError, zlib.error, ValueError]
+    with contextlib.suppress(ImportError):
+        import zstandard
+
+        errors.append(zstandard.ZstdError)
+    with contextlib.suppress(ImportError):
+        from compression import zstd  # type: ignore[import-not-found,unused-ignore]
+
+        errors.append(zstd.ZstdError)
+    return tuple(errors)
 
 
 def detect(head: bytes) -> str:
@@ -134,18 +322,28 @@ def detect(head: bytes) -> str:
         return OTLP_PROTOBUF
     if len(head) >= _FRAME + 1 and head[_FRAME : _FRAME + 1] == b"\x0a":
         return OTLP_PROTO_FRAMED
+    if compression_of(head[_FRAME:]):
+        return OTLP_PROTO_FRAMED  # the file exporter's compression: each request compressed, length-prefixed
     if len(head) == _FRAME and head == b"\x00" * _FRAME:
         return OTLP_PROTO_FRAMED
     return UNRECOGNIZED
 
 
-def plan(source: int, path: Path, target: int) -> tuple[str, list[Chunk]]:
-    """The encoding of ``path`` and its chunks of about ``target`` bytes. Raises InputError if unreadable."""
+def plan(source: int, path: str | os.PathLike[str], target: int) -> tuple[str, list[Chunk]]:
+    """The encoding of ``path`` and its chunks of about ``target`` bytes. Raises InputError if unreadable.
+
+    A compressed file is one chunk; its encoding is reported as e.g. ``otlp-json+gzip``.
+    """
     name = str(path)
     try:
-        with open(path, "rb") as f:
-            size = os.fstat(f.fileno()).st_size
+        with open_input(name) as f:
+            size = input_size(name) if is_url(name) else os.fstat(f.fileno()).st_size
             head = f.read(_HEAD)
+            compression = compression_of(head)
+            if compression:
+                encoding = _compressed_encoding(f, compression)
+                chunk = Chunk(source, name, encoding, 0, size, 1 if encoding == OTLP_JSON else 0, compression)
+                return f"{encoding}+{compression}", [chunk]
             encoding = detect(head)
             if size == 0 or (size == len(head) and not head.strip()):
                 return OTLP_JSON, []  # empty, or blank lines only: JSON lines without a record
@@ -158,7 +356,7 @@ def plan(source: int, path: Path, target: int) -> tuple[str, list[Chunk]]:
             else:
                 bounds = [(0, size, 0)]
     except OSError as exc:
-        raise InputError(f"{name}: cannot read ({exc.strerror})") from None
+        raise InputError(f"{name}: cannot read ({exc.strerror or exc})") from None
     return encoding, [Chunk(source, name, encoding, a, b, line) for a, b, line in bounds]
 
 
@@ -178,6 +376,18 @@ def _one_document(f: BinaryIO) -> bool:
     except StrictJsonError:
         return False
     return True
+
+
+def _compressed_encoding(f: BinaryIO, compression: str) -> str:
+    """The encoding of the decompressed data (``unrecognized`` if it cannot be decompressed at all)."""
+    f.seek(0)
+    try:
+        head = decompressing(f, compression).read(_HEAD)
+    except _ZstdMissing:
+        return UNRECOGNIZED
+    except _decompression_errors():
+        return UNRECOGNIZED
+    return detect(head) if head.strip() else OTLP_JSON
 
 
 def _line_bounds(f: BinaryIO, target: int) -> list[tuple[int, int, int]]:
@@ -237,13 +447,108 @@ def _frame_bounds(f: BinaryIO, size: int, target: int) -> list[tuple[int, int, i
 
 
 def read_chunk(chunk: Chunk) -> bytes:
-    """The bytes of a chunk. Raises InputError."""
+    """The bytes of a chunk (of an uncompressed file). Raises InputError."""
     try:
-        with open(chunk.path, "rb") as f:
+        with open_input(chunk.path) as f:
             f.seek(chunk.start)
             return f.read(chunk.end - chunk.start)
     except OSError as exc:
-        raise InputError(f"{chunk.path}: cannot read ({exc.strerror})") from None
+        raise InputError(f"{chunk.path}: cannot read ({exc.strerror or exc})") from None
+
+
+def unrecognized_message(chunk: Chunk) -> str:
+    """Why a chunk of an ``unrecognized`` file holds no record."""
+    if chunk.compression:
+        try:
+            with open_input(chunk.path) as raw:
+                decompressing(raw, chunk.compression).read(_HEAD)
+        except _ZstdMissing as exc:
+            return str(exc)
+        except _decompression_errors() as exc:
+            return f"{chunk.compression}-compressed data that does not decompress: {exc}"
+        return f"{chunk.compression}-compressed, but the data does not decompress to OTLP/JSON lines or OTLP protobuf"
+    return "unrecognized file: neither OTLP/JSON lines nor OTLP protobuf (plain or length-prefixed)"
+
+
+def chunk_requests(chunk: Chunk) -> Iterator[RawRequest | BadRequest]:
+    """The export requests of a chunk, compressed or not. Raises InputError if the file cannot be opened.
+
+    A compressed chunk is decompressed as a stream, in pieces of about 8 MiB cut on record boundaries; data
+    that stops decompressing is one bad request at the position reached, and the records before it count.
+    """
+    if not chunk.compression:
+        return read_requests(chunk, read_chunk(chunk))
+    try:
+        raw = open_input(chunk.path)
+        stream = decompressing(raw, chunk.compression)
+    except _ZstdMissing as exc:
+        return iter([BadRequest(0, str(exc))])
+    except OSError as exc:
+        raise InputError(f"{chunk.path}: cannot read ({exc.strerror or exc})") from None
+    return _decompressed_requests(chunk, raw, stream)
+
+
+def _decompressed_requests(chunk: Chunk, raw: BinaryIO, stream: BinaryIO) -> Iterator[RawRequest | BadRequest]:
+    json_lines = chunk.encoding == OTLP_JSON
+    with raw:
+        pieces = _pieces(stream, chunk.encoding)
+        offset, line = 0, 1
+        while True:
+            try:
+                data = next(pieces, None)
+            except _decompression_errors() as exc:
+                where = line if json_lines else offset
+                yield BadRequest(where, f"{chunk.compression} data stops decompressing: {exc}")
+                return
+            if data is None:
+                return
+            part = dataclasses.replace(chunk, start=offset, end=offset + len(data), first_line=line, compression="")
+            yield from read_requests(part, data)
+            offset += len(data)
+            if json_lines:
+                line += _newlines(data, 0, len(data))
+
+
+def _pieces(stream: BinaryIO, encoding: str) -> Iterator[bytes]:
+    """Decompressed data in pieces of about :data:`_PIECE` bytes, each ending on a record boundary."""
+    buf = bytearray()
+    # read1: what decompresses before a corrupt or truncated spot is returned before the error is raised.
+    read = getattr(stream, "read1", stream.read)
+    while True:
+        try:
+            block = read(_BLOCK)
+        except _decompression_errors():
+            cut = _last_boundary(buf, encoding)
+            if cut:
+                yield bytes(buf[:cut])  # the whole records before the bad spot, then the error
+            raise
+        if block:
+            buf += block
+            if len(buf) < _PIECE:
+                continue
+            cut = _last_boundary(buf, encoding)
+        else:
+            cut = len(buf)
+        if cut:
+            yield bytes(buf[:cut])
+            del buf[:cut]
+        if not block:
+            return
+
+
+def _last_boundary(buf: bytearray, encoding: str) -> int:
+    """Where the last whole record of ``buf`` ends (0: none yet, read on)."""
+    if encoding == OTLP_JSON:
+        return buf.rfind(b"\n") + 1
+    if encoding == OTLP_PROTO_FRAMED:
+        pos = 0
+        while pos + _FRAME <= len(buf):
+            end = pos + _FRAME + int.from_bytes(buf[pos : pos + _FRAME], "big")
+            if end > len(buf):
+                break
+            pos = end
+        return pos
+    return 0  # one protobuf request: the whole file
 
 
 def read_requests(chunk: Chunk, data: bytes) -> Iterator[RawRequest | BadRequest]:
@@ -251,7 +556,9 @@ def read_requests(chunk: Chunk, data: bytes) -> Iterator[RawRequest | BadRequest
     if chunk.encoding == OTLP_JSON:
         yield from _json_lines(data, chunk.first_line)
     elif chunk.encoding == JSON_DOCUMENT:
-        yield _json_request(data, 1)
+        request = _json_request(data, 1)
+        if request is not None:
+            yield request
     elif chunk.encoding == OTLP_PROTO_FRAMED:
         yield from _frames(data, chunk.start)
     elif chunk.encoding == OTLP_PROTOBUF:
@@ -275,11 +582,14 @@ def _json_lines(data: bytes, first_line: int) -> Iterator[RawRequest | BadReques
             start += 3  # a UTF-8 byte order mark some editors add
         if start == end or (data[start] in _SPACE and data[start:end].isspace()):
             continue
-        yield _json_request(view[start:end], line)
+        request = _json_request(view[start:end], line)
+        if request is not None:
+            yield request
 
 
-def _json_request(text: bytes | memoryview, line: int) -> RawRequest | BadRequest:
-    """One OTLP/JSON export request, or a receipt or manifest document (a file of its own), from its text."""
+def _json_request(text: bytes | memoryview, line: int) -> RawRequest | BadRequest | None:
+    """One OTLP/JSON export request (a line, or a frame's body), or a receipt or manifest document (a file of
+    its own), from its text."""
     try:
         doc = loads_strict(text)
     except StrictJsonError as exc:
@@ -314,8 +624,27 @@ def _frames(data: bytes, base: int) -> Iterator[RawRequest | BadRequest]:
         if len(body) < length:
             yield BadRequest(base + pos, f"truncated: the frame declares {length} bytes, only {len(body)} remain")
             return
-        yield decode_protobuf(bytes(body), base + pos)
+        request = _frame_request(body, base + pos)
+        if request is not None:
+            yield request
         pos += _FRAME + length
+
+
+def _frame_request(body: memoryview, position: int) -> RawRequest | BadRequest | None:
+    """A frame's request: protobuf, or (the file exporter's ``compression: zstd``) a zstd-compressed protobuf
+    or OTLP/JSON request."""
+    compression = compression_of(body[:4].tobytes())
+    data = bytes(body)
+    if compression:
+        try:
+            data = decompressing(io.BytesIO(data), compression).read()
+        except _ZstdMissing as exc:
+            return BadRequest(position, str(exc))
+        except _decompression_errors() as exc:
+            return BadRequest(position, f"a {compression}-compressed frame that does not decompress: {exc}")
+        if data.lstrip(b" \t\r\n")[:1] == b"{":
+            return _json_request(data, position)
+    return decode_protobuf(data, position)
 
 
 def decode_protobuf(data: bytes, position: int) -> RawRequest | BadRequest:

@@ -21,7 +21,7 @@ from run_identity.manifest_proto import manifest_from_proto
 from run_identity.receipt import Receipt
 from run_identity.strict_json import StrictJsonError, loads_strict
 from run_identity.verify._checks import CheckContext, run_key
-from run_identity.verify._inputs import Chunk, RawRequest, discover, plan, read_chunk, read_requests
+from run_identity.verify._inputs import UNRECOGNIZED, Chunk, RawRequest, chunk_requests, discover, plan
 from run_identity.verify._manifests import summarize_manifest
 from run_identity.verify._records import ManifestRecord, ReceiptRecord, SpanRecord, Tally, records
 from run_identity.verify._result import Policy, VerificationResult
@@ -120,11 +120,13 @@ class FoundRun:
         return f"{self.key[:16].hex()}/{self.key[16:].hex()}"
 
 
-def _iter_records(paths: list[Path]) -> Iterator[tuple[Chunk, SpanRecord | ManifestRecord | ReceiptRecord]]:
+def _iter_records(paths: list[str]) -> Iterator[tuple[Chunk, SpanRecord | ManifestRecord | ReceiptRecord]]:
     for i, path in enumerate(paths):
         _, chunks = plan(i, path, 8 << 20)
         for chunk in chunks:
-            for request in read_requests(chunk, read_chunk(chunk)):
+            if chunk.encoding == UNRECOGNIZED:
+                continue
+            for request in chunk_requests(chunk):
                 if isinstance(request, RawRequest):
                     for record in records(request, Tally()):
                         if isinstance(record, (SpanRecord, ManifestRecord, ReceiptRecord)):

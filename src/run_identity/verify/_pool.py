@@ -9,15 +9,24 @@ from dataclasses import dataclass
 
 from run_identity.keys import Keyring
 from run_identity.verify._checks import CheckContext, Malformed, ManifestSummary, SpanSummary, summarize_span
-from run_identity.verify._inputs import UNRECOGNIZED, BadRequest, Chunk, InputError, read_chunk, read_requests
+from run_identity.verify._inputs import (
+    UNRECOGNIZED,
+    BadRequest,
+    Chunk,
+    InputError,
+    chunk_requests,
+    unrecognized_message,
+)
 from run_identity.verify._manifests import summarize_manifest
 from run_identity.verify._receipts import ReceiptSummary, summarize_receipt
 from run_identity.verify._records import BadRecord, ManifestRecord, ReceiptRecord, SpanRecord, Tally, records
 from run_identity.verify._runs import MAX_LOOSE_PER_SOURCE
 
-__all__ = ["ChunkResult", "process_chunk", "run_chunks"]
+__all__ = ["ChunkResult", "ContextSpec", "context_from_spec", "context_spec", "process_chunk", "run_chunks"]
 
 Summary = SpanSummary | ManifestSummary | ReceiptSummary | Malformed
+#: A CheckContext as it travels to worker processes: the keyring as JWKS text (None: insecure), the salts.
+ContextSpec = tuple[str | None, tuple[tuple[str, bytes], ...]]
 
 
 @dataclass(slots=True)
@@ -50,14 +59,14 @@ def process_chunk(chunk: Chunk, ctx: CheckContext) -> ChunkResult:
     tally = Tally()
     items: list[Summary] = []
     if chunk.encoding == UNRECOGNIZED:
-        message = "unrecognized file: neither OTLP/JSON lines nor OTLP protobuf (plain or length-prefixed)"
+        message = unrecognized_message(chunk)
         return ChunkResult(chunk, [Malformed(None, chunk.source, chunk.start, 0, message)], tally)
     try:
-        data = read_chunk(chunk)
+        requests = chunk_requests(chunk)
     except InputError as exc:
         return ChunkResult(chunk, [Malformed(None, chunk.source, chunk.start, 0, str(exc))], tally)
     result = ChunkResult(chunk, items, tally)
-    for request in read_requests(chunk, data):
+    for request in requests:
         if isinstance(request, BadRequest):
             result.add_loose(Malformed(None, chunk.source, request.position, 0, request.message))
             continue
@@ -91,12 +100,28 @@ def _bad_key(record: BadRecord) -> bytes | None:
 
 
 _WORKER_CTX: CheckContext | None = None
+_CONTEXTS: dict[ContextSpec, CheckContext] = {}
+
+
+def context_spec(ctx: CheckContext) -> ContextSpec:
+    """What a worker process needs to rebuild ``ctx`` (keys as JWKS text: Keyring objects stay here)."""
+    jwks = None if ctx.keyring is None else json.dumps(ctx.keyring.to_jwks(), sort_keys=True)
+    return jwks, tuple(sorted(ctx.salts.items()))
+
+
+def context_from_spec(spec: ContextSpec) -> CheckContext:
+    """The CheckContext of ``spec``, built once per process."""
+    ctx = _CONTEXTS.get(spec)
+    if ctx is None:
+        jwks, salts = spec
+        keyring = None if jwks is None else Keyring.from_jwks_text(jwks, source="<keyring>")
+        ctx = _CONTEXTS[spec] = CheckContext(keyring, dict(salts))
+    return ctx
 
 
 def _init_worker(jwks: str | None, salts: Mapping[str, bytes]) -> None:
     global _WORKER_CTX
-    keyring = None if jwks is None else Keyring.from_jwks_text(jwks, source="<keyring>")
-    _WORKER_CTX = CheckContext(keyring, dict(salts))
+    _WORKER_CTX = context_from_spec((jwks, tuple(sorted(salts.items()))))
 
 
 def _work(chunk: Chunk) -> ChunkResult:
