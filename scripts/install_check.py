@@ -193,7 +193,12 @@ def readme_snippet() -> str:
 
 def check_otlp_snippet(checks: Checks) -> None:
     """Run the README snippet against `run-identity serve` started from the environment."""
-    (checks.workdir / "snippet.py").write_text(readme_snippet(), encoding="utf-8")
+    snippet = readme_snippet()
+    (checks.workdir / "snippet.py").write_text(snippet, encoding="utf-8")
+    if re.search(r"^import openai|^from openai", snippet, re.M):
+        # The snippet declares an OpenAI call as a library user would, with the openai client installed.
+        pip = [str(checks.python), "-m", "pip", "--disable-pip-version-check", "install", "-q", "openai"]
+        checks.run("pip install openai (the README snippet's client)", pip)
     serve = subprocess.Popen(
         checks.cli("serve", "--port", "0", "--out", "received", "--keyring", "keys/trusted-keys.jwks.json"),
         cwd=checks.workdir, env=checks.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
@@ -206,7 +211,8 @@ def check_otlp_snippet(checks: Checks) -> None:
             checks.fail(f"run-identity serve did not start: {first.strip()}")
             return
         checks.run("README library snippet -> run-identity serve",
-                   [str(checks.python), "snippet.py"], env={"OTEL_EXPORTER_OTLP_ENDPOINT": match.group(1)})
+                   [str(checks.python), "snippet.py"],
+                   env={"OTEL_EXPORTER_OTLP_ENDPOINT": match.group(1), "OPENAI_API_KEY": "sk-not-sent"})
         time.sleep(0.5)
     finally:
         serve.send_signal(signal.SIGTERM)
