@@ -192,7 +192,8 @@ def test_cli_diff_warns_when_content_does_not_recompute(tmp_path: Path, capsys: 
     (tmp_path / "a.json").write_text(json.dumps(doc))
     doc["components"]["parameters"]["value"]["seed"] = 99
     (tmp_path / "b.json").write_text(json.dumps(doc))
-    assert main(["diff", str(tmp_path / "a.json"), str(tmp_path / "b.json")]) == 0
+    # The stated identities are equal, but B's content does not stand for its identity: not identical, exit 1.
+    assert main(["diff", str(tmp_path / "a.json"), str(tmp_path / "b.json")]) == 1
     captured = capsys.readouterr()
     assert "B (" in captured.err and "identity_mismatch" in captured.err
-    assert "identical" in captured.out
+    assert "not established: B does not recompute to its identity" in captured.out

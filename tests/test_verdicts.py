@@ -485,3 +485,126 @@ def test_serve_with_nothing_received_has_not_passed(tmp_path: Path) -> None:
         handle.stop()
     assert verification["passed"] is False and verification["runs"] == 0
     assert "no run found" in verification["count_problem"]
+
+
+# --- found by an attacker's review of this change ----------------------------------------------------------
+
+
+def test_many_copies_of_one_span_are_collected_in_linear_time(
+    pristine: vf.Export, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """5,000 spans at one run's ids, each other: each copy's key is computed a bounded number of times (the
+    old pairwise comparison made it quadratic: a 3 MB input took minutes)."""
+    from run_identity.verify._checks import SpanSummary
+
+    calls = 0
+    real = SpanSummary.same_key
+
+    def counted(self: SpanSummary) -> object:
+        nonlocal calls
+        calls += 1
+        return real(self)
+
+    monkeypatch.setattr(SpanSummary, "same_key", counted)
+    spans = [
+        {"traceId": "11" * 16, "spanId": "22" * 8, "attributes": [
+            {"key": "run_identity.error", "value": {"stringValue": str(i)}}]}
+        for i in range(5000)
+    ]  # fmt: skip
+    (tmp_path / "s.jsonl").write_text(json.dumps({"resourceSpans": [{"scopeSpans": [{"spans": spans}]}]}) + "\n")
+    report = Verifier(_keyring(), Policy()).verify([tmp_path / "s.jsonl"])
+    (result,) = report.results()
+    assert result.code == "binding_mismatch" and calls <= 3 * 5000
+
+
+@pytest.mark.parametrize("forged_first", [False, True])
+def test_a_forged_output_riding_on_an_honest_receipts_signature_fails_in_either_order(
+    pristine: vf.Export, tmp_path: Path, forged_first: bool
+) -> None:
+    t = vf.tamper_copy(pristine, tmp_path / "export")
+    honest = t.add_receipt("chat")
+    forged = json.loads(json.dumps(honest))
+    body = json.loads(forged["body"]["stringValue"])
+    body["output"][0]["parts"][0]["content"] = "FORGED OUTPUT: refund approved"
+    forged["body"]["stringValue"] = json.dumps(body)
+    t.manifests.append({"resourceLogs": [{"scopeLogs": [{"logRecords": [forged]}]}]})
+    if forged_first:
+        t.manifests[-1], t.manifests[-2] = t.manifests[-2], t.manifests[-1]
+    t.save()
+    codes = vf.codes_by_label(vf.verify_with([t.directory], t.keyring_signers), pristine)
+    assert codes["chat"] == "identity_mismatch"
+
+
+def test_a_span_stripped_of_its_identity_is_not_taken_for_a_sampled_out_one(
+    pristine: vf.Export, tmp_path: Path
+) -> None:
+    """No run_identity.* and no operation left, but a gen_ai.* attribute: the span is there, so the run is
+    binding_mismatch, which --allow span_missing does not accept."""
+    t = vf.tamper_copy(pristine, tmp_path / "export")
+    span = t.span("chat")
+    span["attributes"] = [
+        kv for kv in span["attributes"] if not kv["key"].startswith("run_identity.") and kv["key"] != "gen_ai.operation.name"
+    ]
+    vf.set_attribute(span, "gen_ai.request.model", "claude-opus-4")
+    t.save()
+    report = Verifier(_keyring(), Policy(allow={"span_missing"})).verify([t.directory])
+    codes = vf.codes_by_label(report, pristine)
+    assert codes["chat"] == "binding_mismatch" and not report.passed
+
+
+def test_receipt_checks_that_cannot_be_made_are_named_and_record_ids_are_checked(
+    pristine: vf.Export, tmp_path: Path
+) -> None:
+    """A salted receipt without its salt is content_unchecked; a receipt naming no response model says the
+    substitution check was not made; a receipt record without ids, or whose run_identity.* attributes differ
+    from its statement, is binding_mismatch."""
+    t = vf.tamper_copy(pristine, tmp_path / "export")
+    t.add_receipt("chat", salt=bytes(range(16)))
+    t.add_receipt("rag", request_model="claude-sonnet-4-5", response_model=None)
+    record = t.add_receipt("tools")
+    del record["traceId"], record["spanId"]
+    other = t.add_receipt("nfc")
+    vf.set_attribute(other, "run_identity.id", t.export.run("rag").identity)
+    t.save()
+    results = {r.span_id: r for r in Verifier(_keyring(), Policy()).verify([t.directory]).results()}
+    assert results[pristine.run("chat").span_id].code == "content_unchecked"
+    rag = results[pristine.run("rag").span_id]
+    assert rag.code == "verified" and any("names no response model" in u for u in rag.unchecked)
+    assert results[pristine.run("tools").span_id].code == "binding_mismatch"
+    assert results[pristine.run("nfc").span_id].code == "binding_mismatch"
+
+
+def test_a_repeated_event_name_attribute_is_malformed_not_ignored(pristine: vf.Export, tmp_path: Path) -> None:
+    """A record whose only event name is an event.name attribute given twice (ours, then another): which one
+    holds decides whether it is read at all, so it is malformed."""
+    t = vf.tamper_copy(pristine, tmp_path / "export")
+    record = json.loads(json.dumps(t.record("chat")))
+    record.pop("eventName", None)
+    record["attributes"] += [
+        {"key": "event.name", "value": {"stringValue": "run_identity.manifest"}},
+        {"key": "event.name", "value": {"stringValue": "something.else"}},
+    ]
+    t.manifests.append({"resourceLogs": [{"scopeLogs": [{"logRecords": [record]}]}]})
+    t.save()
+    codes = vf.codes_by_label(vf.verify_with([t.directory], t.keyring_signers), pristine)
+    assert codes["chat"] == "malformed"
+
+
+def test_json_output_escapes_what_a_terminal_acts_on(
+    pristine: vf.Export, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    t = vf.tamper_copy(pristine, tmp_path / "export")
+    span = t.span("nfc")
+    span["attributes"] = [kv for kv in span["attributes"] if not kv["key"].startswith("run_identity.")]
+    vf.set_attribute(span, "run_identity.error", "\u202ePASS\x9b2J\x1b[H")
+    t.save()
+    code, out = _cli(capsys, "verify", str(t.directory), "--keyring", str(pristine.keyring_path), "--json")
+    assert code == 1 and "\u202e" not in out and "\x9b" not in out and "\x1b" not in out
+    assert any("\u202ePASS" in json.dumps(json.loads(line), ensure_ascii=False) for line in out.splitlines())
+
+
+def test_diff_does_not_call_salted_runs_identical(salted: vf.Export, capsys: pytest.CaptureFixture[str]) -> None:
+    """Equal stated identities of salted manifests prove nothing without recomputing: exit 1, said so."""
+    run = salted.runs[0]
+    code, out = _cli(capsys, "diff", run.identity, f"{run.trace_id}/{run.span_id}", "--in", str(salted.directory))
+    assert code == 1 and "not established: A is salted" in out

@@ -223,9 +223,14 @@ def _diff(args: argparse.Namespace) -> int:
         if not run.manifests:
             raise CliError(f"{esc(name)}: no readable manifest for this run")
     manifest_a, manifest_b = run_a.manifests[0][0], run_b.manifests[0][0]
+    unproven: list[str] = []  # sides whose content does not (or cannot) stand for their identity
     for side, manifest, label in (("A", manifest_a, label_a), ("B", manifest_b, label_b)):
-        problems = manifest.recompute().problems if manifest.salt_id is None else ()
+        if manifest.salt_id is not None:
+            unproven.append(f"{side} is salted (its content was not recomputed)")
+            continue
+        problems = manifest.recompute().problems
         if problems:
+            unproven.append(f"{side} does not recompute to its identity")
             sys.stderr.write(
                 f"run-identity: warning: {side} ({esc(label)}) does not recompute to its identity "
                 f"(identity_mismatch: {esc(problems[0])}); the diff shows its content as found\n"
@@ -235,6 +240,10 @@ def _diff(args: argparse.Namespace) -> int:
         sys.stdout.write(json.dumps(diff.to_json(), indent=2, ensure_ascii=True, default=str) + "\n")
     else:
         sys.stdout.write(render_diff(diff, label_a, label_b))
+    if diff.identical and unproven:
+        # Equal stated identities say the same composition only when each side's content recomputes to them.
+        sys.stdout.write(f"not established: {'; '.join(unproven)}; equal stated identities prove nothing\n")
+        return 1
     return 0 if diff.identical else 1
 
 

@@ -248,7 +248,7 @@ def _span_telemetry(attributes: Mapping[str, Any]) -> Telemetry:
 
 
 def summarize_span(record: SpanRecord, source: int) -> SpanSummary | None:
-    """Step 1 and the preparation of step 2 for a span; None for a span that is no run and no GenAI call."""
+    """Step 1 and the preparation of step 2 for a span (one with run_identity.* or gen_ai.* attributes)."""
     attrs = record.attributes
     key = run_key(record.trace_id, record.span_id)
     telemetry = _span_telemetry(attrs)
@@ -256,8 +256,8 @@ def summarize_span(record: SpanRecord, source: int) -> SpanSummary | None:
     error_text = None if error is None else str(error)
     at = (key, source, record.position, record.index)
     if RUN_IDENTITY_ID not in attrs:
-        if OPERATION not in attrs and error is None:
-            return None
+        # Records keep only spans with run_identity.* or gen_ai.* attributes: such a span is kept even without
+        # an operation, so one stripped of its identity at a manifest's ids is not taken for a missing span.
         model_call = type(attrs.get(OPERATION)) is str and attrs[OPERATION] in MODEL_CALL_OPERATIONS
         return SpanSummary(*at, False, None, None, telemetry, None, error_text, model_call)
     signature = decode_signature(attrs.get(RUN_IDENTITY_SIGNATURE))

@@ -13,12 +13,14 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
+from run_identity.attributes import RUN_IDENTITY_ID, RUN_IDENTITY_KEY_ID
 from run_identity.errors import CanonicalizationError, ManifestError
 from run_identity.receipt import Receipt, ReceiptStatement, output_digest
 from run_identity.verify._checks import CheckContext, Malformed, run_key
 from run_identity.verify._codes import (
     BAD_SIGNATURE,
     BINDING_MISMATCH,
+    CONTENT_UNCHECKED,
     IDENTITY_MISMATCH,
     SIGNATURE_UNCHECKED,
     UNKNOWN_KEY,
@@ -42,6 +44,8 @@ class ReceiptSummary:
     findings: tuple[Finding, ...]
     fingerprint: bytes
     notes: tuple[str, ...] = ()
+    #: Checks of this receipt that could not be made (named in the run's report).
+    unchecked: tuple[str, ...] = ()
 
 
 def summarize_receipt(record: ReceiptRecord, ctx: CheckContext, source: int, where: str) -> ReceiptSummary | Malformed:
@@ -69,10 +73,14 @@ def summarize_receipt(record: ReceiptRecord, ctx: CheckContext, source: int, whe
             findings.append(
                 Finding(BAD_SIGNATURE, STEP, "the receipt's signature does not verify over its statement", where)
             )
-    if receipt.output is not None:
+    unchecked: list[str] = []
+    if receipt.output is None:
+        unchecked.append("receipt output: the receipt carries no output, so its digest was not recomputed")
+    else:
         salt = b"" if s.salt_id is None else ctx.salts.get(s.salt_id)
         if salt is None:
-            notes.append(f"receipt output not recomputed: blinded with salt {s.salt_id}, which was not given")
+            message = f"the receipt's output is blinded with salt {s.salt_id}, which was not given: not recomputed"
+            findings.append(Finding(CONTENT_UNCHECKED, STEP, message, where))
         else:
             try:
                 found = output_digest(receipt.output, salt)
@@ -81,7 +89,16 @@ def summarize_receipt(record: ReceiptRecord, ctx: CheckContext, source: int, whe
             if found != s.output_digest:
                 message = f"the receipt's output digests to {found}, its statement signs {s.output_digest}"
                 findings.append(Finding(IDENTITY_MISMATCH, STEP, message, where))
+    if s.response_model is None:
+        unchecked.append("model substitution: the receipt names no response model")
     stated = run_key(s.trace_id, s.span_id)
+    if own_key is None:
+        message = "the receipt record carries no trace id or span id"
+        findings.append(Finding(BINDING_MISMATCH, STEP, message, where))
+    for attr, value in ((RUN_IDENTITY_ID, s.identity), (RUN_IDENTITY_KEY_ID, s.key_id)):
+        if attr in record.attributes and record.attributes[attr] != value:
+            message = f"the receipt record has {attr}={record.attributes[attr]!r}, the receipt says {value!r}"
+            findings.append(Finding(BINDING_MISMATCH, STEP, message, where))
     if own_key is not None and own_key != stated:
         message = (
             f"the receipt record belongs to span {record.trace_id}/{record.span_id}, "
@@ -92,4 +109,4 @@ def summarize_receipt(record: ReceiptRecord, ctx: CheckContext, source: int, whe
     # whose carried output or record ids disagree has findings of its own, so it is kept and judged).
     said = "\x00".join(sorted(f"{f.step} {f.code} {f.message}" for f in findings)).encode()
     fingerprint = hashlib.sha256(s.canonical() + receipt.signature + b"\x00" + said).digest()[:16]
-    return ReceiptSummary(stated, where, s, tuple(findings), fingerprint, tuple(notes))
+    return ReceiptSummary(stated, where, s, tuple(findings), fingerprint, tuple(notes), tuple(unchecked))

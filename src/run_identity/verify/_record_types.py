@@ -49,6 +49,7 @@ class RepeatedKey(BadShape):
     """A kept attribute key that appears more than once in one record: which value holds is ambiguous."""
 
     def __init__(self, key: str) -> None:
+        self.key = key
         super().__init__(f"attribute {key[:80]!r} appears more than once (which one holds is ambiguous)")
 
 
@@ -71,6 +72,8 @@ def read_attributes(read: Callable[..., dict[str, Any]], items: Any) -> tuple[di
     try:
         return read(items), None
     except RepeatedKey as exc:
+        if exc.key == EVENT_NAME_ATTRIBUTE:
+            raise  # whether the record is ours at all is ambiguous: malformed, whoever reads it
         return read(items, lenient=True), exc
 
 

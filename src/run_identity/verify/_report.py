@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 import time
 from typing import TextIO
@@ -21,11 +22,21 @@ INSECURE_BANNER = (
 )
 
 
+#: What orjson writes raw that a terminal acts on: DEL, C1 controls, bidirectional overrides and isolates.
+_JSON_UNSAFE = re.compile("[\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\u2028\u2029]")
+
+
+def _json_line(doc: object) -> str:
+    """One JSON line, with the characters a terminal acts on written as ``\\uXXXX`` escapes (still the same
+    JSON value: untrusted text in a finding never reaches a terminal raw, even with ``--json``)."""
+    return _JSON_UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", orjson.dumps(doc).decode()) + "\n"
+
+
 def write_json(report: VerificationReport, out: TextIO) -> None:
     """One JSON object per line: every run's result, then the summary (``"type": "summary"``)."""
     for result in report.results():
-        out.write(orjson.dumps(result.to_json()).decode() + "\n")
-    out.write(orjson.dumps(report.summary_json()).decode() + "\n")
+        out.write(_json_line(result.to_json()))
+    out.write(_json_line(report.summary_json()))
 
 
 def _plural(n: int, word: str) -> str:

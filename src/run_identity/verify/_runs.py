@@ -325,6 +325,7 @@ class RunTable:
         identity = primary.identity if primary is not None else None
         for r in receipts:
             findings.extend(r.findings)
+            unchecked.extend(r.unchecked)
             s = r.statement
             if identity is not None and s.identity != identity:
                 message = f"the receipt names identity {s.identity}, the run has {identity}"
