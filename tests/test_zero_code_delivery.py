@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -138,7 +139,8 @@ def test_zero_code_counts_and_logs_the_manifests_it_loses(tmp_path: Path) -> Non
     coverage = counters["coverage"]
     assert coverage["manifests_emitted"] == runs and coverage["manifests_lost"] == runs, coverage
     assert counters["queue"]["lost"] == runs
-    assert f"{runs} manifests lost" in stderr
+    # One line per batch the queue gave up on (a slow machine may cut the runs into several batches).
+    assert sum(int(n) for n in re.findall(r"(\d+) manifests lost: ", stderr)) == runs, stderr
     assert f"run_identity: {runs} manifests not delivered" in stderr
 
 
