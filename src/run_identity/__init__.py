@@ -48,6 +48,7 @@ _LAZY = {
     "IdentitySetup": "run_identity.pipeline",
     "IdentitySpanProcessor": "run_identity.processor",
     "ManifestEmitter": "run_identity.manifest_export",
+    "ManifestExportQueue": "run_identity.manifest_export",
     "OtlpJsonFileLogExporter": "run_identity.export_file",
     "OtlpJsonFileSpanExporter": "run_identity.export_file",
     "file_exporters": "run_identity.export_file",
@@ -70,7 +71,7 @@ def __getattr__(name: str) -> object:
 if TYPE_CHECKING:
     from run_identity.export_file import OtlpJsonFileLogExporter, OtlpJsonFileSpanExporter, file_exporters
     from run_identity.genai import start_genai_span
-    from run_identity.manifest_export import ManifestEmitter
+    from run_identity.manifest_export import ManifestEmitter, ManifestExportQueue
     from run_identity.pipeline import IdentitySetup, setup
     from run_identity.processor import Coverage, IdentitySpanProcessor
     from run_identity.sampling import IdentitySampler
@@ -101,6 +102,7 @@ __all__ = [
     "Manifest",
     "ManifestEmitter",
     "ManifestError",
+    "ManifestExportQueue",
     "Model",
     "OtlpJsonFileLogExporter",
     "OtlpJsonFileSpanExporter",

@@ -7,6 +7,15 @@ instrumentor runs, so the sampler is wrapped before instrumentations create thei
 ``RUN_IDENTITY_*`` variables (:mod:`run_identity.environment`) and never raises: whatever goes wrong is
 logged and the application runs without identities.
 
+Manifests leave as with :func:`run_identity.setup`: through a LoggerProvider of their own (the global
+resource) and one :class:`~run_identity.manifest_export.ManifestExportQueue` (bounded wait when full, every
+loss counted in the processor's ``coverage`` and logged), not the SDK's ``BatchLogRecordProcessor`` (which
+drops the oldest records silently). Its exporters are those ``OTEL_LOGS_EXPORTER`` names, made as the
+SDK's configurator makes them (so ``OTEL_EXPORTER_OTLP_*`` configures them), plus the file exporter of
+``RUN_IDENTITY_EXPORT_DIR``; with ``RUN_IDENTITY_SPOOL_DIR`` each is wrapped in a spooling exporter. At exit
+(:func:`shutdown`, registered with ``atexit``) the global TracerProvider is shut down first (its last
+manifests are emitted), then the manifests' provider, which delivers or spools what is queued.
+
 :func:`install_integrations` is registered in ``opentelemetry_post_instrument``: it runs after the
 instrumentors, so the client integrations named by ``RUN_IDENTITY_CAPTURE`` wrap the instrumented methods
 and an instrumentation's span takes the captured declaration.
@@ -14,13 +23,12 @@ and an instrumentation's span takes the captured declaration.
 
 from __future__ import annotations
 
+import atexit
 import logging
 from collections.abc import Mapping
 
-from opentelemetry import _logs as logs_api
 from opentelemetry import trace as trace_api
-from opentelemetry.sdk._logs import LoggerProvider
-from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
+from opentelemetry.sdk._logs.export import LogRecordExporter
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
@@ -30,6 +38,7 @@ from run_identity.environment import (
     RUN_IDENTITY_EXPORT_DIR,
     RUN_IDENTITY_MANIFESTS,
     RUN_IDENTITY_SIGNING_KEY,
+    RUN_IDENTITY_SPOOL_DIR,
     RUN_IDENTITY_STRICT,
     env_bool,
     env_str,
@@ -37,13 +46,15 @@ from run_identity.environment import (
 from run_identity.errors import KeyringError
 from run_identity.export_file import file_exporters
 from run_identity.keys import load_signer
+from run_identity.pipeline import IdentitySetup, manifest_logger_provider
 from run_identity.processor import IdentitySpanProcessor
 from run_identity.sampling import IdentitySampler
 
-__all__ = ["install", "install_integrations"]
+__all__ = ["install", "install_integrations", "installed_setup", "shutdown"]
 
 _LOG = logging.getLogger("run_identity")
 _installed: list[IdentitySpanProcessor] = []
+_setups: list[IdentitySetup] = []
 
 
 def install(environ: Mapping[str, str] | None = None) -> IdentitySpanProcessor | None:
@@ -58,6 +69,37 @@ def install(environ: Mapping[str, str] | None = None) -> IdentitySpanProcessor |
 def installed_processor() -> IdentitySpanProcessor | None:
     """The processor :func:`install` put in place in this process, if any."""
     return _installed[0] if _installed else None
+
+
+def installed_setup() -> IdentitySetup | None:
+    """What :func:`install` built in this process (providers, processor, manifest queue), if anything;
+    ``queue_sizes`` reports the manifest queue."""
+    return _setups[0] if _setups else None
+
+
+def shutdown() -> None:
+    """Shut down the global TracerProvider (its last manifests are emitted), then the manifests' provider
+    (it exports or spools what is queued). Registered with ``atexit`` by :func:`install`; idempotent."""
+    if not _setups:
+        return
+    setup = _setups[0]
+    atexit.unregister(shutdown)
+    try:
+        setup.tracer_provider.shutdown()
+    except Exception:  # never raise at exit; the manifests still get their chance below
+        _LOG.exception("run_identity: shutting the TracerProvider down failed")
+    try:
+        setup.logger_provider.shutdown()
+    except Exception:
+        _LOG.exception("run_identity: shutting the manifests' LoggerProvider down failed")
+    coverage = setup.processor.coverage
+    if coverage.manifest_failures or coverage.manifests_lost:
+        _LOG.error(
+            "run_identity: %d manifests not delivered (%d not taken by the export queue, %d lost after it)",
+            coverage.manifest_failures + coverage.manifests_lost,
+            coverage.manifest_failures,
+            coverage.manifests_lost,
+        )
 
 
 def _install(environ: Mapping[str, str] | None) -> IdentitySpanProcessor | None:
@@ -82,7 +124,28 @@ def _install(environ: Mapping[str, str] | None) -> IdentitySpanProcessor | None:
     if not isinstance(tracer_provider, TracerProvider):
         _LOG.error("run_identity: the global TracerProvider is not the OpenTelemetry SDK's; not installed")
         return None
-    logger_provider = logs_api.get_logger_provider()
+    emit_manifests = env_bool(RUN_IDENTITY_MANIFESTS, True, environ)
+    directory = env_str(RUN_IDENTITY_EXPORT_DIR, environ)
+    manifest_exporters: list[LogRecordExporter] = _otel_log_exporters() if emit_manifests else []
+    span_file = None
+    if directory is not None:
+        span_file, manifest_file = file_exporters(directory)
+        if emit_manifests:
+            manifest_exporters.append(manifest_file)
+    if emit_manifests and not manifest_exporters:
+        _LOG.warning(
+            "run_identity: no manifest exporter (OTEL_LOGS_EXPORTER names none and %s is not set); "
+            "manifests are not emitted",
+            RUN_IDENTITY_EXPORT_DIR,
+        )
+        emit_manifests = False
+    # The manifests' own provider; its shutdown is ours (below), after the TracerProvider's.
+    logger_provider, queue, spooling = manifest_logger_provider(
+        manifest_exporters,
+        resource=tracer_provider.resource,
+        spool_dir=env_str(RUN_IDENTITY_SPOOL_DIR, environ),
+        shutdown_on_exit=False,
+    )
     # Tracers copy the sampler when they are created; this runs before instrumentors create theirs.
     if not isinstance(tracer_provider.sampler, IdentitySampler):
         tracer_provider.sampler = IdentitySampler(tracer_provider.sampler)
@@ -90,20 +153,40 @@ def _install(environ: Mapping[str, str] | None) -> IdentitySpanProcessor | None:
         signer,
         logger_provider=logger_provider,
         strict=env_bool(RUN_IDENTITY_STRICT, False, environ),
-        emit_manifests=env_bool(RUN_IDENTITY_MANIFESTS, True, environ),
+        emit_manifests=emit_manifests,
     )
+    if queue is not None:
+        processor.count_manifest_losses(queue.lost)
     tracer_provider.add_span_processor(processor)
-    directory = env_str(RUN_IDENTITY_EXPORT_DIR, environ)
-    if directory is not None:
-        span_file, manifest_file = file_exporters(directory)
+    if span_file is not None:
         tracer_provider.add_span_processor(BatchSpanProcessor(span_file))
-        if isinstance(logger_provider, LoggerProvider):
-            logger_provider.add_log_record_processor(BatchLogRecordProcessor(manifest_file))
-        else:
-            _LOG.error("run_identity: the global LoggerProvider is not the SDK's; manifests are not written")
     _installed.append(processor)
+    _setups.append(IdentitySetup(tracer_provider, logger_provider, processor, queue, spooling))
+    # Registered after the TracerProvider's own handler, so it runs first (atexit is last in, first out).
+    atexit.register(shutdown)
     _LOG.debug("run_identity: installed with key %s", signer.key_id)
     return processor
+
+
+def _otel_log_exporters() -> list[LogRecordExporter]:
+    """One new instance of each log exporter ``OTEL_LOGS_EXPORTER`` names, made as the SDK's configurator
+    makes its own (entry points ``opentelemetry_logs_exporter``, configured by ``OTEL_EXPORTER_OTLP_*``).
+    An exporter that cannot be made is logged and skipped."""
+    # The SDK's configurator has no public way to build its exporters; these are the functions it uses.
+    from opentelemetry.sdk._configuration import _get_exporter_names, _import_exporters
+
+    try:
+        _, _, classes = _import_exporters([], [], _get_exporter_names("logs"))
+    except Exception as exc:
+        _LOG.error("run_identity: cannot load the log exporters OTEL_LOGS_EXPORTER names: %s", exc)
+        return []
+    exporters: list[LogRecordExporter] = []
+    for name, exporter_class in classes.items():
+        try:
+            exporters.append(exporter_class())
+        except Exception as exc:
+            _LOG.error("run_identity: cannot make the log exporter %r for manifests: %s", name, exc)
+    return exporters
 
 
 def install_integrations(environ: Mapping[str, str] | None = None) -> list[str]:

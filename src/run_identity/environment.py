@@ -17,6 +17,7 @@ __all__ = [
     "RUN_IDENTITY_EXPORT_DIR",
     "RUN_IDENTITY_MANIFESTS",
     "RUN_IDENTITY_SIGNING_KEY",
+    "RUN_IDENTITY_SPOOL_DIR",
     "RUN_IDENTITY_STRICT",
     "env_bool",
     "env_str",
@@ -53,9 +54,20 @@ RUN_IDENTITY_MANIFESTS = "RUN_IDENTITY_MANIFESTS"
 """
 .. envvar:: RUN_IDENTITY_MANIFESTS
 
-``true`` (the default) emits each run's manifest as a ``run_identity.manifest`` log record to the global
-LoggerProvider (so ``OTEL_LOGS_EXPORTER`` and ``OTEL_EXPORTER_OTLP_*`` decide where it goes); ``false``
-only puts the identity on spans.
+``true`` (the default) emits each run's manifest as a ``run_identity.manifest`` log record to a
+LoggerProvider of its own (the global resource) that exports through one
+:class:`~run_identity.manifest_export.ManifestExportQueue` to the exporters ``OTEL_LOGS_EXPORTER`` names
+(configured by ``OTEL_EXPORTER_OTLP_*``, as for the application's logs) and to
+``RUN_IDENTITY_EXPORT_DIR``; ``false`` only puts the identity on spans.
+"""
+
+RUN_IDENTITY_SPOOL_DIR = "RUN_IDENTITY_SPOOL_DIR"
+"""
+.. envvar:: RUN_IDENTITY_SPOOL_DIR
+
+A directory: when set, every manifest exporter is wrapped in a :class:`~run_identity.spool.SpoolingLogExporter`
+spooling there (``logs.spool.binpb/``, then ``logs-1.spool.binpb/``...), so a batch the destination does not
+take is kept on disk and sent again (also by ``run-identity spool flush``). Unset by default.
 """
 
 RUN_IDENTITY_EXPORT_DIR = "RUN_IDENTITY_EXPORT_DIR"

@@ -36,7 +36,7 @@ from run_identity.manifest_export import ManifestExportQueue
 from run_identity.processor import IdentitySpanProcessor
 from run_identity.sampling import IdentitySampler
 
-__all__ = ["IdentitySetup", "setup"]
+__all__ = ["IdentitySetup", "manifest_logger_provider", "setup"]
 
 
 @dataclass(frozen=True)
@@ -111,24 +111,14 @@ def setup(
         span_file, manifest_file = file_exporters(directory)
         spans.append(span_file)
         manifests.append(manifest_file)
-    spooling: list[Any] = []
-    if spool_dir is not None:
-        from run_identity.spool import LOGS_SPOOL, SpoolingLogExporter
-
-        for i, exporter in enumerate(manifests):
-            name = LOGS_SPOOL if i == 0 else f"logs-{i}.spool.binpb"
-            spooling.append(SpoolingLogExporter(exporter, Path(spool_dir) / name))
-        manifests = spooling
-    logger_provider = LoggerProvider(resource=resource)
-    queue = None
-    if manifests:
-        queue = ManifestExportQueue(
-            manifests,
-            max_queue_size=manifest_queue_size,
-            max_batch_size=manifest_batch_size,
-            max_wait=manifest_max_wait,
-        )
-        logger_provider.add_log_record_processor(queue)
+    logger_provider, queue, spooling = manifest_logger_provider(
+        manifests,
+        resource=resource,
+        spool_dir=spool_dir,
+        queue_size=manifest_queue_size,
+        batch_size=manifest_batch_size,
+        max_wait=manifest_max_wait,
+    )
     tracer_provider = TracerProvider(resource=resource, sampler=IdentitySampler(sampler))
     processor = IdentitySpanProcessor(signer, logger_provider=logger_provider, strict=strict, salt=salt)
     if queue is not None:
@@ -138,4 +128,37 @@ def setup(
         tracer_provider.add_span_processor(BatchSpanProcessor(span_exporter))
     if set_global:
         trace_api.set_tracer_provider(tracer_provider)
-    return IdentitySetup(tracer_provider, logger_provider, processor, queue, tuple(spooling))
+    return IdentitySetup(tracer_provider, logger_provider, processor, queue, spooling)
+
+
+def manifest_logger_provider(
+    exporters: Sequence[LogRecordExporter],
+    *,
+    resource: Resource | None = None,
+    spool_dir: str | os.PathLike[str] | None = None,
+    queue_size: int = 2048,
+    batch_size: int = 512,
+    max_wait: float = 30.0,
+    shutdown_on_exit: bool = True,
+) -> tuple[LoggerProvider, ManifestExportQueue | None, tuple[Any, ...]]:
+    """The manifests' own LoggerProvider, exporting to ``exporters`` through one
+    :class:`~run_identity.manifest_export.ManifestExportQueue` (none when there is no exporter); with
+    ``spool_dir`` each exporter is wrapped in a :class:`~run_identity.spool.SpoolingLogExporter` (the first
+    spools into ``logs.spool.binpb``, the next ones into ``logs-<i>.spool.binpb``). Returns the provider, the
+    queue and the spooling wrappers. Shared by :func:`setup` and the zero-code installation.
+    """
+    manifests: list[LogRecordExporter] = list(exporters)
+    spooling: list[Any] = []
+    if spool_dir is not None:
+        from run_identity.spool import LOGS_SPOOL, SpoolingLogExporter
+
+        for i, exporter in enumerate(manifests):
+            name = LOGS_SPOOL if i == 0 else f"logs-{i}.spool.binpb"
+            spooling.append(SpoolingLogExporter(exporter, Path(spool_dir) / name))
+        manifests = spooling
+    logger_provider = LoggerProvider(resource=resource, shutdown_on_exit=shutdown_on_exit)
+    queue = None
+    if manifests:
+        queue = ManifestExportQueue(manifests, max_queue_size=queue_size, max_batch_size=batch_size, max_wait=max_wait)
+        logger_provider.add_log_record_processor(queue)
+    return logger_provider, queue, tuple(spooling)
