@@ -206,7 +206,7 @@ def check_otlp_snippet(checks: Checks) -> None:
     try:
         assert serve.stdout is not None
         first = serve.stdout.readline()
-        match = re.search(r"OTLP/HTTP on (http://[^\s,]+)", first)
+        match = re.search(r"listening on (http://[^\s,]+)", first)
         if match is None:
             checks.fail(f"run-identity serve did not start: {first.strip()}")
             return

@@ -300,8 +300,8 @@ def test_cli_serve_picks_a_port_and_prints_the_summary_on_sigterm(
     try:
         assert process.stdout is not None
         first = process.stdout.readline()
-        assert first.startswith("run-identity serve: OTLP/HTTP on http://127.0.0.1:"), first
-        url = first.split("OTLP/HTTP on ", 1)[1].split(",", 1)[0].split(" ", 1)[0]
+        assert first.startswith("run-identity serve: listening on http://127.0.0.1:"), first
+        url = first.split("listening on ", 1)[1].split(",", 1)[0]
         _run_real_pipeline(run_identity.load_signer(key_path), url)
         process.send_signal(signal.SIGTERM)
         rest, err = process.communicate(timeout=30)
