@@ -23,12 +23,10 @@ numbers (JSON lines, from 1) or byte offsets (protobuf).
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import io
 import os
 import re
-import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +38,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 
 from run_identity.errors import RunIdentityError
 from run_identity.strict_json import StrictJsonError, loads_strict
+from run_identity.verify._compression import ZstdMissing, compression_of, decompressing, decompression_errors
 
 __all__ = [
     "JSON_DOCUMENT",
@@ -74,10 +73,7 @@ JSON_DOCUMENT = "json-document"
 OTLP_PROTO_FRAMED = "otlp-proto-framed"
 OTLP_PROTOBUF = "otlp-protobuf"
 UNRECOGNIZED = "unrecognized"
-GZIP = "gzip"
-ZSTD = "zstd"
 
-_MAGIC = ((b"\x1f\x8b", GZIP), (b"\x28\xb5\x2f\xfd", ZSTD))
 _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 #: Decompressed bytes handed to the decoder at a time (cut on a record boundary).
 _PIECE = 8 << 20
@@ -208,109 +204,6 @@ def open_input(path: str) -> BinaryIO:
     return open(path, "rb")
 
 
-def compression_of(head: bytes) -> str:
-    """``gzip`` or ``zstd`` from a file's magic bytes, else ``""``."""
-    for magic, name in _MAGIC:
-        if head.startswith(magic):
-            return name
-    return ""
-
-
-class _ZstdMissing(InputError):
-    pass
-
-
-def decompressing(raw: BinaryIO, compression: str) -> BinaryIO:
-    """A reader of the decompressed bytes of ``raw`` (every gzip member, every zstd frame)."""
-    if compression == GZIP:
-        import gzip
-
-        return cast(BinaryIO, gzip.GzipFile(fileobj=raw, mode="rb"))
-    try:
-        from compression import zstd  # type: ignore[import-not-found,unused-ignore]
-
-        return cast(BinaryIO, zstd.ZstdFile(raw, mode="rb"))
-    except ImportError:
-        pass
-    try:
-        import zstandard
-    except ImportError:
-        raise _ZstdMissing(
-            "zstd-compressed: reading it needs Python 3.14 or zstandard (pip install 'ai-run-identity[zstd]')"
-        ) from None
-    return cast(BinaryIO, _ZstdStream(raw, zstandard.ZstdDecompressor()))
-
-
-class _ZstdStream(io.RawIOBase):
-    """Every zstd frame of ``raw`` decompressed in turn, with an error for data that ends inside a frame
-    (zstandard's stream_reader returns nothing for those)."""
-
-    def __init__(self, raw: BinaryIO, decompressor: Any) -> None:
-        super().__init__()
-        self._raw = raw
-        self._dctx = decompressor
-        self._obj = decompressor.decompressobj()
-        self._fed = 0
-        self._buf = b""
-
-    def readable(self) -> bool:
-        return True
-
-    def read1(self, size: int = -1) -> bytes:
-        if self._buf:
-            out, self._buf = self._buf, b""
-        else:
-            out = self._next()
-        if 0 <= size < len(out):
-            out, self._buf = out[:size], out[size:]
-        return out
-
-    def _next(self) -> bytes:
-        while True:
-            data = self._raw.read(_BLOCK)
-            if not data:
-                if self._fed:
-                    raise EOFError("the zstd data ends inside a frame (truncated)")
-                return b""
-            out = []
-            while data:
-                self._fed += len(data)
-                out.append(self._obj.decompress(data))
-                data = b""
-                if self._obj.eof:
-                    data = self._obj.unused_data
-                    self._obj = self._dctx.decompressobj()
-                    self._fed = 0
-            joined = b"".join(out)
-            if joined:
-                return joined
-
-    def read(self, size: int | None = -1) -> bytes:
-        parts: list[bytes] = []
-        want = -1 if size is None else size
-        while want < 0 or want > 0:
-            part = self.read1(want)
-            if not part:
-                break
-            parts.append(part)
-            if want > 0:
-                want -= len(part)
-        return b"".join(parts)
-
-
-def _decompression_errors() -> tuple[type[BaseException], ...]:
-    errors: list[type[BaseException]] = [OSError, EOFError, zlib.error, ValueError]
-    with contextlib.suppress(ImportError):
-        import zstandard
-
-        errors.append(zstandard.ZstdError)
-    with contextlib.suppress(ImportError):
-        from compression import zstd  # type: ignore[import-not-found,unused-ignore]
-
-        errors.append(zstd.ZstdError)
-    return tuple(errors)
-
-
 def detect(head: bytes) -> str:
     """The encoding of a file from its first bytes (``unrecognized`` when none fits)."""
     stripped = head.lstrip(b" \t\r\n")
@@ -383,9 +276,9 @@ def _compressed_encoding(f: BinaryIO, compression: str) -> str:
     f.seek(0)
     try:
         head = decompressing(f, compression).read(_HEAD)
-    except _ZstdMissing:
+    except ZstdMissing:
         return UNRECOGNIZED
-    except _decompression_errors():
+    except decompression_errors():
         return UNRECOGNIZED
     return detect(head) if head.strip() else OTLP_JSON
 
@@ -462,9 +355,9 @@ def unrecognized_message(chunk: Chunk) -> str:
         try:
             with open_input(chunk.path) as raw:
                 decompressing(raw, chunk.compression).read(_HEAD)
-        except _ZstdMissing as exc:
+        except ZstdMissing as exc:
             return str(exc)
-        except _decompression_errors() as exc:
+        except decompression_errors() as exc:
             return f"{chunk.compression}-compressed data that does not decompress: {exc}"
         return f"{chunk.compression}-compressed, but the data does not decompress to OTLP/JSON lines or OTLP protobuf"
     return "unrecognized file: neither OTLP/JSON lines nor OTLP protobuf (plain or length-prefixed)"
@@ -481,7 +374,7 @@ def chunk_requests(chunk: Chunk) -> Iterator[RawRequest | BadRequest]:
     try:
         raw = open_input(chunk.path)
         stream = decompressing(raw, chunk.compression)
-    except _ZstdMissing as exc:
+    except ZstdMissing as exc:
         return iter([BadRequest(0, str(exc))])
     except OSError as exc:
         raise InputError(f"{chunk.path}: cannot read ({exc.strerror or exc})") from None
@@ -496,7 +389,7 @@ def _decompressed_requests(chunk: Chunk, raw: BinaryIO, stream: BinaryIO) -> Ite
         while True:
             try:
                 data = next(pieces, None)
-            except _decompression_errors() as exc:
+            except decompression_errors() as exc:
                 where = line if json_lines else offset
                 yield BadRequest(where, f"{chunk.compression} data stops decompressing: {exc}")
                 return
@@ -517,7 +410,7 @@ def _pieces(stream: BinaryIO, encoding: str) -> Iterator[bytes]:
     while True:
         try:
             block = read(_BLOCK)
-        except _decompression_errors():
+        except decompression_errors():
             cut = _last_boundary(buf, encoding)
             if cut:
                 yield bytes(buf[:cut])  # the whole records before the bad spot, then the error
@@ -638,9 +531,9 @@ def _frame_request(body: memoryview, position: int) -> RawRequest | BadRequest |
     if compression:
         try:
             data = decompressing(io.BytesIO(data), compression).read()
-        except _ZstdMissing as exc:
+        except ZstdMissing as exc:
             return BadRequest(position, str(exc))
-        except _decompression_errors() as exc:
+        except decompression_errors() as exc:
             return BadRequest(position, f"a {compression}-compressed frame that does not decompress: {exc}")
         if data.lstrip(b" \t\r\n")[:1] == b"{":
             return _json_request(data, position)
