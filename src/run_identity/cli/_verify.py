@@ -11,6 +11,7 @@ from typing import Any
 
 from run_identity.cli import CliError
 from run_identity.cli._args import check_jobs
+from run_identity.cli._tlog_args import add_log_options, open_log
 from run_identity.errors import KeyringError, ManifestError
 from run_identity.keys import Keyring
 from run_identity.receipt import Receipt
@@ -72,6 +73,8 @@ def _verifier(args: argparse.Namespace, policy: Policy) -> Verifier:
     if args.insecure_skip_signatures:
         if args.keyring:
             raise CliError("--keyring and --insecure-skip-signatures exclude each other", exit_code=2)
+        if getattr(args, "tlog", None):
+            raise CliError("--tlog needs verified signatures: it excludes --insecure-skip-signatures", exit_code=2)
         sys.stderr.write(INSECURE_BANNER)
         return Verifier.insecure(policy, salts=salts)
     if not args.keyring:
@@ -80,7 +83,7 @@ def _verifier(args: argparse.Namespace, policy: Policy) -> Verifier:
         keyring = Keyring.from_jwks(args.keyring)
     except KeyringError as exc:
         raise CliError(str(exc)) from None
-    return Verifier(keyring, policy, salts=salts)
+    return Verifier(keyring, policy, salts=salts, log=open_log(args))
 
 
 def _verify(args: argparse.Namespace) -> int:
@@ -299,6 +302,7 @@ def register(sub: Any) -> None:
         metavar="SCHEDULER",
         help="run on Dask: local:N (a local cluster of N worker processes) or tcp://HOST:8786 (needs [dask])",
     )
+    add_log_options(p)
     p.set_defaults(func=_verify)
 
     p = sub.add_parser("show", help="a run's manifest, readable, with its verification status")

@@ -13,8 +13,11 @@ __all__ = [
     "IDENTITY_MISMATCH",
     "MALFORMED",
     "MANIFEST_MISSING",
+    "LOG_STEP",
+    "MISSING_FROM_EXPORT",
     "MODEL_SUBSTITUTED",
     "NEVER_ALLOWED",
+    "NOT_LOGGED",
     "RESULT_CODES",
     "SIGNATURE_UNCHECKED",
     "SPAN_MISSING",
@@ -43,6 +46,12 @@ CONTENT_WITHHELD = "content_withheld"
 SIGNATURE_UNCHECKED = "signature_unchecked"
 #: A run receipt reports a model other than the requested one (step 8; a policy may allow it).
 MODEL_SUBSTITUTED = "model_substituted"
+#: The run's signed statement is not an entry of the transparency log at the checkpoint checked (step 9).
+NOT_LOGGED = "not_logged"
+#: An entry of the transparency log names a run the export does not hold (step 9): deletion evidence.
+MISSING_FROM_EXPORT = "missing_from_export"
+#: The step of docs/spec.md §12 that checks the transparency log (``--tlog``).
+LOG_STEP = 9
 
 #: Failure codes in precedence order: a run's code is its finding with the lowest step (§12), ties broken
 #: by this order.
@@ -57,6 +66,8 @@ FAILURE_CODES = (
     TELEMETRY_MISMATCH,
     UNIDENTIFIED,
     MODEL_SUBSTITUTED,
+    NOT_LOGGED,
+    MISSING_FROM_EXPORT,
     CONTENT_UNCHECKED,
     CONTENT_WITHHELD,
     SIGNATURE_UNCHECKED,

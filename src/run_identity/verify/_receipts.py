@@ -15,20 +15,22 @@ from dataclasses import dataclass
 
 from run_identity.attributes import RUN_IDENTITY_ID, RUN_IDENTITY_KEY_ID
 from run_identity.errors import CanonicalizationError, ManifestError
-from run_identity.receipt import Receipt, ReceiptStatement, output_digest
-from run_identity.verify._checks import CheckContext, Malformed, run_key
+from run_identity.receipt import Receipt, ReceiptStatement, model_resolution, output_digest
+from run_identity.verify._checks import CheckContext, Malformed, ManifestSummary, run_key
 from run_identity.verify._codes import (
     BAD_SIGNATURE,
     BINDING_MISMATCH,
     CONTENT_UNCHECKED,
     IDENTITY_MISMATCH,
+    MANIFEST_MISSING,
+    MODEL_SUBSTITUTED,
     SIGNATURE_UNCHECKED,
     UNKNOWN_KEY,
     Finding,
 )
 from run_identity.verify._records import ReceiptRecord
 
-__all__ = ["STEP", "ReceiptRecord", "ReceiptSummary", "summarize_receipt"]
+__all__ = ["STEP", "ReceiptRecord", "ReceiptSummary", "judge_receipts", "summarize_receipt"]
 
 #: The step of docs/spec.md §12 that checks receipts.
 STEP = 8
@@ -110,3 +112,52 @@ def summarize_receipt(record: ReceiptRecord, ctx: CheckContext, source: int, whe
     said = "\x00".join(sorted(f"{f.step} {f.code} {f.message}" for f in findings)).encode()
     fingerprint = hashlib.sha256(s.canonical() + receipt.signature + b"\x00" + said).digest()[:16]
     return ReceiptSummary(stated, where, s, tuple(findings), fingerprint, tuple(notes), tuple(unchecked))
+
+
+def judge_receipts(
+    held: list[ReceiptSummary],
+    primary: ManifestSummary | None,
+    has_span: bool,
+    unchecked: list[str],
+    notes: list[str],
+) -> list[Finding]:
+    """Step 8 against the run: the receipts' own findings, their identity and requested model against the
+    run's checked manifest, and substitution; adds to ``unchecked`` and ``notes``."""
+    receipts = sorted(held, key=lambda r: r.fingerprint)
+    if not receipts:
+        return []
+    findings: list[Finding] = []
+    # The requested model comes from signed data only: the manifest's checked content, else the receipt's
+    # signed request_model; never from a span's attributes.
+    declared = primary.model if primary is not None and primary.passes_signature_and_content else None
+    identity = primary.identity if primary is not None else None
+    for r in receipts:
+        findings.extend(r.findings)
+        unchecked.extend(r.unchecked)
+        s = r.statement
+        if identity is not None and s.identity != identity:
+            message = f"the receipt names identity {s.identity}, the run has {identity}"
+            findings.append(Finding(BINDING_MISMATCH, STEP, message, r.where))
+        if declared is not None and s.request_model is not None and s.request_model != declared:
+            message = f"the receipt's request_model {s.request_model!r} is not the declared model {declared!r}"
+            findings.append(Finding(BINDING_MISMATCH, STEP, message, r.where))
+        requested = declared if declared is not None else s.request_model
+        if requested is None:
+            unchecked.append(
+                "model substitution: the declared model is withheld or unchecked and the receipt names no "
+                "request_model"
+            )
+            continue
+        resolution = model_resolution(requested, s.response_model)
+        if resolution == "substituted":
+            message = f"requested model {requested!r}, the provider reports {s.response_model!r}"
+            findings.append(Finding(MODEL_SUBSTITUTED, STEP, message, r.where))
+        elif resolution == "resolved":
+            notes.append(f"model {requested} resolved to {s.response_model}")
+    if len({r.statement.output_digest for r in receipts}) > 1:
+        message = f"{len(receipts)} receipts of this run name different outputs"
+        findings.append(Finding(BINDING_MISMATCH, STEP, message, receipts[1].where))
+    if primary is None and not has_span:
+        message = "a receipt names a run that has neither span nor manifest in the input"
+        findings.append(Finding(MANIFEST_MISSING, STEP, message, receipts[0].where))
+    return findings

@@ -66,6 +66,8 @@ def write_text(report: VerificationReport, out: TextIO) -> None:
     if not report.runs:
         out.write("  (no runs found)\n")
     out.write("\n")
+    if report.log is not None:
+        _log_lines(report, out)
     if report.with_unchecked:
         out.write(f"NOTE: {_plural(report.with_unchecked, 'run')} with checks that could not be made:\n")
         _unchecked(report, out)
@@ -83,6 +85,27 @@ def write_text(report: VerificationReport, out: TextIO) -> None:
         policy = f"allowed: {', '.join(sorted(allowed))}" if allowed else "no code allowed; see --allow"
         out.write(f"FAIL: {_plural(report.failed, 'run')} of {report.runs:,} fail the policy ({policy})\n\n")
         _table(report, out)
+
+
+def _log_lines(report: VerificationReport, out: TextIO) -> None:
+    """The checkpoint checked and what step 9 found (docs/verify.md, "Transparency log")."""
+    assert report.log is not None
+    summary = report.log.summary_json()
+    witnesses = ", ".join(esc(w["name"]) for w in summary["witnesses"]) or "none"
+    quorum = f" (quorum {summary['witness_quorum']})" if summary["witness_quorum"] else ""
+    out.write(
+        f"transparency log: {esc(summary['origin'])} at tree size {summary['size']:,}, root {summary['root']}\n"
+        f"  checkpoint {esc(summary['location'])}: log signature verified; witnesses cosigning: {witnesses}{quorum}\n"
+    )
+    runs = summary["runs"]
+    window = ""
+    if summary["since"] or summary["until"]:
+        window = f" (window {summary['since'] or '-'} .. {summary['until'] or '-'})"
+    out.write(
+        f"  runs: {runs['included']:,} included, {runs['not_logged']:,} not logged, "
+        f"{runs['not_checked']:,} not checked; log entries missing from the export: "
+        f"{runs['missing_from_export']:,}{window}\n\n"
+    )
 
 
 def _unchecked(report: VerificationReport, out: TextIO, limit: int = 50) -> None:

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from run_identity.composition import COMPONENT_NAMES
+from run_identity.statement import BindingStatement
 from run_identity.verify._codes import FAILURE_CODES, NEVER_ALLOWED, VERIFIED, Finding
 
-__all__ = ["Policy", "VerificationResult"]
+__all__ = ["LogInclusion", "Policy", "VerificationResult"]
 
 
 @dataclass(frozen=True)
@@ -81,6 +82,27 @@ class Policy:
         return None
 
 
+@dataclass(frozen=True, slots=True)
+class LogInclusion:
+    """The transparency-log check of one run (docs/spec.md §12 step 9).
+
+    ``status``: ``included`` (an inclusion proof of the run's entry verified against the checkpoint),
+    ``not_logged`` (the entry is not in the log at the checkpoint's size, or its proof does not verify),
+    ``missing_from_export`` (a log entry whose run the export lacks), or ``not_checked`` (no statement whose
+    signature verified, so there is no entry to look for; ``reason`` says why). ``index`` is the entry's
+    index in the log, ``leaf_hash`` its RFC 9162 leaf hash in base64.
+    """
+
+    status: str
+    index: int | None = None
+    leaf_hash: str | None = None
+    reason: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """The ``log`` member of a run object (docs/verify.md)."""
+        return {"status": self.status, "index": self.index, "leaf_hash": self.leaf_hash, "reason": self.reason}
+
+
 @dataclass(frozen=True)
 class VerificationResult:
     """The verdict on one run (or on one unreadable record, whose ids are then None).
@@ -106,6 +128,11 @@ class VerificationResult:
     withheld: tuple[str, ...] = ()
     unchecked: tuple[str, ...] = ()
     receipt_locations: tuple[str, ...] = ()
+    #: The run's statement and signature that verified (the manifest's, else the span's), from which its
+    #: transparency-log entry is built; None when no signature of the run verified.
+    signed: tuple[BindingStatement, bytes] | None = field(default=None, compare=False, repr=False)
+    #: The transparency-log check (``--tlog``), or None when no log was checked.
+    log: LogInclusion | None = None
 
     @property
     def verified(self) -> bool:
@@ -136,4 +163,5 @@ class VerificationResult:
             "withheld": list(self.withheld),
             "unchecked": list(self.unchecked),
             "notes": list(self.notes),
+            **({"log": self.log.to_json()} if self.log is not None else {}),
         }

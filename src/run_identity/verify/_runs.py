@@ -12,7 +12,6 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from run_identity.receipt import model_resolution
 from run_identity.statement import BindingStatement
 from run_identity.verify._checks import (
     MODEL,
@@ -30,7 +29,6 @@ from run_identity.verify._codes import (
     CONTENT_WITHHELD,
     MALFORMED,
     MANIFEST_MISSING,
-    MODEL_SUBSTITUTED,
     SPAN_MISSING,
     TELEMETRY_MISMATCH,
     UNIDENTIFIED,
@@ -38,8 +36,7 @@ from run_identity.verify._codes import (
     Finding,
 )
 from run_identity.verify._manifests import unchecked_by
-from run_identity.verify._receipts import STEP as RECEIPT_STEP
-from run_identity.verify._receipts import ReceiptSummary
+from run_identity.verify._receipts import ReceiptSummary, judge_receipts
 from run_identity.verify._result import Policy, VerificationResult
 
 __all__ = ["MAX_LOOSE_PER_SOURCE", "RunTable"]
@@ -226,7 +223,7 @@ class RunTable:
 
     def _findings(
         self, run: _Run, notes: list[str]
-    ) -> tuple[list[Finding], ManifestSummary | None, list[str]]:
+    ) -> tuple[list[Finding], ManifestSummary | None, list[str], tuple[BindingStatement, bytes] | None]:
         spans = sorted(run.spans, key=lambda s: (s.source, s.position, s.index))
         manifests = sorted(run.manifests, key=lambda m: (len(m.withheld), m.fingerprint))
         unchecked: list[str] = []
@@ -249,6 +246,11 @@ class RunTable:
         verified_bindings = {
             m.binding for m in manifests if m.bound and not any(f.step == 3 for f in m.findings)
         }
+        # The signed statement of the run (its transparency-log entry, step 9): the held manifest's when its
+        # signature verified, else the first span's that did.
+        signed: tuple[BindingStatement, bytes] | None = None
+        if primary is not None and self._ctx.keyring is not None and not any(f.step == 3 for f in primary.findings):
+            signed = (primary.statement, primary.signature)
         for span in spans:
             if span.statement is None:
                 continue
@@ -257,6 +259,8 @@ class RunTable:
             found = check_signature(self._ctx, span.statement, span.signature, 2, "span")
             if found is not None:
                 findings.append(Finding(found.code, 2, found.message, self._where(span)))
+            elif signed is None and span.signature is not None:
+                signed = (span.statement, span.signature)
         # 5. Join.
         if len(spans) > 1:
             message = f"{len(spans)} spans with these ids carry different run_identity or GenAI attributes"
@@ -303,61 +307,14 @@ class RunTable:
                 message = f"the manifest withholds {', '.join(required)}, which the policy requires"
                 findings.append(Finding(CONTENT_WITHHELD, 4, message, self._where(primary)))
         # 8. Receipts.
-        findings.extend(self._receipt_findings(run, primary, spans, unchecked, notes))
+        findings.extend(judge_receipts(run.receipts, primary, bool(spans), unchecked, notes))
         findings = sorted(set(findings), key=Finding.sort_key)
-        return findings, primary, unchecked
-
-    def _receipt_findings(
-        self,
-        run: _Run,
-        primary: ManifestSummary | None,
-        spans: list[SpanSummary],
-        unchecked: list[str],
-        notes: list[str],
-    ) -> list[Finding]:
-        receipts = sorted(run.receipts, key=lambda r: r.fingerprint)
-        if not receipts:
-            return []
-        findings: list[Finding] = []
-        # The requested model comes from signed data only: the manifest's checked content, else the receipt's
-        # signed request_model; never from a span's attributes.
-        declared = primary.model if primary is not None and primary.passes_signature_and_content else None
-        identity = primary.identity if primary is not None else None
-        for r in receipts:
-            findings.extend(r.findings)
-            unchecked.extend(r.unchecked)
-            s = r.statement
-            if identity is not None and s.identity != identity:
-                message = f"the receipt names identity {s.identity}, the run has {identity}"
-                findings.append(Finding(BINDING_MISMATCH, RECEIPT_STEP, message, r.where))
-            if declared is not None and s.request_model is not None and s.request_model != declared:
-                message = f"the receipt's request_model {s.request_model!r} is not the declared model {declared!r}"
-                findings.append(Finding(BINDING_MISMATCH, RECEIPT_STEP, message, r.where))
-            requested = declared if declared is not None else s.request_model
-            if requested is None:
-                unchecked.append(
-                    "model substitution: the declared model is withheld or unchecked and the receipt names no "
-                    "request_model"
-                )
-                continue
-            resolution = model_resolution(requested, s.response_model)
-            if resolution == "substituted":
-                message = f"requested model {requested!r}, the provider reports {s.response_model!r}"
-                findings.append(Finding(MODEL_SUBSTITUTED, RECEIPT_STEP, message, r.where))
-            elif resolution == "resolved":
-                notes.append(f"model {requested} resolved to {s.response_model}")
-        if len({r.statement.output_digest for r in receipts}) > 1:
-            message = f"{len(receipts)} receipts of this run name different outputs"
-            findings.append(Finding(BINDING_MISMATCH, RECEIPT_STEP, message, receipts[1].where))
-        if primary is None and not spans:
-            message = "a receipt names a run that has neither span nor manifest in the input"
-            findings.append(Finding(MANIFEST_MISSING, RECEIPT_STEP, message, receipts[0].where))
-        return findings
+        return findings, primary, unchecked, signed
 
     def _result(self, key: bytes, run: _Run) -> VerificationResult:
         notes = [n for m in run.manifests for n in m.notes]
         notes.extend(n for r in sorted(run.receipts, key=lambda r: r.fingerprint) for n in r.notes)
-        findings, primary, unchecked = self._findings(run, notes)
+        findings, primary, unchecked, signed = self._findings(run, notes)
         spans = sorted(run.spans, key=lambda s: (s.source, s.position, s.index))
         statement: BindingStatement | None = primary.statement if primary is not None else None
         if statement is None:
@@ -383,6 +340,7 @@ class RunTable:
             primary.withheld if primary is not None else (),
             tuple(dict.fromkeys(unchecked)),
             tuple(sorted(r.where for r in run.receipts)),
+            signed,
         )
 
 

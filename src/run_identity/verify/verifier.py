@@ -29,6 +29,8 @@ from run_identity.verify._pool import run_chunks
 from run_identity.verify._records import Tally
 from run_identity.verify._result import Policy, VerificationResult
 from run_identity.verify._runs import RunTable
+from run_identity.verify._tlog import TransparencyLog
+from run_identity.verify._tlog_results import LoggedResults
 
 if TYPE_CHECKING:
     from distributed import Client
@@ -61,8 +63,10 @@ class VerificationReport:
         tally: Tally,
         encodings: dict[str, str],
         stats: tuple[dict[str, int], int, int] | None = None,
+        log: LoggedResults | None = None,
     ) -> None:
-        self._table = table
+        self._table: _Results = table if log is None else log
+        self.log = log
         self.policy = policy
         self.insecure = insecure
         self.inputs = inputs
@@ -71,7 +75,7 @@ class VerificationReport:
         self._counts: dict[str, int] | None = None
         self._failed = 0
         self._unchecked = 0
-        if stats is not None:  # counted where the results are (a cluster's workers)
+        if stats is not None and log is None:  # counted where the results are (a cluster's workers)
             self._counts, self._failed, self._unchecked = stats
 
     def results(self) -> Iterator[VerificationResult]:
@@ -157,6 +161,7 @@ class VerificationReport:
                 "ignored_log_records": t.ignored_log_records,
                 "undeclared_spans": self.undeclared_spans,
             },
+            **({"tlog": self.log.summary_json()} if self.log is not None else {}),
         }
 
 
@@ -165,16 +170,22 @@ class Verifier:
 
     ``salts`` are blinding salts a deployment shared with the verifier, so that salted manifests' content
     can be recomputed (without them, salted content is checked by its stated digests only, with a note).
+    ``log``: a transparency log whose checkpoint verified (:class:`TransparencyLog`); every run is then
+    also checked against it (docs/spec.md §12 step 9).
     """
 
-    def __init__(self, keyring: Keyring, policy: Policy, *, salts: Iterable[bytes] = ()) -> None:
+    def __init__(
+        self, keyring: Keyring, policy: Policy, *, salts: Iterable[bytes] = (), log: TransparencyLog | None = None
+    ) -> None:
         if not isinstance(keyring, Keyring):
             raise TypeError("Verifier needs a Keyring; Verifier.insecure() skips signature checks explicitly")
         if not isinstance(policy, Policy):
             raise TypeError("Verifier needs a Policy (Policy() tolerates nothing)")
         self._init(keyring, policy, salts)
+        self.log = log
 
     def _init(self, keyring: Keyring | None, policy: Policy, salts: Iterable[bytes]) -> None:
+        self.log: TransparencyLog | None = None
         known = {}
         for salt in salts:
             sid = salt_id(salt)
@@ -238,6 +249,7 @@ class Verifier:
                 tally=counted,
                 encodings=kinds,
                 stats=results.stats,
+                log=self._logged(results),
             )
         files = discover(inputs)
         paths = list(files)
@@ -276,7 +288,14 @@ class Verifier:
             inputs=paths,
             tally=tally,
             encodings=encodings,
+            log=self._logged(table),
         )
+
+    def _logged(self, table: _Results) -> LoggedResults | None:
+        """Step 9 over ``table``'s results, when a log is checked."""
+        if self.log is None or self._ctx.keyring is None:
+            return None
+        return LoggedResults(table, self.log, self.policy, self._ctx.keyring)
 
 
 def _locate(chunks: Mapping[int, Chunk], source: int, position: int, index: int) -> str:
