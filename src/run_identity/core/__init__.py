@@ -1,0 +1,1 @@
+"""The specification layer: canonical form, digests, statements, keys, manifests, Merkle trees and notes."""
