@@ -144,8 +144,7 @@ def judge_receipts(
         requested = declared if declared is not None else s.request_model
         if requested is None:
             unchecked.append(
-                "model substitution: the declared model is withheld or unchecked and the receipt names no "
-                "request_model"
+                "model substitution: the declared model is withheld or unchecked and the receipt names no request_model"
             )
             continue
         resolution = model_resolution(requested, s.response_model)

@@ -243,9 +243,7 @@ class RunTable:
         primary = passing[0] if passing else (manifests[0] if manifests else None)
         # 2. Span signature, over the statement rebuilt from the span alone. A manifest that passed step 3
         #    with the very same statement and signature has already verified these exact bytes.
-        verified_bindings = {
-            m.binding for m in manifests if m.bound and not any(f.step == 3 for f in m.findings)
-        }
+        verified_bindings = {m.binding for m in manifests if m.bound and not any(f.step == 3 for f in m.findings)}
         # The signed statement of the run (its transparency-log entry, step 9): the held manifest's when its
         # signature verified, else the first span's that did.
         signed: tuple[BindingStatement, bytes] | None = None

@@ -21,7 +21,7 @@ from datetime import datetime, timezone
 import orjson
 
 from run_identity.core.merkle import ProofError, leaf_hash, verify_inclusion
-from run_identity.core.note import TYPE_COSIGNATURE_V1, TYPE_ED25519, Checkpoint, NoteError, NoteVerifier, parse_note
+from run_identity.core.note import TYPE_COSIGNATURE_V1, TYPE_ED25519, Checkpoint, NoteError, NoteVerifier
 from run_identity.core.tlog import TILE_WIDTH, Fetch, TileReader, TlogError, entry_bytes, fetcher, parse_entry
 from run_identity.errors import RunIdentityError
 from run_identity.statement import BindingStatement
@@ -80,7 +80,8 @@ class LogTrust:
 
     def __post_init__(self) -> None:
         if self.log_key.sig_type != TYPE_ED25519:
-            raise ValueError(f"log key {self.log_key.name}: a log signs its checkpoints with an Ed25519 key (type 0x01)")
+            name = self.log_key.name
+            raise ValueError(f"log key {name}: a log signs its checkpoints with an Ed25519 key (type 0x01)")
         for w in self.witnesses:
             if w.sig_type != TYPE_COSIGNATURE_V1:
                 raise ValueError(f"witness key {w.name}: a witness key is a cosignature/v1 key (type 0x04)")
@@ -294,4 +295,3 @@ def _light(entry: bytes) -> tuple[bytes | None, str]:
         return key, declared
     except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
         return None, ""
-

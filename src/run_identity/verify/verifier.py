@@ -181,11 +181,13 @@ class Verifier:
             raise TypeError("Verifier needs a Keyring; Verifier.insecure() skips signature checks explicitly")
         if not isinstance(policy, Policy):
             raise TypeError("Verifier needs a Policy (Policy() tolerates nothing)")
-        self._init(keyring, policy, salts)
-        self.log = log
+        self._init(keyring, policy, salts, log)
 
-    def _init(self, keyring: Keyring | None, policy: Policy, salts: Iterable[bytes]) -> None:
-        self.log: TransparencyLog | None = None
+    def _init(
+        self, keyring: Keyring | None, policy: Policy, salts: Iterable[bytes], log: TransparencyLog | None = None
+    ) -> None:
+        #: The transparency log every run is also checked against (docs/spec.md §12 step 9), or None.
+        self.log = log
         known = {}
         for salt in salts:
             sid = salt_id(salt)
