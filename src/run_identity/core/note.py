@@ -111,7 +111,7 @@ class NoteVerifier:
     @classmethod
     def from_vkey(cls, vkey: str) -> NoteVerifier:
         """Parse ``<name>+<hex id>+base64(type || key)``. Raises NoteError."""
-        parts = vkey.strip().split("+")
+        parts = vkey.strip().split("+", 2)
         if len(parts) != 3:
             raise NoteError(f"verifier key {vkey.strip()[:80]!r} is not <name>+<hex key id>+<base64 key>")
         name, id_hex, material = parts
@@ -166,7 +166,7 @@ class NoteSigner:
     @classmethod
     def from_skey(cls, skey: str) -> NoteSigner:
         """Parse ``PRIVATE+KEY+<name>+<hex id>+base64(type || seed)``. Raises NoteError (without the key)."""
-        parts = skey.strip().split("+")
+        parts = skey.strip().split("+", 4)
         if len(parts) != 5 or parts[:2] != ["PRIVATE", "KEY"]:
             raise NoteError("signer key is not PRIVATE+KEY+<name>+<hex key id>+<base64 key>")
         name, id_hex, material = parts[2:]
