@@ -213,7 +213,8 @@ def fetcher(prefix: str) -> Fetch:
 
 
 class TileReader:
-    """A tiled log of ``size`` entries read through ``fetch``: tree hash, proofs, entries.
+    """A tiled log of ``size`` entries (the size of the checkpoint read) through ``fetch``: tree hashes and proofs
+    for that size or any smaller one, entries.
 
     Tiles are cached. Nothing read is trusted: check :meth:`tree_hash` against a verified checkpoint, proofs
     with :mod:`run_identity.core.merkle`, and all entries at once with :meth:`entries_verified`.
@@ -234,7 +235,13 @@ class TileReader:
             width = min(TILE_WIDTH, available - index * TILE_WIDTH)
             if width <= 0:
                 raise TlogError(f"tile {level}/{index} is beyond tree size {self.size}")
-            tile = decode_tile(self._fetch(tile_path(level, index, width)), width)
+            try:
+                tile = decode_tile(self._fetch(tile_path(level, index, width)), width)
+            except TlogError:
+                if width == TILE_WIDTH:
+                    raise
+                # A log may delete a partial tile once the full one exists (tlog-tiles, "Partial Tiles").
+                tile = decode_tile(self._fetch(tile_path(level, index)), TILE_WIDTH)[:width]
             self._tiles[key] = tile
         return tile
 
@@ -251,17 +258,24 @@ class TileReader:
             hashes = [node_hash(hashes[i], hashes[i + 1]) for i in range(0, len(hashes), 2)]
         return hashes[0]
 
-    def tree_hash(self) -> bytes:
-        """The root hash of the tree of :attr:`size`, from the tiles."""
-        return tree_hash(self.size, self.node)
+    def _within(self, size: int | None) -> int:
+        if size is None:
+            return self.size
+        if not 0 <= size <= self.size:
+            raise TlogError(f"tree size {size} is not within the published tree of size {self.size}")
+        return size
 
-    def inclusion_proof(self, index: int) -> list[bytes]:
-        """The inclusion proof of entry ``index``."""
-        return inclusion_proof(index, self.size, self.node)
+    def tree_hash(self, size: int | None = None) -> bytes:
+        """The root hash of the first ``size`` entries (by default all :attr:`size`), from the tiles."""
+        return tree_hash(self._within(size), self.node)
 
-    def consistency_proof(self, old_size: int) -> list[bytes]:
-        """The consistency proof from tree size ``old_size`` to :attr:`size`."""
-        return consistency_proof(old_size, self.size, self.node)
+    def inclusion_proof(self, index: int, size: int | None = None) -> list[bytes]:
+        """The inclusion proof of entry ``index`` in the tree of ``size`` (by default :attr:`size`)."""
+        return inclusion_proof(index, self._within(size), self.node)
+
+    def consistency_proof(self, old_size: int, new_size: int | None = None) -> list[bytes]:
+        """The consistency proof from tree size ``old_size`` to ``new_size`` (by default :attr:`size`)."""
+        return consistency_proof(old_size, self._within(new_size), self.node)
 
     def leaf_hash(self, index: int) -> bytes:
         """The level-0 tile hash of entry ``index``."""
@@ -272,7 +286,12 @@ class TileReader:
         width = min(TILE_WIDTH, self.size - index * TILE_WIDTH)
         if width <= 0:
             raise TlogError(f"entry bundle {index} is beyond tree size {self.size}")
-        return decode_bundle(self._fetch(entries_path(index, width)), width)
+        try:
+            return decode_bundle(self._fetch(entries_path(index, width)), width)
+        except TlogError:
+            if width == TILE_WIDTH:
+                raise
+            return decode_bundle(self._fetch(entries_path(index)), TILE_WIDTH)[:width]
 
     def entries_verified(self, root: bytes) -> Iterator[tuple[int, bytes]]:
         """Every entry as ``(index, entry)``, in order. The leaf hashes of all entries are hashed into a tree as
