@@ -48,7 +48,9 @@ def _reader(location: str, checkpoint: Checkpoint, what: str) -> TileReader:
     try:
         root = reader.tree_hash()
     except TlogError as exc:
-        raise CliError(f"{what} {esc(location)}: the tiles of tree size {checkpoint.size:,} cannot be read: {exc}")
+        raise CliError(
+            f"{what} {esc(location)}: the tiles of tree size {checkpoint.size:,} cannot be read: {exc}"
+        ) from None
     if root != checkpoint.root_hash:
         raise CliError(
             f"{what} {esc(location)}: its tiles hash to root {_b64(root)} at tree size {checkpoint.size:,}, "
@@ -72,7 +74,10 @@ def _check_consistency(args: argparse.Namespace) -> int:
     if old.size > new.size:
         raise CliError(f"OLD has tree size {old.size:,}, NEW {new.size:,}: give the smaller one first", exit_code=2)
     reader = _reader(args.tlog, new, "--tlog")
-    proof = reader.consistency_proof(old.size)
+    try:
+        proof = reader.consistency_proof(old.size)
+    except TlogError as exc:
+        raise CliError(f"--tlog {esc(args.tlog)}: {exc}") from None
     try:
         verify_consistency(old.size, new.size, old.root_hash, new.root_hash, proof)
     except ProofError as exc:
@@ -88,7 +93,7 @@ def _check_consistency(args: argparse.Namespace) -> int:
 def _fork(args: argparse.Namespace, old: Checkpoint, new: Checkpoint, reader: TileReader, why: str) -> int:
     print(f"FORK: {esc(old.origin)}: tree size {new.size:,} does not extend tree size {old.size:,} ({why})")
     if args.old_tlog is None:
-        here = TileReader(log_fetcher(args.tlog), old.size).tree_hash()
+        here = reader.tree_hash(old.size)
         print(
             f"  the tiles at --tlog give tree size {old.size:,} the root {_b64(here)}, OLD signs "
             f"{_b64(old.root_hash)}: the two histories differ within their first {old.size:,} entries "
@@ -100,8 +105,9 @@ def _fork(args: argparse.Namespace, old: Checkpoint, new: Checkpoint, reader: Ti
     if shared is None:  # cannot happen when the proof failed and both tile sets match their roots
         raise CliError("the two trees agree although the consistency proof failed: the tiles changed while read")
     print(f"  the two histories share their first {shared:,} entries; entry {shared:,} differs:")
-    print(f"    OLD ({esc(args.old_tlog)}): leaf {_b64(old_reader.leaf_hash(shared))}, {esc(_describe_entry(old_reader, shared))}")
-    print(f"    NEW ({esc(args.tlog)}): leaf {_b64(reader.leaf_hash(shared))}, {esc(_describe_entry(reader, shared))}")
+    for side, where, tiles in (("OLD", args.old_tlog, old_reader), ("NEW", args.tlog, reader)):
+        described = esc(_describe_entry(tiles, shared))
+        print(f"    {side} ({esc(where)}): leaf {_b64(tiles.leaf_hash(shared))}, {described}")
     return 1
 
 

@@ -58,7 +58,10 @@ def _proof(args: argparse.Namespace) -> int:
         raise CliError("give a MANIFEST_FILE, or --run TRACE:SPAN with --export", exit_code=2)
     if args.run is not None and not args.export:
         raise CliError("--run needs --export PATH (the exported data holding the run)", exit_code=2)
-    statement, signature = _signed_of_manifest(args.manifest) if args.manifest else _signed_of_run(args.run, args.export)
+    if args.manifest:
+        statement, signature = _signed_of_manifest(args.manifest)
+    else:
+        statement, signature = _signed_of_run(args.run, args.export)
     try:
         log = TransparencyLog(args.tlog, log_trust(args))
     except LogError as exc:
@@ -71,7 +74,8 @@ def _proof(args: argparse.Namespace) -> int:
     data = proof.encode()
     if args.out:
         Path(args.out).write_bytes(data)
-        print(f"wrote {esc(args.out)}: run {statement.trace_id}/{statement.span_id} is entry {found.index:,} of {esc(log.origin)}")
+        run = f"{statement.trace_id}/{statement.span_id}"
+        print(f"wrote {esc(args.out)}: run {run} is entry {found.index:,} of {esc(log.origin)}")
     else:
         sys.stdout.write(data.decode("utf-8"))
     return 0
