@@ -259,3 +259,30 @@ def test_a_tampered_entries_file_is_refused(tmp_path: Path, log_signer: NoteSign
     with pytest.raises(StoreError, match="lost"):
         LogStore(tmp_path / "log", log_signer)
     assert stat.S_IMODE(os.stat(tmp_path / "log" / "checkpoint").st_mode) == 0o644
+
+
+def test_concurrent_appends_get_distinct_indexes_of_their_own_entries(tmp_path: Path, log_signer: NoteSigner) -> None:
+    """Threads appending at once each get the indexes where their entries are, every index once (group commit
+    must not hand out an index of a batch still being written)."""
+    results: dict[bytes, int] = {}
+    lock = threading.Lock()
+    with LogStore(tmp_path / "log", log_signer) as store:
+
+        def worker(t: int) -> None:
+            for round_ in range(30):
+                batch = [b"thread %d round %d entry %d" % (t, round_, i) for i in range(7)]
+                indexes = store.append(batch)
+                with lock:
+                    results.update(zip(batch, indexes, strict=True))
+
+        threads = [threading.Thread(target=worker, args=(t,)) for t in range(6)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        checkpoint = store.publish()
+    assert checkpoint is not None and checkpoint.size == len(results) == 6 * 30 * 7
+    assert sorted(results.values()) == list(range(checkpoint.size))
+    reader = TileReader(fetcher(str(tmp_path / "log")), checkpoint.size)
+    for index, entry in reader.entries_verified(checkpoint.root_hash):
+        assert results[entry] == index

@@ -95,6 +95,7 @@ class LogStore:
         self._index: dict[bytes, int] = {}  # leaf hash -> index, for every entry durable or queued
         self._queued: list[tuple[bytes, bytes]] = []  # (leaf hash, entry) not yet written
         self._flushing = False
+        self._assigned = 0  # indexes given so far: durable, being written, or queued
         self._failed: str | None = None
         self._compact = CompactRange()
         self._levels: list[bytearray] = [bytearray()]  # hashes of tile level L: tree level 8L
@@ -183,6 +184,7 @@ class LogStore:
             )
             os.ftruncate(self._fd, position)
             os.fsync(self._fd)
+        self._assigned = self._compact.size
         self._tail_start = (target // TILE_WIDTH) * TILE_WIDTH
         self._tail = self._entries_from(data[:position], self._tail_start)
 
@@ -225,7 +227,8 @@ class LogStore:
             for leaf, entry in zip(leaves, entries, strict=True):
                 index = self._index.get(leaf)
                 if index is None:
-                    index = self._compact.size + len(self._queued)
+                    index = self._assigned  # after every entry durable, being written or queued
+                    self._assigned += 1
                     self._index[leaf] = index
                     self._queued.append((leaf, entry))
                 indexes.append(index)
