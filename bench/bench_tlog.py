@@ -207,7 +207,8 @@ def bench_million(folder: Path, size: int) -> None:
     note = store.checkpoint_note()
     store.close()
     print(
-        f"   built through LogStore.append in {built:.1f} s ({per_second(size, built)}); first publish {published:.1f} s"
+        f"   built through LogStore.append in {built:.1f} s ({per_second(size, built)}); "
+        f"first publish {published:.1f} s"
     )
     fetched: list[str] = []
     plain = fetcher(str(folder / "million"))
