@@ -37,13 +37,13 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from run_identity.core.keys import Ed25519Signer, Keyring
 from run_identity.core.merkle import leaf_hash, verify_consistency, verify_inclusion
 from run_identity.core.note import generate_signer
+from run_identity.core.statement import BindingStatement, encode_signature, format_timestamp
 from run_identity.core.tlog import TileReader, TlogProof, entry_bytes, fetcher
-from run_identity.keys import Ed25519Signer, Keyring
-from run_identity.statement import BindingStatement, encode_signature, format_timestamp
-from run_identity.tlog_serve import start_log_server
-from run_identity.tlog_store import LogStore
+from run_identity.pipeline.tlog_serve import start_log_server
+from run_identity.pipeline.tlog_store import LogStore
 
 ORIGIN = "bench.example/runs"
 KEY_ID = "kPrK_qmxVWaYVA9wwBF6Iuo3vVzz7TxHCTwXBygrS4k"

@@ -17,10 +17,10 @@ from pathlib import Path
 import pytest
 from test_tlog_serve import logs_request, post, signed_manifest
 
+from run_identity.core.keys import Ed25519Signer, generate_key_files
 from run_identity.core.merkle import verify_consistency
 from run_identity.core.note import TYPE_COSIGNATURE_V1, Checkpoint, NoteVerifier, generate_signer, open_note
 from run_identity.core.tlog import TileReader, fetcher, parse_add_checkpoint
-from run_identity.keys import Ed25519Signer, generate_key_files
 
 CLI = [sys.executable, "-c", "import sys; from run_identity.cli import main; sys.exit(main())"]
 ORIGIN = "log.example.test/crash"

@@ -25,14 +25,14 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsSer
 from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter
 
 import run_identity
-from run_identity.attributes import MANIFEST_EVENT_NAME, RECEIPT_EVENT_NAME
+from run_identity.core.attributes import MANIFEST_EVENT_NAME, RECEIPT_EVENT_NAME
+from run_identity.core.keys import Ed25519Signer, Keyring
 from run_identity.core.merkle import leaf_hash, verify_consistency, verify_inclusion
 from run_identity.core.note import Checkpoint, NoteSigner, generate_signer
+from run_identity.core.statement import BindingStatement, encode_signature, format_timestamp
 from run_identity.core.tlog import TileReader, entry_bytes, fetcher, parse_entry
-from run_identity.keys import Ed25519Signer, Keyring
-from run_identity.statement import BindingStatement, encode_signature, format_timestamp
-from run_identity.tlog_serve import LogServer, start_log_server
-from run_identity.tlog_store import LogStore, StoreError
+from run_identity.pipeline.tlog_serve import LogServer, start_log_server
+from run_identity.pipeline.tlog_store import LogStore, StoreError
 
 COMPOSITION = {
     "model": {"provider": "openai", "name": "gpt-4o-mini"},
@@ -230,7 +230,7 @@ def test_a_static_file_server_gives_the_same_proofs_as_the_folder(
 def test_a_second_process_cannot_open_the_log(log: LogServer, log_signer: NoteSigner) -> None:
     """Two writers would fork the log: the folder is held by the one serving it."""
     code = (
-        "import sys\nfrom run_identity.core.note import NoteSigner\nfrom run_identity.tlog_store import LogStore\n"
+        "import sys\nfrom run_identity.core.note import NoteSigner\nfrom run_identity.pipeline.tlog_store import LogStore\n"
         "LogStore(sys.argv[1], NoteSigner.from_skey(sys.argv[2]))\n"
     )
     result = subprocess.run(

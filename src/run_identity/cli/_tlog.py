@@ -20,7 +20,7 @@ from run_identity.cli._args import check_port, check_positive, check_url
 
 if TYPE_CHECKING:
     from run_identity.core.note import NoteSigner
-    from run_identity.tlog_serve import Witness
+    from run_identity.pipeline.tlog_serve import Witness
 
 __all__ = ["SUBCOMMAND_MODULES", "register"]
 
@@ -78,7 +78,7 @@ def _load_signer(path: str) -> NoteSigner:
 
 def _witness(value: str) -> Witness:
     from run_identity.core.note import NoteError, NoteVerifier
-    from run_identity.tlog_serve import Witness
+    from run_identity.pipeline.tlog_serve import Witness
 
     url, separator, vkey = value.partition("=")
     if not separator:
@@ -91,9 +91,9 @@ def _witness(value: str) -> Witness:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from run_identity.keys import Keyring
-    from run_identity.tlog_serve import start_log_server
-    from run_identity.tlog_store import LogStore
+    from run_identity.core.keys import Keyring
+    from run_identity.pipeline.tlog_serve import start_log_server
+    from run_identity.pipeline.tlog_store import LogStore
 
     check_port(args.port, "--port")
     check_positive(args.checkpoint_interval, "--checkpoint-interval")

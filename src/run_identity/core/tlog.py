@@ -21,7 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final, TypeAlias
 
-from run_identity.canonical import canonicalize
+from run_identity.core.canonical import canonicalize
+from run_identity.core.errors import ManifestError, RunIdentityError
 from run_identity.core.merkle import (
     CompactRange,
     consistency_proof,
@@ -30,9 +31,8 @@ from run_identity.core.merkle import (
     node_hash,
     tree_hash,
 )
-from run_identity.errors import ManifestError, RunIdentityError
-from run_identity.statement import BindingStatement, decode_signature, encode_signature
-from run_identity.strict_json import StrictJsonError, loads_strict
+from run_identity.core.statement import BindingStatement, decode_signature, encode_signature
+from run_identity.core.strict_json import StrictJsonError, loads_strict
 
 __all__ = [
     "MAX_ENTRY_SIZE",
