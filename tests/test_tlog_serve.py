@@ -286,3 +286,37 @@ def test_concurrent_appends_get_distinct_indexes_of_their_own_entries(tmp_path: 
     reader = TileReader(fetcher(str(tmp_path / "log")), checkpoint.size)
     for index, entry in reader.entries_verified(checkpoint.root_hash):
         assert results[entry] == index
+
+
+def test_the_log_serves_its_public_files_only(log: LogServer, signer: Ed25519Signer) -> None:
+    """GET serves the checkpoint (not cached), tiles (immutable) and log.vkey; never the private state."""
+    assert post(f"{log.url}/v1/logs", logs_request(signed_manifest(signer, 3)[0]).SerializeToString())[0] == 200
+    log.store.publish()
+    with urllib.request.urlopen(f"{log.url}/checkpoint", timeout=5) as response:
+        assert response.headers["Cache-Control"] == "no-cache"
+    with urllib.request.urlopen(f"{log.url}/tile/0/000.p/1", timeout=5) as response:
+        assert "immutable" in response.headers["Cache-Control"] and len(response.read()) == 32
+    with urllib.request.urlopen(f"{log.url}/log.vkey", timeout=5) as response:
+        assert response.read().decode().startswith(ORIGIN + "+")
+    for path in (".tlog-state/entries", ".tlog-state/lock", "tile/../.tlog-state/entries", "nothing"):
+        with pytest.raises(urllib.error.HTTPError) as info:
+            urllib.request.urlopen(f"{log.url}/{path}", timeout=5)
+        assert info.value.code == 404
+
+
+def test_an_unreachable_witness_does_not_stop_the_log(
+    tmp_path: Path, log_signer: NoteSigner, keyring: Keyring, signer: Ed25519Signer
+) -> None:
+    """A witness that cannot be reached costs its cosignature, not the checkpoint."""
+    from run_identity.core.note import TYPE_COSIGNATURE_V1
+    from run_identity.pipeline.tlog_serve import Witness
+
+    witness = Witness("http://127.0.0.1:9", generate_signer("w.example/down", TYPE_COSIGNATURE_V1).verifier)
+    server = start_log_server(
+        LogStore(tmp_path / "log", log_signer), keyring, port=0, interval=0.05, witnesses=[witness]
+    )
+    try:
+        assert post(f"{server.url}/v1/logs", logs_request(signed_manifest(signer, 1)[0]).SerializeToString())[0] == 200
+        assert wait_for_size(tmp_path / "log", log_signer, 1).size == 1
+    finally:
+        server.stop()

@@ -8,8 +8,9 @@ with 400 and nothing of it is appended. Other records are ignored. The entries (
 log") of a good request are appended (idempotent by leaf hash) and durable before the 200.
 
 A publisher thread signs a new checkpoint, with its tiles, whenever entries arrived (every ``interval``
-seconds at most), then asks each witness for a cosignature (c2sp.org/tlog-witness ``add-checkpoint``) and adds
-the verified cosignature lines to the published checkpoint. ``GET`` serves the log folder's public files
+seconds at most); with witnesses, it first asks each for a cosignature (c2sp.org/tlog-witness
+``add-checkpoint``, with a consistency proof from the size that witness last cosigned) and publishes the
+checkpoint with the cosignatures that verify. ``GET`` serves the log folder's public files
 (``checkpoint``, ``log.vkey``, ``tile/...``) as a static server would.
 """
 
@@ -34,7 +35,7 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
 from run_identity.core.attributes import MANIFEST_EVENT_NAME
 from run_identity.core.errors import ManifestError, RunIdentityError
 from run_identity.core.keys import Keyring
-from run_identity.core.note import Checkpoint, NoteError, NoteVerifier, open_note
+from run_identity.core.note import Checkpoint, Note, NoteError, NoteSignature, NoteVerifier, open_note
 from run_identity.core.statement import BindingStatement, decode_signature
 from run_identity.core.strict_json import StrictJsonError, loads_strict
 from run_identity.core.tlog import TileReader, TlogError, entry_bytes, fetcher, format_add_checkpoint
@@ -44,6 +45,12 @@ from run_identity.pipeline.tlog_store import LogStore, StoreError
 __all__ = ["LogServer", "Witness", "entries_of_request", "start_log_server"]
 
 _logger = logging.getLogger("run_identity.tlog")
+#: Seconds to wait for one witness's answer before publishing without its cosignature.
+WITNESS_TIMEOUT = 5.0
+#: Requests handled at once; beyond, 503 with Retry-After (OTLP exporters retry).
+MAX_CONCURRENT = 16
+#: Seconds a connection may stay silent before it is closed.
+READ_TIMEOUT = 30.0
 _PUBLIC = re.compile(r"(checkpoint|log\.vkey|tile/(entries|[0-9]{1,2})/(x[0-9]{3}/)*[0-9]{3}(\.p/[0-9]{1,3})?)")
 
 
@@ -104,14 +111,24 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "run-identity-tlog"
 
+    def setup(self) -> None:
+        super().setup()
+        self.connection.settimeout(READ_TIMEOUT)  # a silent client is let go
+
     def log_message(self, format: str, *args: Any) -> None:
         if self.server.verbose:
             super().log_message(format, *args)
 
-    def _reply(self, status: HTTPStatus, body: bytes, content_type: str, *, close: bool = False) -> None:
+    def _reply(
+        self, status: HTTPStatus, body: bytes, content_type: str, *, close: bool = False, cache: str = ""
+    ) -> None:
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
+        if cache:
+            self.send_header("Cache-Control", cache)
+        if status == HTTPStatus.SERVICE_UNAVAILABLE:
+            self.send_header("Retry-After", "1")
         if close:
             self.send_header("Connection", "close")
             self.close_connection = True
@@ -131,14 +148,21 @@ class _Handler(BaseHTTPRequestHandler):
         except OSError:
             self._reply(HTTPStatus.NOT_FOUND, b"not found\n", "text/plain")
             return
-        media = "application/octet-stream" if path.startswith("tile/") else "text/plain; charset=utf-8"
-        self._reply(HTTPStatus.OK, data, media)
+        if path.startswith("tile/"):  # immutable (tlog-tiles): a tile path names its content
+            self._reply(HTTPStatus.OK, data, "application/octet-stream", cache="public, max-age=31536000, immutable")
+        else:
+            self._reply(HTTPStatus.OK, data, "text/plain; charset=utf-8", cache="no-cache")
 
     def do_POST(self) -> None:
         path = self.path.split("?", 1)[0].rstrip("/")
         content_type = self.headers.get("Content-Type", "")
         json_reply = content_type.split(";", 1)[0].strip().lower() == "application/json"
         body_read = False
+        if not self.server.slots.acquire(blocking=False):
+            self._reply(
+                HTTPStatus.SERVICE_UNAVAILABLE, b"too many requests at once; retry later\n", "text/plain", close=True
+            )
+            return
         try:
             try:
                 length = int(self.headers.get("Content-Length", "-1"))
@@ -151,6 +175,8 @@ class _Handler(BaseHTTPRequestHandler):
             if not path.endswith("/v1/logs"):
                 raise RequestError(HTTPStatus.NOT_FOUND, f"no OTLP logs endpoint at {path!r}")
             raw = self.rfile.read(length)
+            if len(raw) != length:
+                raise ConnectionError("the connection closed in the middle of the body")
             body_read = True
             body = decompress(raw, self.headers.get("Content-Encoding", ""))
             request = ExportLogsServiceRequest()
@@ -164,6 +190,11 @@ class _Handler(BaseHTTPRequestHandler):
         except StoreError as exc:
             self._reply(HTTPStatus.SERVICE_UNAVAILABLE, (str(exc) + "\n").encode(), "text/plain")
             return
+        except (TimeoutError, ConnectionError):
+            self.close_connection = True
+            return
+        finally:
+            self.server.slots.release()
         self.server.count("accepted", len(entries))
         if json_reply:
             self._reply(HTTPStatus.OK, b"{}", "application/json")
@@ -192,18 +223,15 @@ class LogServer(ThreadingHTTPServer):
         self.interval = interval
         self.verbose = verbose
         self.counts = {"accepted": 0, "rejected": 0}
+        self.slots = threading.BoundedSemaphore(MAX_CONCURRENT)
         self._count_lock = threading.Lock()
         self._stop = threading.Event()
-        self._cosign_due = threading.Event()
         self._witness_sizes = {w.url: 0 for w in self.witnesses}
         super().__init__(address, _Handler)
         self._workers = [
             threading.Thread(target=self.serve_forever, name="tlog-http", daemon=True),
             threading.Thread(target=self._publish_loop, name="tlog-publish", daemon=True),
         ]
-        if self.witnesses:
-            self._workers.append(threading.Thread(target=self._witness_loop, name="tlog-witness", daemon=True))
-        self._cosign_due.set()  # the current checkpoint, too, deserves cosignatures
 
     @property
     def url(self) -> str:
@@ -221,27 +249,26 @@ class LogServer(ThreadingHTTPServer):
         return self
 
     def _publish_loop(self) -> None:
+        cosign = self._cosign if self.witnesses else None
         while not self._stop.wait(self.interval):
             try:
-                if self.store.publish() is not None:
-                    self._cosign_due.set()
+                self.store.publish(cosign)
             except (OSError, RunIdentityError) as exc:
                 _logger.error("tlog: cannot publish a checkpoint: %s", exc)
 
-    def _witness_loop(self) -> None:
-        while not self._stop.is_set():
-            if not self._cosign_due.wait(0.2):
-                continue
-            self._cosign_due.clear()
-            checkpoint, note = self.store.published, self.store.checkpoint_note()
-            for witness in self.witnesses:
-                try:
-                    self._ask(witness, checkpoint, note)
-                except (OSError, RunIdentityError) as exc:
-                    _logger.warning("tlog: witness %s: %s", witness.url, exc)
+    def _cosign(self, checkpoint: Checkpoint, note: Note) -> list[NoteSignature]:
+        """The witnesses' verified cosignatures of a checkpoint about to be published (none from a witness
+        that fails: the checkpoint is published anyway, and the next one is submitted again)."""
+        lines: list[NoteSignature] = []
+        for witness in self.witnesses:
+            try:
+                lines += self._ask(witness, checkpoint, note.to_bytes())
+            except (OSError, ValueError, RunIdentityError) as exc:
+                _logger.warning("tlog: witness %s: %s", witness.url, exc)
+        return lines
 
-    def _ask(self, witness: Witness, checkpoint: Checkpoint, note: bytes) -> None:
-        """One add-checkpoint exchange (retried once with the size a 409 names)."""
+    def _ask(self, witness: Witness, checkpoint: Checkpoint, note: bytes) -> list[NoteSignature]:
+        """One add-checkpoint exchange (c2sp.org/tlog-witness), retried once with the size a 409 names."""
         for _ in range(2):
             old = self._witness_sizes[witness.url]
             if old > checkpoint.size:
@@ -250,8 +277,8 @@ class LogServer(ThreadingHTTPServer):
             body = format_add_checkpoint(old, reader.consistency_proof(old), note)
             request = urllib.request.Request(witness.url.rstrip("/") + "/add-checkpoint", data=body, method="POST")
             try:
-                with urllib.request.urlopen(request, timeout=10) as response:
-                    lines: bytes = response.read()
+                with urllib.request.urlopen(request, timeout=WITNESS_TIMEOUT) as response:
+                    returned: bytes = response.read()
             except urllib.error.HTTPError as exc:
                 if exc.code == HTTPStatus.CONFLICT:
                     size = exc.read().decode("ascii", "replace").strip()
@@ -261,14 +288,13 @@ class LogServer(ThreadingHTTPServer):
                     continue
                 raise TlogError(f"add-checkpoint answered HTTP {exc.code}") from None
             try:
-                cosigned, _ = open_note(checkpoint.text().encode() + b"\n" + lines, [witness.verifier])
+                cosigned, _ = open_note(checkpoint.text().encode() + b"\n" + returned, [witness.verifier])
             except NoteError as exc:
                 raise TlogError(f"no valid cosignature returned: {exc}") from None
-            key = (witness.verifier.name, witness.verifier.key_id)
-            mine = [s for s in cosigned.signatures if (s.name, s.key_id) == key]
-            self.store.add_cosignatures(checkpoint, "".join(s.line() for s in mine).encode())
             self._witness_sizes[witness.url] = checkpoint.size
-            return
+            key = (witness.verifier.name, witness.verifier.key_id)
+            return [s for s in cosigned.signatures if (s.name, s.key_id) == key]
+        raise TlogError("add-checkpoint answered 409 twice")
 
     def stop(self) -> None:
         """Stop serving, publish what is durable, release the folder."""

@@ -2,7 +2,7 @@
 
 Layout of the log folder ``DIR`` (everything but ``.tlog-state/`` is C2SP tlog-tiles, servable as static files):
 
-* ``checkpoint``: the latest signed checkpoint (with witness cosignatures, once returned);
+* ``checkpoint``: the latest signed checkpoint, with the witness cosignatures gathered before it was written;
 * ``tile/<L>/<N>[.p/<W>]`` and ``tile/entries/<N>[.p/<W>]``: hash tiles and entry bundles;
 * ``log.vkey``: the log's verifier key;
 * ``.tlog-state/entries``: the entries in log order, each ``u16be length || SHA-256 leaf hash || entry``;
@@ -26,12 +26,12 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from run_identity.core.errors import RunIdentityError
 from run_identity.core.merkle import EMPTY_ROOT, CompactRange
-from run_identity.core.note import Checkpoint, NoteError, NoteSigner, parse_note, sign_note
+from run_identity.core.note import Checkpoint, Note, NoteError, NoteSignature, NoteSigner, sign_note
 from run_identity.core.tlog import (
     MAX_ENTRY_SIZE,
     TILE_HEIGHT,
@@ -42,7 +42,7 @@ from run_identity.core.tlog import (
     tile_path,
 )
 
-__all__ = ["CHECKPOINT_FILE", "STATE_DIR", "VKEY_FILE", "LogStore", "StoreError", "write_atomically"]
+__all__ = ["CHECKPOINT_FILE", "STATE_DIR", "VKEY_FILE", "Cosign", "LogStore", "StoreError", "write_atomically"]
 
 _logger = logging.getLogger("run_identity.tlog")
 
@@ -52,6 +52,9 @@ STATE_DIR = ".tlog-state"
 _ENTRIES = "entries"
 _HEAD = 2 + 32
 _CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+
+#: ``cosign(checkpoint, signed note) -> signature lines`` to publish with the checkpoint (witness cosignatures).
+Cosign = Callable[[Checkpoint, Note], Sequence[NoteSignature]]
 
 
 class StoreError(RunIdentityError):
@@ -66,8 +69,9 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def write_atomically(path: Path, data: bytes, *, mode: int = 0o644) -> None:
-    """Replace ``path`` by ``data``: temporary file, fsync, rename, folder fsync (readers see old or new)."""
+def write_atomically(path: Path, data: bytes, *, mode: int = 0o644, sync_folder: bool = True) -> None:
+    """Replace ``path`` by ``data``: temporary file, fsync, rename, folder fsync (readers see old or new).
+    Without ``sync_folder`` the caller fsyncs the folder (once for many files)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | _CLOEXEC, mode)
@@ -79,7 +83,8 @@ def write_atomically(path: Path, data: bytes, *, mode: int = 0o644) -> None:
     finally:
         os.close(fd)
     os.replace(tmp, path)
-    _fsync_dir(path.parent)
+    if sync_folder:
+        _fsync_dir(path.parent)
 
 
 class LogStore:
@@ -274,21 +279,28 @@ class LogStore:
 
     # --- publishing ----------------------------------------------------------------------------------------------
 
-    def publish(self) -> Checkpoint | None:
-        """Write the tiles and a new signed checkpoint for every durable entry; None when nothing is new."""
+    def publish(self, cosign: Cosign | None = None) -> Checkpoint | None:
+        """Write the tiles and a new signed checkpoint for every durable entry; None when nothing is new.
+
+        ``cosign(checkpoint, note)``, called once the tiles are written and before the checkpoint is, returns
+        signature lines to publish with it (the witnesses' cosignatures, already verified)."""
         with self._publish_lock:
             with self._cond:
                 size, root = self._compact.size, self._compact.root()
                 tail = list(self._tail)
             if size == self.published.size:
                 return None
-            self.published = self._write_and_sign(self.published.size, size, root, tail)
+            self.published = self._write_and_sign(self.published.size, size, root, tail, cosign)
             return self.published
 
-    def _write_and_sign(self, old_size: int, size: int, root: bytes, tail: Sequence[bytes]) -> Checkpoint:
+    def _write_and_sign(
+        self, old_size: int, size: int, root: bytes, tail: Sequence[bytes], cosign: Cosign | None = None
+    ) -> Checkpoint:
         self._write_tiles(old_size, size, tail)
         checkpoint = Checkpoint(self.origin, size, root)
         note = sign_note(checkpoint.text(), [self.signer])
+        if cosign is not None:
+            note = Note(note.text, (*note.signatures, *cosign(checkpoint, note)))
         write_atomically(self.directory / CHECKPOINT_FILE, note.to_bytes())
         with self._cond:
             drop = (size // TILE_WIDTH) * TILE_WIDTH - self._tail_start
@@ -298,37 +310,35 @@ class LogStore:
         return checkpoint
 
     def _write_tiles(self, old_size: int, size: int, tail: Sequence[bytes]) -> None:
-        if size == 0:
-            return
+        folders: set[Path] = set()
+
+        def write(path: Path, data: bytes) -> None:
+            write_atomically(path, data, sync_folder=False)
+            folders.add(path.parent)
+
         level, count_old, count = 0, old_size, size
         while count:
             hashes = self._levels[level]
-            first = count_old // TILE_WIDTH
-            for n in range(first, (count - 1) // TILE_WIDTH + 1):
+            for n in range(count_old // TILE_WIDTH, (count - 1) // TILE_WIDTH + 1):
                 width = min(TILE_WIDTH, count - n * TILE_WIDTH)
-                data = bytes(hashes[n * TILE_WIDTH * 32 : (n * TILE_WIDTH + width) * 32])
-                write_atomically(self.directory / tile_path(level, n, width), data)
+                write(self.directory / tile_path(level, n, width), bytes(hashes[n * 8192 : n * 8192 + width * 32]))
                 if level == 0:
                     start = n * TILE_WIDTH - self._tail_start
-                    bundle = encode_bundle(tail[start : start + width])
-                    write_atomically(self.directory / entries_path(n, width), bundle)
+                    write(self.directory / entries_path(n, width), encode_bundle(tail[start : start + width]))
             level += 1
             count_old >>= TILE_HEIGHT
             count >>= TILE_HEIGHT
+        # Every folder written in, and its parents up to the log folder (new tile folders are entries of theirs),
+        # deepest first; all before the checkpoint names the tiles.
+        chain = set(folders)
+        for folder in folders:
+            chain.update(p for p in folder.parents if self.directory in p.parents or p == self.directory)
+        for folder in sorted(chain, key=lambda p: len(p.parts), reverse=True):
+            _fsync_dir(folder)
 
     def checkpoint_note(self) -> bytes:
         """The published checkpoint note, as served."""
         return (self.directory / CHECKPOINT_FILE).read_bytes()
-
-    def add_cosignatures(self, checkpoint: Checkpoint, lines: bytes) -> None:
-        """Publish the cosignature lines a witness returned for ``checkpoint`` (if it is still the latest)."""
-        with self._publish_lock:
-            if checkpoint != self.published:
-                return
-            note = parse_note(self.checkpoint_note())
-            added = parse_note(checkpoint.text().encode() + b"\n" + lines)
-            signatures = note.signatures + tuple(s for s in added.signatures if s not in note.signatures)
-            write_atomically(self.directory / CHECKPOINT_FILE, type(note)(note.text, signatures).to_bytes())
 
     def close(self) -> None:
         """Release the folder (entries already appended stay durable)."""
