@@ -320,3 +320,24 @@ def test_an_unreachable_witness_does_not_stop_the_log(
         assert wait_for_size(tmp_path / "log", log_signer, 1).size == 1
     finally:
         server.stop()
+
+
+def test_two_diverging_logs_are_caught_and_the_fork_located(tmp_path: Path, log_signer: NoteSigner) -> None:
+    """An operator who signs two histories (same key and origin, different entries from index 300) gives
+    checkpoints that no consistency proof joins; fork_point names entry 300 from the two tile sets."""
+    from run_identity.core.merkle import ProofError, fork_point
+
+    common = [b"entry %d" % i for i in range(300)]
+    with LogStore(tmp_path / "a", log_signer) as a, LogStore(tmp_path / "b", log_signer) as b:
+        a.append([*common, *(b"a %d" % i for i in range(200))])
+        b.append([*common, *(b"b %d" % i for i in range(350))])
+        first, second = a.publish(), b.publish()
+    assert first is not None and second is not None
+    reader_a = TileReader(fetcher(str(tmp_path / "a")), first.size)
+    reader_b = TileReader(fetcher(str(tmp_path / "b")), second.size)
+    with pytest.raises(ProofError, match="fork"):
+        verify_consistency(
+            first.size, second.size, first.root_hash, second.root_hash, reader_b.consistency_proof(first.size)
+        )
+    assert fork_point(first.size, reader_a.node, second.size, reader_b.node) == 300
+    verify_consistency(300, second.size, reader_a.tree_hash(300), second.root_hash, reader_b.consistency_proof(300))
