@@ -341,3 +341,19 @@ def test_two_diverging_logs_are_caught_and_the_fork_located(tmp_path: Path, log_
         )
     assert fork_point(first.size, reader_a.node, second.size, reader_b.node) == 300
     verify_consistency(300, second.size, reader_a.tree_hash(300), second.root_hash, reader_b.consistency_proof(300))
+
+
+def test_a_torn_last_record_is_moved_aside_and_cut(tmp_path: Path, log_signer: NoteSigner) -> None:
+    """A record cut short by a crash is moved aside and cut off at start; the whole records before it stay."""
+    with LogStore(tmp_path / "log", log_signer) as store:
+        store.append([b"one", b"two"])
+        store.publish()
+    path = tmp_path / "log" / ".tlog-state" / "entries"
+    whole = path.read_bytes()
+    path.write_bytes(whole + whole[: len(whole) // 2 - 3])  # the start of a third record, torn
+    with LogStore(tmp_path / "log", log_signer) as store:
+        assert store.size == 2
+        assert store.append([b"three"]) == [2]
+    assert path.read_bytes().startswith(whole)
+    (aside,) = path.parent.glob("entries.cut-*")
+    assert aside.read_bytes() == whole[: len(whole) // 2 - 3]
