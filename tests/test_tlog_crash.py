@@ -172,6 +172,7 @@ class _Witness(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers["Content-Length"]))
+        time.sleep(self.server.delay)
         old, proof, note = parse_add_checkpoint(body)
         witness = self.server
         try:
@@ -207,6 +208,7 @@ class WitnessServer(ThreadingHTTPServer):
         self.signer = generate_signer("witness.example.test/w1", TYPE_COSIGNATURE_V1)
         self.size, self.root = 0, hashlib.sha256(b"").digest()
         self.requests = 0
+        self.delay = 0.0
         self.lock = threading.Lock()
         super().__init__(("127.0.0.1", 0), _Witness)
 
@@ -249,5 +251,26 @@ def test_the_published_checkpoint_carries_the_witness_cosignature(
         else:
             pytest.fail(f"no cosigned checkpoint of size 30: {data!r}")
         assert witness.size == 30 and witness.requests >= 2  # followed the log with consistency proofs
+    finally:
+        service.stop()
+
+
+def test_a_slow_witness_does_not_hold_checkpoints_back(
+    tmp_path: Path, keys: tuple[Path, Path, Ed25519Signer], witness: WitnessServer
+) -> None:
+    """A witness slower than the wait costs its cosignature: the checkpoint is published without waiting for it
+    (the witness answers after 5 s; the checkpoint comes long before)."""
+    key, keyring, producer = keys
+    witness.delay = 5.0
+    url = f"http://127.0.0.1:{witness.server_address[1]}"
+    service = Service(tmp_path / "log", key, keyring, "--witness", f"{url}={witness.signer.verifier.vkey()}")
+    verifier = NoteVerifier.from_vkey((key.parent / "log.vkey").read_text())
+    try:
+        bodies = [signed_manifest(producer, n)[0] for n in range(5)]
+        assert post(f"{service.url}/v1/logs", logs_request(*bodies).SerializeToString())[0] == 200
+        acknowledged = time.monotonic()
+        while read_checkpoint(tmp_path / "log", verifier).size < 5:
+            assert time.monotonic() - acknowledged < 3.0, "the checkpoint waited for the slow witness"
+            time.sleep(0.02)
     finally:
         service.stop()

@@ -22,6 +22,7 @@ import threading
 import urllib.error
 import urllib.request
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -45,8 +46,11 @@ from run_identity.pipeline.tlog_store import LogStore, StoreError
 __all__ = ["LogServer", "Witness", "entries_of_request", "start_log_server"]
 
 _logger = logging.getLogger("run_identity.tlog")
-#: Seconds to wait for one witness's answer before publishing without its cosignature.
-WITNESS_TIMEOUT = 5.0
+#: Seconds a checkpoint waits for the witnesses' cosignatures before it is published without the missing ones
+#: (a checkpoint at least every second); a slower answer still counts for the witness's next submission.
+WITNESS_WAIT = 0.4
+#: Seconds before one add-checkpoint request is abandoned.
+WITNESS_TIMEOUT = 10.0
 #: Requests handled at once; beyond, 503 with Retry-After (OTLP exporters retry).
 MAX_CONCURRENT = 16
 #: Seconds a connection may stay silent before it is closed.
@@ -227,6 +231,8 @@ class LogServer(ThreadingHTTPServer):
         self._count_lock = threading.Lock()
         self._stop = threading.Event()
         self._witness_sizes = {w.url: 0 for w in self.witnesses}
+        self._witness_busy = {w.url: threading.Lock() for w in self.witnesses}
+        self._asking = ThreadPoolExecutor(max(1, len(self.witnesses)), thread_name_prefix="tlog-witness")
         super().__init__(address, _Handler)
         self._workers = [
             threading.Thread(target=self.serve_forever, name="tlog-http", daemon=True),
@@ -257,15 +263,24 @@ class LogServer(ThreadingHTTPServer):
                 _logger.error("tlog: cannot publish a checkpoint: %s", exc)
 
     def _cosign(self, checkpoint: Checkpoint, note: Note) -> list[NoteSignature]:
-        """The witnesses' verified cosignatures of a checkpoint about to be published (none from a witness
-        that fails: the checkpoint is published anyway, and the next one is submitted again)."""
-        lines: list[NoteSignature] = []
+        """The witnesses' verified cosignatures of a checkpoint about to be published, asked in parallel and
+        awaited :data:`WITNESS_WAIT` seconds. A witness that fails or is late costs its cosignature, not the
+        checkpoint; one still busy with an earlier checkpoint is skipped."""
+        asked = {}
         for witness in self.witnesses:
-            try:
-                lines += self._ask(witness, checkpoint, note.to_bytes())
-            except (OSError, ValueError, RunIdentityError) as exc:
-                _logger.warning("tlog: witness %s: %s", witness.url, exc)
-        return lines
+            if self._witness_busy[witness.url].acquire(blocking=False):
+                asked[self._asking.submit(self._ask_once, witness, checkpoint, note.to_bytes())] = witness
+        done, _ = wait(asked, timeout=WITNESS_WAIT)
+        return [line for future in done for line in future.result()]
+
+    def _ask_once(self, witness: Witness, checkpoint: Checkpoint, note: bytes) -> list[NoteSignature]:
+        try:
+            return self._ask(witness, checkpoint, note)
+        except (OSError, ValueError, RunIdentityError) as exc:
+            _logger.warning("tlog: witness %s: %s", witness.url, exc)
+            return []
+        finally:
+            self._witness_busy[witness.url].release()
 
     def _ask(self, witness: Witness, checkpoint: Checkpoint, note: bytes) -> list[NoteSignature]:
         """One add-checkpoint exchange (c2sp.org/tlog-witness), retried once with the size a 409 names."""
@@ -304,8 +319,9 @@ class LogServer(ThreadingHTTPServer):
         for thread in self._workers[1:]:
             thread.join(timeout=15)
         try:
-            self.store.publish()
+            self.store.publish(self._cosign if self.witnesses else None)
         finally:
+            self._asking.shutdown(wait=False, cancel_futures=True)
             self.store.close()
 
 
