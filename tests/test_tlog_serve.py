@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 from google.protobuf import json_format
+from opentelemetry.exporter.otlp.proto.http import Compression
 from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter
@@ -96,14 +97,19 @@ def wait_for_size(folder: Path, verifier_signer: NoteSigner, size: int, timeout:
         time.sleep(0.02)
 
 
+@pytest.mark.parametrize("compression", [None, Compression.Gzip])
 def test_real_otlp_exporter_runs_are_logged_with_inclusion_proofs(
-    log: LogServer, signer: Ed25519Signer, log_signer: NoteSigner
+    log: LogServer, signer: Ed25519Signer, log_signer: NoteSigner, compression: Compression | None
 ) -> None:
-    """Runs exported by the OTel SDK's OTLP/HTTP log exporter are logged; each has a valid inclusion proof."""
+    """Runs exported by the OTel SDK's OTLP/HTTP log exporter (plain or gzip) are logged; each has a valid
+    inclusion proof."""
     captured = InMemoryLogRecordExporter()
     identity = run_identity.setup(
         signer,
-        manifest_exporters=[OTLPLogExporter(endpoint=f"{log.url}/v1/logs", timeout=5), captured],
+        manifest_exporters=[
+            OTLPLogExporter(endpoint=f"{log.url}/v1/logs", timeout=5, compression=compression),
+            captured,
+        ],
         set_global=False,
     )
     for temperature in (0.1, 0.5, 0.9):
@@ -126,13 +132,20 @@ def test_real_otlp_exporter_runs_are_logged_with_inclusion_proofs(
 
 
 def test_otlp_json_requests_and_other_records(log: LogServer, signer: Ed25519Signer) -> None:
-    """An OTLP/JSON request is accepted; records that are not manifests (receipts, other logs) are not logged."""
+    """An OTLP/JSON request (hex ids, as OTLP/JSON writes them) is accepted; records that are not manifests
+    (receipts, other logs) are not logged."""
     body, entry = signed_manifest(signer, 1)
     request = logs_request(body)
     scope = request.resource_logs[0].scope_logs[0]
     scope.log_records.add(event_name=RECEIPT_EVENT_NAME).body.string_value = "{}"
     scope.log_records.add().body.string_value = "an application log line"
     doc = json_format.MessageToDict(request)
+    manifest_record = doc["resourceLogs"][0]["scopeLogs"][0]["logRecords"][0]
+    statement = json.loads(body)["statement"]
+    manifest_record["traceId"], manifest_record["spanId"] = (
+        statement["trace_id"],
+        statement["span_id"],
+    )  # OTLP/JSON: hex
     status, reply = post(f"{log.url}/v1/logs", json.dumps(doc).encode(), "application/json")
     assert (status, reply) == (200, b"{}")
     assert log.store.size == 1
@@ -357,3 +370,28 @@ def test_a_torn_last_record_is_moved_aside_and_cut(tmp_path: Path, log_signer: N
     assert path.read_bytes().startswith(whole)
     (aside,) = path.parent.glob("entries.cut-*")
     assert aside.read_bytes() == whole[: len(whole) // 2 - 3]
+
+
+def test_a_maximum_age_refuses_back_dated_statements(
+    tmp_path: Path, log_signer: NoteSigner, keyring: Keyring, signer: Ed25519Signer
+) -> None:
+    """With max_age, a statement declared an hour before it arrives, or an hour ahead, is refused; a fresh one
+    is logged."""
+    server = start_log_server(LogStore(tmp_path / "log", log_signer), keyring, port=0, max_age=600)
+    try:
+        for offset, expected in ((-3600, b"s old"), (3600, b"in the future")):
+            statement = BindingStatement(
+                identity="sha256:" + "1" * 64,
+                trace_id="1" * 32,
+                span_id="1" * 16,
+                key_id=signer.key_id,
+                declared_at=format_timestamp(time.time_ns() + offset * 10**9),
+            )
+            sig = encode_signature(signer.sign(statement.signing_input()))
+            body = json.dumps({"statement": statement.to_json(), "signature": sig})
+            status, reply = post(f"{server.url}/v1/logs", logs_request(body).SerializeToString())
+            assert status == 400 and expected in reply, reply
+        assert post(f"{server.url}/v1/logs", logs_request(signed_manifest(signer, 1)[0]).SerializeToString())[0] == 200
+        assert server.store.size == 1
+    finally:
+        server.stop()

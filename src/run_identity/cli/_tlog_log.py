@@ -90,6 +90,8 @@ def _serve(args: argparse.Namespace) -> int:
     check_positive(args.checkpoint_interval, "--checkpoint-interval")
     if args.checkpoint_interval > 1:
         raise CliError("--checkpoint-interval: at most 1 (a checkpoint every second while entries arrive)", exit_code=2)
+    if args.max_age is not None:
+        check_positive(args.max_age, "--max-age")
     witnesses = [_witness(value) for value in args.witness]
     signer = _load_signer(args.key)
     if args.origin is not None and args.origin != signer.name:
@@ -104,6 +106,7 @@ def _serve(args: argparse.Namespace) -> int:
             port=args.port,
             witnesses=witnesses,
             interval=args.checkpoint_interval,
+            max_age=args.max_age,
             verbose=args.verbose,
         )
     except OSError as exc:
@@ -155,6 +158,12 @@ def register_commands(commands: argparse._SubParsersAction[argparse.ArgumentPars
         default=0.5,
         metavar="SECONDS",
         help="seconds between checkpoints while entries arrive (default 0.5, at most 1)",
+    )
+    p.add_argument(
+        "--max-age",
+        type=float,
+        metavar="SECONDS",
+        help="refuse statements declared more than SECONDS before they arrive (or 5 min ahead); default: no limit",
     )
     p.add_argument("--verbose", action="store_true", help="log every request")
     p.set_defaults(func=_serve)

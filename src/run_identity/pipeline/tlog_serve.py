@@ -4,8 +4,10 @@
 ``application/json``, plain, gzip or deflate), as a collector forwards them. Every ``run_identity.manifest``
 record must hold a manifest whose ``statement`` (§8) and ``signature`` parse strictly and whose signature
 verifies under a key of the log's keyring (the producers it accepts); one bad record refuses the whole request
-with 400 and nothing of it is appended. Other records are ignored. The entries (docs/spec.md, "Transparency
-log") of a good request are appended (idempotent by leaf hash) and durable before the 200.
+with 400 and nothing of it is appended. Other records are ignored. Optionally (``max_age``) a statement
+declared too long before it arrives is refused too, so the log's acceptance bounds how far a producer can
+back-date ``declared_at``. The entries (docs/spec.md §15) of a good request are appended (idempotent by leaf
+hash) and durable before the 200.
 
 A publisher thread signs a new checkpoint, with its tiles, whenever entries arrived (every ``interval``
 seconds at most); with witnesses, it first asks each for a cosignature (c2sp.org/tlog-witness
@@ -16,9 +18,11 @@ checkpoint with the cosignatures that verify. ``GET`` serves the log folder's pu
 
 from __future__ import annotations
 
+import datetime
 import logging
 import re
 import threading
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Sequence
@@ -51,6 +55,8 @@ _logger = logging.getLogger("run_identity.tlog")
 WITNESS_WAIT = 0.4
 #: Seconds before one add-checkpoint request is abandoned.
 WITNESS_TIMEOUT = 10.0
+#: Seconds a ``declared_at`` may lie ahead of the log's clock when a maximum age is set.
+MAX_CLOCK_SKEW = 300.0
 #: Requests handled at once; beyond, 503 with Retry-After (OTLP exporters retry).
 MAX_CONCURRENT = 16
 #: Seconds a connection may stay silent before it is closed.
@@ -58,7 +64,13 @@ READ_TIMEOUT = 30.0
 _PUBLIC = re.compile(r"(checkpoint|log\.vkey|tile/(entries|[0-9]{1,2})/(x[0-9]{3}/)*[0-9]{3}(\.p/[0-9]{1,3})?)")
 
 
-def _entry_of(record: Any, keyring: Keyring) -> bytes:
+def _declared_seconds(declared_at: str) -> float:
+    """POSIX seconds of a valid ``declared_at`` (RFC 3339 UTC, six fractional digits)."""
+    moment = datetime.datetime.strptime(declared_at, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=datetime.timezone.utc)
+    return moment.timestamp()
+
+
+def _entry_of(record: Any, keyring: Keyring, max_age: float | None) -> bytes:
     """The log entry of one manifest record. Raises ValueError saying what is wrong."""
     if record.body.WhichOneof("value") != "string_value":
         raise ValueError("the body is not a string holding the manifest JSON")
@@ -82,12 +94,21 @@ def _entry_of(record: Any, keyring: Keyring) -> bytes:
         raise ValueError(f"key {statement.key_id} is not a producer key this log accepts")
     if not keyring.verify(statement.key_id, signature, statement.signing_input()):
         raise ValueError(f"the signature does not verify under key {statement.key_id}")
+    if max_age is not None:
+        age = time.time() - _declared_seconds(statement.declared_at)
+        if age > max_age:
+            raise ValueError(f"declared_at {statement.declared_at} is {age:.0f} s old, more than this log accepts")
+        if age < -MAX_CLOCK_SKEW:
+            raise ValueError(f"declared_at {statement.declared_at} is {-age:.0f} s in the future")
     return entry_bytes(statement, signature)
 
 
-def entries_of_request(request: ExportLogsServiceRequest, keyring: Keyring) -> list[bytes]:
+def entries_of_request(
+    request: ExportLogsServiceRequest, keyring: Keyring, *, max_age: float | None = None
+) -> list[bytes]:
     """The entries of every manifest record of a logs request, in order. Raises RequestError (400) naming the
-    first bad record: a request is taken whole or not at all."""
+    first bad record: a request is taken whole or not at all. With ``max_age``, a statement declared more than
+    that many seconds ago (or more than :data:`MAX_CLOCK_SKEW` ahead) is a bad record."""
     entries = []
     for i, resource_logs in enumerate(request.resource_logs):
         for j, scope_logs in enumerate(resource_logs.scope_logs):
@@ -95,7 +116,7 @@ def entries_of_request(request: ExportLogsServiceRequest, keyring: Keyring) -> l
                 if event_of(record) != MANIFEST_EVENT_NAME:
                     continue
                 try:
-                    entries.append(_entry_of(record, keyring))
+                    entries.append(_entry_of(record, keyring, max_age))
                 except (ValueError, TlogError) as exc:
                     where = f"resourceLogs[{i}].scopeLogs[{j}].logRecords[{k}]"
                     raise RequestError(HTTPStatus.BAD_REQUEST, f"{where}: {exc}") from None
@@ -185,7 +206,7 @@ class _Handler(BaseHTTPRequestHandler):
             body = decompress(raw, self.headers.get("Content-Encoding", ""))
             request = ExportLogsServiceRequest()
             decode_request(body, content_type, request)
-            entries = entries_of_request(request, self.server.keyring)
+            entries = entries_of_request(request, self.server.keyring, max_age=self.server.max_age)
             self.server.store.append(entries)
         except RequestError as exc:
             self.server.count("rejected")
@@ -219,9 +240,11 @@ class LogServer(ThreadingHTTPServer):
         *,
         witnesses: Sequence[Witness] = (),
         interval: float = 0.5,
+        max_age: float | None = None,
         verbose: bool = False,
     ) -> None:
         self.store = store
+        self.max_age = max_age
         self.keyring = keyring
         self.witnesses = list(witnesses)
         self.interval = interval
@@ -333,7 +356,11 @@ def start_log_server(
     port: int = 4320,
     witnesses: Sequence[Witness] = (),
     interval: float = 0.5,
+    max_age: float | None = None,
     verbose: bool = False,
 ) -> LogServer:
     """Listen on ``host:port`` (0: any free port) and start the publisher (and witness) threads."""
-    return LogServer((host, port), store, keyring, witnesses=witnesses, interval=interval, verbose=verbose).start()
+    server = LogServer(
+        (host, port), store, keyring, witnesses=witnesses, interval=interval, max_age=max_age, verbose=verbose
+    )
+    return server.start()
