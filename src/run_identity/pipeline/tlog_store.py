@@ -134,6 +134,8 @@ class LogStore:
         published = self._read_checkpoint()
         path = state / _ENTRIES
         self._fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND | _CLOEXEC, 0o644)
+        _fsync_dir(state)  # a new entries file (and state folder) survive a power cut, not only their contents
+        _fsync_dir(self.directory)
         self._recover(path, published)
         if not vkey_path.exists():
             write_atomically(vkey_path, vkey.encode())
