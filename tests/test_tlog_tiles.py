@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from core_fixtures import DECLARED_AT, TRACE_ID, signer
 
-from run_identity.canonical import canonicalize
+from run_identity.core.canonical import canonicalize
 from run_identity.core.merkle import (
     inclusion_proof,
     leaf_hash,
@@ -18,6 +18,7 @@ from run_identity.core.merkle import (
     verify_consistency,
     verify_inclusion,
 )
+from run_identity.core.statement import BindingStatement, encode_signature
 from run_identity.core.tlog import (
     TileReader,
     TlogError,
@@ -34,7 +35,6 @@ from run_identity.core.tlog import (
     parse_entry,
     tile_path,
 )
-from run_identity.statement import BindingStatement, encode_signature
 
 
 def statement(n: int = 0) -> BindingStatement:

@@ -19,12 +19,12 @@ import pytest
 from tlog_fixtures import ORIGIN, demo_export, log_signer, publish, witness_signer
 
 from run_identity.cli import main
+from run_identity.core.keys import Ed25519Signer, Keyring
 from run_identity.core.note import NoteSigner, generate_signer
+from run_identity.core.statement import BindingStatement
 from run_identity.core.tlog import entry_bytes
-from run_identity.keys import Ed25519Signer, Keyring
-from run_identity.statement import BindingStatement
 from run_identity.verify import Policy, Verifier
-from run_identity.verify._tlog import LogError, LogTrust, TransparencyLog
+from run_identity.verify.tlog import LogError, LogTrust, TransparencyLog
 
 
 @pytest.fixture(scope="module")

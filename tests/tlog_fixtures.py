@@ -12,6 +12,7 @@ from collections.abc import Iterable, Sequence
 from contextlib import redirect_stdout
 from pathlib import Path
 
+from run_identity.core.keys import Keyring
 from run_identity.core.merkle import CompactRange, leaf_hash
 from run_identity.core.note import TYPE_COSIGNATURE_V1, Checkpoint, NoteSigner, generate_signer, sign_note
 from run_identity.core.tlog import (
@@ -24,7 +25,6 @@ from run_identity.core.tlog import (
     tile_path,
 )
 from run_identity.demo import run_demo
-from run_identity.keys import Keyring
 from run_identity.verify import Policy, Verifier
 
 ORIGIN = "tlog.test/runs"

@@ -8,8 +8,8 @@ from typing import Any
 
 from run_identity.cli import CliError
 from run_identity.core.note import NoteError, NoteVerifier
-from run_identity.verify._render import esc
-from run_identity.verify._tlog import LogError, LogTrust, TransparencyLog, window_time
+from run_identity.verify.render import esc
+from run_identity.verify.tlog import LogError, LogTrust, TransparencyLog, window_time
 
 __all__ = ["add_log_options", "load_vkey", "log_trust", "open_log"]
 

@@ -18,8 +18,8 @@ from run_identity.cli._tlog_args import log_trust
 from run_identity.core.merkle import ProofError, fork_point, verify_consistency
 from run_identity.core.note import Checkpoint
 from run_identity.core.tlog import TILE_WIDTH, TileReader, TlogError, parse_entry
-from run_identity.verify._render import esc
-from run_identity.verify._tlog import CheckedCheckpoint, LogError, LogTrust, check_checkpoint, log_fetcher
+from run_identity.verify.render import esc
+from run_identity.verify.tlog import CheckedCheckpoint, LogError, LogTrust, check_checkpoint, log_fetcher
 
 __all__ = ["register_commands"]
 

@@ -18,15 +18,15 @@ from typing import Any
 
 from run_identity.cli import CliError
 from run_identity.cli._tlog_args import add_log_options, log_trust
+from run_identity.core.errors import KeyringError
+from run_identity.core.keys import Keyring
 from run_identity.core.merkle import ProofError, leaf_hash, verify_inclusion
+from run_identity.core.statement import BindingStatement
 from run_identity.core.tlog import TlogError, TlogProof, entry_bytes, parse_entry
-from run_identity.errors import KeyringError
-from run_identity.keys import Keyring
-from run_identity.statement import BindingStatement
 from run_identity.verify import SPAN_MISSING, Policy, Verifier
-from run_identity.verify._lookup import RunNotFound, find_runs_of, load_manifest_file, parse_selector
-from run_identity.verify._render import esc
-from run_identity.verify._tlog import INCLUDED, LogError, TransparencyLog, check_checkpoint
+from run_identity.verify.lookup import RunNotFound, find_runs_of, load_manifest_file, parse_selector
+from run_identity.verify.render import esc
+from run_identity.verify.tlog import INCLUDED, LogError, TransparencyLog, check_checkpoint
 
 __all__ = ["register_proof_commands"]
 

@@ -14,8 +14,8 @@ from run_identity.cli import CliError
 from run_identity.cli._args import check_port
 from run_identity.cli._tlog_args import load_vkey
 from run_identity.core.note import TYPE_COSIGNATURE_V1, TYPE_ED25519, NoteError, NoteSigner, generate_signer
-from run_identity.tlog_witness import Witness, serve_witness
-from run_identity.verify._render import esc
+from run_identity.pipeline.tlog_witness import Witness, serve_witness
+from run_identity.verify.render import esc
 
 __all__ = ["register_commands"]
 

@@ -1,1 +1,4 @@
-"""The specification layer: canonical form, digests, statements, keys, manifests, Merkle trees and notes."""
+"""What docs/spec.md defines: composition, canonical form, digests, identity, keys, statements, manifests, receipts.
+
+The bottom layer: these modules import nothing else of the package, and nothing of OpenTelemetry's SDK.
+"""

@@ -17,7 +17,7 @@ import hashlib
 from collections.abc import Callable, Sequence
 from typing import Final, TypeAlias
 
-from run_identity.errors import RunIdentityError
+from run_identity.core.errors import RunIdentityError
 
 __all__ = [
     "EMPTY_ROOT",

@@ -27,7 +27,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from run_identity.errors import RunIdentityError
+from run_identity.core.errors import RunIdentityError
 
 __all__ = [
     "MAX_SIGNATURES",

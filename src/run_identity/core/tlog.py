@@ -21,7 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final, TypeAlias
 
-from run_identity.canonical import canonicalize
+from run_identity.core.canonical import canonicalize
+from run_identity.core.errors import ManifestError, RunIdentityError
 from run_identity.core.merkle import (
     CompactRange,
     consistency_proof,
@@ -30,9 +31,8 @@ from run_identity.core.merkle import (
     node_hash,
     tree_hash,
 )
-from run_identity.errors import ManifestError, RunIdentityError
-from run_identity.statement import BindingStatement, decode_signature, encode_signature
-from run_identity.strict_json import StrictJsonError, loads_strict
+from run_identity.core.statement import BindingStatement, decode_signature, encode_signature
+from run_identity.core.strict_json import StrictJsonError, loads_strict
 
 __all__ = [
     "MAX_ENTRY_SIZE",
@@ -226,6 +226,7 @@ class TileReader:
         self._fetch = fetch
         self.size = size
         self._tiles: dict[tuple[int, int], list[bytes]] = {}
+        self._nodes: dict[tuple[int, int], bytes] = {}  # hashes computed inside tiles
 
     def _tile(self, level: int, index: int) -> list[bytes]:
         key = (level, index)
@@ -249,14 +250,16 @@ class TileReader:
         """The hash of the complete subtree at ``(level, index)`` (a :data:`~run_identity.core.merkle.NodeSource`)."""
         if (index + 1) << level > self.size:
             raise TlogError(f"node {level}/{index} is not complete in a tree of size {self.size}")
-        tile_level, height = divmod(level, TILE_HEIGHT)
-        first = index << height
-        tile = self._tile(tile_level, first // TILE_WIDTH)
-        start = first % TILE_WIDTH
-        hashes = tile[start : start + (1 << height)]
-        while len(hashes) > 1:
-            hashes = [node_hash(hashes[i], hashes[i + 1]) for i in range(0, len(hashes), 2)]
-        return hashes[0]
+        key = (level, index)
+        found = self._nodes.get(key)
+        if found is None:
+            tile_level, height = divmod(level, TILE_HEIGHT)
+            if height == 0:
+                found = self._tile(tile_level, index // TILE_WIDTH)[index % TILE_WIDTH]
+            else:  # a level inside a tile: hashed from the level below, each node once
+                found = node_hash(self.node(level - 1, 2 * index), self.node(level - 1, 2 * index + 1))
+                self._nodes[key] = found
+        return found
 
     def _within(self, size: int | None) -> int:
         if size is None:

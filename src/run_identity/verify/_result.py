@@ -6,8 +6,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from run_identity.composition import COMPONENT_NAMES
-from run_identity.statement import BindingStatement
+from run_identity.core.composition import COMPONENT_NAMES
+from run_identity.core.statement import BindingStatement
 from run_identity.verify._codes import FAILURE_CODES, NEVER_ALLOWED, VERIFIED, Finding
 
 __all__ = ["LogInclusion", "Policy", "VerificationResult"]

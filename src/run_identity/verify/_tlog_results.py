@@ -11,12 +11,12 @@ import dataclasses
 from collections.abc import Iterator
 from typing import Any, Protocol
 
-from run_identity.keys import Keyring
-from run_identity.statement import BindingStatement
+from run_identity.core.keys import Keyring
+from run_identity.core.statement import BindingStatement
 from run_identity.verify._checks import run_key
 from run_identity.verify._codes import LOG_STEP, MISSING_FROM_EXPORT, NOT_LOGGED, VERIFIED, Finding
 from run_identity.verify._result import LogInclusion, Policy, VerificationResult
-from run_identity.verify._tlog import INCLUDED, NOT_CHECKED, MissingRun, TransparencyLog
+from run_identity.verify.tlog import INCLUDED, NOT_CHECKED, MissingRun, TransparencyLog
 
 __all__ = ["LoggedResults"]
 
