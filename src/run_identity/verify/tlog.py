@@ -179,8 +179,8 @@ class _Index:
 class TransparencyLog:
     """A log opened for verification: its checked checkpoint, its tiles, its entries indexed by leaf hash.
 
-    ``location`` is the log's prefix (folder or URL). Raises LogError when the checkpoint cannot be read or
-    does not verify under ``trust``.
+    ``location`` is the log's prefix (folder or URL). Raises LogError when the checkpoint cannot be read, does
+    not verify under ``trust``, or its entries (read in full here) do not hash to its root.
     """
 
     def __init__(self, location: str, trust: LogTrust, *, fetch: Fetch | None = None) -> None:
@@ -195,6 +195,7 @@ class TransparencyLog:
         self.reader = TileReader(self._fetch, self.size)
         self._index: _Index | None = None
         self._judged: dict[bytes, LogInclusion] = {}
+        self._indexed()  # every entry up to the checkpoint, hashed to its root, before any run is judged
 
     @property
     def size(self) -> int:
