@@ -52,10 +52,10 @@ def _demo(args: argparse.Namespace) -> int:
         from run_identity.pipeline.collector import CollectorUnavailable
 
         try:
-            return run_demo(args.out, collector=True, stream=sys.stdout, command=command)
+            return run_demo(args.out, collector=True, tlog=args.tlog, stream=sys.stdout, command=command)
         except CollectorUnavailable as exc:
             raise CliError(f"--collector: {exc} (run without --collector for the embedded export)") from None
-    return run_demo(args.out, stream=sys.stdout, command=command)
+    return run_demo(args.out, tlog=args.tlog, stream=sys.stdout, command=command)
 
 
 def register(sub: Any) -> None:
@@ -64,5 +64,10 @@ def register(sub: Any) -> None:
     p.add_argument("--out", default="out/demo", metavar="DIR", help="keys and exported data (default out/demo)")
     p.add_argument(
         "--collector", action="store_true", help="export through a local rotel collector into run-identity serve"
+    )
+    p.add_argument(
+        "--tlog",
+        action="store_true",
+        help="also run a transparency log of the runs (DIR/tlog) and check every run against it",
     )
     p.set_defaults(func=_demo)
