@@ -192,3 +192,45 @@ def test_default_config_dir_takes_an_explicit_override(tmp_path: Path, monkeypat
         default_config_dir()
     (tmp_path / "rotel.env").write_text("ROTEL_X=1\n", encoding="utf-8")
     assert default_config_dir() == tmp_path.resolve()
+
+
+def _merged(base: dict[str, Any], overlay: dict[str, Any]) -> dict[str, Any]:
+    """The collector's merge of two --config files: maps merge key by key, anything else is replaced."""
+    out = dict(base)
+    for key, value in overlay.items():
+        out[key] = _merged(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def test_tlog_overlay_adds_the_log_route_to_the_manifests_pipeline(otelcol: dict[str, Any]) -> None:
+    """otelcol-contrib-tlog.yaml, given after the base file, keeps the manifests file and adds an OTLP/HTTP
+    exporter to the log service on the manifests route only (its endpoint from RUN_IDENTITY_TLOG_ENDPOINT)."""
+    overlay = yaml.safe_load((CONFIG_DIR / "otelcol-contrib-tlog.yaml").read_text(encoding="utf-8"))
+    merged = _merged(otelcol, overlay)
+    (rule,) = merged["connectors"]["routing"]["table"]
+    manifests = merged["service"]["pipelines"][rule["pipelines"][0]]
+    assert manifests["exporters"] == [
+        *otelcol["service"]["pipelines"][rule["pipelines"][0]]["exporters"],
+        "otlphttp/tlog",
+    ]
+    assert merged["exporters"]["otlphttp/tlog"]["endpoint"].startswith(
+        "${env:RUN_IDENTITY_TLOG_ENDPOINT:-http://127.0.0.1:"
+    )
+    for name, pipeline in merged["service"]["pipelines"].items():
+        if name != rule["pipelines"][0]:
+            assert "otlphttp/tlog" not in pipeline["exporters"], name
+    defined = set(merged["exporters"]) | set(merged["connectors"])
+    used = {e for p in merged["service"]["pipelines"].values() for e in p["exporters"]}
+    assert used <= defined and set(merged["exporters"]) <= used
+
+
+def test_rotel_log_route_is_a_second_instance() -> None:
+    """The log route through the pinned rotel (one logs exporter per instance) is rotel.env again with the
+    traces receiver off; rotel.env says how, and is unchanged otherwise (one logs exporter, the manifests')."""
+    from run_identity.pipeline.tlog_route import tlog_route_settings
+
+    env = load_env_file(CONFIG_DIR / "rotel.env")
+    assert env["ROTEL_EXPORTERS_LOGS"] == "manifests"
+    assert tlog_route_settings() == {"ROTEL_OTLP_RECEIVER_TRACES_DISABLED": "true"}
+    text = (CONFIG_DIR / "rotel.env").read_text(encoding="utf-8")
+    assert "Transparency log route" in text and "ROTEL_EXPORTER_MANIFESTS_ENDPOINT=http://127.0.0.1:4320" in text

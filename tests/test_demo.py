@@ -79,3 +79,35 @@ def test_the_ids_in_the_demo_table_are_accepted_by_show(tmp_path: Path, capsys: 
     # The labels file is a dotfile: verification never takes it for exported data.
     assert (out / "export" / ".run-labels.json").is_file()
     assert main(["verify", str(out / "export"), "--keyring", keys]) == 0
+
+
+def test_demo_with_a_transparency_log(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """demo --tlog runs a log, publishes it in DIR/tlog, and every run's inclusion proof verifies; the verify
+    command it suggests passes on its own."""
+    out = tmp_path / "demo"
+    assert main(["demo", "--out", str(out), "--tlog"]) == 0
+    text = capsys.readouterr().out
+    assert "PASS: all 12 runs verified and logged." in text
+    assert sorted(int(line.split("entry ")[1].split()[0]) for line in text.splitlines() if " entry " in line) == list(
+        range(12)
+    )
+    for name in ("checkpoint", "log.vkey", "tile/0/000.p/12", "tile/entries/000.p/12"):
+        assert (out / "tlog" / name).is_file(), name
+    assert stat.S_IMODE(os.stat(out / "keys" / "log.key").st_mode) == 0o600
+    suggestion = next(line for line in text.splitlines() if "verify" in line and "--tlog" in line)
+    assert main(suggestion.split()[1:]) == 0
+    assert "runs: 12 included, 0 not logged" in capsys.readouterr().out
+
+
+@pytest.mark.collector
+def test_demo_with_a_transparency_log_through_rotel(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """demo --collector --tlog: the manifests reach the log through rotel's log route; every run is logged."""
+    from run_identity.pipeline.collector import CollectorUnavailable, rotel_version
+
+    try:
+        rotel_version()
+    except CollectorUnavailable as exc:
+        pytest.skip(f"rotel cannot run here: {exc}")
+    assert main(["demo", "--out", str(tmp_path / "demo"), "--collector", "--tlog"]) == 0
+    text = capsys.readouterr().out
+    assert "PASS: all 12 runs verified and logged." in text and "rotel (log route) -> the log" in text
