@@ -325,3 +325,33 @@ def test_usage_errors(
     code = main(["verify", str(export), *keyring, *extra])
     err = capsys.readouterr().err
     assert code in (1, 2) and message in err and err.count("\n") == 1
+
+
+def test_on_a_dask_cluster_the_verdicts_are_those_of_one_process(tmp_path: Path, demo: Any, signer: NoteSigner) -> None:
+    """--tlog with --dask: steps 1-8 on a real local cluster, step 9 on the client, the same results (a run
+    left out of the log, two runs removed from the export) and the same summary as one process."""
+    from run_identity.verify.cluster import connect
+
+    export, jwks, entries = demo
+    extra = json.loads(entries[0])["statement"]
+    cut = tmp_path / "cut"
+    cut.mkdir()
+    for name in ("traces.jsonl", "manifests.jsonl"):
+        (cut / name).write_text(_drop_run((export / name).read_text(), extra["trace_id"], extra["span_id"]))
+    log, _ = _log(tmp_path, entries[:11], signer)
+    keyring = Keyring.from_jwks(jwks)
+
+    def run(client: Any) -> tuple[list[str], dict[str, Any]]:
+        logged = TransparencyLog(str(log), LogTrust(signer.verifier))
+        report = Verifier(keyring, Policy(), log=logged).verify([cut], dask=client)
+        results = sorted(json.dumps(r.to_json(), sort_keys=True) for r in report.results())
+        return results, report.summary_json()
+
+    alone = run(None)
+    client, close = connect("local:1")
+    try:
+        clustered = run(client)
+    finally:
+        close()
+    assert clustered == alone
+    assert alone[1]["counts"]["not_logged"] == 1 and alone[1]["counts"]["missing_from_export"] == 1

@@ -158,3 +158,45 @@ def test_witness_command(tmp_path: Path, demo: Any, signer: NoteSigner) -> None:
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=10) == 0
+
+
+def test_the_log_service_gathers_the_witness_cosignature(
+    tmp_path: Path, demo: Any, signer: NoteSigner, capsys: Any
+) -> None:
+    """End to end over loopback: `tlog serve`'s LogServer asks this witness for cosignatures as it publishes;
+    the published checkpoint then satisfies verify --witness-quorum 1, and every run is included."""
+    import urllib.request
+
+    from run_identity.core.keys import Keyring
+    from run_identity.pipeline.tlog_serve import Witness as LogWitness
+    from run_identity.pipeline.tlog_serve import start_log_server
+    from run_identity.pipeline.tlog_store import LogStore
+
+    export, jwks, _ = demo
+    key = witness_signer("witness.test/e2e")
+    witness = serve_witness(Witness(key, [signer.verifier], tmp_path / "w"), "127.0.0.1", 0)
+    threading.Thread(target=witness.serve_forever, daemon=True).start()
+    witness_url = f"http://127.0.0.1:{witness.server_address[1]}"
+    log = start_log_server(
+        LogStore(tmp_path / "log", signer),
+        Keyring.from_jwks(jwks),
+        port=0,
+        witnesses=[LogWitness(witness_url, key.verifier)],
+        interval=0.1,
+    )
+    try:
+        for line in (export / "manifests.jsonl").read_text().splitlines():
+            request = urllib.request.Request(
+                f"{log.url}/v1/logs", data=line.encode(), headers={"Content-Type": "application/json"}
+            )
+            with urllib.request.urlopen(request, timeout=10) as response:
+                assert response.status == 200
+    finally:
+        log.stop()
+        witness.shutdown()
+        witness.server_close()
+    args = ["verify", str(export), "--keyring", str(jwks), "--tlog", str(tmp_path / "log")]
+    args += ["--tlog-key", signer.verifier.vkey(), "--witness-key", key.verifier.vkey(), "--json"]
+    assert main(args) == 0
+    summary = json.loads(capsys.readouterr().out.splitlines()[-1])["tlog"]
+    assert summary["witnesses"][0]["name"] == "witness.test/e2e" and summary["runs"]["included"] == 12
