@@ -19,7 +19,9 @@ The options are spelled as ``run-identity verify`` spells them unless told other
 ``--allow-option``, ``--require-option``, ``--allow-empty-option``, ``--expect-option``,
 ``--expect-min-option`` and ``--require-identity-option`` give each one's spelling (an empty string: the
 verifier takes no such option, and a case that needs it is skipped, which fails the run unless
-``--allow-skips``).
+``--allow-skips``). A case with a transparency log (``tlog-*``: ``tlog/``, ``tlog.vkey``, ``witness-N.vkey``,
+``tlog.json``) adds ``--tlog-option`` (``{dir}``, ``{key}``), ``--witness-option`` (``{key}``, once per
+witness key), ``--witness-quorum-option`` (``{n}``), ``--since-option`` and ``--until-option`` (``{time}``).
 
 The verifier prints JSON Lines as docs/verify.md "JSON output" describes (other lines are ignored): one
 ``{"type": "run", "trace_id", "span_id", "code", "passed"?, "findings"?}`` object per run, ``trace_id`` and
@@ -55,6 +57,11 @@ DEFAULT_OPTIONS = {
     "expect": "--expect {n}",
     "expect_min": "--expect {n}+",
     "require_identity": "--require-identity",
+    "tlog": "--tlog {dir} --tlog-key {key}",
+    "witness": "--witness-key {key}",
+    "witness_quorum": "--witness-quorum {n}",
+    "since": "--since {time}",
+    "until": "--until {time}",
 }
 
 
@@ -100,6 +107,23 @@ def case_options(case: Path, spellings: dict[str, str]) -> list[str]:
         out += _fragment(spellings["expect"], "an expect option", n=str(policy["expect"]))
     if policy.get("expect_min") is not None:
         out += _fragment(spellings["expect_min"], "an expect-at-least option", n=str(policy["expect_min"]))
+    return out + _log_options(case, spellings)
+
+
+def _log_options(case: Path, spellings: dict[str, str]) -> list[str]:
+    """A case with a transparency log (``tlog/``, ``tlog.vkey``, ``witness-N.vkey``, ``tlog.json``)."""
+    if not (case / "tlog").is_dir():
+        return []
+    out = _fragment(spellings["tlog"], "a transparency log option", dir=str(case / "tlog"), key=str(case / "tlog.vkey"))
+    for witness in sorted(case.glob("witness-*.vkey")):
+        out += _fragment(spellings["witness"], "a witness key option", key=str(witness))
+    path = case / "tlog.json"
+    settings = dict(json.loads(path.read_text(encoding="utf-8"))) if path.exists() else {}
+    if settings.get("witness_quorum") is not None:
+        out += _fragment(spellings["witness_quorum"], "a witness quorum option", n=str(settings["witness_quorum"]))
+    for bound in ("since", "until"):
+        if settings.get(bound) is not None:
+            out += _fragment(spellings[bound], f"a --{bound} option", time=str(settings[bound]))
     return out
 
 

@@ -42,6 +42,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 import test_tamper as tt  # noqa: E402
 import verify_fixtures as vf  # noqa: E402
+from gen_conformance_tlog import log_cases  # noqa: E402
 from google.protobuf import json_format  # noqa: E402
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest  # noqa: E402
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest  # noqa: E402
@@ -56,6 +57,7 @@ from run_identity.core.signing import sign_run  # noqa: E402
 from run_identity.otel.declare import Declaration  # noqa: E402
 from run_identity.otel.genai import genai_span_attributes  # noqa: E402
 from run_identity.verify import Policy, Verifier  # noqa: E402
+from run_identity.verify.tlog import LogError, LogTrust, TransparencyLog  # noqa: E402
 
 #: The instant every generated time is counted from (2026-11-22T12:00:00Z), in nanoseconds.
 T0 = 1_795_348_800 * 10**9
@@ -201,6 +203,9 @@ class Case:
     #: code -> number of results without ids (unreadable records); None: counted among the "extra" runs
     want_unreadable: dict[str, int] | None = field(default_factory=dict)
     want_exit: int | None = None
+    #: With a log (``tlog-*`` cases, scripts/gen_conformance_tlog.py): the trust the verifier is given.
+    log_trust: LogTrust | None = None
+    log_refused: bool = False
 
     @property
     def input(self) -> Path:
@@ -222,13 +227,19 @@ def finish(case: Case) -> None:
     """Verify the case's input with the reference verifier, check the verdict against the case's ``want``,
     and write keyring, salts, policy and expected.json."""
     keyring = Keyring(s.public_key for s in case.signers)
-    report = Verifier(keyring, _policy(case.policy), salts=case.salts).verify([case.input])
+    log = None
+    if case.log_trust is not None:
+        try:
+            log = TransparencyLog(str(case.directory / "tlog"), case.log_trust)
+        except LogError:
+            case.log_refused = True  # spec §12 step 9: no run is judged
+    report = Verifier(keyring, _policy(case.policy), salts=case.salts, log=log).verify([case.input])
     labels = {(r.trace_id, r.span_id): r.label for r in case.export.runs}
     runs: dict[str, dict[str, Any]] = {}
     unreadable: Counter[str] = Counter()
     got_by_label: dict[str, str] = {}
     extra: list[str] = []
-    for result in report.results():
+    for result in [] if case.log_refused else report.results():
         if result.trace_id is None or result.span_id is None:
             unreadable[result.code] += 1
             continue
@@ -258,7 +269,7 @@ def finish(case: Case) -> None:
         problems.append(f"unreadable {dict(unreadable)} != {case.want_unreadable}")
     if sorted(extra) != sorted(case.want.get("extra", "").split()):
         problems.append(f"extra runs {extra} != {case.want.get('extra')}")
-    exit_status = 0 if report.passed else 1
+    exit_status = 0 if report.passed and not case.log_refused else 1
     if case.want_exit is not None and exit_status != case.want_exit:
         problems.append(f"exit {exit_status} != {case.want_exit}")
     if problems:
@@ -277,6 +288,7 @@ def finish(case: Case) -> None:
         "unreadable": dict(sorted(unreadable.items())),
         "finding_codes": sorted({c for r in runs.values() for c in r["findings"]} | set(unreadable)),
         "exit_status": exit_status,
+        **({"log_refused": True} if case.log_refused else {}),
     }
     case.directory.joinpath("expected.json").write_text(json.dumps(expected, indent=2) + "\n", encoding="utf-8")
 
@@ -1413,6 +1425,7 @@ def generate(out: Path) -> int:
         encodings(suite)
         verdicts(suite)
         decisions(suite)
+        log_cases(suite, finish)
     return len(suite.names)
 
 

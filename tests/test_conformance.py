@@ -15,7 +15,9 @@ import pytest
 import test_tamper as tt
 
 from run_identity.core.keys import Keyring
+from run_identity.core.note import NoteVerifier
 from run_identity.verify import Policy, Verifier
+from run_identity.verify.tlog import LogError, LogTrust, TransparencyLog
 
 ROOT = Path(__file__).resolve().parent.parent
 CASES = ROOT / "conformance" / "verify"
@@ -67,8 +69,16 @@ def test_our_verifier_reaches_the_expected_verdict(case: Path) -> None:
     salts = [bytes.fromhex(p.read_text().strip()) for p in sorted(case.glob("salt*.hex"))]
     keyring = Keyring.from_jwks(case / "keyring.jwks.json")
     files = sorted(p for p in (case / "input").iterdir())
+    log = None
+    if (case / "tlog").is_dir():  # a transparency-log case (spec §12 step 9)
+        try:
+            log = TransparencyLog(str(case / "tlog"), _log_trust(case))
+        except LogError:
+            assert expected.get("log_refused") is True and expected["runs"] == {} and expected["exit_status"] == 1
+            return
+    assert "log_refused" not in expected
     for paths in ([case / "input"], files[::-1]):  # the verdict does not depend on the order of the files
-        report = Verifier(keyring, policy, salts=salts).verify(paths)
+        report = Verifier(keyring, policy, salts=salts, log=log).verify(paths)
         runs: dict[str, Any] = {}
         unreadable: Counter[str] = Counter()
         for result in report.results():
@@ -83,6 +93,18 @@ def test_our_verifier_reaches_the_expected_verdict(case: Path) -> None:
         assert runs == expected["runs"]
         assert dict(unreadable) == expected["unreadable"]
         assert (0 if report.passed else 1) == expected["exit_status"]
+
+
+def _log_trust(case: Path) -> LogTrust:
+    settings = json.loads((case / "tlog.json").read_text()) if (case / "tlog.json").exists() else {}
+    witnesses = tuple(NoteVerifier.from_vkey(p.read_text()) for p in sorted(case.glob("witness-*.vkey")))
+    return LogTrust(
+        NoteVerifier.from_vkey((case / "tlog.vkey").read_text()),
+        witnesses,
+        settings.get("witness_quorum", len(witnesses)),
+        settings.get("since"),
+        settings.get("until"),
+    )
 
 
 def _runner(*args: str) -> subprocess.CompletedProcess[str]:

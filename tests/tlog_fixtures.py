@@ -30,6 +30,12 @@ from run_identity.verify import Policy, Verifier
 ORIGIN = "tlog.test/runs"
 
 
+def entries_of(export: Path, keyring: Keyring) -> list[bytes]:
+    """The log entry of each run of ``export`` whose signature verifies, in the order of the results."""
+    report = Verifier(keyring, Policy()).verify([export])
+    return [entry_bytes(*r.signed) for r in report.results() if r.signed is not None]
+
+
 def demo_export(out: Path) -> tuple[Path, Path, list[bytes]]:
     """A demo export under ``out`` (12 runs): its folder, the keyring, and each run's log entry in run order."""
     with redirect_stdout(io.StringIO()):
@@ -50,8 +56,10 @@ def publish(
     *,
     cosigners: Iterable[NoteSigner] = (),
     origin: str | None = None,
+    timestamp: int | None = None,
 ) -> bytes:
-    """Write the tiles, entry bundles and a signed checkpoint of a log holding ``entries``; the checkpoint."""
+    """Write the tiles, entry bundles and a signed checkpoint of a log holding ``entries``; the checkpoint.
+    ``cosigners`` cosign it at ``timestamp`` (default: now)."""
     size = len(entries)
     compact = CompactRange()
     levels: dict[int, list[bytes]] = {}
@@ -68,7 +76,7 @@ def publish(
         _write(directory / entries_path(start // TILE_WIDTH, len(chunk)), encode_bundle(chunk))
     text = Checkpoint(origin or signer.name, size, compact.root()).text()
     note = sign_note(text, [signer]).to_bytes()
-    now = int(time.time())
+    now = int(time.time()) if timestamp is None else timestamp
     for cosigner in cosigners:
         note += cosigner.sign(text, timestamp=now).line().encode()
     _write(directory / "checkpoint", note)
