@@ -65,7 +65,7 @@ class LoggedResults:
                     counts[result.log.status] += 1
             yield result
         if self._missing is None:
-            self._missing = list(self.log.missing(present, self._trusted))
+            self._missing = list(self.log.missing(present, self._keyring.__contains__, self._trusted))
         for run in self._missing:
             counts[MISSING_FROM_EXPORT] += 1
             yield self._missing_result(run)

@@ -172,7 +172,8 @@ class MissingRun:
 @dataclass
 class _Index:
     leaves: dict[bytes, int] = field(default_factory=dict)
-    window: dict[bytes, list[int]] = field(default_factory=dict)
+    #: run key -> (index, key id) of every entry declared in the window
+    window: dict[bytes, list[tuple[int, str]]] = field(default_factory=dict)
     unusable: int = 0
 
 
@@ -212,11 +213,11 @@ class TransparencyLog:
             try:
                 for i, entry in self.reader.entries_verified(self.root):
                     index.leaves.setdefault(leaf_hash(entry), i)
-                    key, declared_at = _light(entry)
+                    key, declared_at, key_id = _light(entry)
                     if key is None:
                         index.unusable += 1
                     elif self.trust.in_window(declared_at):
-                        index.window.setdefault(key, []).append(i)
+                        index.window.setdefault(key, []).append((i, key_id))
             except TlogError as exc:
                 raise LogError(f"--tlog {self.location}: {exc}") from None
             self._index = index
@@ -260,15 +261,24 @@ class TransparencyLog:
         """How many entries (of any producer) were declared in the audited window."""
         return sum(len(v) for v in self._indexed().window.values())
 
-    def missing(self, present: set[bytes], verify: Callable[[BindingStatement, bytes], bool]) -> Iterator[MissingRun]:
-        """The runs with a log entry in the window that ``present`` (run keys of the export) lacks, whose
-        entry ``verify`` accepts (a trusted key's valid signature), in log order."""
+    def missing(
+        self,
+        present: set[bytes],
+        trusted: Callable[[str], bool],
+        verify: Callable[[BindingStatement, bytes], bool],
+    ) -> Iterator[MissingRun]:
+        """The runs with a log entry in the window that ``present`` (run keys of the export) lacks, signed by
+        a key ``trusted`` accepts, whose entry ``verify`` accepts (a valid signature), in log order."""
         index = self._indexed()
-        found = [(min(v), key) for key, v in index.window.items() if key not in present]
+        found = []
+        for key, held in index.window.items():
+            ours = [i for i, key_id in held if trusted(key_id)]
+            if ours and key not in present:
+                found.append((ours[0], key, ours))
         bundles: dict[int, list[bytes]] = {}
-        for _first, key in sorted(found):
+        for _first, key, ours in sorted(found):
             entries = []
-            for i in index.window[key]:
+            for i in ours:
                 try:
                     bundle = bundles.get(i // TILE_WIDTH)
                     if bundle is None:
@@ -284,15 +294,15 @@ class TransparencyLog:
                 yield MissingRun(key, tuple(entries))
 
 
-def _light(entry: bytes) -> tuple[bytes | None, str]:
-    """The run key and declared_at of an entry, read leniently for the index (an entry reported as deletion
-    evidence is parsed strictly and its signature verified first)."""
+def _light(entry: bytes) -> tuple[bytes | None, str, str]:
+    """The run key, declared_at and key id of an entry, read leniently for the index (an entry reported as
+    deletion evidence is parsed strictly and its signature verified first)."""
     try:
         statement = orjson.loads(entry)["statement"]
-        declared = statement["declared_at"]
+        declared, key_id = statement["declared_at"], statement["key_id"]
         key = run_key(statement["trace_id"], statement["span_id"])
-        if type(declared) is not str or len(key) != 24:
-            return None, ""
-        return key, declared
+        if type(declared) is not str or type(key_id) is not str or len(key) != 24:
+            return None, "", ""
+        return key, declared, key_id
     except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
-        return None, ""
+        return None, "", ""
