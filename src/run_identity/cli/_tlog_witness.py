@@ -47,9 +47,13 @@ def _keygen(args: argparse.Namespace) -> int:
 
 def _signer(path: str) -> NoteSigner:
     try:
+        mode = Path(path).stat().st_mode
         text = Path(path).read_text(encoding="ascii")
     except (OSError, UnicodeDecodeError) as exc:
         raise CliError(f"--key {esc(path)}: cannot read ({exc})") from None
+    if mode & 0o077:
+        shown = f"{mode & 0o777:o}"
+        raise CliError(f"--key {esc(path)}: the private key is readable by others (mode {shown}); chmod 600 it")
     try:
         signer = NoteSigner.from_skey(text)
     except NoteError as exc:
