@@ -129,6 +129,8 @@ class ServeProcess:
         self.out, self.port, self.grpc_port, self.log = out, port, grpc_port, log
         self.process: subprocess.Popen[bytes] | None = None
         self.starts = 0
+        #: serve's batch journal (one line per request received, and once durable), across its starts.
+        self.journal = log.with_name("serve.journal")
 
     @property
     def url(self) -> str:
@@ -152,7 +154,18 @@ class ServeProcess:
     def start(self) -> None:
         with open(self.log, "ab") as log:
             self.process = subprocess.Popen(
-                [*CLI, "serve", "--out", str(self.out), "--port", str(self.port), "--grpc-port", str(self.grpc_port)],
+                [
+                    *CLI,
+                    "serve",
+                    "--out",
+                    str(self.out),
+                    "--port",
+                    str(self.port),
+                    "--grpc-port",
+                    str(self.grpc_port),
+                    "--journal",
+                    str(self.journal),
+                ],
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
@@ -197,6 +210,34 @@ def start_collector(serve: ServeProcess, grpc_port: int, http_port: int, workdir
                 raise
             time.sleep(1)
     raise AssertionError("unreachable")
+
+
+def journal_stages(journal: Path) -> dict[str, dict[str, str]]:
+    """For each signal, the furthest stage serve's journal reached for each run span id."""
+    rank = {"received": 0, "failed": 1, "durable": 2}
+    out: dict[str, dict[str, str]] = {"traces": {}, "logs": {}}
+    if not journal.exists():
+        return out
+    for line in journal.read_text().splitlines():
+        parts = line.split("\t")
+        if len(parts) != 7:
+            continue
+        _, _, _, stage, signal_name, _, ids = parts
+        seen = out.setdefault(signal_name, {})
+        for span_id in filter(None, ids.split(",")):
+            if rank[stage] >= rank.get(seen.get(span_id, "received"), 0):
+                seen[span_id] = stage
+    return out
+
+
+def where_lost(missing: set[str], journal: Path) -> dict[str, dict[str, int]]:
+    """For the runs that do not verify, per signal: how many serve never received, received but never
+    made durable (in flight when it was killed), or made durable (so not lost at serve)."""
+    stages = journal_stages(journal)
+    return {
+        signal_name: dict(Counter(stages[signal_name].get(span_id, "never_received") for span_id in missing))
+        for signal_name in ("traces", "logs")
+    }
 
 
 def manifest_records(path: Path) -> int:
@@ -407,6 +448,11 @@ def test_faults_through_rotel_lose_no_acknowledged_run(rotel: str, tmp_path: Pat
         "rotel_batches_dropped_not_at_the_kill": drops_elsewhere,
         "rotel_exits": rotel_exits,
         "acknowledged_runs_not_verified": len(acknowledged - verified),
+        # Where serve's journal last saw each run that does not verify (per signal).
+        "not_verified_by_serve_stage": where_lost(acknowledged - verified, serve.journal),
+        "serve_batches": Counter(
+            line.split("\t")[3] for line in serve.journal.read_text().splitlines() if line.count("\t") == 6
+        ),
         "verify_counts": {k: v for k, v in summary["counts"].items() if v},
         # Records serve holds beyond one per run that has its manifest: copies a retry delivered twice.
         "manifest_copies_at_serve": manifest_records(out / MANIFESTS_FILE)

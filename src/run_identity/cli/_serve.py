@@ -104,6 +104,7 @@ def _serve(args: argparse.Namespace) -> int:
             verbose=args.verbose,
             limits=limits,
             grpc_port=grpc,
+            journal=args.journal,
         )
 
     try:
@@ -242,6 +243,11 @@ def register(sub: Any) -> None:
     )
     p.add_argument("--summary-json", metavar="FILE", help="also write the final summary as JSON")
     p.add_argument("--verbose", action="store_true", help="log every request")
+    p.add_argument(
+        "--journal",
+        metavar="FILE",
+        help="append a line per request when received and when durable, with its run span ids (for investigations)",
+    )
     p.add_argument(
         "--read-timeout", type=float, default=30.0, metavar="S", help="close a silent connection after S s (30)"
     )

@@ -142,15 +142,19 @@ def start_server(
     verbose: bool = False,
     limits: ServeLimits | None = None,
     grpc_port: int | None = None,
+    journal: str | os.PathLike[str] | None = None,
 ) -> ServeHandle:
     """Serve OTLP/HTTP on ``host:port`` (0 picks a port) in a background thread, writing into ``directory``;
-    with ``grpc_port``, OTLP/gRPC on that port too (0 picks one), into the same files.
+    with ``grpc_port``, OTLP/gRPC on that port too (0 picks one), into the same files; with ``journal``, a
+    line per request and stage is appended to that file (:mod:`run_identity.serve._journal`).
 
     A torn last line left in ``directory`` by a crash is moved aside first (see :mod:`._sink`). Raises
     ``OSError`` when an address cannot be bound, :class:`GrpcUnavailable` for gRPC without grpcio.
     """
     limits = limits or ServeLimits()
-    sink = OtlpSink(directory, summarize=summarize)
+    from run_identity.serve._journal import BatchJournal
+
+    sink = OtlpSink(directory, summarize=summarize, journal=None if journal is None else BatchJournal(journal))
     try:
         server = Server((host, port), sink, verbose=verbose, limits=limits)
     except BaseException:
