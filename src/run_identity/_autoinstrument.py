@@ -30,7 +30,6 @@ from collections.abc import Mapping
 from opentelemetry import trace as trace_api
 from opentelemetry.sdk._logs.export import LogRecordExporter
 from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
 from run_identity.environment import (
     RUN_IDENTITY_CAPTURE,
@@ -46,7 +45,7 @@ from run_identity.environment import (
 from run_identity.errors import KeyringError
 from run_identity.export_file import file_exporters
 from run_identity.keys import load_signer
-from run_identity.pipeline import IdentitySetup, manifest_logger_provider
+from run_identity.pipeline import IdentitySetup, manifest_logger_provider, span_export_queue
 from run_identity.processor import IdentitySpanProcessor
 from run_identity.sampling import IdentitySampler
 
@@ -158,10 +157,14 @@ def _install(environ: Mapping[str, str] | None) -> IdentitySpanProcessor | None:
     if queue is not None:
         processor.count_manifest_losses(queue.lost)
     tracer_provider.add_span_processor(processor)
-    if span_file is not None:
-        tracer_provider.add_span_processor(BatchSpanProcessor(span_file))
+    span_queue = None
+    if span_file is not None:  # the SDK's configurator made the OTLP span exporters' processors, not us
+        span_queue, _ = span_export_queue([span_file])
+        assert span_queue is not None
+        processor.count_span_losses(span_queue.run_spans_lost)
+        tracer_provider.add_span_processor(span_queue)
     _installed.append(processor)
-    _setups.append(IdentitySetup(tracer_provider, logger_provider, processor, queue, spooling))
+    _setups.append(IdentitySetup(tracer_provider, logger_provider, processor, queue, spooling, span_queue))
     # Registered after the TracerProvider's own handler, so it runs first (atexit is last in, first out).
     atexit.register(shutdown)
     _LOG.debug("run_identity: installed with key %s", signer.key_id)
