@@ -96,8 +96,13 @@ class _Forwarder:
                     self.counts.forwarded[self.name] += sent
                     self.counts.dead_lettered[self.name] += dead
                     self.counts.failed_sends[self.name] += failed
-            if failed and not sent:
-                _logger.info("relay: %s destination %s did not take a request; retrying", self.name, self.url)
+            if failed:
+                _logger.info(
+                    "%s: %d attempt(s) failed (destination %s); the requests stay spooled and are sent again",
+                    self.name,
+                    failed,
+                    self.url,
+                )
             # Nothing waiting: sleep until a new request wakes us; else until the next entry is due.
             self._wake.wait(60.0 if due is None else max(due, 0.02))
             self._wake.clear()

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import logging
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +45,12 @@ def _relay(args: argparse.Namespace) -> int:
         raise _CommandError(str(exc)) from None
     except OSError as exc:
         raise _CommandError(f"cannot listen on {args.host}: {exc.strerror or exc}") from None
+    # The relay says on stdout when a destination did not take a request (it keeps it and retries).
+    relay_log = logging.getLogger("run_identity.relay")
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(logging.Formatter("run-identity relay: %(asctime)s %(message)s"))
+    relay_log.addHandler(handler)
+    relay_log.setLevel(logging.INFO)
     with _until_stopped() as stop, handle:
         print(f"run-identity relay: listening on {handle.url}, spooling in {Path(args.spool)}", flush=True)
         if handle.grpc_endpoint:
