@@ -18,7 +18,7 @@ from typing import Any
 
 import orjson
 
-from run_identity.collector import CollectorError, RotelCollector, start_rotel
+from run_identity.pipeline.collector import CollectorError, RotelCollector, start_rotel
 
 CLI = [sys.executable, "-m", "run_identity"]
 #: rotel's retries to serve: sooner than its defaults (5 s, then up to 30 s apart), as long in all (300 s).

@@ -73,10 +73,10 @@ from delivery_fault_support import (
 )
 
 from run_identity import Keyring
-from run_identity.collector import CollectorUnavailable, RotelCollector, free_port, rotel_version
-from run_identity.keys import generate_key_files
-from run_identity.serve import MANIFESTS_FILE
-from run_identity.spool import flush_spool_dir
+from run_identity.core.keys import generate_key_files
+from run_identity.pipeline.collector import CollectorUnavailable, RotelCollector, free_port, rotel_version
+from run_identity.pipeline.serve import MANIFESTS_FILE
+from run_identity.pipeline.spool import flush_spool_dir
 from run_identity.verify import Policy, Verifier
 
 APPS = int(os.environ.get("RUN_IDENTITY_FAULT_APPS", "4"))

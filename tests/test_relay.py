@@ -24,9 +24,9 @@ from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExport
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 
-from run_identity.collector import free_port
-from run_identity.relay import start_relay
-from run_identity.serve import start_server
+from run_identity.pipeline.collector import free_port
+from run_identity.pipeline.relay import start_relay
+from run_identity.pipeline.serve import start_server
 
 CLI = [sys.executable, "-m", "run_identity"]
 

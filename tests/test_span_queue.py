@@ -23,11 +23,11 @@ from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 import run_identity
 from run_identity import Keyring
-from run_identity.collector import free_port
-from run_identity.export_file import file_exporters
-from run_identity.keys import Ed25519Signer
-from run_identity.span_export import SpanExportQueue
-from run_identity.spool import TRACES_SPOOL, Spool
+from run_identity.core.keys import Ed25519Signer
+from run_identity.otel.export_file import file_exporters
+from run_identity.otel.span_export import SpanExportQueue
+from run_identity.pipeline.collector import free_port
+from run_identity.pipeline.spool import TRACES_SPOOL, Spool
 from run_identity.verify import Policy, Verifier
 
 COMPOSITION = {"model": {"provider": "openai", "name": "m"}, "operation": "chat", "messages": []}

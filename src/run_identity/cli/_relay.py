@@ -15,8 +15,8 @@ __all__ = ["register"]
 
 
 def _relay(args: argparse.Namespace) -> int:
-    from run_identity.relay import start_relay
-    from run_identity.serve import GrpcUnavailable
+    from run_identity.pipeline.relay import start_relay
+    from run_identity.pipeline.serve import GrpcUnavailable
 
     check_port(args.port, "--port")
     if args.grpc_port is not None:

@@ -15,8 +15,7 @@ import contextlib
 from collections.abc import Iterator
 from typing import Any, cast
 
-from run_identity.attributes import RECEIPT_EVENT_NAME
-from run_identity.verify._inputs import MANIFEST_DOCUMENT, RECEIPT_DOCUMENT, RawRequest
+from run_identity.core.attributes import RECEIPT_EVENT_NAME
 from run_identity.verify._record_types import (
     EVENT_NAME_ATTRIBUTE,
     KEPT_PREFIXES,
@@ -36,6 +35,7 @@ from run_identity.verify._record_types import (
     too_deep,
 )
 from run_identity.verify._records_proto import proto_logs, proto_spans
+from run_identity.verify._requests import MANIFEST_DOCUMENT, RECEIPT_DOCUMENT, RawRequest
 
 __all__ = ["BadRecord", "ManifestRecord", "ReceiptRecord", "SpanRecord", "Tally", "records"]
 
