@@ -202,3 +202,19 @@ def test_what_the_relay_acknowledged_survives_its_kill_9(tmp_path: Path) -> None
         with _relay_process(tmp_path / "spool", relay_port, destination):
             assert _wait(lambda: serve.sink.counts.spans >= 20)
         assert serve.sink.counts.spans == 20
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (["--traces-endpoint", "ftp://x"], "not an http:// or https:// URL"),
+        (["--traces-endpoint", "http://127.0.0.1:1", "--backoff", "2", "--max-backoff", "1"], "is below --backoff"),
+        (["--traces-endpoint", "http://127.0.0.1:1", "--port", "70000"], "--port"),
+    ],
+)
+def test_relay_usage_errors_exit_2_with_one_line(tmp_path: Path, options: list[str], message: str) -> None:
+    done = subprocess.run(
+        [*CLI, "relay", "--spool", str(tmp_path / "spool"), *options], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 2 and message in done.stderr and len(done.stderr.strip().splitlines()) == 1, done
+    assert not (tmp_path / "spool").exists()

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from run_identity.cli import CliError
 from run_identity.cli._args import check_port, check_positive, check_url
 from run_identity.cli._serve import _CommandError, _until_stopped
 
@@ -27,7 +28,9 @@ def _relay(args: argparse.Namespace) -> int:
     check_positive(args.backoff, "--backoff")
     check_positive(args.max_backoff, "--max-backoff")
     if args.max_backoff < args.backoff:
-        raise _CommandError("--max-backoff must not be below --backoff")
+        raise CliError(f"--max-backoff {args.max_backoff} is below --backoff {args.backoff}", exit_code=2)
+    if not args.max_spool_mb > 0:
+        raise CliError(f"--max-spool-mb {args.max_spool_mb}: give a size above 0", exit_code=2)
     try:
         handle = start_relay(
             args.spool,
