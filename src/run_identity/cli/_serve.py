@@ -93,6 +93,8 @@ def _serve(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise _CommandError(str(exc)) from None
     grpc_port = None if args.no_grpc else (args.grpc_port if args.grpc_port is not None else DEFAULT_GRPC_PORT)
+    if args.journal is not None and not Path(args.journal).parent.is_dir():
+        raise _CommandError(f"--journal {args.journal}: no such folder {Path(args.journal).parent}")
     note = ""
 
     def start(grpc: int | None) -> Any:

@@ -39,6 +39,7 @@ from typing import Any
 from run_identity.core.keys import Keyring
 from run_identity.pipeline.serve._grpc import GrpcUnavailable, start_grpc
 from run_identity.pipeline.serve._http import WORK_FACTOR, ServeLimits, Server
+from run_identity.pipeline.serve._journal import BatchJournal
 from run_identity.pipeline.serve._otlp import decode_request, otlp_json_line, split_manifests
 from run_identity.pipeline.serve._sink import LOGS_FILE, MANIFESTS_FILE, TRACES_FILE, OtlpSink, SinkCounts, Summarizer
 
@@ -152,8 +153,6 @@ def start_server(
     ``OSError`` when an address cannot be bound, :class:`GrpcUnavailable` for gRPC without grpcio.
     """
     limits = limits or ServeLimits()
-    from run_identity.pipeline.serve._journal import BatchJournal
-
     sink = OtlpSink(directory, summarize=summarize, journal=None if journal is None else BatchJournal(journal))
     try:
         server = Server((host, port), sink, verbose=verbose, limits=limits)
