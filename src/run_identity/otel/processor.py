@@ -89,7 +89,9 @@ class Coverage:
     export pipeline reported lost afterwards (see :meth:`IdentitySpanProcessor.count_manifest_losses`).
     ``declarations_unclaimed`` counts ``declare`` blocks that exited with their declaration claimed by no
     span (no GenAI span started in the block, those that did had another operation or model, or a client
-    integration captured the call); they are not GenAI spans, so not in ``genai_spans``.
+    integration captured the call); they are not GenAI spans, so not in ``genai_spans``. ``spans_lost`` counts
+    run spans (those carrying an identity) that the span export pipeline dropped or lost (see
+    :meth:`IdentitySpanProcessor.count_span_losses`): ``verify`` would report their runs ``span_missing``.
     """
 
     genai_spans: int = 0
@@ -100,6 +102,7 @@ class Coverage:
     manifest_failures: int = 0
     manifests_lost: int = 0
     declarations_unclaimed: int = 0
+    spans_lost: int = 0
 
     @property
     def ratio(self) -> float:
@@ -208,6 +211,7 @@ class IdentitySpanProcessor(SpanProcessor):
         self._jobs: dict[int, tuple[weakref.ref[Span], Job]] = {}
         self._late: list[Job] = []  # runs whose span ended before its signature was made
         self._loss_sources: list[Callable[[], int]] = []
+        self._span_loss_sources: list[Callable[[], int]] = []
 
     @property
     def strict(self) -> bool:
@@ -237,13 +241,18 @@ class IdentitySpanProcessor(SpanProcessor):
         """Add ``source()`` (manifests an export queue took and then lost) to ``Coverage.manifests_lost``."""
         self._loss_sources.append(source)
 
+    def count_span_losses(self, source: Callable[[], int]) -> None:
+        """Add ``source()`` (run spans a span export queue dropped or lost) to ``Coverage.spans_lost``."""
+        self._span_loss_sources.append(source)
+
     @property
     def coverage(self) -> Coverage:
         """The counters now (a run is counted once its signature is made)."""
         lost = sum(source() for source in self._loss_sources)
+        spans_lost = sum(source() for source in self._span_loss_sources)
         with self._lock:
             c = self._counts
-            return Coverage(c[0], c[1], c[2], c[3], c[4], c[5], lost, c[6])
+            return Coverage(c[0], c[1], c[2], c[3], c[4], c[5], lost, c[6], spans_lost)
 
     def _count(self, outcome: int, *, genai_span: bool = True) -> None:
         with self._lock:

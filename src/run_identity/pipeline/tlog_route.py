@@ -1,10 +1,11 @@
 """The transparency-log route through rotel: manifests forwarded to a log service (``run-identity tlog serve``).
 
 The pinned rotel has one exporter per signal in an instance ("Only one exporter supported for
-ROTEL_EXPORTERS_LOGS"; several came later, rotel-dev/rotel#211), so the log route is a rotel instance of its
-own: the shipped rotel.env with the manifest router, its traces receiver off, its logs exporter pointed at the
-log. The application's manifests reach it through a second manifest exporter (:class:`FanOutLogExporter`
-sends each batch to both routes), the way rotel.env tells a second instance to carry ordinary logs.
+ROTEL_EXPORTERS_LOGS"; rotel-dev/rotel#211 adds several, in no PyPI release yet), so the log route is a
+rotel instance of its own: the shipped rotel.env with the manifest router, its traces receiver off, its
+logs exporter pointed at the log. The application's manifests reach it through a second manifest exporter
+(:class:`FanOutLogExporter` sends each batch to both routes), the way rotel.env tells a second instance to
+carry ordinary logs.
 """
 
 from __future__ import annotations
