@@ -355,3 +355,11 @@ def test_on_a_dask_cluster_the_verdicts_are_those_of_one_process(tmp_path: Path,
         close()
     assert clustered == alone
     assert alone[1]["counts"]["not_logged"] == 1 and alone[1]["counts"]["missing_from_export"] == 1
+
+
+def test_a_log_read_through_fsspec(tmp_path: Path, demo: Any, signer: NoteSigner, capsys: Any) -> None:
+    """A log named by an fsspec URL (file://) is read as the folder is."""
+    export, jwks, entries = demo
+    log, vkey = _log(tmp_path, entries, signer)
+    code, lines = _verify_json(export, jwks, "--tlog", log.as_uri(), "--tlog-key", str(vkey), capsys=capsys)
+    assert code == 0 and lines[-1]["tlog"]["runs"]["included"] == 12

@@ -146,7 +146,12 @@ def log_fetcher(location: str) -> Fetch:
     """A fetch function for a log at a folder, an http(s) URL, or another fsspec URL (``s3://…``)."""
     if "://" not in location or location.startswith(("http://", "https://")):
         return fetcher(location)
-    import fsspec  # the [dask] extra
+    try:
+        import fsspec  # the [dask] extra
+    except ModuleNotFoundError:
+        raise LogError(
+            f"--tlog {location}: a URL other than http(s) needs fsspec: pip install 'ai-run-identity[dask]'"
+        ) from None
 
     base = location.rstrip("/") + "/"
 
