@@ -200,3 +200,20 @@ def test_the_log_service_gathers_the_witness_cosignature(
     assert main(args) == 0
     summary = json.loads(capsys.readouterr().out.splitlines()[-1])["tlog"]
     assert summary["witnesses"][0]["name"] == "witness.test/e2e" and summary["runs"]["included"] == 12
+
+
+def test_the_witness_cosignature_verifies_with_a_verifier_not_ours(
+    tmp_path: Path, demo: Any, signer: NoteSigner
+) -> None:
+    """The cosignature line add-checkpoint returns, appended to the checkpoint, verifies with the note verifier
+    written from the C2SP text alone (tests/test_tlog_note.py), with the timestamp the witness's clock gave."""
+    from test_tlog_note import independent_open
+
+    _, _, entries = demo
+    key = witness_signer("witness.test/independent")
+    witness = Witness(key, [signer.verifier], tmp_path / "state", clock=lambda: 1_800_000_000.5)
+    note = publish(tmp_path / "log", entries, signer)
+    reply = witness.add_checkpoint(_body(tmp_path / "log", note, 0))
+    assert reply.status == 200
+    text, timestamp = independent_open(note + reply.body, key.verifier.vkey())
+    assert timestamp == 1_800_000_000 and text == parse_note(note).text
