@@ -24,6 +24,7 @@ from opentelemetry.exporter.otlp.proto.http import Compression
 from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter
+from test_tlog_note import independent_open
 
 import run_identity
 from run_identity.core.attributes import MANIFEST_EVENT_NAME, RECEIPT_EVENT_NAME
@@ -121,6 +122,9 @@ def test_real_otlp_exporter_runs_are_logged_with_inclusion_proofs(
     assert len(manifests) == 3
     checkpoint = wait_for_size(log.store.directory, log_signer, 3)
     assert (checkpoint.origin, checkpoint.size) == (ORIGIN, 3)
+    # The published checkpoint also opens with the note verifier written from the C2SP text alone.
+    text, _ = independent_open((log.store.directory / "checkpoint").read_bytes(), log_signer.verifier.vkey())
+    assert text == f"{ORIGIN}\n3\n{base64.b64encode(checkpoint.root_hash).decode()}\n"
     reader = TileReader(fetcher(log.url), checkpoint.size)  # the log's own GET of its folder
     assert reader.tree_hash() == checkpoint.root_hash
     for manifest in manifests:
