@@ -37,6 +37,7 @@ from run_identity.verify._codes import (
     VERIFIED,
     Finding,
 )
+from run_identity.verify._content import ContentSummary, ambiguous_findings, content_findings
 from run_identity.verify._manifests import unchecked_by
 from run_identity.verify._receipts import STEP as RECEIPT_STEP
 from run_identity.verify._receipts import ReceiptSummary
@@ -58,13 +59,14 @@ class _Run:
     copy arrives (so any number of copies is collected in linear time).
     """
 
-    __slots__ = ("_manifests", "_receipts", "_spans", "bad", "key")
+    __slots__ = ("_contents", "_manifests", "_receipts", "_spans", "bad", "key")
 
     def __init__(self, key: bytes) -> None:
         self.key = key
         self._spans: SpanSummary | dict[Any, SpanSummary] | None = None
         self._manifests: ManifestSummary | dict[bytes, ManifestSummary] | None = None
         self._receipts: ReceiptSummary | dict[bytes, ReceiptSummary] | None = None
+        self._contents: ContentSummary | dict[bytes, ContentSummary] | None = None
         self.bad: list[Finding] | None = None
 
     @property
@@ -79,8 +81,13 @@ class _Run:
     def receipts(self) -> list[ReceiptSummary]:
         return _listed(self._receipts)
 
+    @property
+    def contents(self) -> list[ContentSummary]:
+        return _listed(self._contents)
+
     def undeclared_only(self, require_identity: bool = False) -> bool:
-        """True when all the run holds is GenAI spans that were never declared: no run (spec §12 step 7)."""
+        """True when all the run holds is GenAI spans that were never declared (and log records of captured
+        content, which make no run): no run (spec §12 step 7)."""
         if self._manifests is not None or self._receipts is not None or self.bad is not None:
             return False
         spans = self.spans
@@ -97,8 +104,11 @@ class _Run:
     def add_receipt(self, receipt: ReceiptSummary) -> None:
         self._receipts = _added(self._receipts, receipt, _fingerprint)
 
+    def add_content(self, content: ContentSummary) -> None:
+        self._contents = _added(self._contents, content, _fingerprint)
 
-def _fingerprint(item: ManifestSummary | ReceiptSummary) -> bytes:
+
+def _fingerprint(item: ManifestSummary | ReceiptSummary | ContentSummary) -> bytes:
     return item.fingerprint
 
 
@@ -147,7 +157,7 @@ class RunTable:
     def __len__(self) -> int:
         return len(self._runs) + len(self._loose)
 
-    def add(self, item: SpanSummary | ManifestSummary | ReceiptSummary | Malformed) -> None:
+    def add(self, item: SpanSummary | ManifestSummary | ReceiptSummary | ContentSummary | Malformed) -> None:
         """Take one summary from a worker."""
         if isinstance(item, Malformed):
             self._add_malformed(item)
@@ -167,6 +177,8 @@ class RunTable:
             for span in run.spans:
                 _share_signed(span, item)
             run.add_manifest(item)
+        elif isinstance(item, ContentSummary):
+            run.add_content(item)
         else:
             run.add_receipt(item)
 
@@ -221,7 +233,7 @@ class RunTable:
             findings, finding.location, (),
         )  # fmt: skip
 
-    def _where(self, item: SpanSummary | ManifestSummary) -> str:
+    def _where(self, item: SpanSummary | ManifestSummary | ContentSummary) -> str:
         return self._locate(item.source, item.position, item.index)
 
     def _findings(
@@ -235,6 +247,10 @@ class RunTable:
         for span in spans:
             if span.problem is not None:
                 findings.append(Finding(MALFORMED, 1, span.problem, self._where(span)))
+            findings.extend(ambiguous_findings(span.content, self._where(span)))
+        contents = sorted(run.contents, key=lambda c: (c.source, c.position, c.index))
+        for c in contents:
+            findings.extend(ambiguous_findings(c.captures, self._where(c)))
         # 3-4 (and the record-level parts of 5-6) were checked as each manifest streamed by.
         for m in manifests:
             findings.extend(m.findings)
@@ -293,10 +309,13 @@ class RunTable:
                 continue
             if span.statement is not None and span.statement != primary.statement:
                 findings.append(Finding(BINDING_MISMATCH, 5, _statement_difference(span.statement, primary), where))
-            # 6. Telemetry.
+            # 6. Telemetry, and the captured content on the span and its events.
             for message in telemetry_mismatches(span.telemetry, primary.telemetry, primary.unknown, "the span has"):
                 findings.append(Finding(TELEMETRY_MISMATCH, 6, message, where))
+            findings.extend(content_findings(span.content, primary.content_views, where, unchecked))
         if primary is not None:
+            for c in contents:  # 6. Captured content in the run's log records.
+                findings.extend(content_findings(c.captures, primary.content_views, self._where(c), unchecked))
             unchecked.extend(unchecked_by(primary.withheld))
             required = sorted(self._policy.require_content & {w.split("[")[0] for w in primary.withheld})
             if required:
