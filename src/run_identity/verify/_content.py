@@ -309,8 +309,8 @@ def _difference(attribute: str, captured: bytes, declared: bytes) -> str | None:
         return None
     n, m = len(captured) // _SIZE, len(declared) // _SIZE
     at = _first_difference(captured, declared, _SIZE)
-    what = "messages' texts, tool calls and responses" if attribute == INPUT_MESSAGES else "instruction texts"
-    return f"differs from the manifest's {what} at entry {at + 1} ({n} entries shown, {m} declared)"
+    what = "text, tool call or tool response" if attribute == INPUT_MESSAGES else "instruction text"
+    return f"differs from the manifest's {COMPONENT_OF[attribute]} at entry {at + 1}, a {what} ({n} shown, {m} declared)"
 
 
 def content_mismatches(captures: Iterable[Capture], views: ContentViews) -> tuple[list[str], list[str]]:
