@@ -310,7 +310,8 @@ def _difference(attribute: str, captured: bytes, declared: bytes) -> str | None:
     n, m = len(captured) // _SIZE, len(declared) // _SIZE
     at = _first_difference(captured, declared, _SIZE)
     what = "text, tool call or tool response" if attribute == INPUT_MESSAGES else "instruction text"
-    return f"differs from the manifest's {COMPONENT_OF[attribute]} at entry {at + 1}, a {what} ({n} shown, {m} declared)"
+    where = f"at entry {at + 1}, a {what}"
+    return f"differs from the manifest's {COMPONENT_OF[attribute]} {where} ({n} shown, {m} declared)"
 
 
 def content_mismatches(captures: Iterable[Capture], views: ContentViews) -> tuple[list[str], list[str]]:
