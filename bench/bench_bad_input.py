@@ -24,7 +24,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from run_identity import Composition, sign_run
-from run_identity.keys import Ed25519Signer, Keyring
+from run_identity.core.keys import Ed25519Signer, Keyring
 
 TRACE_ID = "0af7651916cd43dd8448eb211c80319c"
 SPAN_ID = "b7ad6b7169203331"

@@ -43,9 +43,9 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 
 from run_identity import Ed25519Signer, IdentitySpanProcessor
-from run_identity.completion_hook import RunIdentityCompletionHook
 from run_identity.integrations import openai as ri_openai
 from run_identity.integrations._openai_map import chat_body
+from run_identity.integrations.completion_hook import RunIdentityCompletionHook
 
 CANNED = {
     "id": "chatcmpl-bench-1",

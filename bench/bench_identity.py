@@ -21,7 +21,7 @@ from _timing import bare_span_call, fmt_us, interleaved
 from compositions import rag_large, small, typical
 
 from run_identity import Composition, Ed25519Signer, canonicalize, compute_identity, prepare, sign_run
-from run_identity.statement import run_statement
+from run_identity.core.statement import run_statement
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 SPAN_ID = "00f067aa0ba902b7"

@@ -39,7 +39,7 @@ from run_identity import (
     prepare,
     sign_run,
 )
-from run_identity.statement import run_statement
+from run_identity.core.statement import run_statement
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 SPAN_ID = "00f067aa0ba902b7"
@@ -164,7 +164,7 @@ def _verify_rows(show: Callable[[str, tuple[float, float] | None], None]) -> Non
 
     import bench_verify
 
-    from run_identity.keys import Keyring
+    from run_identity.core.keys import Keyring
     from run_identity.verify import Policy, Verifier
 
     runs = 512

@@ -40,7 +40,7 @@ from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter  # noqa: E402
 
 import run_identity  # noqa: E402
-from run_identity.collector import CollectorUnavailable, rotel_version, start_rotel  # noqa: E402
+from run_identity.pipeline.collector import CollectorUnavailable, rotel_version, start_rotel  # noqa: E402
 
 CLI = [sys.executable, "-c", "import sys; from run_identity.cli import main; sys.exit(main())"]
 

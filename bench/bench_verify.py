@@ -40,8 +40,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from compositions import small, typical
 
 from run_identity import Composition, Ed25519Signer, sign_run
-from run_identity.composition import PARAMETER_ATTRIBUTES
-from run_identity.keys import Keyring
+from run_identity.core.composition import PARAMETER_ATTRIBUTES
+from run_identity.core.keys import Keyring
 from run_identity.verify import Policy, Verifier
 
 _BATCH = 512
@@ -84,7 +84,7 @@ _MAKERS: dict[str, Callable[[], dict[str, Any]]] = {"typical": typical, "small":
 
 
 def _run_records(kind: str, i: int, signer: Ed25519Signer) -> tuple[dict[str, Any], dict[str, Any]]:
-    """One run: its span and its manifest log record, in OTLP/JSON (the shape run_identity.export_file writes)."""
+    """One run: its span and its manifest log record, in OTLP/JSON (the shape run_identity.otel.export_file writes)."""
     comp = _MAKERS[kind]()
     comp["messages"][0]["parts"][0]["content"] += f" (run {i})"
     trace_id, span_id = os.urandom(16).hex(), os.urandom(8).hex()
@@ -236,7 +236,7 @@ def _memory(directory: Path, keyring: Path, jobs: int) -> dict[str, Any]:
     """Verify in a fresh interpreter and report its peak RSS (and the workers', with jobs > 1)."""
     code = (
         "import json, resource, sys, time\n"
-        "from run_identity.keys import Keyring\n"
+        "from run_identity.core.keys import Keyring\n"
         "from run_identity.verify import Policy, Verifier\n"
         "t = time.perf_counter()\n"
         f"report = Verifier(Keyring.from_jwks({str(keyring)!r}), Policy()).verify([{str(directory)!r}], jobs={jobs})\n"

@@ -34,16 +34,16 @@ def _hwm_mb() -> int:
 
 def measure(folder: str, mode: str, workers: int) -> dict[str, Any]:
     """Verify ``folder`` in ``mode`` (``single`` or ``dask``) in this process; the figures."""
-    from run_identity.keys import Keyring
+    from run_identity.core.keys import Keyring
     from run_identity.verify import Policy, Verifier
-    from run_identity.verify._report import write_json
+    from run_identity.verify.report import write_json
 
     verifier = Verifier(Keyring.from_jwks(folder + ".jwks.json"), Policy())
     out: dict[str, Any] = {"mode": mode if mode == "single" else f"dask local:{workers}"}
     out["load_before"] = os.getloadavg()[0]
     cpu0 = time.process_time()
     if mode == "dask":
-        from run_identity.verify._dask import connect
+        from run_identity.verify.cluster import connect
 
         client, close = connect(f"local:{workers}")
         try:

@@ -14,7 +14,7 @@ from typing import Any
 import content_fixtures as cf
 import verify_fixtures as vf
 
-from run_identity.manifest import Manifest
+from run_identity.core.manifest import Manifest
 
 Build = Callable[[vf.Tamper], None]
 

@@ -47,15 +47,15 @@ from google.protobuf import json_format  # noqa: E402
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest  # noqa: E402
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest  # noqa: E402
 
-import run_identity.statement as _statement  # noqa: E402
-from run_identity.canonical import canonicalize  # noqa: E402
-from run_identity.composition import LIST_COMPONENTS, Composition  # noqa: E402
-from run_identity.declare import Declaration  # noqa: E402
-from run_identity.digest import component_digest, element_digest, identity_digest, list_digest  # noqa: E402
-from run_identity.genai import genai_span_attributes  # noqa: E402
-from run_identity.keys import Ed25519Signer, Keyring  # noqa: E402
-from run_identity.manifest import Manifest  # noqa: E402
-from run_identity.signing import sign_run  # noqa: E402
+import run_identity.core.statement as _statement  # noqa: E402
+from run_identity.core.canonical import canonicalize  # noqa: E402
+from run_identity.core.composition import LIST_COMPONENTS, Composition  # noqa: E402
+from run_identity.core.digest import component_digest, element_digest, identity_digest, list_digest  # noqa: E402
+from run_identity.core.keys import Ed25519Signer, Keyring  # noqa: E402
+from run_identity.core.manifest import Manifest  # noqa: E402
+from run_identity.core.signing import sign_run  # noqa: E402
+from run_identity.otel.declare import Declaration  # noqa: E402
+from run_identity.otel.genai import genai_span_attributes  # noqa: E402
 from run_identity.verify import Policy, Verifier  # noqa: E402
 
 #: The instant every generated time is counted from (2026-11-22T12:00:00Z), in nanoseconds.

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Regenerate src/run_identity/_proto from proto/ with the protoc of grpcio-tools.
+"""Regenerate src/run_identity/core/_proto from proto/ with the protoc of grpcio-tools.
 
 ``--check`` regenerates into a temporary folder and exits 1 when the checked-in code differs (drift).
 """
@@ -15,7 +15,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 PROTO = ROOT / "proto"
-OUT = ROOT / "src" / "run_identity" / "_proto"
+OUT = ROOT / "src" / "run_identity" / "core" / "_proto"
 SOURCES = ["run_identity/v1/manifest.proto"]
 GENERATED = ["manifest_pb2.py", "manifest_pb2.pyi"]
 

@@ -14,12 +14,12 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from run_identity.canonical import canonicalize
-from run_identity.composition import Composition
-from run_identity.keys import Ed25519Signer, Keyring
-from run_identity.manifest import Manifest
-from run_identity.receipt import sign_receipt
-from run_identity.signing import sign_run
+from run_identity.core.canonical import canonicalize
+from run_identity.core.composition import Composition
+from run_identity.core.keys import Ed25519Signer, Keyring
+from run_identity.core.manifest import Manifest
+from run_identity.core.receipt import sign_receipt
+from run_identity.core.signing import sign_run
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "tests" / "vectors"

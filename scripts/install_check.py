@@ -273,7 +273,11 @@ def run_checks(checks: Checks, extras: list[str]) -> None:
                  and str(checks.bin.parent.resolve()) in str(config.resolve()), str(config))
     if "collector" in extras:
         probe = subprocess.run(
-            [str(checks.python), "-c", "from run_identity.collector import rotel_version; print(rotel_version())"],
+            [
+                str(checks.python),
+                "-c",
+                "from run_identity.pipeline.collector import rotel_version; print(rotel_version())",
+            ],
             cwd=checks.workdir, env=checks.env, capture_output=True, text=True, check=False,
         )
         if probe.returncode != 0:

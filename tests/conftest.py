@@ -19,9 +19,9 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.sdk.trace.sampling import Sampler
 
-from run_identity.keys import Ed25519Signer, Keyring, Signer
-from run_identity.processor import IdentitySpanProcessor
-from run_identity.sampling import IdentitySampler
+from run_identity.core.keys import Ed25519Signer, Keyring, Signer
+from run_identity.otel.processor import IdentitySpanProcessor
+from run_identity.otel.sampling import IdentitySampler
 
 # CI (CI=true) draws the same examples on every run, so its verdict does not depend on chance; elsewhere
 # the property tests explore new examples each run (a failure prints the seed and a reproduction blob).

@@ -12,9 +12,9 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from run_identity.composition import Composition
-from run_identity.keys import Ed25519Signer, Keyring, Signer
-from run_identity.parts import (
+from run_identity.core.composition import Composition
+from run_identity.core.keys import Ed25519Signer, Keyring, Signer
+from run_identity.core.parts import (
     BlobPart,
     Document,
     FilePart,
@@ -27,7 +27,7 @@ from run_identity.parts import (
     ToolCallResponsePart,
     UriPart,
 )
-from run_identity.signing import SignedRun, sign_run
+from run_identity.core.signing import SignedRun, sign_run
 
 TEST1_SEED = bytes.fromhex("9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60")
 TEST1_PUBLIC = bytes.fromhex("d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a")
@@ -130,7 +130,7 @@ _FULL: dict[str, Any] = {
 
 
 def full_typed() -> Composition:
-    """The composition of :func:`full_dict`, built from the typed objects of run_identity.parts."""
+    """The composition of :func:`full_dict`, built from the typed objects of run_identity.core.parts."""
     return Composition.of(
         model=Model(
             provider="openai", name="gpt-4o", revision="2024-08-06", endpoint="https://api.openai.com/v1"

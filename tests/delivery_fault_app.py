@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 import run_identity
-from run_identity.spool import spooling_otlp_exporters
+from run_identity.pipeline.spool import spooling_otlp_exporters
 
 GATE_TIMEOUT = 300.0
 

@@ -13,11 +13,11 @@ from conftest import Pipeline
 from opentelemetry.sdk.trace import ReadableSpan
 
 from run_identity import Keyring, declare
-from run_identity._background import Job, SigningWorker, ending_attach_works
-from run_identity.attributes import RUN_IDENTITY_ERROR, RUN_IDENTITY_ID, RUN_IDENTITY_SIGNATURE
-from run_identity.keys import Ed25519Signer
-from run_identity.manifest import Manifest
-from run_identity.statement import BindingStatement, decode_signature
+from run_identity.core.attributes import RUN_IDENTITY_ERROR, RUN_IDENTITY_ID, RUN_IDENTITY_SIGNATURE
+from run_identity.core.keys import Ed25519Signer
+from run_identity.core.manifest import Manifest
+from run_identity.core.statement import BindingStatement, decode_signature
+from run_identity.otel._background import Job, SigningWorker, ending_attach_works
 
 GENAI = {"gen_ai.operation.name": "chat", "gen_ai.request.model": "gpt-4o-mini"}
 
@@ -159,7 +159,7 @@ def test_spans_dropped_unended_still_emit_their_manifests(make_pipeline: Callabl
     """Jobs of spans garbage-collected without end() are purged past the bound, their manifests emitted."""
     import gc
 
-    from run_identity import processor as processor_module
+    from run_identity.otel import processor as processor_module
 
     pipeline = make_pipeline(background_signing=True)
     original = processor_module._MAX_JOBS

@@ -16,8 +16,8 @@ import rfc8785
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from run_identity.canonical import MAX_DEPTH, _careful, _fast, canonicalize, json_path_join
-from run_identity.errors import CanonicalizationError
+from run_identity.core.canonical import MAX_DEPTH, _careful, _fast, canonicalize, json_path_join
+from run_identity.core.errors import CanonicalizationError
 
 VECTORS = Path(__file__).resolve().parents[2] / "shared" / "vectors" / "jcs"
 MISSING = f"JCS test vectors not found at {VECTORS} (the shared/ folder beside the repository clone)"

@@ -12,11 +12,11 @@ from typing import Any
 import pytest
 from core_fixtures import full_dict, minimal_dict, text_message
 
-from run_identity.canonical import canonicalize
 from run_identity.cli import main
-from run_identity.composition import Composition
-from run_identity.digest import compute_identity
-from run_identity.keys import Keyring, load_signer
+from run_identity.core.canonical import canonicalize
+from run_identity.core.composition import Composition
+from run_identity.core.digest import compute_identity
+from run_identity.core.keys import Keyring, load_signer
 
 # The minimal composition's digests (see tests/test_digest.py for their construction).
 MODEL_DIGEST = "sha256:48da21365e0533e71bf444716213eadc03ab24947779205bdb0f0b1edea3c83d"

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 import yaml
 
-from run_identity.attributes import MANIFEST_EVENT_NAME, RECEIPT_EVENT_NAME
-from run_identity.collector import PACKAGE_CONFIG_DIR, CollectorError, default_config_dir, load_env_file
+from run_identity.core.attributes import MANIFEST_EVENT_NAME, RECEIPT_EVENT_NAME
+from run_identity.pipeline.collector import PACKAGE_CONFIG_DIR, CollectorError, default_config_dir, load_env_file
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "src" / "run_identity" / "collector_config"
 OTELCOL = CONFIG_DIR / "otelcol-contrib.yaml"

@@ -1,4 +1,4 @@
-"""Tests of run_identity.composition and run_identity.parts: building, validating, rejecting compositions."""
+"""Tests of run_identity.core.composition and run_identity.core.parts: building, validating, rejecting compositions."""
 
 from __future__ import annotations
 
@@ -12,10 +12,10 @@ from core_fixtures import PNG_B64, PNG_BYTES, full_dict, full_typed, minimal_dic
 from hypothesis import given
 from hypothesis import strategies as st
 
-from run_identity.composition import COMPONENT_NAMES, PARAMETER_ATTRIBUTES, Composition, validate_component
-from run_identity.digest import compute_identity
-from run_identity.errors import CanonicalizationError, CompositionError, RunIdentityError
-from run_identity.parts import (
+from run_identity.core.composition import COMPONENT_NAMES, PARAMETER_ATTRIBUTES, Composition, validate_component
+from run_identity.core.digest import compute_identity
+from run_identity.core.errors import CanonicalizationError, CompositionError, RunIdentityError
+from run_identity.core.parts import (
     BlobPart,
     Document,
     FilePart,
@@ -58,7 +58,7 @@ def _message(*parts: dict[str, Any], role: str = "user") -> dict[str, Any]:
 
 
 def test_dict_and_typed_give_same_json() -> None:
-    """The typed objects of run_identity.parts convert to exactly the JSON of the dict form."""
+    """The typed objects of run_identity.core.parts convert to exactly the JSON of the dict form."""
     assert full_typed().to_dict() == full_dict()
     assert full_typed() == Composition.from_dict(full_dict())
 
@@ -810,7 +810,7 @@ def test_goog_api_key_header_name_is_a_credential_in_extensions() -> None:
 
 def test_tool_call_response_of_null_is_present() -> None:
     """A typed tool call response of None is written as response: null, which the schema accepts."""
-    from run_identity.parts import ToolCallResponsePart
+    from run_identity.core.parts import ToolCallResponsePart
 
     part = ToolCallResponsePart(None, id="call_1")
     assert part.to_json() == {"response": None, "id": "call_1", "type": "tool_call_response"}

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import test_tamper as tt
 
-from run_identity.keys import Keyring
+from run_identity.core.keys import Keyring
 from run_identity.verify import Policy, Verifier
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -25,9 +25,9 @@ from opentelemetry.sdk._logs.export import SimpleLogRecordProcessor
 
 import run_identity
 from run_identity import Ed25519Signer, Keyring
-from run_identity.export_file import OtlpJsonFileLogExporter
 from run_identity.integrations import anthropic as ri_anthropic
 from run_identity.integrations import openai as ri_openai
+from run_identity.otel.export_file import OtlpJsonFileLogExporter
 from run_identity.verify import Policy, VerificationResult, Verifier
 
 genai_openai = pytest.importorskip("opentelemetry.instrumentation.genai.openai", reason="util-genai 1.x")

@@ -14,8 +14,8 @@ from opentelemetry import trace as trace_api
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
 
 from run_identity import Composition, Declaration, UnclaimedDeclarationError, declare, prepare
-from run_identity.attributes import RUN_IDENTITY_ID
-from run_identity.declare import current_declaration
+from run_identity.core.attributes import RUN_IDENTITY_ID
+from run_identity.otel.declare import current_declaration
 
 GENAI = {"gen_ai.operation.name": "chat", "gen_ai.request.model": "m-1"}
 

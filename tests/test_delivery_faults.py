@@ -67,7 +67,8 @@ import orjson
 import pytest
 
 from run_identity import Keyring
-from run_identity.collector import (
+from run_identity.core.keys import generate_key_files
+from run_identity.pipeline.collector import (
     CollectorError,
     CollectorUnavailable,
     RotelCollector,
@@ -75,9 +76,8 @@ from run_identity.collector import (
     rotel_version,
     start_rotel,
 )
-from run_identity.keys import generate_key_files
-from run_identity.serve import MANIFESTS_FILE
-from run_identity.spool import flush_spool_dir
+from run_identity.pipeline.serve import MANIFESTS_FILE
+from run_identity.pipeline.spool import flush_spool_dir
 from run_identity.verify import Policy, Verifier
 
 APPS = int(os.environ.get("RUN_IDENTITY_FAULT_APPS", "4"))

@@ -18,9 +18,9 @@ from opentelemetry.sdk._logs import LoggerProvider
 from opentelemetry.sdk._logs.export import SimpleLogRecordProcessor
 
 import run_identity
-from run_identity.attributes import MANIFEST_EVENT_NAME, RECEIPT_EVENT_NAME
-from run_identity.collector import CollectorUnavailable, free_port, rotel_pipeline, rotel_version, start_rotel
-from run_identity.serve import LOGS_FILE, MANIFESTS_FILE
+from run_identity.core.attributes import MANIFEST_EVENT_NAME, RECEIPT_EVENT_NAME
+from run_identity.pipeline.collector import CollectorUnavailable, free_port, rotel_pipeline, rotel_version, start_rotel
+from run_identity.pipeline.serve import LOGS_FILE, MANIFESTS_FILE
 from run_identity.verify import Policy, Verifier
 
 CLI = [sys.executable, "-c", "import sys; from run_identity.cli import main; sys.exit(main())"]

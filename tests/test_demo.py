@@ -51,7 +51,7 @@ def test_demo_output_feeds_diff(tmp_path: Path, capsys: pytest.CaptureFixture[st
 @pytest.mark.collector
 def test_demo_through_the_rotel_collector(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """With --collector the runs travel app -> rotel -> serve and all verify."""
-    from run_identity.collector import CollectorUnavailable, rotel_version
+    from run_identity.pipeline.collector import CollectorUnavailable, rotel_version
 
     try:
         rotel_version()

@@ -12,11 +12,11 @@ import pytest
 import verify_fixtures as vf
 
 from run_identity.cli import main
-from run_identity.composition import Composition
-from run_identity.manifest import Manifest
-from run_identity.manifest_proto import manifest_to_proto
-from run_identity.signing import sign_run
-from run_identity.verify._diff import diff_manifests
+from run_identity.core.composition import Composition
+from run_identity.core.manifest import Manifest
+from run_identity.core.manifest_proto import manifest_to_proto
+from run_identity.core.signing import sign_run
+from run_identity.verify.diff import diff_manifests
 
 TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 
@@ -123,7 +123,7 @@ def test_cli_diff_reads_the_inputs_twice_at_most(
     export: vf.Export, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Both runs are looked up in one reading (and one more to learn which runs two identities name)."""
-    from run_identity.verify import _lookup
+    from run_identity.verify import lookup as _lookup
 
     readings = []
     real = _lookup._iter_records

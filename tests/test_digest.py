@@ -1,4 +1,4 @@
-"""Tests of run_identity.digest: element, component, list and identity digests, salts and prepared components.
+"""Tests of run_identity.core.digest: element, component, list and identity digests, salts and prepared components.
 
 Known answers are computed here with hashlib from the construction written in the module docstring of
 digest.py (and docs/spec.md section 4), never through the module's own helpers.
@@ -16,10 +16,10 @@ from core_fixtures import full_dict, minimal_dict, text_message
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from run_identity._component_schema import _CREDENTIAL_NAME as CREDENTIAL_NAME
-from run_identity.canonical import canonicalize
-from run_identity.composition import Composition, PreparedComponent
-from run_identity.digest import (
+from run_identity.core._component_schema import _CREDENTIAL_NAME as CREDENTIAL_NAME
+from run_identity.core.canonical import canonicalize
+from run_identity.core.composition import Composition, PreparedComponent
+from run_identity.core.digest import (
     ComponentDigest,
     component_digest,
     compute_identity,
@@ -29,7 +29,7 @@ from run_identity.digest import (
     prepare,
     salt_id,
 )
-from run_identity.errors import CanonicalizationError, CompositionError
+from run_identity.core.errors import CanonicalizationError, CompositionError
 
 SALT = b"pepper-pepper-16"
 

@@ -19,12 +19,12 @@ from core_fixtures import full_dict, minimal_dict
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from run_identity._element_schema import text_messages_ok, text_parts_ok
-from run_identity.canonical import _careful, canonicalize, canonicalize_elements
-from run_identity.composition import Composition, validate_component
-from run_identity.digest import compute_identity, identity_of_new
-from run_identity.errors import CanonicalizationError, CompositionError
-from run_identity.parts import FunctionTool
+from run_identity.core._element_schema import text_messages_ok, text_parts_ok
+from run_identity.core.canonical import _careful, canonicalize, canonicalize_elements
+from run_identity.core.composition import Composition, validate_component
+from run_identity.core.digest import compute_identity, identity_of_new
+from run_identity.core.errors import CanonicalizationError, CompositionError
+from run_identity.core.parts import FunctionTool
 
 MODEL = {"provider": "openai", "name": "gpt-4o"}
 ELEMENT = b"run-identity/v1/element/messages\x00\x00\x00\x00\x00"

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from run_identity.keys import Keyring, generate_key_files
-from run_identity.serve import start_server
+from run_identity.core.keys import Keyring, generate_key_files
+from run_identity.pipeline.serve import start_server
 from run_identity.verify import Policy, Verifier
 
 ROOT = Path(__file__).resolve().parent.parent

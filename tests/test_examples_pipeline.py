@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 import run_identity
-from run_identity.collector import CollectorUnavailable, free_port, rotel_version
-from run_identity.serve import start_server
+from run_identity.pipeline.collector import CollectorUnavailable, free_port, rotel_version
+from run_identity.pipeline.serve import start_server
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "collector_pipeline"
 CLI = [sys.executable, "-c", "import sys; from run_identity.cli import main; sys.exit(main())"]

@@ -32,7 +32,7 @@ from run_identity import (
     setup,
     start_genai_span,
 )
-from run_identity.export_file import MANIFESTS_FILE, TRACES_FILE
+from run_identity.otel.export_file import MANIFESTS_FILE, TRACES_FILE
 
 COMPOSITION: dict[str, Any] = {
     "model": {"provider": "openai", "name": "gpt-4o"},

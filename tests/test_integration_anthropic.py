@@ -14,10 +14,10 @@ from llm_servers import API_KEY, SNAPSHOT, LLMServer, Reply, serve
 
 import run_identity
 from run_identity import Composition, Keyring, Manifest, compute_identity
-from run_identity.attributes import MANIFEST_EVENT_NAME, RECEIPT_EVENT_NAME, RUN_IDENTITY_ID
+from run_identity.core.attributes import MANIFEST_EVENT_NAME, RECEIPT_EVENT_NAME, RUN_IDENTITY_ID
+from run_identity.core.receipt import Receipt, verify_receipt
 from run_identity.integrations import anthropic as ri_anthropic
 from run_identity.integrations._anthropic_map import messages_body, messages_composition
-from run_identity.receipt import Receipt, verify_receipt
 
 SYSTEM = "You answer geography questions in one short sentence."
 QUESTION = "What is the capital of Portugal?"

@@ -26,13 +26,13 @@ from opentelemetry.util.genai.types import BlobPart, OutputMessage, TextPart, To
 
 import run_identity
 from run_identity import Composition, Keyring, Manifest, compute_identity, declare
-from run_identity.attributes import MANIFEST_EVENT_NAME, RECEIPT_EVENT_NAME, RUN_IDENTITY_ID
-from run_identity.completion_hook import RunIdentityCompletionHook, output_json
+from run_identity.core.attributes import MANIFEST_EVENT_NAME, RECEIPT_EVENT_NAME, RUN_IDENTITY_ID
+from run_identity.core.receipt import Receipt, verify_receipt
 from run_identity.integrations import anthropic as ri_anthropic
 from run_identity.integrations import openai as ri_openai
 from run_identity.integrations._capture import BOARD
 from run_identity.integrations._openai_map import chat_composition
-from run_identity.receipt import Receipt, verify_receipt
+from run_identity.integrations.completion_hook import RunIdentityCompletionHook, output_json
 
 QUESTION = "What is the capital of Portugal?"
 LISBON = [{"role": "assistant", "parts": [{"type": "text", "content": "Lisbon."}], "finish_reason": "stop"}]

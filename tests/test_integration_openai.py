@@ -16,10 +16,10 @@ from opentelemetry.sdk._logs import ReadableLogRecord
 
 import run_identity
 from run_identity import Composition, Keyring, Manifest, compute_identity
-from run_identity.attributes import MANIFEST_EVENT_NAME, RECEIPT_EVENT_NAME, RUN_IDENTITY_ID
+from run_identity.core.attributes import MANIFEST_EVENT_NAME, RECEIPT_EVENT_NAME, RUN_IDENTITY_ID
+from run_identity.core.receipt import Receipt, output_digest, verify_receipt
 from run_identity.integrations import openai as ri_openai
 from run_identity.integrations._openai_map import chat_body, chat_composition, responses_body, responses_composition
-from run_identity.receipt import Receipt, output_digest, verify_receipt
 
 OpenAIInstrumentor, INSTRUMENTATION_SCOPE = official_openai_instrumentation()
 

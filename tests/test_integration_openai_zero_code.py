@@ -14,9 +14,9 @@ import pytest
 from llm_servers import API_KEY, LLMServer, official_openai_instrumentation, serve
 
 from run_identity import Composition, Ed25519Signer, Keyring, compute_identity
-from run_identity.attributes import RECEIPT_EVENT_NAME
+from run_identity.core.attributes import RECEIPT_EVENT_NAME
+from run_identity.core.receipt import Receipt, verify_receipt
 from run_identity.integrations._openai_map import chat_composition
-from run_identity.receipt import Receipt, verify_receipt
 
 BIN = Path(sys.executable).parent
 APP = """

@@ -21,10 +21,10 @@ from llm_servers import API_KEY, LLMServer, official_openai_instrumentation, ser
 
 import run_identity
 from run_identity import Keyring
-from run_identity.attributes import RUN_IDENTITY_ID
+from run_identity.core.attributes import RUN_IDENTITY_ID
+from run_identity.core.receipt import verify_receipt
 from run_identity.integrations import anthropic as ri_anthropic
 from run_identity.integrations import openai as ri_openai
-from run_identity.receipt import verify_receipt
 
 OpenAIInstrumentor, INSTRUMENTATION_SCOPE = official_openai_instrumentation()
 

@@ -1,4 +1,4 @@
-"""Tests of run_identity.keys: key ids, Ed25519 signing, JWKS keyrings, key files and the signer interface."""
+"""Tests of run_identity.core.keys: key ids, Ed25519 signing, JWKS keyrings, key files and the signer interface."""
 
 from __future__ import annotations
 
@@ -21,8 +21,8 @@ from core_fixtures import (
 )
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from run_identity.errors import KeyringError, SigningError
-from run_identity.keys import (
+from run_identity.core.errors import KeyringError, SigningError
+from run_identity.core.keys import (
     Ed25519Signer,
     Keyring,
     Signer,

@@ -1,4 +1,4 @@
-"""Tests of run_identity.manifest and run_identity.manifest_proto: both forms, withholding, recomputation."""
+"""Tests of run_identity.manifest and run_identity.core.manifest_proto: both forms, withholding, recomputation."""
 
 from __future__ import annotations
 
@@ -10,14 +10,14 @@ import orjson
 import pytest
 from core_fixtures import SPAN_ID, TRACE_ID, full_dict, keyring, minimal_dict, sign
 
-from run_identity._proto import manifest_pb2 as pb
-from run_identity.canonical import canonicalize
-from run_identity.composition import Composition
-from run_identity.digest import compute_identity, prepare
-from run_identity.errors import CanonicalizationError, ManifestError
-from run_identity.manifest import Manifest, ManifestComponent, ManifestElement
-from run_identity.manifest_proto import manifest_from_proto, manifest_to_proto
-from run_identity.signing import SignedRun
+from run_identity.core._proto import manifest_pb2 as pb
+from run_identity.core.canonical import canonicalize
+from run_identity.core.composition import Composition
+from run_identity.core.digest import compute_identity, prepare
+from run_identity.core.errors import CanonicalizationError, ManifestError
+from run_identity.core.manifest import Manifest, ManifestComponent, ManifestElement
+from run_identity.core.manifest_proto import manifest_from_proto, manifest_to_proto
+from run_identity.core.signing import SignedRun
 
 SALT = b"pepper-pepper-16"
 
@@ -114,7 +114,7 @@ def test_composition_json_reproduces_the_run() -> None:
 
 def test_span_and_manifest_carry_the_same_statement() -> None:
     """The statement rebuilt from the span attributes equals the manifest's, so one signature serves both."""
-    from run_identity.statement import BindingStatement
+    from run_identity.core.statement import BindingStatement
 
     run = _run()
     from_span = BindingStatement.from_span(run.span_attributes(), TRACE_ID, SPAN_ID)

@@ -23,8 +23,8 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
 
 from run_identity import Composition, IdentitySampler, IdentitySpanProcessor, Manifest, declare, sign_run
-from run_identity.keys import Ed25519Signer, Keyring
-from run_identity.manifest_export import ManifestEmitter
+from run_identity.core.keys import Ed25519Signer, Keyring
+from run_identity.otel.manifest_export import ManifestEmitter
 
 GENAI = {"gen_ai.operation.name": "chat", "gen_ai.request.model": "gpt-4o"}
 

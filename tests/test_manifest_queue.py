@@ -19,10 +19,10 @@ from opentelemetry.sdk._logs import ReadableLogRecord
 from opentelemetry.sdk._logs.export import LogRecordExporter, LogRecordExportResult
 
 import run_identity
-from run_identity.collector import free_port
-from run_identity.keys import Ed25519Signer
-from run_identity.manifest_export import ManifestExportQueue
-from run_identity.spool import LOGS_SPOOL, Spool
+from run_identity.core.keys import Ed25519Signer
+from run_identity.otel.manifest_export import ManifestExportQueue
+from run_identity.pipeline.collector import free_port
+from run_identity.pipeline.spool import LOGS_SPOOL, Spool
 
 COMPOSITION = {"model": {"provider": "openai", "name": "m"}, "operation": "chat", "messages": []}
 GENAI = {"gen_ai.operation.name": "chat", "gen_ai.request.model": "m"}

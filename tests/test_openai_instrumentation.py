@@ -17,8 +17,8 @@ from llm_servers import official_openai_instrumentation
 from opentelemetry.sdk.trace import ReadableSpan
 
 from run_identity import Composition, Keyring, Manifest, compute_identity, declare
-from run_identity.attributes import RUN_IDENTITY_ID, RUN_IDENTITY_SIGNATURE
-from run_identity.statement import BindingStatement, decode_signature
+from run_identity.core.attributes import RUN_IDENTITY_ID, RUN_IDENTITY_SIGNATURE
+from run_identity.core.statement import BindingStatement, decode_signature
 
 OpenAIInstrumentor, INSTRUMENTATION_SCOPE = official_openai_instrumentation()
 

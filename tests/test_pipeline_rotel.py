@@ -18,9 +18,9 @@ from opentelemetry.sdk._logs import LoggerProvider
 from opentelemetry.sdk._logs.export import SimpleLogRecordProcessor
 
 import run_identity
-from run_identity.attributes import MANIFEST_EVENT_NAME
 from run_identity.cli import main
-from run_identity.collector import (
+from run_identity.core.attributes import MANIFEST_EVENT_NAME
+from run_identity.pipeline.collector import (
     CollectorError,
     CollectorUnavailable,
     rotel_agent_path,
@@ -29,7 +29,7 @@ from run_identity.collector import (
     run_through_rotel,
     start_rotel,
 )
-from run_identity.serve import LOGS_FILE, MANIFESTS_FILE, TRACES_FILE, verification_summarizer
+from run_identity.pipeline.serve import LOGS_FILE, MANIFESTS_FILE, TRACES_FILE, verification_summarizer
 
 pytestmark = pytest.mark.collector
 

@@ -1,4 +1,4 @@
-"""Tests of run_identity.processor: identity on declared GenAI spans, coverage, errors, strict mode."""
+"""Tests of run_identity.otel.processor: identity on declared GenAI spans, coverage, errors, strict mode."""
 
 from __future__ import annotations
 
@@ -26,9 +26,9 @@ from run_identity import (
     declare,
     prepare,
 )
-from run_identity.attributes import RUN_IDENTITY_ERROR, RUN_IDENTITY_ID, RUN_IDENTITY_SIGNATURE
-from run_identity.keys import Ed25519Signer
-from run_identity.statement import BindingStatement, decode_signature
+from run_identity.core.attributes import RUN_IDENTITY_ERROR, RUN_IDENTITY_ID, RUN_IDENTITY_SIGNATURE
+from run_identity.core.keys import Ed25519Signer
+from run_identity.core.statement import BindingStatement, decode_signature
 
 MODEL = "gpt-4o-mini"
 
@@ -201,7 +201,7 @@ def test_prepared_components_are_not_canonicalized_again(
     pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """With instructions and tools prepared, on_start canonicalizes only the other components."""
-    import run_identity.digest as digest_module
+    import run_identity.core.digest as digest_module
 
     tools = [{"type": "function", "name": "lookup", "parameters": {"type": "object"}}]
     raw = chat(tools=tools)
@@ -395,7 +395,7 @@ def test_force_flush_also_flushes_the_manifests(pipeline: Pipeline) -> None:
 def test_statement_template_is_its_canonical_form(signer: Ed25519Signer) -> None:
     """The statement's fast canonical bytes equal RFC 8785 of its JSON form (the hot path relies on it)."""
     from run_identity import canonicalize
-    from run_identity.statement import format_timestamp
+    from run_identity.core.statement import format_timestamp
 
     for ns in (0, 1_795_313_791_145_091_415, 1_795_313_791_999_999_999, 1_795_313_792_000_000_001):
         statement = BindingStatement(

@@ -11,7 +11,7 @@ from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON, Decision, Pa
 from opentelemetry.trace import SpanKind
 
 from run_identity import Composition, IdentitySampler, compute_identity, declare, start_genai_span
-from run_identity.attributes import RUN_IDENTITY_ERROR, RUN_IDENTITY_ID
+from run_identity.core.attributes import RUN_IDENTITY_ERROR, RUN_IDENTITY_ID
 
 
 def composition(**parameters: Any) -> dict[str, Any]:

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from run_identity import CanonicalizationError, Composition, compute_identity
-from run_identity._element_schema import (
+from run_identity.core._element_schema import (
     document_ok,
     message_ok,
     part_ok,
@@ -19,7 +19,7 @@ from run_identity._element_schema import (
     validate_part,
     validate_tool,
 )
-from run_identity.errors import CompositionError
+from run_identity.core.errors import CompositionError
 
 _KEYS = st.sampled_from(
     [

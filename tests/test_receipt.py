@@ -10,9 +10,9 @@ import pytest
 from core_fixtures import DECLARED_AT, SPAN_ID, TRACE_ID, keyring, signer
 
 from run_identity import Composition, Keyring, sign_run
-from run_identity.attributes import RECEIPT_EVENT_NAME
-from run_identity.errors import ManifestError, VerificationError
-from run_identity.receipt import (
+from run_identity.core.attributes import RECEIPT_EVENT_NAME
+from run_identity.core.errors import ManifestError, VerificationError
+from run_identity.core.receipt import (
     RECEIPT_PAYLOAD_TYPE,
     Receipt,
     attach_receipt,

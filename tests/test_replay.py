@@ -15,11 +15,11 @@ from verify_fixtures import manifest_bodies
 
 import run_identity
 from run_identity import Ed25519Signer, Keyring, Manifest, OtlpJsonFileLogExporter
-from run_identity.attributes import RECEIPT_EVENT_NAME
 from run_identity.cli import main
+from run_identity.core.attributes import RECEIPT_EVENT_NAME
 from run_identity.integrations import anthropic as ri_anthropic
 from run_identity.integrations import openai as ri_openai
-from run_identity.replay import ReplayError, rebuild
+from run_identity.integrations.replay import ReplayError, rebuild
 
 
 @pytest.fixture
@@ -169,7 +169,7 @@ def test_a_manifest_that_withholds_content_cannot_be_replayed(
 
 def test_a_hand_declared_composition_is_not_replayable(signer: Ed25519Signer) -> None:
     """A composition without a client endpoint cannot be rebuilt into a request."""
-    from run_identity.signing import sign_run
+    from run_identity.core.signing import sign_run
 
     composition = run_identity.Composition.from_dict(
         {"model": {"provider": "openai", "name": "m"}, "operation": "chat"}

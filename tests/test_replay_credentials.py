@@ -24,11 +24,11 @@ from verify_fixtures import logs_of, manifest_bodies, read_lines, write_lines
 import run_identity
 from run_identity import Composition, Ed25519Signer, Keyring, Manifest
 from run_identity.cli import main
+from run_identity.core.signing import sign_run
 from run_identity.integrations import anthropic as ri_anthropic
 from run_identity.integrations import openai as ri_openai
 from run_identity.integrations._openai_map import chat_body, chat_composition
-from run_identity.replay import OFFICIAL_BASE_URLS, ReplayError, check_endpoint, rebuild
-from run_identity.signing import sign_run
+from run_identity.integrations.replay import OFFICIAL_BASE_URLS, ReplayError, check_endpoint, rebuild
 
 
 @dataclass

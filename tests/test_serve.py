@@ -25,10 +25,10 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsSer
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 import run_identity
-from run_identity.attributes import MANIFEST_EVENT_NAME
-from run_identity.export_file import otlp_json_line as export_file_line
-from run_identity.keys import Ed25519Signer, Keyring
-from run_identity.serve import (
+from run_identity.core.attributes import MANIFEST_EVENT_NAME
+from run_identity.core.keys import Ed25519Signer, Keyring
+from run_identity.otel.export_file import otlp_json_line as export_file_line
+from run_identity.pipeline.serve import (
     LOGS_FILE,
     MANIFESTS_FILE,
     TRACES_FILE,
@@ -254,10 +254,10 @@ def test_summary_reports_a_tampered_manifest(server: ServeHandle, signer: Ed2551
 def test_serve_imports_nothing_from_the_sdk_side() -> None:
     """serve's modules import neither the processor, the exporters nor the OTel SDK."""
     forbidden = (
-        "run_identity.processor",
-        "run_identity.export_file",
-        "run_identity.manifest_export",
-        "run_identity.pipeline",
+        "run_identity.otel.processor",
+        "run_identity.otel.export_file",
+        "run_identity.otel.manifest_export",
+        "run_identity.pipeline.wiring",
         "opentelemetry.sdk",
         "opentelemetry.exporter",
     )

@@ -20,8 +20,8 @@ from core_fixtures import keyring as core_keyring
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from test_receipt import export, make_receipt, run_identity_of_composition
 
-from run_identity.attributes import MANIFEST_EVENT_NAME
-from run_identity.serve import (
+from run_identity.core.attributes import MANIFEST_EVENT_NAME
+from run_identity.pipeline.serve import (
     MANIFESTS_FILE,
     TRACES_FILE,
     WORK_FACTOR,
@@ -30,7 +30,7 @@ from run_identity.serve import (
     start_server,
     verification_summarizer,
 )
-from run_identity.serve._otlp import MAX_BODY
+from run_identity.pipeline.serve._otlp import MAX_BODY
 from run_identity.verify import Policy, Verifier
 
 
@@ -325,7 +325,7 @@ def test_summary_matches_the_verifier_on_the_same_data(tmp_path: Path, receipt: 
 
 def test_a_200_comes_after_the_fsync(server: ServeHandle, monkeypatch: pytest.MonkeyPatch) -> None:
     """The answer is sent only once the written line is fsynced."""
-    import run_identity.serve._sink as sink_module
+    import run_identity.pipeline.serve._sink as sink_module
 
     synced: list[int] = []
     real_fsync = sink_module.os.fsync
@@ -344,7 +344,7 @@ def test_a_request_that_cannot_be_made_durable_is_not_acknowledged(
     server: ServeHandle, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """When fsync fails the answer is 503 with Retry-After (the exporter sends it again), never 200."""
-    import run_identity.serve._sink as sink_module
+    import run_identity.pipeline.serve._sink as sink_module
 
     def failing_fsync(fd: int) -> None:
         raise OSError(5, "Input/output error")

@@ -12,10 +12,10 @@ import verify_fixtures as vf
 from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
 
-from run_identity.genai import start_genai_span
-from run_identity.keys import Keyring
-from run_identity.pipeline import setup
-from run_identity.serve import start_server, verification_summarizer
+from run_identity.core.keys import Keyring
+from run_identity.otel.genai import start_genai_span
+from run_identity.pipeline.serve import start_server, verification_summarizer
+from run_identity.pipeline.wiring import setup
 from run_identity.verify import Policy, Verifier
 
 

@@ -99,8 +99,8 @@ def test_show_an_ambiguous_trace_names_its_runs(tmp_path: Path, capsys: pytest.C
     """A trace id with two runs asks for TRACE_ID/SPAN_ID and lists them."""
     from opentelemetry import trace
 
-    from run_identity.genai import start_genai_span
-    from run_identity.pipeline import setup
+    from run_identity.otel.genai import start_genai_span
+    from run_identity.pipeline.wiring import setup
 
     pipeline = setup(vf.signer(), directory=tmp_path / "x", set_global=False)
     tracer = pipeline.tracer_provider.get_tracer("t")

@@ -23,10 +23,10 @@ from opentelemetry.sdk._logs import LoggerProvider
 from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, SimpleLogRecordProcessor
 
 import run_identity
-from run_identity.attributes import MANIFEST_EVENT_NAME
-from run_identity.collector import CollectorUnavailable, free_port, rotel_version, start_rotel
-from run_identity.serve import MANIFESTS_FILE, start_server
-from run_identity.spool import (
+from run_identity.core.attributes import MANIFEST_EVENT_NAME
+from run_identity.pipeline.collector import CollectorUnavailable, free_port, rotel_version, start_rotel
+from run_identity.pipeline.serve import MANIFESTS_FILE, start_server
+from run_identity.pipeline.spool import (
     LOGS_SPOOL,
     TRACES_SPOOL,
     SendResult,

@@ -1,4 +1,4 @@
-"""Tests of run_identity.statement: the binding statement, its PAE signing input, carriers, signature text."""
+"""Tests of run_identity.core.statement: the binding statement, its PAE signing input, carriers, signature text."""
 
 from __future__ import annotations
 
@@ -12,16 +12,16 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from hypothesis import given
 from hypothesis import strategies as st
 
-from run_identity.attributes import (
+from run_identity.core.attributes import (
     RUN_IDENTITY_DECLARED_AT,
     RUN_IDENTITY_ID,
     RUN_IDENTITY_KEY_ID,
     RUN_IDENTITY_SIGNATURE,
     RUN_IDENTITY_SPEC_VERSION,
 )
-from run_identity.canonical import canonicalize
-from run_identity.errors import ManifestError
-from run_identity.statement import (
+from run_identity.core.canonical import canonicalize
+from run_identity.core.errors import ManifestError
+from run_identity.core.statement import (
     PAYLOAD_TYPE,
     BindingStatement,
     decode_signature,

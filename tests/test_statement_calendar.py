@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from run_identity.statement import is_calendar_time
+from run_identity.core.statement import is_calendar_time
 
 
 @pytest.mark.parametrize(

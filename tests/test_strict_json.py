@@ -11,10 +11,10 @@ from core_fixtures import DECLARED_AT, SPAN_ID, TRACE_ID, minimal_dict, sign, si
 
 from run_identity import Composition, Keyring
 from run_identity.cli import main
-from run_identity.errors import KeyringError, ManifestError
-from run_identity.manifest import Manifest, reject_repeated_members
-from run_identity.receipt import Receipt, sign_receipt
-from run_identity.strict_json import MAX_JSON_DEPTH, RepeatedMemberError, StrictJsonError, loads_strict
+from run_identity.core.errors import KeyringError, ManifestError
+from run_identity.core.manifest import Manifest, reject_repeated_members
+from run_identity.core.receipt import Receipt, sign_receipt
+from run_identity.core.strict_json import MAX_JSON_DEPTH, RepeatedMemberError, StrictJsonError, loads_strict
 
 DEPTHS = [1, 50, 1000, 100_000]
 REPEAT = '{"a":1,"a":2}'

@@ -12,11 +12,11 @@ import orjson
 import pytest
 import verify_fixtures as vf
 
-from run_identity.canonical import canonicalize
-from run_identity.composition import Composition
-from run_identity.keys import Ed25519Signer
-from run_identity.signing import sign_run
-from run_identity.statement import BindingStatement, encode_signature
+from run_identity.core.canonical import canonicalize
+from run_identity.core.composition import Composition
+from run_identity.core.keys import Ed25519Signer
+from run_identity.core.signing import sign_run
+from run_identity.core.statement import BindingStatement, encode_signature
 
 # --- the pristine export, made once -----------------------------------------------------------------------
 
@@ -79,7 +79,7 @@ def _temperature_span(t: vf.Tamper) -> None:
 
 @case("a temperature changed with its component digest recomputed", chat="identity_mismatch")
 def _temperature_redigested(t: vf.Tamper) -> None:
-    from run_identity.digest import component_digest
+    from run_identity.core.digest import component_digest
 
     doc = t.manifest("chat")
     params = doc["components"]["parameters"]

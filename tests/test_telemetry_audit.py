@@ -16,9 +16,9 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 
 from run_identity import Composition, compute_identity
-from run_identity.keys import Keyring
-from run_identity.manifest import Manifest, build_manifest_json
-from run_identity.statement import run_statement
+from run_identity.core.keys import Keyring
+from run_identity.core.manifest import Manifest, build_manifest_json
+from run_identity.core.statement import run_statement
 from run_identity.verify import Policy, VerificationResult, Verifier
 from run_identity.verify._content import capture, content_mismatches, manifest_views
 

@@ -19,8 +19,8 @@ import rfc8785
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from run_identity import Composition, Keyring, Manifest, compute_identity
-from run_identity.canonical import canonicalize
-from run_identity.errors import RunIdentityError
+from run_identity.core.canonical import canonicalize
+from run_identity.core.errors import RunIdentityError
 
 ROOT = Path(__file__).resolve().parent.parent
 VECTORS = ROOT / "tests" / "vectors"

@@ -19,8 +19,8 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord, ResourceLogs, ScopeLogs
 
 from run_identity.cli import main
-from run_identity.keys import Keyring
-from run_identity.strict_json import StrictJsonError, loads_strict
+from run_identity.core.keys import Keyring
+from run_identity.core.strict_json import StrictJsonError, loads_strict
 from run_identity.verify import Policy, Verifier
 from run_identity.verify._inputs import BadRequest, decode_protobuf
 
@@ -382,7 +382,7 @@ def test_receipt_and_manifest_files_are_inputs_not_malformed(
 ) -> None:
     """A receipt.json (one line or pretty-printed) and a manifest.json beside the export are read as the records
     they would travel in; ``verify`` and ``show`` check a receipt file on its own too."""
-    from run_identity.receipt import sign_receipt
+    from run_identity.core.receipt import sign_receipt
 
     run = pristine.run("chat")
     receipt = sign_receipt(
@@ -438,7 +438,7 @@ def test_serve_summarizes_every_tampering_as_verify_judges_what_it_stored(pristi
     """Every tampering of the suite sent to ``serve`` line by line: whatever serve acknowledged (200), its
     running summary gives the same verdict, counts and failures as ``verify`` over the files it wrote; a
     line serve refuses (4xx: ambiguous or malformed) is never acknowledged."""
-    from run_identity.serve import start_server, verification_summarizer
+    from run_identity.pipeline.serve import start_server, verification_summarizer
 
     refused = compared = 0
     for i, (name, tamper, _expected) in enumerate(tt.CASES):
@@ -476,7 +476,7 @@ def test_serve_summarizes_every_tampering_as_verify_judges_what_it_stored(pristi
 
 def test_serve_with_nothing_received_has_not_passed(tmp_path: Path) -> None:
     """No run received is no pass in serve's running summary either (it used to say "passed: 0 runs")."""
-    from run_identity.serve import start_server, verification_summarizer
+    from run_identity.pipeline.serve import start_server, verification_summarizer
 
     handle = start_server(tmp_path / "out", summarize=verification_summarizer(_keyring()))
     try:

@@ -13,7 +13,7 @@ import verify_fixtures as vf
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from run_identity.cli import main
-from run_identity.keys import Keyring
+from run_identity.core.keys import Keyring
 from run_identity.verify import (
     FAILURE_CODES,
     NEVER_ALLOWED,
@@ -287,7 +287,7 @@ def test_the_progress_bar_draws_only_on_a_terminal() -> None:
     """On a terminal the bar is drawn and cleared; elsewhere nothing is written."""
     import io
 
-    from run_identity.verify._report import ProgressBar
+    from run_identity.verify.report import ProgressBar
 
     class Terminal(io.StringIO):
         def isatty(self) -> bool:
@@ -364,13 +364,13 @@ def test_the_verifier_imports_nothing_from_the_sdk_side() -> None:
     forbidden = (
         "opentelemetry.sdk",
         "opentelemetry.exporter",
-        "run_identity.processor",
-        "run_identity.pipeline",
-        "run_identity.export_file",
-        "run_identity.manifest_export",
+        "run_identity.otel.processor",
+        "run_identity.pipeline.wiring",
+        "run_identity.otel.export_file",
+        "run_identity.otel.manifest_export",
         "run_identity.declare",
-        "run_identity.genai",
-        "run_identity.sampling",
+        "run_identity.otel.genai",
+        "run_identity.otel.sampling",
     )
     package = Path(run_identity.verify.__file__).parent
     files = [*package.glob("*.py"), package.parent / "cli" / "_verify.py"]
@@ -523,8 +523,8 @@ def test_a_repeated_attribute_on_a_log_record_of_another_kind_is_ignored(export:
 
 
 def test_manifest_text_that_repeats_a_member_names_where() -> None:
-    from run_identity.errors import ManifestError
-    from run_identity.manifest import Manifest
+    from run_identity.core.errors import ManifestError
+    from run_identity.core.manifest import Manifest
 
     text = '{"components":{"model":{"digest":"x","digest":"y"}}}'
     with pytest.raises(ManifestError, match=r"components\.model: member 'digest' appears more than once"):

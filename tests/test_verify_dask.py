@@ -24,9 +24,9 @@ import verify_fixtures as vf
 import zstandard
 
 from run_identity.cli import main
-from run_identity.keys import Keyring
+from run_identity.core.keys import Keyring
 from run_identity.verify import Policy, VerificationReport, Verifier
-from run_identity.verify._dask import connect, parse_scheduler, partition_of
+from run_identity.verify.cluster import connect, parse_scheduler, partition_of
 
 ROOT = Path(__file__).resolve().parent.parent
 RUNS = 3000

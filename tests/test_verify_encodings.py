@@ -116,7 +116,7 @@ def test_reencoded_and_canonical_copies_are_one_manifest(pristine: vf.Export, tm
 
 def test_withheld_elements_verify(pristine: vf.Export, tmp_path: Path) -> None:
     """Withholding a message, a document and the whole parameters component keeps every run verified."""
-    from run_identity.manifest import Manifest
+    from run_identity.core.manifest import Manifest
 
     t = vf.tamper_copy(pristine, tmp_path / "export")
     for label, component, index in (

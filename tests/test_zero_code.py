@@ -15,9 +15,9 @@ from conftest import OpenAIServer
 from llm_servers import official_openai_instrumentation
 
 from run_identity import Composition, Ed25519Signer, Keyring, Manifest, compute_identity
-from run_identity._autoinstrument import install
-from run_identity.environment import RUN_IDENTITY_ENABLED, env_bool
-from run_identity.statement import BindingStatement, decode_signature
+from run_identity.core.statement import BindingStatement, decode_signature
+from run_identity.otel.environment import RUN_IDENTITY_ENABLED, env_bool
+from run_identity.zero_code import install
 
 ROOT = Path(__file__).resolve().parent.parent
 APP = ROOT / "examples" / "zero_code" / "app.py"

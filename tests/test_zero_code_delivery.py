@@ -20,9 +20,9 @@ import orjson
 import pytest
 
 from run_identity import Ed25519Signer
-from run_identity.collector import free_port
-from run_identity.serve import MANIFESTS_FILE, start_server
-from run_identity.spool import flush_spool_dir
+from run_identity.pipeline.collector import free_port
+from run_identity.pipeline.serve import MANIFESTS_FILE, start_server
+from run_identity.pipeline.spool import flush_spool_dir
 
 BIN = Path(sys.executable).parent
 
@@ -30,7 +30,7 @@ APP = """
 import dataclasses, json, sys
 from opentelemetry import trace
 import run_identity
-from run_identity import _autoinstrument
+from run_identity import zero_code
 
 runs = int(sys.argv[1])
 provider = trace.get_tracer_provider()
@@ -42,8 +42,8 @@ for i in range(runs):
     }
     with run_identity.start_genai_span(composition, tracer_provider=provider):
         pass
-_autoinstrument.shutdown()  # what atexit does; called here to print the counters it leaves
-setup = _autoinstrument.installed_setup()
+zero_code.shutdown()  # what atexit does; called here to print the counters it leaves
+setup = zero_code.installed_setup()
 print(json.dumps({
     "coverage": dataclasses.asdict(setup.processor.coverage),
     "queue": setup.queue_sizes,

@@ -1,7 +1,7 @@
 """Real exported data for the verifier's tests, and the tools to tamper with it and re-encode it.
 
 Runs go through the real OpenTelemetry SDK, the identity span processor and the project's file export
-(:func:`run_identity.pipeline.setup` with a directory), exactly as an application produces them:
+(:func:`run_identity.pipeline.wiring.setup` with a directory), exactly as an application produces them:
 ``traces.jsonl`` and ``manifests.jsonl`` in OTLP/JSON lines. The re-encoders turn those lines into the
 other encodings a collector writes (protobuf requests, the file exporter's length-prefixed ``proto`` format).
 """
@@ -21,11 +21,11 @@ from google.protobuf import json_format
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
-from run_identity.canonical import canonicalize
-from run_identity.genai import start_genai_span
-from run_identity.keys import Ed25519Signer, Keyring
-from run_identity.pipeline import setup
-from run_identity.receipt import sign_receipt
+from run_identity.core.canonical import canonicalize
+from run_identity.core.keys import Ed25519Signer, Keyring
+from run_identity.core.receipt import sign_receipt
+from run_identity.otel.genai import start_genai_span
+from run_identity.pipeline.wiring import setup
 from run_identity.verify import Policy, VerificationReport, Verifier
 
 SIGNER_SEED = bytes(range(32))

@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.official:  # first the instrumentation, then the integration over it
         from opentelemetry.instrumentation.genai.anthropic import AnthropicInstrumentor
 
-        from run_identity.completion_hook import RunIdentityCompletionHook
+        from run_identity.integrations.completion_hook import RunIdentityCompletionHook
 
         instrumentor = AnthropicInstrumentor()
         instrumentor.instrument(tracer_provider=handle.tracer_provider, completion_hook=RunIdentityCompletionHook())

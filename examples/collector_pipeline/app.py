@@ -8,7 +8,7 @@ collector (rotel or otelcol-contrib). No model is called: the span ends as if th
     python examples/collector_pipeline/app.py --key keys/signing-key.pem --endpoint http://127.0.0.1:4318
 
 ``--spool DIR`` wraps the exporters so that batches the collector does not take are kept in DIR and sent
-again at the next start (see run_identity.spool). Exit code 0 when every run was declared and exported (or
+again at the next start (see run_identity.pipeline.spool). Exit code 0 when every run was declared and exported (or
 spooled), 1 otherwise.
 """
 
@@ -170,7 +170,7 @@ def make_runs(
 def exporters(endpoint: str, *, protocol: str, spool: str | None, timeout: float) -> tuple[Any, Any]:
     """OTLP span and log exporters to ``endpoint`` (HTTP base URL, or host:port for gRPC)."""
     if spool is not None:
-        from run_identity.spool import spooling_otlp_exporters
+        from run_identity.pipeline.spool import spooling_otlp_exporters
 
         return spooling_otlp_exporters(endpoint, spool, timeout=timeout, cooldown=timeout)
     if protocol == "grpc":

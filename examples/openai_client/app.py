@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.official:  # first the instrumentation, then the integration over it
         from opentelemetry.instrumentation.genai.openai import OpenAIInstrumentor
 
-        from run_identity.completion_hook import RunIdentityCompletionHook
+        from run_identity.integrations.completion_hook import RunIdentityCompletionHook
 
         instrumentor = OpenAIInstrumentor()
         instrumentor.instrument(tracer_provider=handle.tracer_provider, completion_hook=RunIdentityCompletionHook())

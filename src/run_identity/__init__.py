@@ -7,11 +7,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from run_identity.canonical import canonicalize
-from run_identity.composition import Composition, PreparedComponent
-from run_identity.declare import Declaration, declare
-from run_identity.digest import SPEC_VERSION, ComponentDigest, Identity, compute_identity, prepare
-from run_identity.errors import (
+from run_identity.core.canonical import canonicalize
+from run_identity.core.composition import Composition, PreparedComponent
+from run_identity.core.digest import SPEC_VERSION, ComponentDigest, Identity, compute_identity, prepare
+from run_identity.core.errors import (
     CanonicalizationError,
     CompositionError,
     KeyringError,
@@ -21,9 +20,9 @@ from run_identity.errors import (
     UnclaimedDeclarationError,
     VerificationError,
 )
-from run_identity.keys import Ed25519Signer, Keyring, Signer, generate_key_files, load_signer
-from run_identity.manifest import Manifest
-from run_identity.parts import (
+from run_identity.core.keys import Ed25519Signer, Keyring, Signer, generate_key_files, load_signer
+from run_identity.core.manifest import Manifest
+from run_identity.core.parts import (
     BlobPart,
     Document,
     FilePart,
@@ -36,24 +35,26 @@ from run_identity.parts import (
     ToolCallResponsePart,
     UriPart,
 )
-from run_identity.receipt import Receipt, ReceiptStatement, output_digest, receipt_of, sign_receipt, verify_receipt
-from run_identity.signing import SignedRun, sign_run
-from run_identity.statement import BindingStatement
+from run_identity.core.receipt import Receipt, ReceiptStatement, output_digest, receipt_of, sign_receipt, verify_receipt
+from run_identity.core.signing import SignedRun, sign_run
+from run_identity.core.statement import BindingStatement
+from run_identity.core.version import __version__ as __version__
+from run_identity.otel.declare import Declaration, declare
 
 # The SDK side (processor, exporters, set-up) loads on first use, so that a verifier importing
 # run_identity.verify never imports opentelemetry-sdk (docs/verify.md: the verifier is a separate party).
 _LAZY = {
-    "Coverage": "run_identity.processor",
-    "IdentitySampler": "run_identity.sampling",
-    "IdentitySetup": "run_identity.pipeline",
-    "IdentitySpanProcessor": "run_identity.processor",
-    "ManifestEmitter": "run_identity.manifest_export",
-    "ManifestExportQueue": "run_identity.manifest_export",
-    "OtlpJsonFileLogExporter": "run_identity.export_file",
-    "OtlpJsonFileSpanExporter": "run_identity.export_file",
-    "file_exporters": "run_identity.export_file",
-    "setup": "run_identity.pipeline",
-    "start_genai_span": "run_identity.genai",
+    "Coverage": "run_identity.otel.processor",
+    "IdentitySampler": "run_identity.otel.sampling",
+    "IdentitySetup": "run_identity.pipeline.wiring",
+    "IdentitySpanProcessor": "run_identity.otel.processor",
+    "ManifestEmitter": "run_identity.otel.manifest_export",
+    "ManifestExportQueue": "run_identity.otel.manifest_export",
+    "OtlpJsonFileLogExporter": "run_identity.otel.export_file",
+    "OtlpJsonFileSpanExporter": "run_identity.otel.export_file",
+    "file_exporters": "run_identity.otel.export_file",
+    "setup": "run_identity.pipeline.wiring",
+    "start_genai_span": "run_identity.otel.genai",
 }
 
 
@@ -69,14 +70,13 @@ def __getattr__(name: str) -> object:
 
 
 if TYPE_CHECKING:
-    from run_identity.export_file import OtlpJsonFileLogExporter, OtlpJsonFileSpanExporter, file_exporters
-    from run_identity.genai import start_genai_span
-    from run_identity.manifest_export import ManifestEmitter, ManifestExportQueue
-    from run_identity.pipeline import IdentitySetup, setup
-    from run_identity.processor import Coverage, IdentitySpanProcessor
-    from run_identity.sampling import IdentitySampler
+    from run_identity.otel.export_file import OtlpJsonFileLogExporter, OtlpJsonFileSpanExporter, file_exporters
+    from run_identity.otel.genai import start_genai_span
+    from run_identity.otel.manifest_export import ManifestEmitter, ManifestExportQueue
+    from run_identity.otel.processor import Coverage, IdentitySpanProcessor
+    from run_identity.otel.sampling import IdentitySampler
+    from run_identity.pipeline.wiring import IdentitySetup, setup
 
-__version__ = "0.1.0"
 
 __all__ = [
     "SPEC_VERSION",

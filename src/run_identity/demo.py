@@ -20,11 +20,11 @@ from typing import TextIO
 from opentelemetry.sdk._logs.export import LogRecordExporter
 from opentelemetry.sdk.trace.export import SpanExporter
 
+from run_identity.core.digest import prepare
+from run_identity.core.keys import Ed25519Signer, Keyring, generate_key_files
 from run_identity.demo_runs import demo_compositions
-from run_identity.digest import prepare
-from run_identity.genai import start_genai_span
-from run_identity.keys import Ed25519Signer, Keyring, generate_key_files
-from run_identity.pipeline import setup
+from run_identity.otel.genai import start_genai_span
+from run_identity.pipeline.wiring import setup
 from run_identity.verify import LABELS_FILE, Policy, VerificationReport, Verifier
 
 __all__ = ["DemoRun", "run_demo"]
@@ -119,7 +119,7 @@ def run_demo(
 
     ``command`` starts the follow-up command lines printed at the end (how the user runs ``run-identity``).
 
-    Raises KeyringError for unusable keys and run_identity.collector.CollectorUnavailable when
+    Raises KeyringError for unusable keys and run_identity.pipeline.collector.CollectorUnavailable when
     ``collector`` is asked for where rotel cannot run.
     """
     out_dir = Path(out)
@@ -129,7 +129,7 @@ def run_demo(
         shutil.rmtree(export)
     export.mkdir(parents=True)
     if collector:
-        from run_identity.collector import run_through_rotel
+        from run_identity.pipeline.collector import run_through_rotel
 
         runs: list[DemoRun] = []
 

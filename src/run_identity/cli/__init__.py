@@ -11,8 +11,8 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from run_identity import __version__
-from run_identity.errors import RunIdentityError
+from run_identity.core.errors import RunIdentityError
+from run_identity.core.version import __version__
 
 __all__ = ["OPTIONAL_MODULES", "CliError", "main", "missing_extra"]
 
@@ -43,7 +43,7 @@ def missing_extra(exc: ModuleNotFoundError) -> str | None:
 
 def _escaped(exc: Exception) -> str:
     """An error's text with control characters visible: it may quote untrusted input (a member name, a path)."""
-    from run_identity.verify._render import esc
+    from run_identity.verify.render import esc
 
     return esc(exc)
 

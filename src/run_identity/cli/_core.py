@@ -8,13 +8,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from run_identity.canonical import canonicalize
 from run_identity.cli import CliError
 from run_identity.cli._input import load_json
-from run_identity.composition import Composition
-from run_identity.digest import compute_identity
-from run_identity.errors import RunIdentityError
-from run_identity.keys import generate_key_files
+from run_identity.core.canonical import canonicalize
+from run_identity.core.composition import Composition
+from run_identity.core.digest import compute_identity
+from run_identity.core.errors import RunIdentityError
+from run_identity.core.keys import generate_key_files
 
 __all__ = ["register"]
 

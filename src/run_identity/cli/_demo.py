@@ -49,7 +49,7 @@ def _demo(args: argparse.Namespace) -> int:
 
     command = invocation()
     if args.collector:
-        from run_identity.collector import CollectorUnavailable
+        from run_identity.pipeline.collector import CollectorUnavailable
 
         try:
             return run_demo(args.out, collector=True, stream=sys.stdout, command=command)

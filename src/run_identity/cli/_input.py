@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from run_identity.cli import CliError
-from run_identity.strict_json import RepeatedMemberError, StrictJsonError, loads_strict
+from run_identity.core.strict_json import RepeatedMemberError, StrictJsonError, loads_strict
 
 __all__ = ["load_json", "read_bytes"]
 
@@ -27,7 +27,7 @@ def read_bytes(source: str) -> tuple[bytes, str]:
 
 
 def load_json(source: str) -> Any:
-    """Parse FILE or ``-`` as strict JSON (run_identity.strict_json.loads_strict); raises CliError.
+    """Parse FILE or ``-`` as strict JSON (run_identity.core.strict_json.loads_strict); raises CliError.
 
     UTF-8 only; no member named twice in an object at any depth, no NaN/Infinity, no lone surrogate, no
     number outside the range of a double, nesting within ``MAX_JSON_DEPTH``. The error names the place.

@@ -1,4 +1,7 @@
-"""The ``replay`` command: rebuild a run's exact request from its manifest, send it, compare (run_identity.replay)."""
+"""The ``replay`` command: rebuild a run's exact request from its manifest, send it, compare.
+
+The work is done by :mod:`run_identity.integrations.replay`.
+"""
 
 from __future__ import annotations
 
@@ -10,18 +13,16 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from run_identity.attributes import RECEIPT_EVENT_NAME
 from run_identity.cli import CliError
 from run_identity.cli._args import check_url
-from run_identity.errors import KeyringError, ManifestError
-from run_identity.keys import Keyring
-from run_identity.manifest import Manifest
-from run_identity.receipt import Receipt
-from run_identity.replay import ReplayError, compare, rebuild, send
-from run_identity.verify import VERIFIED, InputError, Policy, Verifier
-from run_identity.verify._checks import CheckContext
-from run_identity.verify._inputs import discover
-from run_identity.verify._lookup import find_runs, load_manifest_file, parse_selector
+from run_identity.core.attributes import RECEIPT_EVENT_NAME
+from run_identity.core.errors import KeyringError, ManifestError
+from run_identity.core.keys import Keyring
+from run_identity.core.manifest import Manifest
+from run_identity.core.receipt import Receipt
+from run_identity.integrations.replay import ReplayError, compare, rebuild, send
+from run_identity.verify import VERIFIED, CheckContext, InputError, Policy, Verifier, discover
+from run_identity.verify.lookup import find_runs, load_manifest_file, parse_selector
 
 __all__ = ["register"]
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from run_identity.cli._args import check_port, check_positive, check_url
-from run_identity.errors import RunIdentityError
+from run_identity.core.errors import RunIdentityError
 
 __all__ = ["register"]
 
@@ -41,8 +41,8 @@ def _until_stopped() -> Iterator[threading.Event]:
 def _summarizer(keyring_path: str | None, allow: list[str]) -> Any:
     if keyring_path is None:
         return None
-    from run_identity.keys import Keyring
-    from run_identity.serve import verification_summarizer
+    from run_identity.core.keys import Keyring
+    from run_identity.pipeline.serve import verification_summarizer
 
     try:
         return verification_summarizer(Keyring.from_jwks(keyring_path), allow=allow)
@@ -78,7 +78,7 @@ DEFAULT_GRPC_PORT = 4321
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from run_identity.serve import GrpcUnavailable, ServeLimits, start_server
+    from run_identity.pipeline.serve import GrpcUnavailable, ServeLimits, start_server
 
     check_port(args.port, "--port")
     if args.grpc_port is not None:
@@ -141,8 +141,8 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _collector(args: argparse.Namespace) -> int:
-    from run_identity.collector import CollectorError, default_config_dir, start_rotel
-    from run_identity.serve import start_server
+    from run_identity.pipeline.collector import CollectorError, default_config_dir, start_rotel
+    from run_identity.pipeline.serve import start_server
 
     if args.print_config_dir:
         print(default_config_dir())
@@ -194,7 +194,7 @@ def _collector(args: argparse.Namespace) -> int:
 
 
 def _spool_flush(args: argparse.Namespace) -> int:
-    from run_identity.spool import flush_spool_dir
+    from run_identity.pipeline.spool import flush_spool_dir
 
     check_url(args.endpoint, "--endpoint")
     check_positive(args.timeout, "--timeout")

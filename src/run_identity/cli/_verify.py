@@ -11,12 +11,12 @@ from typing import Any
 
 from run_identity.cli import CliError
 from run_identity.cli._args import check_jobs
-from run_identity.errors import KeyringError, ManifestError
-from run_identity.keys import Keyring
-from run_identity.receipt import Receipt
+from run_identity.core.errors import KeyringError, ManifestError
+from run_identity.core.keys import Keyring
+from run_identity.core.receipt import Receipt
 from run_identity.verify import FAILURE_CODES, MANIFEST_MISSING, SPAN_MISSING, Policy, Verifier
-from run_identity.verify._diff import diff_manifests
-from run_identity.verify._lookup import (
+from run_identity.verify.diff import diff_manifests
+from run_identity.verify.lookup import (
     FoundRun,
     Selector,
     find_runs_of,
@@ -24,8 +24,8 @@ from run_identity.verify._lookup import (
     parse_selector,
     run_labels,
 )
-from run_identity.verify._render import esc, render_diff, render_manifest, render_receipt, render_status
-from run_identity.verify._report import INSECURE_BANNER, ProgressBar, write_json, write_text
+from run_identity.verify.render import esc, render_diff, render_manifest, render_receipt, render_status
+from run_identity.verify.report import INSECURE_BANNER, ProgressBar, write_json, write_text
 
 __all__ = ["register"]
 
@@ -87,7 +87,7 @@ def _verify(args: argparse.Namespace) -> int:
     jobs = check_jobs(args.jobs) or (os.cpu_count() or 1)
     if args.dask is None:
         return _verify_with(args, jobs, None)
-    from run_identity.verify._dask import connect, parse_scheduler
+    from run_identity.verify.cluster import connect, parse_scheduler
 
     try:
         parse_scheduler(args.dask)

@@ -27,11 +27,12 @@ from opentelemetry import trace as trace_api
 from opentelemetry._logs import LoggerProvider, SeverityNumber, get_logger_provider
 from opentelemetry.trace import NonRecordingSpan, Span, SpanContext, SpanKind, TraceFlags, TracerProvider
 
-from run_identity.attributes import RECEIPT_EVENT_NAME, RUN_IDENTITY_ID, RUN_IDENTITY_KEY_ID
-from run_identity.declare import Declaration, context_with, current_declaration
-from run_identity.genai import genai_span_attributes
-from run_identity.keys import Signer
-from run_identity.receipt import Receipt, attach_receipt, sign_receipt
+from run_identity.core.attributes import RECEIPT_EVENT_NAME, RUN_IDENTITY_ID, RUN_IDENTITY_KEY_ID
+from run_identity.core.keys import Signer
+from run_identity.core.receipt import Receipt, attach_receipt, sign_receipt
+from run_identity.core.version import __version__
+from run_identity.otel.declare import Declaration, context_with, current_declaration
+from run_identity.otel.genai import genai_span_attributes
 
 __all__ = ["BOARD", "Capture", "CaptureStats", "Endpoint", "Output", "ReceiptBoard", "Run"]
 
@@ -179,7 +180,7 @@ class ReceiptBoard:
         return receipt
 
 
-#: The board shared by the client integrations and :mod:`run_identity.completion_hook`.
+#: The board shared by the client integrations and :mod:`run_identity.integrations.completion_hook`.
 BOARD = ReceiptBoard()
 
 
@@ -196,7 +197,7 @@ def _client_spans(endpoint: Endpoint, instance: Any, provider: object) -> bool:
 
 def find_identity_processor(provider: object) -> Any:
     """The IdentitySpanProcessor on an SDK TracerProvider, or None."""
-    from run_identity.processor import IdentitySpanProcessor
+    from run_identity.otel.processor import IdentitySpanProcessor
 
     active = getattr(provider, "_active_span_processor", None)
     for processor in getattr(active, "_span_processors", ()):
@@ -317,8 +318,6 @@ class Run:
         self.declaration = Declaration(composition, targeted=own_span)
         self.span: Span | None = None
         if own_span:
-            from run_identity import __version__
-
             name, attributes = genai_span_attributes(self.declaration)
             tracer = trace_api.get_tracer(_SCOPE, __version__, capture.provider())
             self.span = tracer.start_span(
@@ -513,8 +512,6 @@ def _response_attributes(span: Span, output: Output) -> None:
 def _emit(
     receipt: Receipt, provider: LoggerProvider, span: Span | None, with_output: bool, scope: str = _SCOPE
 ) -> None:
-    from run_identity import __version__
-
     s = receipt.statement
     flags = TraceFlags(TraceFlags.DEFAULT)
     if span is not None and span.get_span_context().trace_flags.sampled:

@@ -7,7 +7,7 @@ from typing import Any
 
 __all__ = ["CaptureError", "get", "omitted", "plain", "reusable"]
 
-from run_identity.errors import RunIdentityError
+from run_identity.core.errors import RunIdentityError
 
 
 class CaptureError(RunIdentityError):

@@ -27,6 +27,7 @@ from urllib.parse import urlsplit, urlunsplit
 from opentelemetry._logs import LoggerProvider
 from opentelemetry.trace import TracerProvider
 
+from run_identity.core.keys import Signer
 from run_identity.integrations._capture import CaptureStats, Output
 from run_identity.integrations._openai_map import chat_composition, responses_composition
 from run_identity.integrations._openai_output import (
@@ -37,7 +38,6 @@ from run_identity.integrations._openai_output import (
 )
 from run_identity.integrations._patch import Integration, Target
 from run_identity.integrations._values import CaptureError, omitted, plain, reusable
-from run_identity.keys import Signer
 
 __all__ = ["composition_of", "instrument", "is_instrumented", "request_body", "stats", "uninstrument"]
 

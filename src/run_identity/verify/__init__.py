@@ -1,6 +1,6 @@
 """Verification of exported runs: a separate party that trusts only the keyring it is given.
 
-    from run_identity.keys import Keyring
+    from run_identity.core.keys import Keyring
     from run_identity.verify import Policy, Verifier
 
     report = Verifier(Keyring.from_jwks("trusted-keys.jwks.json"), Policy()).verify(["export/"])
@@ -12,6 +12,7 @@ Nothing here imports the SDK side (span processor, exporters, ``opentelemetry-sd
 
 from __future__ import annotations
 
+from run_identity.verify._checks import CheckContext
 from run_identity.verify._codes import (
     BAD_SIGNATURE,
     BINDING_MISMATCH,
@@ -32,9 +33,9 @@ from run_identity.verify._codes import (
     VERIFIED,
     Finding,
 )
-from run_identity.verify._inputs import InputError
-from run_identity.verify._lookup import LABELS_FILE
+from run_identity.verify._inputs import InputError, discover
 from run_identity.verify._result import Policy, VerificationResult
+from run_identity.verify.lookup import LABELS_FILE
 from run_identity.verify.verifier import Progress, VerificationReport, Verifier
 
 __all__ = [
@@ -56,6 +57,7 @@ __all__ = [
     "UNIDENTIFIED",
     "UNKNOWN_KEY",
     "VERIFIED",
+    "CheckContext",
     "Finding",
     "InputError",
     "Policy",
@@ -63,4 +65,5 @@ __all__ = [
     "VerificationReport",
     "VerificationResult",
     "Verifier",
+    "discover",
 ]

@@ -14,16 +14,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from run_identity.attributes import (
+from run_identity.core.attributes import (
     RUN_IDENTITY_ERROR,
     RUN_IDENTITY_ID,
     RUN_IDENTITY_SIGNATURE,
 )
-from run_identity.composition import PARAMETER_ATTRIBUTES
-from run_identity.digest import SPEC_VERSION
-from run_identity.errors import ManifestError
-from run_identity.keys import Keyring
-from run_identity.statement import BindingStatement, decode_signature
+from run_identity.core.composition import PARAMETER_ATTRIBUTES
+from run_identity.core.digest import SPEC_VERSION
+from run_identity.core.errors import ManifestError
+from run_identity.core.keys import Keyring
+from run_identity.core.statement import BindingStatement, decode_signature
 from run_identity.verify._codes import (
     BAD_SIGNATURE,
     SIGNATURE_UNCHECKED,

@@ -17,10 +17,10 @@ from typing import Any
 
 import orjson
 
-from run_identity.canonical import canonicalize
-from run_identity.errors import CanonicalizationError
-from run_identity.manifest import Manifest
-from run_identity.strict_json import StrictJsonError, loads_strict
+from run_identity.core.canonical import canonicalize
+from run_identity.core.errors import CanonicalizationError
+from run_identity.core.manifest import Manifest
+from run_identity.core.strict_json import StrictJsonError, loads_strict
 from run_identity.verify._codes import MALFORMED, TELEMETRY_MISMATCH, Finding
 
 __all__ = [

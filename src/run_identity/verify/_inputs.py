@@ -36,8 +36,8 @@ from google.protobuf.message import DecodeError
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
-from run_identity.errors import RunIdentityError
-from run_identity.strict_json import StrictJsonError, loads_strict
+from run_identity.core.errors import RunIdentityError
+from run_identity.core.strict_json import StrictJsonError, loads_strict
 from run_identity.verify._compression import ZstdMissing, compression_of, decompressing, decompression_errors
 
 __all__ = [

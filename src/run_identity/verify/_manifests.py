@@ -1,7 +1,7 @@
 """Steps 1, 3, 4 and the record-level parts of 5 and 6 for one manifest record, as it streams by.
 
-The content is checked one way only: the manifest is read by :meth:`run_identity.manifest.Manifest.from_json`
-(which refuses every ambiguous spelling) and recomputed by :meth:`~run_identity.manifest.Manifest.recompute`,
+The content is checked one way only: the manifest is read by :meth:`run_identity.core.manifest.Manifest.from_json`
+(which refuses every ambiguous spelling) and recomputed by :meth:`~run_identity.core.manifest.Manifest.recompute`,
 as docs/spec.md §12 step 4 says. Only a :class:`ManifestSummary` is kept: the content is dropped once checked.
 """
 
@@ -12,10 +12,10 @@ from typing import Any
 
 import orjson
 
-from run_identity.attributes import RUN_IDENTITY_ID, RUN_IDENTITY_KEY_ID
-from run_identity.composition import REQUIRED_COMPONENTS, validate_component, validate_element
-from run_identity.errors import CompositionError, ManifestError
-from run_identity.manifest import Manifest, ManifestComponent, ManifestElement
+from run_identity.core.attributes import RUN_IDENTITY_ID, RUN_IDENTITY_KEY_ID
+from run_identity.core.composition import REQUIRED_COMPONENTS, validate_component, validate_element
+from run_identity.core.errors import CompositionError, ManifestError
+from run_identity.core.manifest import Manifest, ManifestComponent, ManifestElement
 from run_identity.verify._checks import (
     MODEL,
     OPERATION,

@@ -7,7 +7,7 @@ import multiprocessing
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
-from run_identity.keys import Keyring
+from run_identity.core.keys import Keyring
 from run_identity.verify._checks import CheckContext, Malformed, ManifestSummary, SpanSummary, summarize_span
 from run_identity.verify._content import ContentSummary, summarize_content
 from run_identity.verify._inputs import (

@@ -3,7 +3,7 @@
 A ``run_identity.receipt`` log record is reduced to a :class:`ReceiptSummary` (signature, the output it
 carries against its digest, the record's own ids). The run table (:mod:`._runs`) judges it against its run:
 the receipt must name the run's identity, two receipts of one run must agree, and a resolved model that is
-not the requested one (nor a dated snapshot of it, see :func:`run_identity.receipt.model_resolution`) is
+not the requested one (nor a dated snapshot of it, see :func:`run_identity.core.receipt.model_resolution`) is
 ``model_substituted``. A receipt whose run has neither span nor manifest in the input is
 ``manifest_missing``.
 """
@@ -13,9 +13,9 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
-from run_identity.attributes import RUN_IDENTITY_ID, RUN_IDENTITY_KEY_ID
-from run_identity.errors import CanonicalizationError, ManifestError
-from run_identity.receipt import Receipt, ReceiptStatement, output_digest
+from run_identity.core.attributes import RUN_IDENTITY_ID, RUN_IDENTITY_KEY_ID
+from run_identity.core.errors import CanonicalizationError, ManifestError
+from run_identity.core.receipt import Receipt, ReceiptStatement, output_digest
 from run_identity.verify._checks import CheckContext, Malformed, run_key
 from run_identity.verify._codes import (
     BAD_SIGNATURE,

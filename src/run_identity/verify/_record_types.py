@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from run_identity.attributes import MANIFEST_EVENT_NAME, RECEIPT_EVENT_NAME
+from run_identity.core.attributes import MANIFEST_EVENT_NAME, RECEIPT_EVENT_NAME
 
 __all__ = [
     "EVENT_NAME_ATTRIBUTE",

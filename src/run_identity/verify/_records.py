@@ -15,7 +15,7 @@ import contextlib
 from collections.abc import Iterator
 from typing import Any, cast
 
-from run_identity.attributes import RECEIPT_EVENT_NAME, RUN_IDENTITY_ID
+from run_identity.core.attributes import RECEIPT_EVENT_NAME, RUN_IDENTITY_ID
 from run_identity.verify._content import CONTENT_ATTRIBUTES
 from run_identity.verify._inputs import MANIFEST_DOCUMENT, RECEIPT_DOCUMENT, RawRequest
 from run_identity.verify._record_types import (

@@ -9,7 +9,7 @@ import contextlib
 from collections.abc import Iterator
 from typing import Any
 
-from run_identity.attributes import RECEIPT_EVENT_NAME, RUN_IDENTITY_ID
+from run_identity.core.attributes import RECEIPT_EVENT_NAME, RUN_IDENTITY_ID
 from run_identity.verify._content import CONTENT_ATTRIBUTES
 from run_identity.verify._record_types import (
     EVENT_NAME_ATTRIBUTE,

@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from run_identity.composition import COMPONENT_NAMES
+from run_identity.core.composition import COMPONENT_NAMES
 from run_identity.verify._codes import FAILURE_CODES, NEVER_ALLOWED, VERIFIED, Finding
 
 __all__ = ["Policy", "VerificationResult"]

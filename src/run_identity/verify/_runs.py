@@ -12,8 +12,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from run_identity.receipt import model_resolution
-from run_identity.statement import BindingStatement
+from run_identity.core.receipt import model_resolution
+from run_identity.core.statement import BindingStatement
 from run_identity.verify._checks import (
     MODEL,
     CheckContext,

@@ -20,8 +20,8 @@ import os
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
-from run_identity.digest import SPEC_VERSION, salt_id
-from run_identity.keys import Keyring
+from run_identity.core.digest import SPEC_VERSION, salt_id
+from run_identity.core.keys import Keyring
 from run_identity.verify._checks import CheckContext
 from run_identity.verify._codes import MALFORMED, RESULT_CODES, Finding
 from run_identity.verify._inputs import Chunk, discover, input_size, plan
@@ -220,7 +220,7 @@ class Verifier:
         until read, so keep the client open while the report is used.
         """
         if dask is not None:
-            from run_identity.verify._dask import verify_on_dask
+            from run_identity.verify.cluster import verify_on_dask
 
             results, counted, names, kinds = verify_on_dask(
                 dask,
