@@ -329,3 +329,39 @@ def test_anthropic_declared_one_question_sent_another_is_telemetry_mismatch(
             client.messages.create(**anthropic_request("Capital of Portugal?"))
 
     check(record(genai_anthropic.AnthropicInstrumentor, calls), runs=1, code="telemetry_mismatch")
+
+
+@pytest.mark.parametrize("example", ["openai_client", "anthropic_client"])
+def test_the_client_examples_verify_with_content_captured_on_their_spans(
+    example: str, tmp_path: Path, server: LLMServer, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """examples/*_client --official with content capture on: the span carries the captured content, and
+    ``run-identity verify`` passes with no finding (the examples export spans and manifests only, so the
+    instrumentation's events are not in their export; the tests above read those)."""
+    import importlib.util
+
+    from run_identity.cli import main as cli
+
+    monkeypatch.setenv("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", "SPAN_AND_EVENT")
+    monkeypatch.setenv("OPENAI_API_KEY", API_KEY)
+    monkeypatch.setenv("ANTHROPIC_API_KEY", API_KEY)
+    path = Path(__file__).resolve().parent.parent / "examples" / example / "app.py"
+    spec = importlib.util.spec_from_file_location(f"{example}_content_app", path)
+    assert spec is not None and spec.loader is not None
+    app = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(app)
+    signer = Ed25519Signer.generate()
+    key = tmp_path / "signing-key.pem"
+    key.write_bytes(signer.private_pem())
+    jwks = tmp_path / "trusted.jwks.json"
+    jwks.write_text(json.dumps(Keyring([signer.public_key]).to_jwks()))
+    out = tmp_path / "out"
+    argv = ["--key", str(key), "--out", str(out), "--receipt", str(tmp_path / "receipt.json"), "--official"]
+    argv += ["--base-url", server.openai_url] if example == "openai_client" else ["--base-url", server.anthropic_url]
+    assert app.main(argv) == 0
+    recorder = Recorder(out, signer, "SPAN_ONLY")
+    assert recorder.captured() == {"span": 1, "event": 0}
+    (result,) = recorder.verify()
+    assert (result.code, result.findings, result.unchecked) == ("verified", (), ())
+    capsys.readouterr()
+    assert cli(["verify", str(out), "--keyring", str(jwks)]) == 0, capsys.readouterr().out
