@@ -17,7 +17,7 @@ from typing import Any
 
 import orjson
 
-from run_identity.core.canonical import canonicalize
+from run_identity.core.canonical import canonicalize_elements
 from run_identity.core.errors import CanonicalizationError
 from run_identity.core.manifest import Manifest
 from run_identity.core.strict_json import StrictJsonError, loads_strict
@@ -91,10 +91,6 @@ def summarize_content(record: Any, source: int) -> ContentSummary:
     fingerprint = hashlib.sha256(b"".join(c.attribute.encode() + c.raw for c in captures)).digest()[:_SIZE]
     key = bytes.fromhex(record.trace_id + record.span_id)
     return ContentSummary(key, source, record.position, record.index, captures, fingerprint)
-
-
-def _digest(doc: Any) -> bytes:
-    return hashlib.sha256(canonicalize(doc)).digest()[:_SIZE]
 
 
 def _typed(value: Any) -> Any:
@@ -213,15 +209,21 @@ def _instruction_entries(parts: Any) -> list[Any]:
 def _tool_view(tools: Any, *, captured: bool) -> bytes:
     if type(tools) is not list:
         raise _Unreadable("is not an array of tool definitions")
-    out = bytearray()
+    fields: list[Any] = []
     for i, tool in enumerate(tools):
         if type(tool) is not dict or type(tool.get("name")) is not str:
             raise _Unreadable(f"has a tool definition without a string name (definition {i + 1})")
-        out += _digest(["name", tool["name"]])
-        for field in ("description", "parameters"):
-            value = tool.get(field)
-            out += _NOT_GIVEN if captured and value is None else _digest([field, value])
-    return bytes(out)
+        fields += [["name", tool["name"]], ["description", tool.get("description")]]
+        fields.append(["parameters", tool.get("parameters")])
+    # Per tool: its name, description and parameters; a field the capture does not give is not compared.
+    return b"".join(
+        _NOT_GIVEN if captured and i % 3 and field[1] is None else _hash(out)
+        for i, (field, out) in enumerate(zip(fields, canonicalize_elements(fields), strict=True))
+    )
+
+
+def _hash(canonical: bytes) -> bytes:
+    return hashlib.sha256(canonical).digest()[:_SIZE]
 
 
 def _view(attribute: str, doc: Any, *, captured: bool) -> bytes:
@@ -229,7 +231,7 @@ def _view(attribute: str, doc: Any, *, captured: bool) -> bytes:
         if attribute == TOOL_DEFINITIONS:
             return _tool_view(doc, captured=captured)
         entries = _message_entries(doc) if attribute == INPUT_MESSAGES else _instruction_entries(doc)
-        return b"".join(_digest(e) for e in entries)
+        return b"".join(map(_hash, canonicalize_elements(entries)))
     except CanonicalizationError as exc:
         raise _Unreadable(f"holds a value the canonical form refuses ({exc})") from None
 
@@ -250,9 +252,12 @@ def captures_of(carrier: str, attributes: Mapping[str, Any]) -> tuple[Capture, .
     return tuple(capture(carrier, a, attributes[a]) for a in CONTENT_ATTRIBUTES if a in attributes)
 
 
-def manifest_views(manifest: Manifest, *, content_checked: bool = True) -> ContentViews:
+def manifest_views(manifest: Manifest, *, content_checked: bool = True, cache: bool = False) -> ContentViews:
     """The manifest's side of the content comparison: per attribute, the component's view, or why the
-    comparison cannot be made (withheld, salted without its salt, left unmapped in ``extensions``)."""
+    comparison cannot be made (withheld, salted without its salt, left unmapped in ``extensions``).
+
+    ``cache`` says every element's digest was recomputed from its content (step 4 found nothing), so an
+    element's view may be kept, and reused, under its digest."""
     out: list[tuple[str, bytes | str]] = []
     extensions = manifest.components.get("extensions")
     for attribute, name in COMPONENT_OF.items():
@@ -276,12 +281,33 @@ def manifest_views(manifest: Manifest, *, content_checked: bool = True) -> Conte
         if reason is not None:
             out.append((attribute, reason))
             continue
-        values = [] if component is None or component.elements is None else [e.value for e in component.elements]
+        elements = () if component is None or component.elements is None else component.elements
         try:
-            out.append((attribute, _view(attribute, values, captured=False)))
+            view = b"".join(_element_view(attribute, e.digest, e.value, cache) for e in elements)
         except _Unreadable as exc:  # a composition that follows spec §2 always has a view
             out.append((attribute, f"{name} {exc}"))
+        else:
+            out.append((attribute, view))
     return tuple(out)
+
+
+#: Element views by (attribute, element digest), for elements whose digest was recomputed from their content:
+#: instructions and tools (and the earlier messages of a conversation) recur from run to run.
+_VIEWS: dict[tuple[str, str], bytes] = {}
+_MAX_VIEWS = 4096
+
+
+def _element_view(attribute: str, digest: str, value: Any, cache: bool) -> bytes:
+    """The view of one element (its entries; a view is the concatenation of its elements' views)."""
+    key = (attribute, digest)
+    found = _VIEWS.get(key) if cache else None
+    if found is None:
+        found = _view(attribute, [value], captured=False)
+        if cache:
+            if len(_VIEWS) >= _MAX_VIEWS:
+                _VIEWS.clear()
+            _VIEWS[key] = found
+    return found
 
 
 def _first_difference(captured: bytes, declared: bytes, size: int) -> int:
