@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -238,7 +239,12 @@ def _view(attribute: str, doc: Any, *, captured: bool) -> bytes:
 
 def capture(carrier: str, attribute: str, value: Any) -> Capture:
     """The capture of one content attribute as a carrier holds it (spec §12 step 6, "Forms")."""
-    raw = hashlib.sha256(orjson.dumps(_typed(value))).digest()[:_SIZE]
+    typed = _typed(value)
+    try:
+        spelled = orjson.dumps(typed)
+    except orjson.JSONEncodeError:  # not from this package's readers (a lone surrogate): still one spelling
+        spelled = json.dumps(typed, ensure_ascii=True).encode()
+    raw = hashlib.sha256(spelled).digest()[:_SIZE]
     try:
         return Capture(carrier, attribute, raw, _view(attribute, _read(value), captured=True))
     except _Unreadable as exc:
