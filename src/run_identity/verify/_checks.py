@@ -42,6 +42,8 @@ __all__ = [
     "binding_hash",
     "check_signature",
     "run_key",
+    "share_signed",
+    "statement_difference",
     "summarize_span",
     "telemetry_mismatches",
 ]
@@ -343,3 +345,26 @@ def telemetry_mismatches(span: Telemetry, manifest: Telemetry, unknown: frozense
         ):
             out.append(f"{where} {attr}={show_value(value)}, the manifest declares {show_value(found)}")
     return out
+
+
+#: The statement members a span and a manifest may disagree on, as :func:`statement_difference` names them.
+_STATEMENT_FIELDS = ("identity", "key_id", "declared_at", "spec_version", "salt_id")
+
+
+def share_signed(span: SpanSummary, manifest: ManifestSummary) -> None:
+    """The manifest's statement and signature objects in place of the span's equal ones (one copy in memory)."""
+    if span.statement == manifest.statement:
+        span.statement = manifest.statement
+    if span.signature == manifest.signature:
+        span.signature = manifest.signature
+
+
+def statement_difference(span: BindingStatement, manifest: ManifestSummary) -> str:
+    """What differs between the statement rebuilt from a span and the manifest's, member by member."""
+    theirs = manifest.statement
+    differ = [
+        f"{name} {getattr(span, name)!r} on the span, {getattr(theirs, name)!r} in the manifest"
+        for name in _STATEMENT_FIELDS
+        if getattr(span, name) != getattr(theirs, name)
+    ]
+    return "span and manifest statements differ: " + "; ".join(differ)

@@ -22,6 +22,8 @@ from run_identity.verify._checks import (
     SpanSummary,
     binding_hash,
     check_signature,
+    share_signed,
+    statement_difference,
     telemetry_mismatches,
     typed_key,
 )
@@ -46,7 +48,6 @@ from run_identity.verify._result import Policy, VerificationResult
 __all__ = ["MAX_LOOSE_PER_SOURCE", "RunTable"]
 
 Locate = Callable[[int, int, int], str]
-_FIELDS = ("identity", "key_id", "declared_at", "spec_version", "salt_id")
 #: Unreadable records without ids kept as results of their own, per input file; the rest are counted.
 MAX_LOOSE_PER_SOURCE = 20
 
@@ -169,13 +170,13 @@ class RunTable:
         if isinstance(item, SpanSummary):
             item.telemetry = self._shared.setdefault(typed_key(item.telemetry), item.telemetry)
             for m in run.manifests:
-                _share_signed(item, m)
+                share_signed(item, m)
             run.add_span(item)
         elif isinstance(item, ManifestSummary):
             item.telemetry = self._shared.setdefault(typed_key(item.telemetry), item.telemetry)
             item.unknown = self._shared.setdefault(item.unknown, item.unknown)
             for span in run.spans:
-                _share_signed(span, item)
+                share_signed(span, item)
             run.add_manifest(item)
         elif isinstance(item, ContentSummary):
             run.add_content(item)
@@ -308,7 +309,7 @@ class RunTable:
                     findings.append(Finding(MANIFEST_MISSING, 5, "no manifest for this run in the input", where))
                 continue
             if span.statement is not None and span.statement != primary.statement:
-                findings.append(Finding(BINDING_MISMATCH, 5, _statement_difference(span.statement, primary), where))
+                findings.append(Finding(BINDING_MISMATCH, 5, statement_difference(span.statement, primary), where))
             # 6. Telemetry, and the captured content on the span and its events.
             for message in telemetry_mismatches(span.telemetry, primary.telemetry, primary.unknown, "the span has"):
                 findings.append(Finding(TELEMETRY_MISMATCH, 6, message, where))
@@ -404,20 +405,3 @@ class RunTable:
             tuple(sorted(r.where for r in run.receipts)),
         )
 
-
-def _share_signed(span: SpanSummary, manifest: ManifestSummary) -> None:
-    """The manifest's statement and signature objects in place of the span's equal ones (one copy in memory)."""
-    if span.statement == manifest.statement:
-        span.statement = manifest.statement
-    if span.signature == manifest.signature:
-        span.signature = manifest.signature
-
-
-def _statement_difference(span: BindingStatement, manifest: ManifestSummary) -> str:
-    theirs = manifest.statement
-    differ = [
-        f"{name} {getattr(span, name)!r} on the span, {getattr(theirs, name)!r} in the manifest"
-        for name in _FIELDS
-        if getattr(span, name) != getattr(theirs, name)
-    ]
-    return "span and manifest statements differ: " + "; ".join(differ)
