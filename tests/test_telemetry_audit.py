@@ -12,6 +12,7 @@ from typing import Any
 import content_fixtures as cf
 import pytest
 import verify_fixtures as vf
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 
@@ -380,3 +381,25 @@ def test_unmapped_and_withheld_extensions_make_the_comparison_impossible() -> No
     assert "left unmapped in extensions" in str(dict(_views(comp))[cf.INPUT])
     manifest = Manifest.from_json(_manifest_json(comp)).withhold("extensions", None)
     assert "extensions (which may hold the request's field) withheld" in str(dict(manifest_views(manifest))[cf.INPUT])
+
+
+def test_a_content_log_record_whose_ids_cannot_be_read_is_malformed(pristine: vf.Export, tmp_path: Path) -> None:
+    """A log record read for its captured content follows step 1 like any record read: ids that are not hex
+    (nor base64) are malformed, in OTLP/JSON and in protobuf alike."""
+    keyring = Keyring([vf.signer().public_key])
+    t = edited(pristine, tmp_path)
+    t.manifests.append(cf.logs_line(cf.log_record("zz" * 16, "cd" * 8, captured("chat"))))
+    t.save()
+    report = Verifier(keyring, Policy()).verify([t.directory])
+    loose = [r for r in report.results() if r.trace_id is None]
+    assert [(r.code, "traceId" in r.findings[0].message) for r in loose] == [("malformed", True)]
+    t.manifests.pop()
+    t.save()
+    request = ExportLogsServiceRequest.FromString(vf.to_proto(cf.logs_line(cf.log_record("ab" * 16, "cd" * 8, {}))))
+    record = request.resource_logs[0].scope_logs[0].log_records[0]
+    record.trace_id = bytes(15)
+    record.attributes.append(KeyValue(key=cf.INPUT, value=AnyValue(string_value="[]")))
+    (t.directory / "content.pb").write_bytes(request.SerializeToString())
+    report = Verifier(keyring, Policy()).verify([t.directory])
+    loose = [r for r in report.results() if r.trace_id is None]
+    assert [(r.code, "15 bytes" in r.findings[0].message) for r in loose] == [("malformed", True)]

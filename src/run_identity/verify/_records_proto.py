@@ -176,8 +176,8 @@ def _proto_content_record(
     try:
         trace_id = _proto_id(log.trace_id, 16, "trace_id")
         span_id = _proto_id(log.span_id, 8, "span_id")
-    except BadShape:
-        return None
+    except BadShape as exc:  # as in OTLP/JSON: a record read for its content whose ids cannot be read
+        return BadRecord(position, index, f"log record: {exc}")
     if not (trace_id and span_id):
         return None
     try:
