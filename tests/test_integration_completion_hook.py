@@ -30,8 +30,8 @@ from run_identity.core.attributes import MANIFEST_EVENT_NAME, RECEIPT_EVENT_NAME
 from run_identity.core.receipt import Receipt, verify_receipt
 from run_identity.integrations import anthropic as ri_anthropic
 from run_identity.integrations import openai as ri_openai
-from run_identity.integrations._capture import BOARD
 from run_identity.integrations._openai_map import chat_composition
+from run_identity.integrations._receipts import BOARD
 from run_identity.integrations.completion_hook import RunIdentityCompletionHook, output_json
 
 QUESTION = "What is the capital of Portugal?"

@@ -22,7 +22,7 @@ from run_identity.cli import main
 from run_identity.core.keys import Keyring
 from run_identity.core.strict_json import StrictJsonError, loads_strict
 from run_identity.verify import Policy, Verifier
-from run_identity.verify._inputs import BadRequest, decode_protobuf
+from run_identity.verify._requests import BadRequest, decode_protobuf
 
 SALT = bytes(range(32))
 

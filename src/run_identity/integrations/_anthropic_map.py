@@ -11,7 +11,6 @@ import copy
 import json
 from typing import Any
 
-from run_identity.integrations._capture import Output
 from run_identity.integrations._mapping import (
     GENAI_PART_TYPES,
     Unmapped,
@@ -25,6 +24,7 @@ from run_identity.integrations._mapping import (
     take_parameters,
     text_parts,
 )
+from run_identity.integrations._receipts import Output
 from run_identity.integrations._values import get
 
 __all__ = ["MessagesAccumulator", "messages_body", "messages_composition", "messages_output"]

@@ -1,4 +1,4 @@
-"""What every client integration shares: one captured run from request to receipt, and method patching.
+"""What every client integration shares: one captured run from request to receipt.
 
 A :class:`Capture` is the state of one integration (its options and counters). For each call of a patched
 method it builds the composition from the request arguments (the endpoint's :class:`Endpoint` knows how),
@@ -16,46 +16,33 @@ from __future__ import annotations
 import contextvars
 import logging
 import threading
-import time
-from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from opentelemetry import context as context_api
 from opentelemetry import trace as trace_api
-from opentelemetry._logs import LoggerProvider, SeverityNumber, get_logger_provider
-from opentelemetry.trace import NonRecordingSpan, Span, SpanContext, SpanKind, TraceFlags, TracerProvider
+from opentelemetry._logs import LoggerProvider, get_logger_provider
+from opentelemetry.trace import Span, SpanKind, TracerProvider
 
-from run_identity.core.attributes import RECEIPT_EVENT_NAME, RUN_IDENTITY_ID, RUN_IDENTITY_KEY_ID
 from run_identity.core.keys import Signer
 from run_identity.core.receipt import Receipt, attach_receipt, sign_receipt
 from run_identity.core.version import __version__
+from run_identity.integrations._receipts import (
+    ACTIVE,
+    BOARD,
+    SCOPE,
+    Output,
+    SpanKey,
+    emit_receipt,
+    set_response_attributes,
+)
 from run_identity.otel.declare import Declaration, context_with, current_declaration
 from run_identity.otel.genai import genai_span_attributes
 
-__all__ = ["BOARD", "Capture", "CaptureStats", "Endpoint", "Output", "ReceiptBoard", "Run"]
+__all__ = ["Capture", "CaptureStats", "Endpoint", "Run"]
 
 _LOG = logging.getLogger("run_identity")
-_SCOPE = "run_identity.integrations"
-#: Set while a captured call runs, so a patched method called by another one is not captured twice.
-_ACTIVE: contextvars.ContextVar[bool] = contextvars.ContextVar("run_identity_capture_active", default=False)
-
-
-@dataclass
-class Output:
-    """A finished call's output in its canonical form (spec §10.4) and the response facts a receipt names."""
-
-    messages: list[dict[str, Any]]
-    response_model: str | None = None
-    response_id: str | None = None
-    system_fingerprint: str | None = None
-    input_tokens: int | None = None
-    output_tokens: int | None = None
-
-    @property
-    def finish_reasons(self) -> list[str]:
-        return [m["finish_reason"] for m in self.messages if type(m.get("finish_reason")) is str]
 
 
 class Accumulator(Protocol):
@@ -103,85 +90,6 @@ class _Counters:
 
 def _reason(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"[:500]
-
-
-SpanKey = tuple[str, str]
-
-
-class ReceiptBoard:
-    """One receipt per run, whether a completion hook or a client integration makes it.
-
-    Keyed by the run's span (trace id, span id in hex). Whoever is about to sign first claims the span;
-    the other then only attaches the receipt made (``take``/``wait``). A receipt put for a span nobody waits
-    for is kept for a while (bounded), for the integration that returns the response right after the hook ran.
-    """
-
-    def __init__(self, size: int = 1024) -> None:
-        self._size = size
-        self._lock = threading.Lock()
-        self._claimed: OrderedDict[SpanKey, None] = OrderedDict()
-        self._receipts: OrderedDict[SpanKey, Receipt] = OrderedDict()
-        self._waiting: OrderedDict[SpanKey, tuple[list[object], Callable[[Receipt], None] | None]] = OrderedDict()
-
-    def _bound(self, table: OrderedDict[SpanKey, Any], size: int) -> None:
-        while len(table) > size:
-            table.popitem(last=False)
-
-    def claim(self, key: SpanKey) -> bool:
-        """True for the first caller only: that caller signs the run's receipt."""
-        with self._lock:
-            if key in self._claimed:
-                return False
-            self._claimed[key] = None
-            self._bound(self._claimed, self._size * 4)
-            return True
-
-    def release(self, key: SpanKey) -> None:
-        """Give up a claim (the receipt could not be made): another may sign the run."""
-        with self._lock:
-            self._claimed.pop(key, None)
-
-    def put(self, key: SpanKey, receipt: Receipt) -> None:
-        """The run's receipt is made: attach it to the objects waiting for it, or keep it for ``take`` when a
-        captured call is under way in this context (its integration takes it when the call returns)."""
-        with self._lock:
-            waiting = self._waiting.pop(key, None)
-            if waiting is None:
-                if _ACTIVE.get():
-                    self._receipts[key] = receipt
-                    self._bound(self._receipts, self._size)
-                return
-        carriers, then = waiting
-        for obj in carriers:
-            attach_receipt(obj, receipt)
-        if then is not None:
-            then(receipt)
-
-    def take(self, key: SpanKey) -> Receipt | None:
-        """The receipt made for the span, if any (taken off the board)."""
-        with self._lock:
-            return self._receipts.pop(key, None)
-
-    def wait(
-        self, key: SpanKey, carriers: Iterable[object], then: Callable[[Receipt], None] | None = None
-    ) -> Receipt | None:
-        """Attach the span's receipt to ``carriers`` (and call ``then``) now if it is made, else when it is."""
-        objects = list(carriers)
-        with self._lock:
-            receipt = self._receipts.pop(key, None)
-            if receipt is None:
-                self._waiting[key] = (objects, then)
-                self._bound(self._waiting, self._size)
-                return None
-        for obj in objects:
-            attach_receipt(obj, receipt)
-        if then is not None:
-            then(receipt)
-        return receipt
-
-
-#: The board shared by the client integrations and :mod:`run_identity.integrations.completion_hook`.
-BOARD = ReceiptBoard()
 
 
 def _client_spans(endpoint: Endpoint, instance: Any, provider: object) -> bool:
@@ -259,7 +167,7 @@ class Capture:
         self, endpoint: Endpoint, instance: Any, kwargs: dict[str, Any], *, own_span: bool, hooked: bool = False
     ) -> Run | None:
         """Capture the request; None (request sent as it is) when disabled, nested or not capturable."""
-        if not self.enabled or _ACTIVE.get():
+        if not self.enabled or ACTIVE.get():
             return None
         applies = getattr(endpoint, "applies", None)  # a method call that sends no model request
         if applies is not None and not applies(kwargs):
@@ -319,7 +227,7 @@ class Run:
         self.span: Span | None = None
         if own_span:
             name, attributes = genai_span_attributes(self.declaration)
-            tracer = trace_api.get_tracer(_SCOPE, __version__, capture.provider())
+            tracer = trace_api.get_tracer(SCOPE, __version__, capture.provider())
             self.span = tracer.start_span(
                 name, context=context_with(self.declaration), kind=SpanKind.CLIENT, attributes=attributes
             )
@@ -330,12 +238,12 @@ class Run:
         if self.span is not None:
             ctx = trace_api.set_span_in_context(self.span, ctx)
         self._token = context_api.attach(ctx)
-        self._guard = _ACTIVE.set(True)
+        self._guard = ACTIVE.set(True)
 
     def exit(self) -> None:
         """Undo :meth:`enter`."""
         if self._guard is not None:
-            _ACTIVE.reset(self._guard)
+            ACTIVE.reset(self._guard)
             self._guard = None
         if self._token is not None:
             context_api.detach(self._token)  # type: ignore[arg-type]
@@ -433,7 +341,7 @@ class Run:
         finally:
             if self.span is not None:
                 if output is not None:
-                    _response_attributes(self.span, output)
+                    set_response_attributes(self.span, output)
                 self.span.end()
 
     def _receipt(self, output: Output, carrier: object) -> None:
@@ -472,7 +380,7 @@ class Run:
             for obj in (carrier, *self.carriers):
                 attach_receipt(obj, receipt)
             if logger_provider is not None:
-                _emit(receipt, logger_provider, self.span, capture.export_output)
+                emit_receipt(receipt, logger_provider, self.span, capture.export_output)
         except Exception as exc:
             capture.count("receipt_failures")
             if capture.strict:
@@ -493,43 +401,3 @@ class Run:
         elif logger_provider is None and capture.signer is not None:
             logger_provider = get_logger_provider()
         return signer, logger_provider, salt
-
-
-def _response_attributes(span: Span, output: Output) -> None:
-    if output.response_model is not None:
-        span.set_attribute("gen_ai.response.model", output.response_model)
-    if output.response_id is not None:
-        span.set_attribute("gen_ai.response.id", output.response_id)
-    reasons = output.finish_reasons
-    if reasons:
-        span.set_attribute("gen_ai.response.finish_reasons", reasons)
-    if output.input_tokens is not None:
-        span.set_attribute("gen_ai.usage.input_tokens", output.input_tokens)
-    if output.output_tokens is not None:
-        span.set_attribute("gen_ai.usage.output_tokens", output.output_tokens)
-
-
-def _emit(
-    receipt: Receipt, provider: LoggerProvider, span: Span | None, with_output: bool, scope: str = _SCOPE
-) -> None:
-    s = receipt.statement
-    flags = TraceFlags(TraceFlags.DEFAULT)
-    if span is not None and span.get_span_context().trace_flags.sampled:
-        flags = TraceFlags(TraceFlags.SAMPLED)
-    context = SpanContext(int(s.trace_id, 16), int(s.span_id, 16), is_remote=False, trace_flags=flags)
-    attributes = {RUN_IDENTITY_ID: s.identity, RUN_IDENTITY_KEY_ID: s.key_id}
-    if s.request_model is not None:
-        attributes["gen_ai.request.model"] = s.request_model
-    if s.response_model is not None:
-        attributes["gen_ai.response.model"] = s.response_model
-    now = time.time_ns()
-    provider.get_logger(scope, __version__).emit(
-        timestamp=now,
-        observed_timestamp=now,
-        context=trace_api.set_span_in_context(NonRecordingSpan(context)),
-        severity_number=SeverityNumber.INFO,
-        severity_text="INFO",
-        body=receipt.to_json_bytes(with_output=with_output).decode("utf-8"),
-        attributes=attributes,
-        event_name=RECEIPT_EVENT_NAME,
-    )

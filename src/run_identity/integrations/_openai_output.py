@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from run_identity.integrations._capture import Output
+from run_identity.integrations._receipts import Output
 from run_identity.integrations._values import get
 
 __all__ = ["ChatAccumulator", "ResponsesAccumulator", "chat_output", "responses_output"]

@@ -38,7 +38,8 @@ from opentelemetry.trace import Span, TracerProvider
 from run_identity.core.attributes import RUN_IDENTITY_ID
 from run_identity.core.keys import Signer
 from run_identity.core.receipt import Receipt, sign_receipt
-from run_identity.integrations._capture import BOARD, CaptureStats, _emit, find_identity_processor
+from run_identity.integrations._capture import CaptureStats, find_identity_processor
+from run_identity.integrations._receipts import BOARD, emit_receipt
 
 __all__ = ["RunIdentityCompletionHook", "completion_hook", "output_json"]
 
@@ -190,7 +191,7 @@ class RunIdentityCompletionHook:
             BOARD.release(key)  # a client integration may still sign the run from the response it reads
             raise
         if logger_provider is not None:
-            _emit(receipt, logger_provider, span, self.export_output, SCOPE)
+            emit_receipt(receipt, logger_provider, span, self.export_output, SCOPE)
         BOARD.put(key, receipt)
         self._count("receipts")
         return receipt

@@ -28,7 +28,7 @@ from opentelemetry._logs import LoggerProvider
 from opentelemetry.trace import TracerProvider
 
 from run_identity.core.keys import Signer
-from run_identity.integrations._capture import CaptureStats, Output
+from run_identity.integrations._capture import CaptureStats
 from run_identity.integrations._openai_map import chat_composition, responses_composition
 from run_identity.integrations._openai_output import (
     ChatAccumulator,
@@ -37,6 +37,7 @@ from run_identity.integrations._openai_output import (
     responses_output,
 )
 from run_identity.integrations._patch import Integration, Target
+from run_identity.integrations._receipts import Output
 from run_identity.integrations._values import CaptureError, omitted, plain, reusable
 
 __all__ = ["composition_of", "instrument", "is_instrumented", "request_body", "stats", "uninstrument"]

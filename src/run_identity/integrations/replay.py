@@ -36,7 +36,6 @@ from run_identity.integrations._anthropic_map import (
     messages_composition,
     messages_output,
 )
-from run_identity.integrations._capture import Output
 from run_identity.integrations._mapping import Unmapped
 from run_identity.integrations._openai_map import chat_body, chat_composition, responses_body, responses_composition
 from run_identity.integrations._openai_output import (
@@ -45,6 +44,7 @@ from run_identity.integrations._openai_output import (
     chat_output,
     responses_output,
 )
+from run_identity.integrations._receipts import Output
 
 __all__ = [
     "OFFICIAL_BASE_URLS",

@@ -33,8 +33,8 @@ from run_identity.verify._codes import (
     VERIFIED,
     Finding,
 )
-from run_identity.verify._inputs import InputError, discover
 from run_identity.verify._result import Policy, VerificationResult
+from run_identity.verify._sources import InputError, discover
 from run_identity.verify.lookup import LABELS_FILE
 from run_identity.verify.verifier import Progress, VerificationReport, Verifier
 

@@ -23,69 +23,36 @@ numbers (JSON lines, from 1) or byte offsets (protobuf).
 
 from __future__ import annotations
 
-import dataclasses
-import io
 import os
-import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, BinaryIO, cast
+from typing import BinaryIO
 
-from google.protobuf.message import DecodeError
-from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
-
-from run_identity.core.errors import RunIdentityError
 from run_identity.core.strict_json import StrictJsonError, loads_strict
 from run_identity.verify._compression import ZstdMissing, compression_of, decompressing, decompression_errors
+from run_identity.verify._requests import (
+    FRAME,
+    JSON_DOCUMENT,
+    OTLP_JSON,
+    OTLP_PROTO_FRAMED,
+    OTLP_PROTOBUF,
+    UNRECOGNIZED,
+    BadRequest,
+    RawRequest,
+    read_requests,
+)
+from run_identity.verify._sources import InputError, input_size, is_url, open_input
 
-__all__ = [
-    "JSON_DOCUMENT",
-    "MANIFEST_DOCUMENT",
-    "OTLP_JSON",
-    "OTLP_PROTOBUF",
-    "OTLP_PROTO_FRAMED",
-    "RECEIPT_DOCUMENT",
-    "BadRequest",
-    "Chunk",
-    "InputError",
-    "RawRequest",
-    "chunk_requests",
-    "decode_protobuf",
-    "discover",
-    "input_size",
-    "is_url",
-    "open_input",
-    "plan",
-    "read_requests",
-    "unrecognized_message",
-]
+__all__ = ["Chunk", "chunk_requests", "plan", "read_chunk", "unrecognized_message"]
 
-OTLP_JSON = "otlp-json"
-#: The kinds of request a receipt file and a manifest file are read as (``run-identity`` writes both).
-RECEIPT_DOCUMENT = "receipt-document"
-MANIFEST_DOCUMENT = "manifest-document"
 #: Largest file read as one JSON document (larger ones are read line by line, in bounded memory).
 MAX_DOCUMENT = 64 << 20
-#: One JSON document filling the file, spread over lines (a receipt or manifest file, pretty-printed).
-JSON_DOCUMENT = "json-document"
-OTLP_PROTO_FRAMED = "otlp-proto-framed"
-OTLP_PROTOBUF = "otlp-protobuf"
-UNRECOGNIZED = "unrecognized"
 
-_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 #: Decompressed bytes handed to the decoder at a time (cut on a record boundary).
 _PIECE = 8 << 20
 
 _HEAD = 64
-_FRAME = 4
 _BLOCK = 1 << 20
-_SPACE = frozenset(b" \t\r\x0b\x0c")  # what bytes.strip() strips, but newline
-
-
-class InputError(RunIdentityError):
-    """An input path cannot be read at all (missing, unreadable); no record of it can be checked."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,103 +74,6 @@ class Chunk:
         return f"{self.path}{sep}{position}" + (f" record {index}" if index else "")
 
 
-@dataclass(frozen=True, slots=True)
-class RawRequest:
-    """A decoded export request: ``kind`` ``traces`` or ``logs``, ``payload`` a dict (OTLP/JSON) or a protobuf
-    message."""
-
-    position: int
-    kind: str
-    payload: object
-
-
-@dataclass(frozen=True, slots=True)
-class BadRequest:
-    """A line or frame that is not an export request, with the reason."""
-
-    position: int
-    message: str
-
-
-def is_url(path: str) -> bool:
-    """True for an fsspec URL (``scheme://…``), read through fsspec rather than the local filesystem."""
-    return _URL.match(path) is not None
-
-
-def _fs(url: str) -> tuple[Any, str]:
-    try:
-        import fsspec
-    except ImportError:
-        raise InputError(f"{url}: reading URLs needs fsspec (pip install 'ai-run-identity[dask]')") from None
-    try:
-        fs, root = fsspec.core.url_to_fs(url)
-    except (ImportError, ValueError) as exc:
-        raise InputError(f"{url}: {exc}") from None
-    return fs, root
-
-
-def discover(inputs: Iterable[str | os.PathLike[str]]) -> list[str]:
-    """The files to read: each file given, and every file below each folder given (sorted, no dotfiles).
-
-    A URL names a file or a folder (prefix) the same way. Raises InputError for a path that does not exist.
-    """
-    files: list[str] = []
-    for item in inputs:
-        if isinstance(item, str) and is_url(item):
-            files.extend(_discover_url(item))
-            continue
-        path = Path(item)
-        if path.is_dir():
-            for found in sorted(path.rglob("*")):
-                rel = found.relative_to(path).parts
-                if found.is_file() and not any(part.startswith(".") for part in rel):
-                    files.append(str(found))
-        elif path.is_file():
-            files.append(str(path))
-        elif path.exists():
-            raise InputError(f"{path}: not a regular file or folder")
-        else:
-            raise InputError(f"{path}: no such file or folder")
-    return files
-
-
-def _discover_url(url: str) -> list[str]:
-    fs, root = _fs(url)
-    try:
-        if fs.isdir(root):
-            base = root.rstrip("/")
-            found = []
-            for name in sorted(fs.find(base)):
-                rel = name[len(base) :].strip("/").split("/")
-                if not any(part.startswith(".") for part in rel):
-                    found.append(fs.unstrip_protocol(name))
-            return found
-        if fs.isfile(root):
-            return [url]
-    except OSError as exc:
-        raise InputError(f"{url}: cannot read ({exc})") from None
-    raise InputError(f"{url}: no such file or folder")
-
-
-def input_size(path: str) -> int:
-    """The size in bytes of an input file (as stored: compressed files count compressed). Raises InputError."""
-    try:
-        if is_url(path):
-            fs, root = _fs(path)
-            return int(fs.size(root))
-        return os.path.getsize(path)
-    except OSError as exc:
-        raise InputError(f"{path}: cannot read ({exc.strerror or exc})") from None
-
-
-def open_input(path: str) -> BinaryIO:
-    """An input file opened for reading bytes (seekable), a path or a URL. Raises OSError."""
-    if is_url(path):
-        fs, root = _fs(path)
-        return cast(BinaryIO, fs.open(root, "rb"))
-    return open(path, "rb")
-
-
 def detect(head: bytes) -> str:
     """The encoding of a file from its first bytes (``unrecognized`` when none fits)."""
     stripped = head.lstrip(b" \t\r\n")
@@ -213,11 +83,11 @@ def detect(head: bytes) -> str:
         return OTLP_JSON
     if head[:1] == b"\x0a":
         return OTLP_PROTOBUF
-    if len(head) >= _FRAME + 1 and head[_FRAME : _FRAME + 1] == b"\x0a":
+    if len(head) >= FRAME + 1 and head[FRAME : FRAME + 1] == b"\x0a":
         return OTLP_PROTO_FRAMED
-    if compression_of(head[_FRAME:]):
+    if compression_of(head[FRAME:]):
         return OTLP_PROTO_FRAMED  # the file exporter's compression: each request compressed, length-prefixed
-    if len(head) == _FRAME and head == b"\x00" * _FRAME:
+    if len(head) == FRAME and head == b"\x00" * FRAME:
         return OTLP_PROTO_FRAMED
     return UNRECOGNIZED
 
@@ -328,9 +198,9 @@ def _frame_bounds(f: BinaryIO, size: int, target: int) -> list[tuple[int, int, i
     start = pos = 0
     while pos < size:
         f.seek(pos)
-        head = f.read(_FRAME)
-        length = int.from_bytes(head, "big") if len(head) == _FRAME else size
-        pos = min(size, pos + _FRAME + length)
+        head = f.read(FRAME)
+        length = int.from_bytes(head, "big") if len(head) == FRAME else size
+        pos = min(size, pos + FRAME + length)
         if pos - start >= target:
             bounds.append((start, pos, 0))
             start = pos
@@ -370,7 +240,7 @@ def chunk_requests(chunk: Chunk) -> Iterator[RawRequest | BadRequest]:
     that stops decompressing is one bad request at the position reached, and the records before it count.
     """
     if not chunk.compression:
-        return read_requests(chunk, read_chunk(chunk))
+        return read_requests(chunk.encoding, read_chunk(chunk), chunk.first_line, chunk.start)
     try:
         raw = open_input(chunk.path)
         stream = decompressing(raw, chunk.compression)
@@ -395,8 +265,7 @@ def _decompressed_requests(chunk: Chunk, raw: BinaryIO, stream: BinaryIO) -> Ite
                 return
             if data is None:
                 return
-            part = dataclasses.replace(chunk, start=offset, end=offset + len(data), first_line=line, compression="")
-            yield from read_requests(part, data)
+            yield from read_requests(chunk.encoding, data, line, offset)
             offset += len(data)
             if json_lines:
                 line += _newlines(data, 0, len(data))
@@ -435,130 +304,10 @@ def _last_boundary(buf: bytearray, encoding: str) -> int:
         return buf.rfind(b"\n") + 1
     if encoding == OTLP_PROTO_FRAMED:
         pos = 0
-        while pos + _FRAME <= len(buf):
-            end = pos + _FRAME + int.from_bytes(buf[pos : pos + _FRAME], "big")
+        while pos + FRAME <= len(buf):
+            end = pos + FRAME + int.from_bytes(buf[pos : pos + FRAME], "big")
             if end > len(buf):
                 break
             pos = end
         return pos
     return 0  # one protobuf request: the whole file
-
-
-def read_requests(chunk: Chunk, data: bytes) -> Iterator[RawRequest | BadRequest]:
-    """Decode the export requests of a chunk, in order; a bad line or frame does not stop the rest."""
-    if chunk.encoding == OTLP_JSON:
-        yield from _json_lines(data, chunk.first_line)
-    elif chunk.encoding == JSON_DOCUMENT:
-        request = _json_request(data, 1)
-        if request is not None:
-            yield request
-    elif chunk.encoding == OTLP_PROTO_FRAMED:
-        yield from _frames(data, chunk.start)
-    elif chunk.encoding == OTLP_PROTOBUF:
-        yield decode_protobuf(data, chunk.start)
-    else:
-        yield BadRequest(chunk.start, "unrecognized file: neither OTLP/JSON lines nor OTLP protobuf")
-
-
-def _json_lines(data: bytes, first_line: int) -> Iterator[RawRequest | BadRequest]:
-    # Lines are found with memchr and decoded in place: no copy of a line, which may be megabytes long.
-    view = memoryview(data)
-    size = len(data)
-    pos, number = 0, first_line
-    while pos < size:
-        end = data.find(b"\n", pos)
-        if end < 0:
-            end = size
-        start, line = pos, number
-        pos, number = end + 1, number + 1
-        if line == 1 and data.startswith(b"\xef\xbb\xbf", start):
-            start += 3  # a UTF-8 byte order mark some editors add
-        if start == end or (data[start] in _SPACE and data[start:end].isspace()):
-            continue
-        request = _json_request(view[start:end], line)
-        if request is not None:
-            yield request
-
-
-def _json_request(text: bytes | memoryview, line: int) -> RawRequest | BadRequest | None:
-    """One OTLP/JSON export request (a line, or a frame's body), or a receipt or manifest document (a file of
-    its own), from its text."""
-    try:
-        doc = loads_strict(text)
-    except StrictJsonError as exc:
-        return BadRequest(line, f"no single JSON reading: {exc}")
-    if type(doc) is dict:
-        traces = "resourceSpans" in doc or "resource_spans" in doc
-        logs = "resourceLogs" in doc or "resource_logs" in doc
-        if traces and logs:
-            return BadRequest(line, "the line holds both resourceSpans and resourceLogs: it is neither request")
-        if traces:
-            return RawRequest(line, "traces", doc)
-        if logs:
-            return RawRequest(line, "logs", doc)
-        if "receipt" in doc and "signature" in doc:
-            return RawRequest(line, RECEIPT_DOCUMENT, (doc, str(text, "utf-8")))
-        if "components" in doc and "statement" in doc:
-            return RawRequest(line, MANIFEST_DOCUMENT, (doc, str(text, "utf-8")))
-        if not doc:
-            return RawRequest(line, "empty", None)
-    return BadRequest(line, "not an OTLP/JSON traces or logs export request, a receipt or a manifest")
-
-
-def _frames(data: bytes, base: int) -> Iterator[RawRequest | BadRequest]:
-    pos = 0
-    view = memoryview(data)
-    while pos < len(data):
-        if len(data) - pos < _FRAME:
-            yield BadRequest(base + pos, f"truncated: {len(data) - pos} stray byte(s) where a length prefix belongs")
-            return
-        length = int.from_bytes(view[pos : pos + _FRAME], "big")
-        body = view[pos + _FRAME : pos + _FRAME + length]
-        if len(body) < length:
-            yield BadRequest(base + pos, f"truncated: the frame declares {length} bytes, only {len(body)} remain")
-            return
-        request = _frame_request(body, base + pos)
-        if request is not None:
-            yield request
-        pos += _FRAME + length
-
-
-def _frame_request(body: memoryview, position: int) -> RawRequest | BadRequest | None:
-    """A frame's request: protobuf, or (the file exporter's ``compression: zstd``) a zstd-compressed protobuf
-    or OTLP/JSON request."""
-    compression = compression_of(body[:4].tobytes())
-    data = bytes(body)
-    if compression:
-        try:
-            data = decompressing(io.BytesIO(data), compression).read()
-        except ZstdMissing as exc:
-            return BadRequest(position, str(exc))
-        except decompression_errors() as exc:
-            return BadRequest(position, f"a {compression}-compressed frame that does not decompress: {exc}")
-        if data.lstrip(b" \t\r\n")[:1] == b"{":
-            return _json_request(data, position)
-    return decode_protobuf(data, position)
-
-
-def decode_protobuf(data: bytes, position: int) -> RawRequest | BadRequest:
-    """Decode one serialized ExportTraceServiceRequest or ExportLogsServiceRequest (which one is detected)."""
-    found: list[RawRequest] = []
-    for kind, cls in (("traces", ExportTraceServiceRequest), ("logs", ExportLogsServiceRequest)):
-        try:
-            found.append(RawRequest(position, kind, cls.FromString(data)))
-        except (DecodeError, RuntimeError, ValueError):
-            continue
-    if not found:
-        return BadRequest(position, "not a protobuf OTLP traces or logs export request (corrupt or truncated)")
-    if len(found) == 2:
-        # Bytes that decode both ways: the one that holds records is the request; both holding records is
-        # ambiguous (never read one way and drop the other's records).
-        traces, logs = found
-        spans: Any = traces.payload
-        logs_payload: Any = logs.payload
-        has_spans = any(ss.spans for rs in spans.resource_spans for ss in rs.scope_spans)
-        has_logs = any(sl.log_records for rl in logs_payload.resource_logs for sl in rl.scope_logs)
-        if has_spans and has_logs:
-            return BadRequest(position, "the bytes decode both as a traces and as a logs request: ambiguous")
-        return logs if has_logs else traces
-    return found[0]

@@ -10,14 +10,7 @@ from dataclasses import dataclass
 from run_identity.core.keys import Keyring
 from run_identity.verify._checks import CheckContext, Malformed, ManifestSummary, SpanSummary, summarize_span
 from run_identity.verify._content import ContentSummary, summarize_content
-from run_identity.verify._inputs import (
-    UNRECOGNIZED,
-    BadRequest,
-    Chunk,
-    InputError,
-    chunk_requests,
-    unrecognized_message,
-)
+from run_identity.verify._inputs import Chunk, chunk_requests, unrecognized_message
 from run_identity.verify._manifests import summarize_manifest
 from run_identity.verify._receipts import ReceiptSummary, summarize_receipt
 from run_identity.verify._records import (
@@ -29,7 +22,9 @@ from run_identity.verify._records import (
     Tally,
     records,
 )
+from run_identity.verify._requests import UNRECOGNIZED, BadRequest
 from run_identity.verify._runs import MAX_LOOSE_PER_SOURCE
+from run_identity.verify._sources import InputError
 
 __all__ = ["ChunkResult", "ContextSpec", "context_from_spec", "context_spec", "process_chunk", "run_chunks"]
 

@@ -17,7 +17,6 @@ from typing import Any, cast
 
 from run_identity.core.attributes import RECEIPT_EVENT_NAME, RUN_IDENTITY_ID
 from run_identity.verify._content import CONTENT_ATTRIBUTES
-from run_identity.verify._inputs import MANIFEST_DOCUMENT, RECEIPT_DOCUMENT, RawRequest
 from run_identity.verify._record_types import (
     EVENT_NAME_ATTRIBUTE,
     KEPT_PREFIXES,
@@ -39,6 +38,7 @@ from run_identity.verify._record_types import (
     too_deep,
 )
 from run_identity.verify._records_proto import proto_logs, proto_spans
+from run_identity.verify._requests import MANIFEST_DOCUMENT, RECEIPT_DOCUMENT, RawRequest
 
 __all__ = ["BadRecord", "ContentRecord", "ManifestRecord", "ReceiptRecord", "SpanRecord", "Tally", "records"]
 

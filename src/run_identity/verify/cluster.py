@@ -29,11 +29,12 @@ from typing import TYPE_CHECKING, Any
 
 from run_identity.verify._checks import CheckContext, Malformed
 from run_identity.verify._codes import MALFORMED, RESULT_CODES, Finding
-from run_identity.verify._inputs import Chunk, InputError, discover, input_size, plan
+from run_identity.verify._inputs import Chunk, plan
 from run_identity.verify._pool import ContextSpec, Summary, context_from_spec, context_spec, process_chunk
 from run_identity.verify._records import Tally
 from run_identity.verify._result import Policy, VerificationResult
 from run_identity.verify._runs import RunTable
+from run_identity.verify._sources import InputError, discover, input_size
 
 if TYPE_CHECKING:
     from distributed import Client

@@ -21,11 +21,13 @@ from run_identity.core.manifest_proto import manifest_from_proto
 from run_identity.core.receipt import Receipt
 from run_identity.core.strict_json import StrictJsonError, loads_strict
 from run_identity.verify._checks import CheckContext, run_key
-from run_identity.verify._inputs import UNRECOGNIZED, Chunk, RawRequest, chunk_requests, discover, plan
+from run_identity.verify._inputs import Chunk, chunk_requests, plan
 from run_identity.verify._manifests import summarize_manifest
 from run_identity.verify._records import ManifestRecord, ReceiptRecord, SpanRecord, Tally, records
+from run_identity.verify._requests import UNRECOGNIZED, RawRequest
 from run_identity.verify._result import Policy, VerificationResult
 from run_identity.verify._runs import RunTable
+from run_identity.verify._sources import discover
 from run_identity.verify.verifier import Verifier
 
 __all__ = [

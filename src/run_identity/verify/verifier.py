@@ -24,11 +24,12 @@ from run_identity.core.digest import SPEC_VERSION, salt_id
 from run_identity.core.keys import Keyring
 from run_identity.verify._checks import CheckContext
 from run_identity.verify._codes import MALFORMED, RESULT_CODES, Finding
-from run_identity.verify._inputs import Chunk, discover, input_size, plan
+from run_identity.verify._inputs import Chunk, plan
 from run_identity.verify._pool import run_chunks
 from run_identity.verify._records import Tally
 from run_identity.verify._result import Policy, VerificationResult
 from run_identity.verify._runs import RunTable
+from run_identity.verify._sources import discover, input_size
 
 if TYPE_CHECKING:
     from distributed import Client
