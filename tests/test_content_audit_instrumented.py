@@ -10,6 +10,7 @@ verifies with no finding; one of "Capital of Spain?" around a call sending "Capi
 
 from __future__ import annotations
 
+import contextvars
 import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -104,7 +105,10 @@ def record(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.M
         if integration is not None:
             integration.instrument(tracer_provider=handle.tracer_provider, strict=True)
         try:
-            calls()
+            # In a context of their own: under genai-anthropic, messages.stream(...) captured by the integration
+            # leaves its declaration attached to the caller's context after the block (a known leak of the
+            # integration, not what is tested here), which would reach the tests that run after these.
+            contextvars.copy_context().run(calls)
         finally:
             if integration is not None:
                 integration.uninstrument()
@@ -358,7 +362,8 @@ def test_the_client_examples_verify_with_content_captured_on_their_spans(
     out = tmp_path / "out"
     argv = ["--key", str(key), "--out", str(out), "--receipt", str(tmp_path / "receipt.json"), "--official"]
     argv += ["--base-url", server.openai_url] if example == "openai_client" else ["--base-url", server.anthropic_url]
-    assert app.main(argv) == 0
+    # In a context of its own, as above (the example streams under genai-anthropic).
+    assert contextvars.copy_context().run(app.main, argv) == 0
     recorder = Recorder(out, signer, "SPAN_ONLY")
     assert recorder.captured() == {"span": 1, "event": 0}
     (result,) = recorder.verify()
