@@ -87,25 +87,47 @@ def test_routing_condition_names_the_manifest_event(otelcol: dict[str, Any]) -> 
     assert manifests_pipeline not in default
 
 
-def test_traces_and_manifests_have_their_own_file_exporters(otelcol: dict[str, Any]) -> None:
-    """Traces, manifests and other logs each end in a distinct file exporter writing OTLP-JSON."""
+def _routes(otelcol: dict[str, Any]) -> dict[str, list[str]]:
+    """The exporters at the end of the traces, manifests and default-logs routes."""
     pipelines = otelcol["service"]["pipelines"]
     (rule,) = otelcol["connectors"]["routing"]["table"]
-    ends = {
+    return {
         "traces": pipelines["traces"]["exporters"],
         "manifests": pipelines[rule["pipelines"][0]]["exporters"],
         "logs": pipelines[otelcol["connectors"]["routing"]["default_pipelines"][0]]["exporters"],
     }
-    paths = set()
-    for route, exporters in ends.items():
-        (exporter,) = exporters
-        assert _kind(exporter) == "file", route
+
+
+def test_traces_and_manifests_go_to_their_own_durable_exporters(otelcol: dict[str, Any]) -> None:
+    """Traces and manifests each end in their own OTLP/HTTP exporter whose sending queue is persistent
+    (a file_storage extension the service starts, fsync on) and whose retries never stop; other logs end
+    in a file exporter that appends."""
+    routes = _routes(otelcol)
+    storages = set()
+    for route in ("traces", "manifests"):
+        (exporter,) = routes[route]
+        assert _kind(exporter) == "otlphttp", route
         settings = otelcol["exporters"][exporter]
-        assert settings.get("format", "json") == "json"
-        paths.add(settings["path"])
-    assert len(paths) == 3
-    assert any(p.endswith("/manifests.jsonl") for p in paths)
-    assert any(p.endswith("/traces.jsonl") for p in paths)
+        queue, retry = settings["sending_queue"], settings["retry_on_failure"]
+        assert queue.get("enabled", True) and queue["storage"] in otelcol["service"]["extensions"], route
+        assert _kind(queue["storage"]) == "file_storage"
+        assert otelcol["extensions"][queue["storage"]]["fsync"] is True
+        assert retry.get("enabled", True) and retry["max_elapsed_time"] == 0, route
+        assert settings.get("compression") in (None, "none", "gzip")  # what run-identity serve reads
+        storages.add(queue["storage"])
+    assert routes["traces"] != routes["manifests"]
+    (logs,) = routes["logs"]
+    assert _kind(logs) == "file" and otelcol["exporters"][logs]["append"] is True
+    assert set(otelcol["extensions"]) == storages
+
+
+def test_no_batch_processor_before_a_persistent_queue(otelcol: dict[str, Any]) -> None:
+    """The batch processor answers the receiver before the data reaches the queue (and holds it in memory):
+    none on the pipelines that lead to the traces or manifests exporters."""
+    pipelines = otelcol["service"]["pipelines"]
+    (rule,) = otelcol["connectors"]["routing"]["table"]
+    for name in ("traces", "logs/in", rule["pipelines"][0]):
+        assert not [p for p in pipelines[name].get("processors", []) if _kind(p) == "batch"], name
 
 
 def test_receivers_listen_on_loopback_only(otelcol: dict[str, Any]) -> None:

@@ -44,7 +44,7 @@ from run_identity.otel.declare import Declaration, declare
 # The SDK side (processor, exporters, set-up) loads on first use, so that a verifier importing
 # run_identity.verify never imports opentelemetry-sdk (docs/verify.md: the verifier is a separate party).
 _LAZY = {
-    "Coverage": "run_identity.otel.processor",
+    "Coverage": "run_identity.otel.coverage",
     "IdentitySampler": "run_identity.otel.sampling",
     "IdentitySetup": "run_identity.pipeline.wiring",
     "IdentitySpanProcessor": "run_identity.otel.processor",
@@ -70,10 +70,11 @@ def __getattr__(name: str) -> object:
 
 
 if TYPE_CHECKING:
+    from run_identity.otel.coverage import Coverage
     from run_identity.otel.export_file import OtlpJsonFileLogExporter, OtlpJsonFileSpanExporter, file_exporters
     from run_identity.otel.genai import start_genai_span
     from run_identity.otel.manifest_export import ManifestEmitter, ManifestExportQueue
-    from run_identity.otel.processor import Coverage, IdentitySpanProcessor
+    from run_identity.otel.processor import IdentitySpanProcessor
     from run_identity.otel.sampling import IdentitySampler
     from run_identity.pipeline.wiring import IdentitySetup, setup
 

@@ -30,7 +30,6 @@ from collections.abc import Mapping
 from opentelemetry import trace as trace_api
 from opentelemetry.sdk._logs.export import LogRecordExporter
 from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
 from run_identity.core.errors import KeyringError
 from run_identity.core.keys import load_signer
@@ -49,7 +48,7 @@ from run_identity.otel.export_file import file_exporters
 from run_identity.otel.installed import installed_processor, register_installed
 from run_identity.otel.processor import IdentitySpanProcessor
 from run_identity.otel.sampling import IdentitySampler
-from run_identity.pipeline.wiring import IdentitySetup, manifest_logger_provider
+from run_identity.pipeline.wiring import IdentitySetup, manifest_logger_provider, span_export_queue
 
 __all__ = ["install", "install_integrations", "installed_processor", "installed_setup", "shutdown"]
 
@@ -153,10 +152,14 @@ def _install(environ: Mapping[str, str] | None) -> IdentitySpanProcessor | None:
     if queue is not None:
         processor.count_manifest_losses(queue.lost)
     tracer_provider.add_span_processor(processor)
-    if span_file is not None:
-        tracer_provider.add_span_processor(BatchSpanProcessor(span_file))
+    span_queue = None
+    if span_file is not None:  # the SDK's configurator made the OTLP span exporters' processors, not us
+        span_queue, _ = span_export_queue([span_file])
+        assert span_queue is not None
+        processor.count_span_losses(span_queue.run_spans_lost)
+        tracer_provider.add_span_processor(span_queue)
     register_installed(processor)
-    _setups.append(IdentitySetup(tracer_provider, logger_provider, processor, queue, spooling))
+    _setups.append(IdentitySetup(tracer_provider, logger_provider, processor, queue, spooling, span_queue))
     # Registered after the TracerProvider's own handler, so it runs first (atexit is last in, first out).
     atexit.register(shutdown)
     _LOG.debug("run_identity: installed with key %s", signer.key_id)

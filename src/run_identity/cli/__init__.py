@@ -49,7 +49,7 @@ def _escaped(exc: Exception) -> str:
 
 
 def _parser(prog: str) -> argparse.ArgumentParser:
-    from run_identity.cli import _core, _demo, _replay, _serve, _verify
+    from run_identity.cli import _core, _demo, _relay, _replay, _serve, _verify
 
     parser = argparse.ArgumentParser(
         prog=prog,
@@ -58,7 +58,7 @@ def _parser(prog: str) -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"run-identity {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    for module in (_core, _verify, _serve, _demo, _replay):
+    for module in (_core, _verify, _serve, _relay, _demo, _replay):
         module.register(sub)
     return parser
 

@@ -93,6 +93,8 @@ def _serve(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise _CommandError(str(exc)) from None
     grpc_port = None if args.no_grpc else (args.grpc_port if args.grpc_port is not None else DEFAULT_GRPC_PORT)
+    if args.journal is not None and not Path(args.journal).parent.is_dir():
+        raise _CommandError(f"--journal {args.journal}: no such folder {Path(args.journal).parent}")
     note = ""
 
     def start(grpc: int | None) -> Any:
@@ -104,6 +106,7 @@ def _serve(args: argparse.Namespace) -> int:
             verbose=args.verbose,
             limits=limits,
             grpc_port=grpc,
+            journal=args.journal,
         )
 
     try:
@@ -242,6 +245,11 @@ def register(sub: Any) -> None:
     )
     p.add_argument("--summary-json", metavar="FILE", help="also write the final summary as JSON")
     p.add_argument("--verbose", action="store_true", help="log every request")
+    p.add_argument(
+        "--journal",
+        metavar="FILE",
+        help="append a line per request when received and when durable, with its run span ids (for investigations)",
+    )
     p.add_argument(
         "--read-timeout", type=float, default=30.0, metavar="S", help="close a silent connection after S s (30)"
     )

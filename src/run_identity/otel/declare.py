@@ -32,10 +32,21 @@ from types import TracebackType
 from typing import Any, TypeVar, cast
 
 from opentelemetry import context as context_api
+from opentelemetry import trace as trace_api
 
 from run_identity.core.composition import Composition, PreparedComponent
+from run_identity.core.errors import UnclaimedDeclarationError
 
-__all__ = ["Declaration", "component_value", "context_with", "current_declaration", "declare"]
+__all__ = [
+    "Declaration",
+    "UnclaimedSink",
+    "component_value",
+    "context_with",
+    "current_declaration",
+    "declare",
+    "report_unclaimed",
+    "unclaimed_reason",
+]
 
 _KEY = context_api.create_key("run_identity.declaration")
 _MAX_MISSES = 8
@@ -178,8 +189,6 @@ class declare:  # lower case: used like a function, ``with declare(c):`` and ``@
         declaration, token = self._tokens.pop()
         context_api.detach(token)  # type: ignore[arg-type]
         if exc_type is None and not declaration.claimed:
-            from run_identity.otel.processor import report_unclaimed  # late: the processor imports this module
-
             report_unclaimed(declaration)
 
     def __call__(self, func: _F) -> _F:
@@ -199,3 +208,59 @@ class declare:  # lower case: used like a function, ``with declare(c):`` and ``@
                 return func(*args, **kwargs)
 
         return cast(_F, wrapper)
+
+
+class UnclaimedSink:
+    """What is told of a declaration its ``declare`` block left unclaimed:
+    :class:`~run_identity.otel.processor.IdentitySpanProcessor` is one (it counts and logs it, and raises
+    :class:`~run_identity.core.errors.UnclaimedDeclarationError` when strict)."""
+
+    def unclaimed(self, declaration: Declaration, reason: str) -> None:
+        raise NotImplementedError
+
+
+def _declared(declaration: Declaration) -> str:
+    return f"operation {declaration.operation!r}, model {declaration.model!r}"
+
+
+def unclaimed_reason(declaration: Declaration) -> str:
+    """Why ``declaration`` was not claimed: a client integration captured the call (its own declaration went
+    to the span), no GenAI span started, or those that did had another operation or model (named, so that a
+    typo shows)."""
+    if declaration.captured_by is not None:
+        return (
+            f"the {declaration.captured_by} client integration captured the call in the block, and its span took "
+            f"the composition of the request as sent (declared {_declared(declaration)}; a hand declaration "
+            "equal to the capture is integrations.<client>.composition_of(request, client))"
+        )
+    if not declaration.misses:
+        return f"no GenAI span started in the block (declared {_declared(declaration)})"
+    seen = []
+    for operation, model in declaration.misses:
+        text = f"operation {operation!r}, model {model!r}"
+        if text not in seen:
+            seen.append(text)
+    return (
+        "the GenAI spans started in the block had another operation or model than declared "
+        f"(declared {_declared(declaration)}; started: {'; '.join(seen)})"
+    )
+
+
+def report_unclaimed(declaration: Declaration) -> None:
+    """Report a declaration its ``declare`` block left unclaimed to the processors concerned: those that saw
+    GenAI spans in the block that it did not apply to (or whose client integration captured a call in it),
+    else the one on the global TracerProvider (if any).
+    A strict processor raises :class:`UnclaimedDeclarationError`."""
+    processors = [p for p in declaration.seen_by if isinstance(p, UnclaimedSink)]
+    if not processors:
+        active = getattr(trace_api.get_tracer_provider(), "_active_span_processor", None)
+        processors = [p for p in getattr(active, "_span_processors", ()) if isinstance(p, UnclaimedSink)]
+    reason = unclaimed_reason(declaration)
+    error: UnclaimedDeclarationError | None = None
+    for processor in processors:
+        try:
+            processor.unclaimed(declaration, reason)
+        except UnclaimedDeclarationError as exc:  # every processor counts it before one raises
+            error = error or exc
+    if error is not None:
+        raise error

@@ -17,13 +17,9 @@ for declared GenAI spans that the wrapped sampler drops.
 
 from __future__ import annotations
 
-import collections
 import copy
 import logging
-import os
-import threading
 import time
-import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -39,6 +35,7 @@ from run_identity.core.attributes import MANIFEST_EVENT_NAME, RUN_IDENTITY_ID, R
 from run_identity.core.errors import RunIdentityError
 from run_identity.core.signing import SignedRun
 from run_identity.core.version import __version__
+from run_identity.otel._export_batches import ExportBatcher
 
 __all__ = [
     "GEN_AI_PROVIDER_NAME",
@@ -185,55 +182,37 @@ class ManifestExportQueue(LogRecordProcessor):
         retry_pause: float = 0.5,
         shutdown_timeout: float = 30.0,
     ) -> None:
-        if max_queue_size <= 0 or not 0 < max_batch_size <= max_queue_size or export_attempts <= 0:
-            raise ValueError("need 0 < max_batch_size <= max_queue_size and export_attempts > 0")
-        if min(schedule_delay, max_wait, retry_pause, shutdown_timeout) < 0:
-            raise ValueError("delays and timeouts must not be negative")
-        self._exporters = tuple(exporters)
+        self._batches: ExportBatcher[ReadableLogRecord] = ExportBatcher(
+            exporters,
+            lambda exporter, batch: exporter.export(batch) == LogRecordExportResult.SUCCESS,
+            noun="manifests",
+            max_queue_size=max_queue_size,
+            max_batch_size=max_batch_size,
+            schedule_delay=schedule_delay,
+            max_wait=max_wait,
+            export_attempts=export_attempts,
+            retry_pause=retry_pause,
+            shutdown_timeout=shutdown_timeout,
+        )
         self.max_queue_size = max_queue_size
         self.max_batch_size = max_batch_size
-        self._delay = schedule_delay
-        self._max_wait = max_wait
-        self._attempts = export_attempts
-        self._pause = retry_pause
-        self._shutdown_timeout = shutdown_timeout
-        self._queue: collections.deque[ReadableLogRecord] = collections.deque()
-        self._closing = False
-        self._closed = False
-        self._exported = self._dropped = self._lost = self._waits = 0
-        self._start()
-        weak = weakref.WeakMethod(self._start)
-        os.register_at_fork(after_in_child=lambda: (method := weak()) is not None and method())
-
-    def _start(self) -> None:
-        """New locks and a new worker thread (at construction, and in a forked child: the parent's thread
-        does not exist there, and its locks may be held)."""
-        self._lock = threading.Lock()
-        self._room = threading.Condition(self._lock)  # the queue has room / a batch finished
-        self._work = threading.Condition(self._lock)  # the worker has something to do
-        self._in_flight = 0
-        self._flush_requested = 0
-        self._thread = threading.Thread(target=self._run, name="run_identity-manifests", daemon=True)
-        if not self._closing:
-            self._thread.start()
 
     @property
     def stats(self) -> ManifestQueueStats:
-        with self._lock:
-            return ManifestQueueStats(
-                self.max_queue_size,
-                self.max_batch_size,
-                len(self._queue),
-                self._exported,
-                self._dropped,
-                self._lost,
-                self._waits,
-            )
+        counts = self._batches.counts()
+        return ManifestQueueStats(
+            self.max_queue_size,
+            self.max_batch_size,
+            counts.queued,
+            counts.exported,
+            counts.dropped,
+            counts.lost,
+            counts.waits,
+        )
 
     def lost(self) -> int:
         """Records taken but never exported (the span processor adds them to its coverage)."""
-        with self._lock:
-            return self._lost
+        return self._batches.counts().lost
 
     def on_emit(self, log_record: ReadWriteLogRecord) -> None:
         # As the SDK's batch processor does: a readable copy without the (possibly large) context.
@@ -245,121 +224,14 @@ class ManifestExportQueue(LogRecordProcessor):
             instrumentation_scope=log_record.instrumentation_scope,
             limits=log_record.limits,
         )
-        with self._lock:
-            if self._closed:
-                self._dropped += 1
-                raise ManifestDropped("the manifest export queue is shut down")
-            if len(self._queue) >= self.max_queue_size:
-                self._waits += 1
-                deadline = time.monotonic() + self._max_wait
-                self._work.notify()
-                while len(self._queue) >= self.max_queue_size and not self._closed:
-                    remaining = deadline - time.monotonic()
-                    if remaining <= 0:
-                        self._dropped += 1
-                        raise ManifestDropped(
-                            f"the manifest export queue stayed full ({self.max_queue_size}) for {self._max_wait} s"
-                        )
-                    self._room.wait(remaining)
-            self._queue.append(readable)
-            if len(self._queue) >= self.max_batch_size:
-                self._work.notify()
-
-    def _run(self) -> None:
-        # The exporters' own HTTP calls must not be traced or logged back into this pipeline.
-        context_api.attach(context_api.set_value(context_api._SUPPRESS_INSTRUMENTATION_KEY, True))
-        while True:
-            with self._lock:
-                deadline = time.monotonic() + self._delay
-                while (
-                    len(self._queue) < self.max_batch_size
-                    and not self._flush_requested
-                    and not self._closing
-                    and (remaining := deadline - time.monotonic()) > 0
-                ):
-                    self._work.wait(remaining)
-                if not self._queue:
-                    if self._closing:
-                        return
-                    self._flush_requested = 0
-                    self._room.notify_all()
-                    continue
-                n = min(len(self._queue), self.max_batch_size)
-                batch = [self._queue.popleft() for _ in range(n)]
-                self._in_flight = n
-                self._room.notify_all()
-            delivered = self._export(batch)
-            with self._lock:
-                self._in_flight = 0
-                if delivered:
-                    self._exported += n
-                else:
-                    self._lost += n
-                if not self._queue:
-                    self._flush_requested = 0
-                self._room.notify_all()
-
-    def _export(self, batch: list[ReadableLogRecord]) -> bool:
-        ok = True
-        for exporter in self._exporters:
-            pause = self._pause
-            for attempt in range(1, self._attempts + 1):
-                try:
-                    if exporter.export(batch) == LogRecordExportResult.SUCCESS:
-                        break
-                    reason = "refused"
-                except Exception as exc:  # an exporter should not raise; count it like a refusal
-                    reason = f"{type(exc).__name__}: {exc}"
-                if attempt == self._attempts or self._closed:
-                    ok = False
-                    _LOG.error(
-                        "run_identity: %d manifests lost: %s %s them %d times",
-                        len(batch),
-                        type(exporter).__name__,
-                        reason,
-                        attempt,
-                    )
-                    break
-                time.sleep(pause)
-                pause *= 2
-        return ok
+        dropped = self._batches.put(readable)
+        if dropped is not None:
+            raise ManifestDropped(f"the manifest export queue {dropped}")
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         """Export everything queued now; False when ``timeout_millis`` passed first."""
-        deadline = time.monotonic() + timeout_millis / 1000
-        with self._lock:
-            self._flush_requested += 1
-            self._work.notify()
-            while self._queue or self._in_flight:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0 or not self._thread.is_alive():
-                    return False
-                self._room.wait(remaining)
-        return all(
-            bool(exporter.force_flush(max(int(1000 * (deadline - time.monotonic())), 0)))
-            for exporter in self._exporters
-        )
+        return self._batches.force_flush(timeout_millis)
 
     def shutdown(self) -> None:
         """Export what is queued (at most ``shutdown_timeout`` seconds), then shut the exporters down."""
-        with self._lock:
-            if self._closing:
-                return
-            self._closing = True
-            self._work.notify()
-        self._thread.join(self._shutdown_timeout)
-        with self._lock:
-            self._closed = True
-            left = len(self._queue) + self._in_flight
-            self._queue.clear()
-            self._lost += left
-            self._room.notify_all()
-        if left:
-            _LOG.error(
-                "run_identity: %d manifests lost: not exported within %s s of shutdown", left, self._shutdown_timeout
-            )
-        for exporter in self._exporters:
-            try:
-                exporter.shutdown()  # type: ignore[no-untyped-call]
-            except Exception as exc:
-                _LOG.error("run_identity: a manifest exporter failed to shut down: %s", exc)
+        self._batches.shutdown()

@@ -34,10 +34,8 @@ import logging
 import threading
 import weakref
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from opentelemetry import context as context_api
-from opentelemetry import trace as trace_api
 from opentelemetry._logs import LoggerProvider
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 
@@ -56,10 +54,11 @@ from run_identity.core.keys import Ed25519Signer, Signer, sign_or_raise
 from run_identity.core.signing import SignedRun
 from run_identity.core.statement import BindingStatement, encode_signature, format_timestamp, run_statement
 from run_identity.otel._background import Job, SigningWorker, attach, ending_attach_works, replace_attributes
-from run_identity.otel.declare import Declaration, current_declaration
+from run_identity.otel.coverage import Coverage
+from run_identity.otel.declare import Declaration, UnclaimedSink, current_declaration
 from run_identity.otel.manifest_export import GEN_AI_REQUEST_MODEL, ManifestEmitter
 
-__all__ = ["GEN_AI_OPERATION_NAME", "Coverage", "IdentitySpanProcessor", "report_unclaimed", "unclaimed_reason"]
+__all__ = ["GEN_AI_OPERATION_NAME", "Coverage", "IdentitySpanProcessor"]
 
 #: The statement's attributes, put on the span before its signature is ready; a span that ends without one
 #: carries run_identity.error instead of them (docs/spec.md §9.1: never both).
@@ -80,86 +79,12 @@ _MAX_JOBS = 10_000
 _GENAI_SPANS, _IDENTIFIED, _UNDECLARED, _FAILED, _EMITTED, _EMIT_FAILED, _UNCLAIMED = range(7)
 
 
-@dataclass(frozen=True)
-class Coverage:
-    """Counters of an :class:`IdentitySpanProcessor`, read at one instant.
-
-    ``genai_spans`` = ``identified`` + ``undeclared`` + ``failed``. ``manifest_failures`` counts identified
-    runs whose manifest could not be handed to the Logs SDK; ``manifests_lost`` those handed over that the
-    export pipeline reported lost afterwards (see :meth:`IdentitySpanProcessor.count_manifest_losses`).
-    ``declarations_unclaimed`` counts ``declare`` blocks that exited with their declaration claimed by no
-    span (no GenAI span started in the block, those that did had another operation or model, or a client
-    integration captured the call); they are not GenAI spans, so not in ``genai_spans``.
-    """
-
-    genai_spans: int = 0
-    identified: int = 0
-    undeclared: int = 0
-    failed: int = 0
-    manifests_emitted: int = 0
-    manifest_failures: int = 0
-    manifests_lost: int = 0
-    declarations_unclaimed: int = 0
-
-    @property
-    def ratio(self) -> float:
-        """Share of GenAI spans that carry an identity (1.0 when there were none)."""
-        return self.identified / self.genai_spans if self.genai_spans else 1.0
-
-
-def _declared(declaration: Declaration) -> str:
-    return f"operation {declaration.operation!r}, model {declaration.model!r}"
-
-
-def unclaimed_reason(declaration: Declaration) -> str:
-    """Why ``declaration`` was not claimed: a client integration captured the call (its own declaration went
-    to the span), no GenAI span started, or those that did had another operation or model (named, so that a
-    typo shows)."""
-    if declaration.captured_by is not None:
-        return (
-            f"the {declaration.captured_by} client integration captured the call in the block, and its span took "
-            f"the composition of the request as sent (declared {_declared(declaration)}; a hand declaration "
-            "equal to the capture is integrations.<client>.composition_of(request, client))"
-        )
-    if not declaration.misses:
-        return f"no GenAI span started in the block (declared {_declared(declaration)})"
-    seen = []
-    for operation, model in declaration.misses:
-        text = f"operation {operation!r}, model {model!r}"
-        if text not in seen:
-            seen.append(text)
-    return (
-        "the GenAI spans started in the block had another operation or model than declared "
-        f"(declared {_declared(declaration)}; started: {'; '.join(seen)})"
-    )
-
-
-def report_unclaimed(declaration: Declaration) -> None:
-    """Report a declaration its ``declare`` block left unclaimed to the processors concerned: those that saw
-    GenAI spans in the block that it did not apply to (or whose client integration captured a call in it),
-    else the one on the global TracerProvider (if any).
-    A strict processor raises :class:`UnclaimedDeclarationError`."""
-    processors = [p for p in declaration.seen_by if isinstance(p, IdentitySpanProcessor)]
-    if not processors:
-        active = getattr(trace_api.get_tracer_provider(), "_active_span_processor", None)
-        processors = [p for p in getattr(active, "_span_processors", ()) if isinstance(p, IdentitySpanProcessor)]
-    reason = unclaimed_reason(declaration)
-    error: UnclaimedDeclarationError | None = None
-    for processor in processors:
-        try:
-            processor.unclaimed(declaration, reason)
-        except UnclaimedDeclarationError as exc:  # every processor counts it before one raises
-            error = error or exc
-    if error is not None:
-        raise error
-
-
 def _reason(exc: BaseException) -> str:
     text = f"{type(exc).__name__}: {exc}"
     return text if len(text) <= _MAX_REASON else text[: _MAX_REASON - 1] + "…"
 
 
-class IdentitySpanProcessor(SpanProcessor):
+class IdentitySpanProcessor(SpanProcessor, UnclaimedSink):
     """Binds declared compositions to GenAI spans in ``on_start`` (see the module docstring).
 
     ``signer`` signs every binding statement (load it once, e.g. with :func:`run_identity.load_signer`).
@@ -208,6 +133,7 @@ class IdentitySpanProcessor(SpanProcessor):
         self._jobs: dict[int, tuple[weakref.ref[Span], Job]] = {}
         self._late: list[Job] = []  # runs whose span ended before its signature was made
         self._loss_sources: list[Callable[[], int]] = []
+        self._span_loss_sources: list[Callable[[], int]] = []
 
     @property
     def strict(self) -> bool:
@@ -237,13 +163,18 @@ class IdentitySpanProcessor(SpanProcessor):
         """Add ``source()`` (manifests an export queue took and then lost) to ``Coverage.manifests_lost``."""
         self._loss_sources.append(source)
 
+    def count_span_losses(self, source: Callable[[], int]) -> None:
+        """Add ``source()`` (run spans a span export queue dropped or lost) to ``Coverage.spans_lost``."""
+        self._span_loss_sources.append(source)
+
     @property
     def coverage(self) -> Coverage:
         """The counters now (a run is counted once its signature is made)."""
         lost = sum(source() for source in self._loss_sources)
+        spans_lost = sum(source() for source in self._span_loss_sources)
         with self._lock:
             c = self._counts
-            return Coverage(c[0], c[1], c[2], c[3], c[4], c[5], lost, c[6])
+            return Coverage(c[0], c[1], c[2], c[3], c[4], c[5], lost, c[6], spans_lost)
 
     def _count(self, outcome: int, *, genai_span: bool = True) -> None:
         with self._lock:

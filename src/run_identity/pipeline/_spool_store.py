@@ -329,7 +329,7 @@ class Spool:
                         self._dead_letter(dfd, name, f"failed {attempts} times")
                         dead += 1
                     else:
-                        wait = min(self.max_backoff, self.backoff * 2 ** (attempts - 1))
+                        wait = min(self.max_backoff, self.backoff * 2 ** min(attempts - 1, 64))  # no float overflow
                         self._retry[name] = (attempts, time.monotonic() + wait * random.uniform(0.8, 1.2))
                     failures_in_row += 1
                     if failures_in_row >= _DOWN_AFTER:

@@ -11,7 +11,13 @@ queue is full the emitting thread waits (bounded), and any manifest lost anyway 
 processor's ``coverage`` (``manifest_failures``, ``manifests_lost``) and logged. With ``spool_dir`` every
 manifest exporter is wrapped in a :class:`~run_identity.pipeline.spool.SpoolingLogExporter`, so a batch the
 destination does not take is kept on disk (durable hand-off) and sent again later.
-``IdentitySetup.queue_sizes`` reports the queue; ``shutdown`` delivers (or spools) what is pending.
+
+Spans leave the same way, through one :class:`~run_identity.otel.span_export.SpanExportQueue` instead of the
+SDK's ``BatchSpanProcessor`` (which drops spans silently when its queue is full, and verify then reports
+``span_missing``): the thread ending a span waits (bounded) when the queue is full, and a run span lost
+anyway is counted in ``coverage.spans_lost`` and logged. With ``spool_dir`` every span exporter is wrapped
+in a :class:`~run_identity.pipeline.spool.SpoolingSpanExporter` too.
+``IdentitySetup.queue_sizes`` reports both queues; ``shutdown`` delivers (or spools) what is pending.
 """
 
 from __future__ import annotations
@@ -27,7 +33,7 @@ from opentelemetry.sdk._logs import LoggerProvider
 from opentelemetry.sdk._logs.export import LogRecordExporter
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
+from opentelemetry.sdk.trace.export import SpanExporter
 from opentelemetry.sdk.trace.sampling import Sampler
 
 from run_identity.core.keys import Signer, load_signer
@@ -35,8 +41,9 @@ from run_identity.otel.export_file import file_exporters
 from run_identity.otel.manifest_export import ManifestExportQueue
 from run_identity.otel.processor import IdentitySpanProcessor
 from run_identity.otel.sampling import IdentitySampler
+from run_identity.otel.span_export import SpanExportQueue
 
-__all__ = ["IdentitySetup", "manifest_logger_provider", "setup"]
+__all__ = ["IdentitySetup", "manifest_logger_provider", "setup", "span_export_queue"]
 
 
 @dataclass(frozen=True)
@@ -48,13 +55,35 @@ class IdentitySetup:
     processor: IdentitySpanProcessor
     manifest_queue: ManifestExportQueue | None = field(default=None, compare=False)
     spooling_exporters: tuple[Any, ...] = field(default=(), compare=False)
+    span_queue: SpanExportQueue | None = field(default=None, compare=False)
+    span_spooling_exporters: tuple[Any, ...] = field(default=(), compare=False)
 
     @property
     def queue_sizes(self) -> dict[str, int]:
-        """The manifest export queue now: capacity, batch size, records waiting, exported, dropped, lost."""
-        if self.manifest_queue is None:
-            return {}
-        stats = self.manifest_queue.stats
+        """The export queues now: the manifest queue's capacity, batch size, records waiting, exported,
+        dropped, lost, waits and spooled batches pending, then the same for the span queue under ``spans_*``
+        names (with ``spans_run_dropped`` and ``spans_run_lost``, the run spans among them)."""
+        sizes: dict[str, int] = {}
+        if self.manifest_queue is not None:
+            sizes.update(self._manifest_sizes(self.manifest_queue))
+        if self.span_queue is not None:
+            spans = self.span_queue.stats
+            sizes.update(
+                spans_max_queue_size=spans.max_queue_size,
+                spans_max_batch_size=spans.max_batch_size,
+                spans_queued=spans.queued,
+                spans_exported=spans.exported,
+                spans_dropped=spans.dropped,
+                spans_lost=spans.lost,
+                spans_waits=spans.waits,
+                spans_run_dropped=spans.run_spans_dropped,
+                spans_run_lost=spans.run_spans_lost,
+                spans_spooled_pending=sum(e.stats.pending for e in self.span_spooling_exporters),
+            )
+        return sizes
+
+    def _manifest_sizes(self, queue: ManifestExportQueue) -> dict[str, int]:
+        stats = queue.stats
         return {
             "max_queue_size": stats.max_queue_size,
             "max_batch_size": stats.max_batch_size,
@@ -92,6 +121,9 @@ def setup(
     manifest_queue_size: int = 2048,
     manifest_batch_size: int = 512,
     manifest_max_wait: float = 30.0,
+    span_queue_size: int = 2048,
+    span_batch_size: int = 512,
+    span_max_wait: float = 30.0,
 ) -> IdentitySetup:
     """Build the providers, install the processor, and export to ``directory`` and/or the given exporters.
 
@@ -100,7 +132,9 @@ def setup(
     With ``set_global`` the TracerProvider becomes the global one (the manifests' LoggerProvider never
     does). Manifests are exported through a queue of ``manifest_queue_size`` records in batches of
     ``manifest_batch_size``; an emitting thread waits at most ``manifest_max_wait`` seconds for room.
-    ``spool_dir`` keeps the batches a manifest exporter does not deliver (see the module docstring).
+    Spans likewise go through a queue of ``span_queue_size`` spans in batches of ``span_batch_size``; a
+    thread ending a span waits at most ``span_max_wait`` seconds for room.
+    ``spool_dir`` keeps the batches an exporter does not deliver (see the module docstring).
     Raises KeyringError for an unreadable key, ValueError for bad arguments.
     """
     if not isinstance(signer, Signer):
@@ -124,11 +158,43 @@ def setup(
     if queue is not None:
         processor.count_manifest_losses(queue.lost)
     tracer_provider.add_span_processor(processor)
-    for span_exporter in spans:
-        tracer_provider.add_span_processor(BatchSpanProcessor(span_exporter))
+    span_queue, span_spooling = span_export_queue(
+        spans, spool_dir=spool_dir, queue_size=span_queue_size, batch_size=span_batch_size, max_wait=span_max_wait
+    )
+    if span_queue is not None:
+        processor.count_span_losses(span_queue.run_spans_lost)
+        tracer_provider.add_span_processor(span_queue)
     if set_global:
         trace_api.set_tracer_provider(tracer_provider)
-    return IdentitySetup(tracer_provider, logger_provider, processor, queue, spooling)
+    return IdentitySetup(tracer_provider, logger_provider, processor, queue, spooling, span_queue, span_spooling)
+
+
+def span_export_queue(
+    exporters: Sequence[SpanExporter],
+    *,
+    spool_dir: str | os.PathLike[str] | None = None,
+    queue_size: int = 2048,
+    batch_size: int = 512,
+    max_wait: float = 30.0,
+) -> tuple[SpanExportQueue | None, tuple[Any, ...]]:
+    """One :class:`~run_identity.otel.span_export.SpanExportQueue` exporting to ``exporters`` (none when there is
+    no exporter); with ``spool_dir`` each exporter is wrapped in a
+    :class:`~run_identity.pipeline.spool.SpoolingSpanExporter` (the first spools into ``traces.spool.binpb``, the next
+    ones into ``traces-<i>.spool.binpb``). Returns the queue and the spooling wrappers.
+    """
+    wrapped: list[SpanExporter] = list(exporters)
+    spooling: list[Any] = []
+    if spool_dir is not None:
+        from run_identity.pipeline.spool import TRACES_SPOOL, SpoolingSpanExporter
+
+        for i, exporter in enumerate(wrapped):
+            name = TRACES_SPOOL if i == 0 else f"traces-{i}.spool.binpb"
+            spooling.append(SpoolingSpanExporter(exporter, Path(spool_dir) / name))
+        wrapped = spooling
+    if not wrapped:
+        return None, ()
+    queue = SpanExportQueue(wrapped, max_queue_size=queue_size, max_batch_size=batch_size, max_wait=max_wait)
+    return queue, tuple(spooling)
 
 
 def manifest_logger_provider(

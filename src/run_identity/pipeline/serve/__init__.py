@@ -39,6 +39,7 @@ from typing import Any
 from run_identity.core.keys import Keyring
 from run_identity.pipeline.serve._grpc import GrpcUnavailable, start_grpc
 from run_identity.pipeline.serve._http import WORK_FACTOR, ServeLimits, Server
+from run_identity.pipeline.serve._journal import BatchJournal
 from run_identity.pipeline.serve._otlp import decode_request, otlp_json_line, split_manifests
 from run_identity.pipeline.serve._sink import LOGS_FILE, MANIFESTS_FILE, TRACES_FILE, OtlpSink, SinkCounts, Summarizer
 
@@ -142,15 +143,17 @@ def start_server(
     verbose: bool = False,
     limits: ServeLimits | None = None,
     grpc_port: int | None = None,
+    journal: str | os.PathLike[str] | None = None,
 ) -> ServeHandle:
     """Serve OTLP/HTTP on ``host:port`` (0 picks a port) in a background thread, writing into ``directory``;
-    with ``grpc_port``, OTLP/gRPC on that port too (0 picks one), into the same files.
+    with ``grpc_port``, OTLP/gRPC on that port too (0 picks one), into the same files; with ``journal``, a
+    line per request and stage is appended to that file (:mod:`run_identity.pipeline.serve._journal`).
 
     A torn last line left in ``directory`` by a crash is moved aside first (see :mod:`._sink`). Raises
     ``OSError`` when an address cannot be bound, :class:`GrpcUnavailable` for gRPC without grpcio.
     """
     limits = limits or ServeLimits()
-    sink = OtlpSink(directory, summarize=summarize)
+    sink = OtlpSink(directory, summarize=summarize, journal=None if journal is None else BatchJournal(journal))
     try:
         server = Server((host, port), sink, verbose=verbose, limits=limits)
     except BaseException:

@@ -35,6 +35,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 
 from run_identity.core.attributes import MANIFEST_EVENT_NAME, RUN_IDENTITY_ID
 from run_identity.core.errors import RunIdentityError
+from run_identity.pipeline.serve._journal import BatchJournal
 from run_identity.pipeline.serve._otlp import event_of, otlp_json_line, split_manifests
 
 __all__ = ["LOGS_FILE", "MANIFESTS_FILE", "TRACES_FILE", "OtlpSink", "SinkCounts", "Summarizer", "repair_torn_tail"]
@@ -153,10 +154,18 @@ class OtlpSink:
     """Writes received OTLP requests into ``directory`` durably and counts them. Thread-safe.
 
     ``summarize``, when given, computes the verification part of :meth:`summary` from a snapshot of the
-    written files. Torn tails left by a crash are repaired at construction (``repairs``).
+    written files. Torn tails left by a crash are repaired at construction (``repairs``). ``journal`` notes
+    each request when received and when durable (:mod:`run_identity.pipeline.serve._journal`).
     """
 
-    def __init__(self, directory: str | os.PathLike[str], *, summarize: Summarizer | None = None) -> None:
+    def __init__(
+        self,
+        directory: str | os.PathLike[str],
+        *,
+        summarize: Summarizer | None = None,
+        journal: BatchJournal | None = None,
+    ) -> None:
+        self.journal = journal
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
         names = (TRACES_FILE, MANIFESTS_FILE, LOGS_FILE)
@@ -225,8 +234,29 @@ class OtlpSink:
                 spans += len(ss.spans)
                 run_spans += sum(1 for s in ss.spans if any(a.key == RUN_IDENTITY_ID for a in s.attributes))
         lines = [(self._traces, otlp_json_line(request))] if spans else []
-        self._durable(self._write(lines))
+        if self.journal is None:
+            self._durable(self._write(lines))
+        else:
+            ids = [
+                s.span_id.hex()
+                for rs in request.resource_spans
+                for ss in rs.scope_spans
+                for s in ss.spans
+                if any(a.key == RUN_IDENTITY_ID for a in s.attributes)
+            ]
+            self._journaled(lines, "traces", spans, ids)
         self._accepted(spans=spans, run_spans=run_spans)
+
+    def _journaled(self, lines: list[tuple[_LineFile, bytes]], signal: str, records: int, ids: list[str]) -> None:
+        assert self.journal is not None
+        ticket = self.journal.ticket()
+        self.journal.note(ticket, "received", signal, records, ids)
+        try:
+            self._durable(self._write(lines))
+        except OSError:
+            self.journal.note(ticket, "failed", signal, records, ids)
+            raise
+        self.journal.note(ticket, "durable", signal, records, ids)
 
     def accept_logs(self, request: ExportLogsServiceRequest) -> None:
         """Write a logs request (ours to ``manifests.jsonl``, others to ``logs.jsonl``) durably."""
@@ -245,7 +275,11 @@ class OtlpSink:
             lines.append((self._manifests, otlp_json_line(ours)))
         if n_others:
             lines.append((self._logs, otlp_json_line(others)))
-        self._durable(self._write(lines))
+        if self.journal is None:
+            self._durable(self._write(lines))
+        else:
+            ids = [r.span_id.hex() for rl in ours.resource_logs for sl in rl.scope_logs for r in sl.log_records]
+            self._journaled(lines, "logs", n_manifests + n_receipts + n_others, ids)
         self._accepted(manifests=n_manifests, receipts=n_receipts, other_logs=n_others)
 
     def reject(self, *, throttled: bool = False) -> None:
@@ -330,3 +364,5 @@ class OtlpSink:
                 with contextlib.suppress(OSError):
                     f.fsync()
                 f.close()
+            if self.journal is not None:
+                self.journal.close()
