@@ -11,7 +11,11 @@ verifies with no finding; one of "Capital of Spain?" around a call sending "Capi
 from __future__ import annotations
 
 import contextvars
+import importlib.util
 import json
+import os
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +30,7 @@ from opentelemetry.sdk._logs.export import SimpleLogRecordProcessor
 
 import run_identity
 from run_identity import Ed25519Signer, Keyring
+from run_identity.cli import main as cli
 from run_identity.integrations import anthropic as ri_anthropic
 from run_identity.integrations import openai as ri_openai
 from run_identity.otel.export_file import OtlpJsonFileLogExporter
@@ -342,10 +347,6 @@ def test_the_client_examples_verify_with_content_captured_on_their_spans(
     """examples/*_client --official with content capture on: the span carries the captured content, and
     ``run-identity verify`` passes with no finding (the examples export spans and manifests only, so the
     instrumentation's events are not in their export; the tests above read those)."""
-    import importlib.util
-
-    from run_identity.cli import main as cli
-
     monkeypatch.setenv("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", "SPAN_AND_EVENT")
     monkeypatch.setenv("OPENAI_API_KEY", API_KEY)
     monkeypatch.setenv("ANTHROPIC_API_KEY", API_KEY)
@@ -370,3 +371,54 @@ def test_the_client_examples_verify_with_content_captured_on_their_spans(
     assert (result.code, result.findings, result.unchecked) == ("verified", (), ())
     capsys.readouterr()
     assert cli(["verify", str(out), "--keyring", str(jwks)]) == 0, capsys.readouterr().out
+
+
+ZERO_CODE_APP = """
+import openai
+
+client = openai.OpenAI(max_retries=0)
+messages = [{"role": "system", "content": "Answer briefly."}, {"role": "user", "content": "Capital of Portugal?"}]
+tools = [{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}]
+print(client.chat.completions.create(model="gpt-4o-mini", messages=messages, tools=tools).choices[0].message.content)
+"""
+
+
+def test_zero_code_capture_with_content_on_the_span_verifies(tmp_path: Path, server: LLMServer) -> None:
+    """opentelemetry-instrument with genai-openai capturing content on the span and the OpenAI integration
+    declaring each call (RUN_IDENTITY_CAPTURE): the export verifies with no finding, the content compared."""
+    signer = Ed25519Signer.generate()
+    key = tmp_path / "signing-key.pem"
+    key.write_bytes(signer.private_pem())
+    app = tmp_path / "app.py"
+    app.write_text(ZERO_CODE_APP)
+    out = tmp_path / "out"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "RUN_IDENTITY_", "OPENAI_"))}
+    env.update(
+        PATH=f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",
+        OTEL_TRACES_EXPORTER="none",
+        OTEL_METRICS_EXPORTER="none",
+        OTEL_LOGS_EXPORTER="none",
+        OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT="SPAN_ONLY",
+        OPENAI_BASE_URL=server.openai_url,
+        OPENAI_API_KEY=API_KEY,
+        NO_PROXY="127.0.0.1,localhost",
+        no_proxy="127.0.0.1,localhost",
+        RUN_IDENTITY_ENABLED="true",
+        RUN_IDENTITY_SIGNING_KEY=str(key),
+        RUN_IDENTITY_EXPORT_DIR=str(out),
+        RUN_IDENTITY_CAPTURE="openai",
+    )
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "opentelemetry-instrument"), sys.executable, str(app)],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    recorder = Recorder(out, signer, "SPAN_ONLY")
+    assert recorder.captured() == {"span": 1, "event": 0}
+    (found,) = recorder.verify()
+    assert (found.code, found.findings, found.unchecked) == ("verified", (), ())
