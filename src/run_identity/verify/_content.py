@@ -49,8 +49,9 @@ _SIZE = 16
 #: A tool field the capture does not give (absent or null): not compared.
 _NOT_GIVEN = bytes(_SIZE)
 _TOOL_ENTRY = 3 * _SIZE
-#: A component view: the entries' digests, or why the comparison cannot be made.
-ContentViews = tuple[tuple[str, "bytes | str"], ...]
+#: The views of messages, instructions and tools (in :data:`CONTENT_ATTRIBUTES` order): each the entries'
+#: digests, or why the comparison cannot be made. Empty: no manifest content to compare with.
+ContentViews = tuple["bytes | str", ...]
 
 
 class _Unreadable(Exception):
@@ -264,7 +265,7 @@ def manifest_views(manifest: Manifest, *, content_checked: bool = True, cache: b
 
     ``cache`` says every element's digest was recomputed from its content (step 4 found nothing), so an
     element's view may be kept, and reused, under its digest."""
-    out: list[tuple[str, bytes | str]] = []
+    out: list[bytes | str] = []
     extensions = manifest.components.get("extensions")
     for attribute, name in COMPONENT_OF.items():
         component = manifest.components.get(name)
@@ -285,15 +286,15 @@ def manifest_views(manifest: Manifest, *, content_checked: bool = True, cache: b
             if withheld:
                 reason = f"{name}[{withheld[0]}] withheld"
         if reason is not None:
-            out.append((attribute, reason))
+            out.append(reason)
             continue
         elements = () if component is None or component.elements is None else component.elements
         try:
             view = b"".join(_element_view(attribute, e.digest, e.value, cache) for e in elements)
         except _Unreadable as exc:  # a composition that follows spec §2 always has a view
-            out.append((attribute, f"{name} {exc}"))
+            out.append(f"{name} {exc}")
         else:
-            out.append((attribute, view))
+            out.append(view)
     return tuple(out)
 
 
@@ -349,7 +350,7 @@ def _difference(attribute: str, captured: bytes, declared: bytes) -> str | None:
 def content_mismatches(captures: Iterable[Capture], views: ContentViews) -> tuple[list[str], list[str]]:
     """Step 6 on captured content: (a sentence per capture that contradicts the manifest, a sentence per
     capture whose comparison cannot be made). Ambiguous captures are step 1's, not reported here."""
-    declared = dict(views)
+    declared = dict(zip(CONTENT_ATTRIBUTES, views, strict=False))
     mismatches: list[str] = []
     not_made: list[str] = []
     for c in captures:

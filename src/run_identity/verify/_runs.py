@@ -175,6 +175,9 @@ class RunTable:
         elif isinstance(item, ManifestSummary):
             item.telemetry = self._shared.setdefault(typed_key(item.telemetry), item.telemetry)
             item.unknown = self._shared.setdefault(item.unknown, item.unknown)
+            if item.content_views:  # instructions and tools recur from run to run; messages seldom do
+                messages, *rest = item.content_views
+                item.content_views = (messages, *(self._shared.setdefault(v, v) for v in rest))
             for span in run.spans:
                 share_signed(span, item)
             run.add_manifest(item)
