@@ -259,12 +259,9 @@ def captures_of(carrier: str, attributes: Mapping[str, Any]) -> tuple[Capture, .
     return tuple(capture(carrier, a, attributes[a]) for a in CONTENT_ATTRIBUTES if a in attributes)
 
 
-def manifest_views(manifest: Manifest, *, content_checked: bool = True, cache: bool = False) -> ContentViews:
+def manifest_views(manifest: Manifest, *, content_checked: bool = True) -> ContentViews:
     """The manifest's side of the content comparison: per attribute, the component's view, or why the
-    comparison cannot be made (withheld, salted without its salt, left unmapped in ``extensions``).
-
-    ``cache`` says every element's digest was recomputed from its content (step 4 found nothing), so an
-    element's view may be kept, and reused, under its digest."""
+    comparison cannot be made (withheld, salted without its salt, left unmapped in ``extensions``)."""
     out: list[bytes | str] = []
     extensions = manifest.components.get("extensions")
     for attribute, name in COMPONENT_OF.items():
@@ -290,31 +287,12 @@ def manifest_views(manifest: Manifest, *, content_checked: bool = True, cache: b
             continue
         elements = () if component is None or component.elements is None else component.elements
         try:
-            view = b"".join(_element_view(attribute, e.digest, e.value, cache) for e in elements)
+            view = b"".join(_view(attribute, [e.value], captured=False) for e in elements)
         except _Unreadable as exc:  # a composition that follows spec §2 always has a view
             out.append(f"{name} {exc}")
         else:
             out.append(view)
     return tuple(out)
-
-
-#: Element views by (attribute, element digest), for elements whose digest was recomputed from their content:
-#: instructions and tools (and the earlier messages of a conversation) recur from run to run.
-_VIEWS: dict[tuple[str, str], bytes] = {}
-_MAX_VIEWS = 4096
-
-
-def _element_view(attribute: str, digest: str, value: Any, cache: bool) -> bytes:
-    """The view of one element (its entries; a view is the concatenation of its elements' views)."""
-    key = (attribute, digest)
-    found = _VIEWS.get(key) if cache else None
-    if found is None:
-        found = _view(attribute, [value], captured=False)
-        if cache:
-            if len(_VIEWS) >= _MAX_VIEWS:
-                _VIEWS.clear()
-            _VIEWS[key] = found
-    return found
 
 
 def _first_difference(captured: bytes, declared: bytes, size: int) -> int:

@@ -227,7 +227,7 @@ def summarize_manifest(
         withheld,
         content_checked,
         tuple(notes),
-        manifest_views(manifest, content_checked=content_checked, cache=content_checked and not problems),
+        manifest_views(manifest, content_checked=content_checked),
     )
 
 
