@@ -42,6 +42,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 import test_tamper as tt  # noqa: E402
 import verify_fixtures as vf  # noqa: E402
+from conformance_content import captured_content  # noqa: E402
 from gen_conformance_tlog import log_cases  # noqa: E402
 from google.protobuf import json_format  # noqa: E402
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest  # noqa: E402
@@ -977,10 +978,14 @@ def decisions(suite: Suite) -> None:
 
     def decision(name: str, description: str, build: Callable[[vf.Tamper], None], **options: Any) -> None:
         options.setdefault("want_exit", 1 if options.get("want") else 0)
+        encoding = options.pop("encoding", None)
         case = suite.case(f"decision-{name}", description, **options)
         t = suite.copy(case)
         build(t)
         t.save()
+        if encoding is not None:  # the same export in a protobuf encoding
+            shutil.rmtree(case.input)
+            _write_protobuf(case.input, t, encoding)
         finish(case)
 
     # Signature encoding: the same code on either carrier (§12 steps 2 and 3).
@@ -1410,6 +1415,8 @@ def decisions(suite: Suite) -> None:
             receipt,
             want={} if want == "verified" else {"chat": want},
         )
+
+    captured_content(decision, _resign)  # §12 step 6, captured content: scripts/conformance_content.py
 
 
 def _files(directory: Path) -> list[Path]:

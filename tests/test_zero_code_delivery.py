@@ -48,6 +48,7 @@ print(json.dumps({
     "coverage": dataclasses.asdict(setup.processor.coverage),
     "queue": setup.queue_sizes,
     "queue_type": type(setup.manifest_queue).__name__,
+    "span_processors": [type(p).__name__ for p in provider._active_span_processor._span_processors],
 }))
 """
 
@@ -150,3 +151,30 @@ def test_zero_code_without_a_manifest_exporter_says_so(tmp_path: Path) -> None:
     counters, stderr = run_app(tmp_path, 3, OTEL_LOGS_EXPORTER="none")
     assert counters["coverage"]["identified"] == 3 and counters["coverage"]["manifests_emitted"] == 0
     assert "no manifest exporter" in stderr
+
+
+@pytest.mark.slow
+def test_zero_code_spans_leave_through_the_span_queue_not_the_sdk_batch_processor(tmp_path: Path) -> None:
+    """OTEL_TRACES_EXPORTER=otlp: the configurator's BatchSpanProcessor (queue 2,048, drops silently) is
+    replaced by the span queue around the same exporter; 3,000 runs with the destination down are all
+    spooled, none dropped, and reach serve when the spool is flushed."""
+    runs, port = 3000, free_port()
+    counters, _ = run_app(
+        tmp_path,
+        runs,
+        OTEL_TRACES_EXPORTER="otlp",
+        OTEL_LOGS_EXPORTER="none",
+        OTEL_EXPORTER_OTLP_TRACES_PROTOCOL="http/protobuf",
+        OTEL_EXPORTER_OTLP_TRACES_ENDPOINT=f"http://127.0.0.1:{port}/v1/traces",
+        RUN_IDENTITY_MANIFESTS="false",
+        RUN_IDENTITY_SPOOL_DIR=str(tmp_path / "spool"),
+    )
+    assert "BatchSpanProcessor" not in counters["span_processors"], counters
+    assert counters["span_processors"].count("SpanExportQueue") == 1, counters
+    queue, coverage = counters["queue"], counters["coverage"]
+    assert coverage["identified"] == runs and coverage["spans_lost"] == 0, coverage
+    assert queue["spans_exported"] == runs and queue["spans_dropped"] == queue["spans_lost"] == 0, queue
+    with start_server(tmp_path / "serve", port=port) as serve:
+        flushed = flush_spool_dir(tmp_path / "spool", serve.url)
+        assert flushed["traces.spool.binpb"].left == 0, flushed
+        assert serve.sink.wait_for(spans=runs, timeout=60)

@@ -50,6 +50,7 @@ _LAZY = {
     "IdentitySpanProcessor": "run_identity.otel.processor",
     "ManifestEmitter": "run_identity.otel.manifest_export",
     "ManifestExportQueue": "run_identity.otel.manifest_export",
+    "SpanExportQueue": "run_identity.otel.span_export",
     "OtlpJsonFileLogExporter": "run_identity.otel.export_file",
     "OtlpJsonFileSpanExporter": "run_identity.otel.export_file",
     "file_exporters": "run_identity.otel.export_file",
@@ -76,6 +77,7 @@ if TYPE_CHECKING:
     from run_identity.otel.manifest_export import ManifestEmitter, ManifestExportQueue
     from run_identity.otel.processor import IdentitySpanProcessor
     from run_identity.otel.sampling import IdentitySampler
+    from run_identity.otel.span_export import SpanExportQueue
     from run_identity.pipeline.wiring import IdentitySetup, setup
 
 
@@ -115,6 +117,7 @@ __all__ = [
     "SignedRun",
     "Signer",
     "SigningError",
+    "SpanExportQueue",
     "TextPart",
     "ToolCallPart",
     "ToolCallResponsePart",

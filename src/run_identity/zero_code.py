@@ -16,6 +16,12 @@ SDK's configurator makes them (so ``OTEL_EXPORTER_OTLP_*`` configures them), plu
 (:func:`shutdown`, registered with ``atexit``) the global TracerProvider is shut down first (its last
 manifests are emitted), then the manifests' provider, which delivers or spools what is queued.
 
+Spans leave the same way: the exporters the configurator made for ``OTEL_TRACES_EXPORTER`` are taken out of
+the SDK's ``BatchSpanProcessor``s (which drop spans silently when their queue is full) and put behind one
+:class:`~run_identity.otel.span_export.SpanExportQueue` (bounded wait, losses of run spans counted in
+``coverage.spans_lost``), with the file exporter of ``RUN_IDENTITY_EXPORT_DIR``, and spooled with
+``RUN_IDENTITY_SPOOL_DIR``.
+
 :func:`install_integrations` is registered in ``opentelemetry_post_instrument``: it runs after the
 instrumentors, so the client integrations named by ``RUN_IDENTITY_CAPTURE`` wrap the instrumented methods
 and an instrumentation's span takes the captured declaration.
@@ -30,6 +36,7 @@ from collections.abc import Mapping
 from opentelemetry import trace as trace_api
 from opentelemetry.sdk._logs.export import LogRecordExporter
 from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 
 from run_identity.core.errors import KeyringError
 from run_identity.core.keys import load_signer
@@ -152,18 +159,45 @@ def _install(environ: Mapping[str, str] | None) -> IdentitySpanProcessor | None:
     if queue is not None:
         processor.count_manifest_losses(queue.lost)
     tracer_provider.add_span_processor(processor)
-    span_queue = None
-    if span_file is not None:  # the SDK's configurator made the OTLP span exporters' processors, not us
-        span_queue, _ = span_export_queue([span_file])
-        assert span_queue is not None
+    # The configurator put each OTEL_TRACES_EXPORTER exporter behind the SDK's BatchSpanProcessor, which
+    # drops spans silently when its queue is full: their exporters move to our span queue instead.
+    span_exporters = _adopt_batch_span_exporters(tracer_provider)
+    if span_file is not None:
+        span_exporters.append(span_file)
+    span_queue, span_spooling = span_export_queue(span_exporters, spool_dir=env_str(RUN_IDENTITY_SPOOL_DIR, environ))
+    if span_queue is not None:
         processor.count_span_losses(span_queue.run_spans_lost)
         tracer_provider.add_span_processor(span_queue)
     register_installed(processor)
-    _setups.append(IdentitySetup(tracer_provider, logger_provider, processor, queue, spooling, span_queue))
+    _setups.append(
+        IdentitySetup(tracer_provider, logger_provider, processor, queue, spooling, span_queue, span_spooling)
+    )
     # Registered after the TracerProvider's own handler, so it runs first (atexit is last in, first out).
     atexit.register(shutdown)
     _LOG.debug("run_identity: installed with key %s", signer.key_id)
     return processor
+
+
+def _adopt_batch_span_exporters(tracer_provider: TracerProvider) -> list[SpanExporter]:
+    """Take the exporters of the SDK ``BatchSpanProcessor``s on ``tracer_provider`` (the configurator's, one per
+    ``OTEL_TRACES_EXPORTER`` exporter) and remove those processors, so that spans go through a queue that
+    never drops one silently. Nothing has been exported through them yet (this runs at start-up); they are
+    not shut down, since that would shut their exporters down too. When the SDK keeps its processors in
+    another shape than this was written for, they stay, and that is logged."""
+    active = getattr(tracer_provider, "_active_span_processor", None)
+    processors = getattr(active, "_span_processors", None)
+    lock = getattr(active, "_lock", None)
+    if not isinstance(processors, tuple) or lock is None:
+        _LOG.warning(
+            "run_identity: the SDK's span processors could not be read; spans keep the SDK's batch processor, "
+            "which drops spans silently when its queue is full"
+        )
+        return []
+    with lock:
+        processors = active._span_processors  # type: ignore[union-attr]
+        batch = [p for p in processors if type(p) is BatchSpanProcessor]
+        active._span_processors = tuple(p for p in processors if type(p) is not BatchSpanProcessor)  # type: ignore[union-attr]
+    return [p.span_exporter for p in batch]
 
 
 def _otel_log_exporters() -> list[LogRecordExporter]:

@@ -42,7 +42,7 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsSer
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from run_identity.pipeline._spool_store import Spool, SpoolFullError
-from run_identity.pipeline.spool import OtlpHttpSender
+from run_identity.pipeline.senders import OtlpHttpSender
 
 __all__ = ["RelayCounts", "RelayHandle", "RelaySink", "start_relay"]
 

@@ -27,17 +27,14 @@ what was sent, what was dead-lettered or lost, and what is still pending.
 
 from __future__ import annotations
 
-import gzip
 import logging
 import os
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Generic, TypeVar
+from typing import Generic, TypeVar
 
 from opentelemetry.exporter.otlp.proto.common._log_encoder import encode_logs
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
@@ -55,6 +52,7 @@ from run_identity.pipeline._spool_store import (
     SpoolFullError,
     classify_status,
 )
+from run_identity.pipeline.senders import OtlpHttpSender, exporter_sender
 
 __all__ = [
     "DEAD_LETTER_DIR",
@@ -74,68 +72,10 @@ __all__ = [
     "spooling_otlp_exporters",
 ]
 
-_logger = logging.getLogger(__name__)
+_logger = logging.getLogger("run_identity.spool")
 
 LOGS_SPOOL = "logs.spool.binpb"
 TRACES_SPOOL = "traces.spool.binpb"
-class OtlpHttpSender:
-    """Posts serialized OTLP export requests to one OTLP/HTTP signal URL (``spool flush``, tests).
-
-    ``headers`` go with every request; ``compression="gzip"`` compresses the body. An exporter's own
-    settings are kept by :func:`exporter_sender` instead.
-    """
-
-    def __init__(
-        self,
-        url: str,
-        *,
-        timeout: float = 10.0,
-        headers: Mapping[str, str] | None = None,
-        compression: str | None = None,
-    ) -> None:
-        if compression not in (None, "none", "gzip"):
-            raise ValueError(f"unsupported compression {compression!r} (use gzip or none)")
-        self.url = url
-        self.timeout = timeout
-        self.gzip = compression == "gzip"
-        self.headers = {"Content-Type": "application/x-protobuf", **(headers or {})}
-        if self.gzip:
-            self.headers["Content-Encoding"] = "gzip"
-
-    def __call__(self, payload: bytes) -> SendResult:
-        body = gzip.compress(payload) if self.gzip else payload
-        request = urllib.request.Request(self.url, data=body, headers=self.headers, method="POST")
-        try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as response:
-                return classify_status(int(response.status))
-        except urllib.error.HTTPError as exc:
-            _logger.debug("replay to %s: HTTP %s", self.url, exc.code)
-            return classify_status(int(exc.code))
-        except (urllib.error.URLError, OSError, ValueError) as exc:
-            _logger.debug("replay to %s failed: %s", self.url, exc)
-            return SendResult.RETRY
-
-
-def exporter_sender(exporter: object) -> Send | None:
-    """A sender that posts through ``exporter``'s own OTLP/HTTP client (endpoint, headers, compression,
-    timeout, TLS and session kept), one attempt per call; None for an exporter that has no such client."""
-    client: Any = getattr(exporter, "_client", None)
-    submit, compress = getattr(client, "_submit", None), getattr(client, "_compress", None)
-    timeout = getattr(client, "_timeout", None)
-    if not (callable(submit) and callable(compress) and isinstance(timeout, (int, float))):
-        return None
-
-    def send(payload: bytes) -> SendResult:
-        result = submit(compress(payload), float(timeout))
-        status = getattr(result, "status_code", None)
-        if status is None:
-            _logger.debug("replay failed: %s", getattr(result, "error", None))
-            return SendResult.RETRY
-        return classify_status(int(status))
-
-    return send
-
-
 @dataclass
 class SpoolStats:
     """Counters of one spooling exporter (read them any time; they only grow, except ``pending``)."""

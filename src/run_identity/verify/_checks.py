@@ -30,6 +30,7 @@ from run_identity.verify._codes import (
     UNKNOWN_KEY,
     Finding,
 )
+from run_identity.verify._content import Capture, ContentViews, captures_of
 from run_identity.verify._records import SpanRecord
 
 __all__ = [
@@ -41,6 +42,8 @@ __all__ = [
     "binding_hash",
     "check_signature",
     "run_key",
+    "share_signed",
+    "statement_difference",
     "summarize_span",
     "telemetry_mismatches",
 ]
@@ -82,10 +85,21 @@ class SpanSummary:
     error: str | None = None
     #: True for a span whose gen_ai.operation.name is a model call (MODEL_CALL_OPERATIONS).
     model_call: bool = False
+    #: A run span's captured content, on the span and on its events (docs/spec.md §12 step 6).
+    content: tuple[Capture, ...] = ()
 
     def same_key(self) -> tuple[Any, ...]:
         """Equal for two deliveries that say the same (a collector retry), typed: ``False`` is not ``0``."""
-        return (self.identified, self.statement, self.signature, typed_key(self.telemetry), self.problem, self.error)
+        content = tuple((c.carrier, c.attribute, c.raw) for c in self.content)
+        return (
+            self.identified,
+            self.statement,
+            self.signature,
+            typed_key(self.telemetry),
+            self.problem,
+            self.error,
+            content,
+        )
 
 
 @dataclass(slots=True)
@@ -116,6 +130,8 @@ class ManifestSummary:
     withheld: tuple[str, ...] = ()
     content_checked: bool = True
     notes: tuple[str, ...] = ()
+    #: The views of messages, instructions and tools that captured content is held against (step 6).
+    content_views: ContentViews = ()
 
     @property
     def passes_signature_and_content(self) -> bool:
@@ -261,11 +277,14 @@ def summarize_span(record: SpanRecord, source: int) -> SpanSummary | None:
         model_call = type(attrs.get(OPERATION)) is str and attrs[OPERATION] in MODEL_CALL_OPERATIONS
         return SpanSummary(*at, False, None, None, telemetry, None, error_text, model_call)
     signature = decode_signature(attrs.get(RUN_IDENTITY_SIGNATURE))
+    content = captures_of("the span", attrs)
+    for name, event_attrs in record.events:
+        content += captures_of(f"the span's event {name[:80]!r}", event_attrs)
     if error is not None:
         both = "the span carries both run_identity.id and run_identity.error: which one holds is ambiguous"
-        return SpanSummary(*at, True, None, signature, telemetry, both)
+        return SpanSummary(*at, True, None, signature, telemetry, both, content=content)
     statement, problem = _span_statement(attrs, record.trace_id, record.span_id)
-    return SpanSummary(*at, True, statement, signature, telemetry, problem)
+    return SpanSummary(*at, True, statement, signature, telemetry, problem, content=content)
 
 
 def _span_statement(
@@ -326,3 +345,26 @@ def telemetry_mismatches(span: Telemetry, manifest: Telemetry, unknown: frozense
         ):
             out.append(f"{where} {attr}={show_value(value)}, the manifest declares {show_value(found)}")
     return out
+
+
+#: The statement members a span and a manifest may disagree on, as :func:`statement_difference` names them.
+_STATEMENT_FIELDS = ("identity", "key_id", "declared_at", "spec_version", "salt_id")
+
+
+def share_signed(span: SpanSummary, manifest: ManifestSummary) -> None:
+    """The manifest's statement and signature objects in place of the span's equal ones (one copy in memory)."""
+    if span.statement == manifest.statement:
+        span.statement = manifest.statement
+    if span.signature == manifest.signature:
+        span.signature = manifest.signature
+
+
+def statement_difference(span: BindingStatement, manifest: ManifestSummary) -> str:
+    """What differs between the statement rebuilt from a span and the manifest's, member by member."""
+    theirs = manifest.statement
+    differ = [
+        f"{name} {getattr(span, name)!r} on the span, {getattr(theirs, name)!r} in the manifest"
+        for name in _STATEMENT_FIELDS
+        if getattr(span, name) != getattr(theirs, name)
+    ]
+    return "span and manifest statements differ: " + "; ".join(differ)

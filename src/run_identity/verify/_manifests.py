@@ -38,6 +38,7 @@ from run_identity.verify._codes import (
     TELEMETRY_MISMATCH,
     Finding,
 )
+from run_identity.verify._content import manifest_views
 from run_identity.verify._records import ManifestRecord
 
 __all__ = ["composition_problem", "manifest_telemetry", "summarize_manifest", "withheld_parts"]
@@ -226,6 +227,7 @@ def summarize_manifest(
         withheld,
         content_checked,
         tuple(notes),
+        manifest_views(manifest, content_checked=content_checked),
     )
 
 

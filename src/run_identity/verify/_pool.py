@@ -9,17 +9,26 @@ from dataclasses import dataclass
 
 from run_identity.core.keys import Keyring
 from run_identity.verify._checks import CheckContext, Malformed, ManifestSummary, SpanSummary, summarize_span
+from run_identity.verify._content import ContentSummary, summarize_content
 from run_identity.verify._inputs import Chunk, chunk_requests, unrecognized_message
 from run_identity.verify._manifests import summarize_manifest
 from run_identity.verify._receipts import ReceiptSummary, summarize_receipt
-from run_identity.verify._records import BadRecord, ManifestRecord, ReceiptRecord, SpanRecord, Tally, records
+from run_identity.verify._records import (
+    BadRecord,
+    ContentRecord,
+    ManifestRecord,
+    ReceiptRecord,
+    SpanRecord,
+    Tally,
+    records,
+)
 from run_identity.verify._requests import UNRECOGNIZED, BadRequest
 from run_identity.verify._runs import MAX_LOOSE_PER_SOURCE
 from run_identity.verify._sources import InputError
 
 __all__ = ["ChunkResult", "ContextSpec", "context_from_spec", "context_spec", "process_chunk", "run_chunks"]
 
-Summary = SpanSummary | ManifestSummary | ReceiptSummary | Malformed
+Summary = SpanSummary | ManifestSummary | ReceiptSummary | ContentSummary | Malformed
 #: A CheckContext as it travels to worker processes: the keyring as JWKS text (None: insecure), the salts.
 ContextSpec = tuple[str | None, tuple[tuple[str, bytes], ...]]
 
@@ -78,6 +87,8 @@ def process_chunk(chunk: Chunk, ctx: CheckContext) -> ChunkResult:
             elif isinstance(record, ReceiptRecord):
                 where = chunk.location(record.position, record.index)
                 items.append(summarize_receipt(record, ctx, chunk.source, where))
+            elif isinstance(record, ContentRecord):
+                items.append(summarize_content(record, chunk.source))
             else:
                 key = _bad_key(record)
                 bad = Malformed(key, chunk.source, record.position, record.index, record.message)

@@ -19,6 +19,7 @@ __all__ = [
     "OUR_EVENTS",
     "BadRecord",
     "BadShape",
+    "ContentRecord",
     "ManifestRecord",
     "ReceiptRecord",
     "RepeatedKey",
@@ -28,6 +29,7 @@ __all__ = [
     "int64",
     "json_id",
     "read_attributes",
+    "repeated_member",
     "too_deep",
 ]
 
@@ -62,6 +64,11 @@ def event_of(field: object, attributes: dict[str, Any]) -> object:
     return field if field else attribute
 
 
+def repeated_member(key: str) -> BadShape:
+    """A kvlistValue naming ``key`` twice: which member holds is ambiguous (docs/spec.md §12 step 1)."""
+    return BadShape(f"a kvlistValue names key {key[:80]!r} twice (which one holds is ambiguous)")
+
+
 def too_deep() -> BadShape:
     return BadShape(f"an attribute value is nested more than {MAX_VALUE_DEPTH} levels deep")
 
@@ -79,7 +86,22 @@ def read_attributes(read: Callable[..., dict[str, Any]], items: Any) -> tuple[di
 
 @dataclass(slots=True)
 class SpanRecord:
-    """A span: hex ids, name, and its ``run_identity.*`` / ``gen_ai.*`` attributes as Python values."""
+    """A span: hex ids, name, and its ``run_identity.*`` / ``gen_ai.*`` attributes as Python values; for a
+    run span, the captured-content attributes of its events, as (event name, attributes)."""
+
+    trace_id: str
+    span_id: str
+    name: str
+    attributes: dict[str, Any]
+    position: int
+    index: int
+    events: tuple[tuple[str, dict[str, Any]], ...] = ()
+
+
+@dataclass(slots=True)
+class ContentRecord:
+    """A log record that is not ours but carries captured content (docs/spec.md §12 step 6): its ids, its
+    event name, and its captured-content attributes."""
 
     trace_id: str
     span_id: str

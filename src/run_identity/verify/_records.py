@@ -15,7 +15,8 @@ import contextlib
 from collections.abc import Iterator
 from typing import Any, cast
 
-from run_identity.core.attributes import RECEIPT_EVENT_NAME
+from run_identity.core.attributes import RECEIPT_EVENT_NAME, RUN_IDENTITY_ID
+from run_identity.verify._content import CONTENT_ATTRIBUTES
 from run_identity.verify._record_types import (
     EVENT_NAME_ATTRIBUTE,
     KEPT_PREFIXES,
@@ -23,6 +24,7 @@ from run_identity.verify._record_types import (
     OUR_EVENTS,
     BadRecord,
     BadShape,
+    ContentRecord,
     ManifestRecord,
     ReceiptRecord,
     RepeatedKey,
@@ -32,17 +34,20 @@ from run_identity.verify._record_types import (
     int64,
     json_id,
     read_attributes,
+    repeated_member,
     too_deep,
 )
 from run_identity.verify._records_proto import proto_logs, proto_spans
 from run_identity.verify._requests import MANIFEST_DOCUMENT, RECEIPT_DOCUMENT, RawRequest
 
-__all__ = ["BadRecord", "ManifestRecord", "ReceiptRecord", "SpanRecord", "Tally", "records"]
+__all__ = ["BadRecord", "ContentRecord", "ManifestRecord", "ReceiptRecord", "SpanRecord", "Tally", "records"]
 
 _EMPTY: dict[str, Any] = {}
 
 
-def records(request: RawRequest, tally: Tally) -> Iterator[SpanRecord | ManifestRecord | ReceiptRecord | BadRecord]:
+def records(
+    request: RawRequest, tally: Tally
+) -> Iterator[SpanRecord | ManifestRecord | ReceiptRecord | ContentRecord | BadRecord]:
     """The span and manifest records of one export request, in order."""
     tally.requests += 1
     payload = request.payload
@@ -179,10 +184,37 @@ def _json_attributes(
         if type(key) is not str:
             raise BadShape("an attribute has no string key")
         if keep_all or key.startswith(KEPT_PREFIXES) or key == EVENT_NAME_ATTRIBUTE:
-            if key in out and not (lenient or keep_all):
+            if key in out and keep_all:
+                raise repeated_member(key)
+            if key in out and not lenient:
                 raise RepeatedKey(key)
             out[key] = _json_value(kv.get("value", _EMPTY), depth)
     return out
+
+
+def _json_content(items: list[Any]) -> dict[str, Any]:
+    """The captured-content attributes among ``items`` (docs/spec.md §12 step 6); one given twice is ambiguous."""
+    out: dict[str, Any] = {}
+    for kv in items:
+        key = kv.get("key") if type(kv) is dict else None
+        if key in CONTENT_ATTRIBUTES:
+            if key in out:
+                raise RepeatedKey(key)
+            out[key] = _json_value(kv.get("value", _EMPTY))
+    return out
+
+
+def _json_events(span: dict[str, Any]) -> tuple[tuple[str, dict[str, Any]], ...]:
+    """The run span's events that carry captured content: (name, content attributes)."""
+    found = []
+    for event in _json_list(span, "events", "events"):
+        if type(event) is not dict:
+            raise BadShape("a span event is not an object")
+        content = _json_content(_json_list(event, "attributes", "attributes"))
+        if content:
+            name = event.get("name")
+            found.append((name if type(name) is str else "", content))
+    return tuple(found)
 
 
 def _json_spans(doc: dict[str, Any], position: int, tally: Tally) -> Iterator[SpanRecord | BadRecord]:
@@ -225,18 +257,19 @@ def _json_span(span: object, position: int, index: int, tally: Tally) -> SpanRec
         raise BadShape("no traceId or spanId")
     try:
         attributes = _json_attributes(_json_list(span, "attributes", "attributes"))
+        events = _json_events(span) if RUN_IDENTITY_ID in attributes else ()
     except BadShape as exc:  # the run is known: the finding goes to it
         return BadRecord(position, index, f"span: {exc}", trace_id, span_id)
     if not attributes:
         tally.ignored_spans += 1
         return None
     name = span.get("name", "")
-    return SpanRecord(trace_id, span_id, name if type(name) is str else "", attributes, position, index)
+    return SpanRecord(trace_id, span_id, name if type(name) is str else "", attributes, position, index, events)
 
 
 def _json_logs(
     doc: dict[str, Any], position: int, tally: Tally
-) -> Iterator[ManifestRecord | ReceiptRecord | BadRecord]:
+) -> Iterator[ManifestRecord | ReceiptRecord | ContentRecord | BadRecord]:
     index = 0
     try:
         for rl in _json_list(doc, "resourceLogs", "resource_logs"):
@@ -253,18 +286,24 @@ def _json_logs(
 
 def _json_log(
     log: object, position: int, index: int, tally: Tally
-) -> ManifestRecord | ReceiptRecord | BadRecord | None:
+) -> ManifestRecord | ReceiptRecord | ContentRecord | BadRecord | None:
     if type(log) is not dict:
         return BadRecord(position, index, "log record: expected an object")
     trace_id = span_id = ""
     event: object = None
     try:
         event = _member(log, "eventName", "event_name")
-        attributes, twice = read_attributes(_json_attributes, _json_list(log, "attributes", "attributes"))
+        items = _json_list(log, "attributes", "attributes")
+        attributes, twice = read_attributes(_json_attributes, items)
         event = event_of(event, attributes)
         if event not in OUR_EVENTS:
-            tally.ignored_log_records += 1
-            return None
+            content = _json_content(items) if any(a in attributes for a in CONTENT_ATTRIBUTES) else None
+            trace_id = json_id(_member(log, "traceId", "trace_id"), 16, "traceId") if content else ""
+            span_id = json_id(_member(log, "spanId", "span_id"), 8, "spanId") if content else ""
+            if not (content and trace_id and span_id):  # no captured content, or no run to compare it with
+                tally.ignored_log_records += 1
+                return None
+            return ContentRecord(trace_id, span_id, event if type(event) is str else "", content, position, index)
         trace_id = json_id(_member(log, "traceId", "trace_id"), 16, "traceId")
         span_id = json_id(_member(log, "spanId", "span_id"), 8, "spanId")
         if twice is not None:

@@ -9,7 +9,8 @@ import contextlib
 from collections.abc import Iterator
 from typing import Any
 
-from run_identity.core.attributes import RECEIPT_EVENT_NAME
+from run_identity.core.attributes import RECEIPT_EVENT_NAME, RUN_IDENTITY_ID
+from run_identity.verify._content import CONTENT_ATTRIBUTES
 from run_identity.verify._record_types import (
     EVENT_NAME_ATTRIBUTE,
     KEPT_PREFIXES,
@@ -17,6 +18,7 @@ from run_identity.verify._record_types import (
     OUR_EVENTS,
     BadRecord,
     BadShape,
+    ContentRecord,
     ManifestRecord,
     ReceiptRecord,
     RepeatedKey,
@@ -24,6 +26,7 @@ from run_identity.verify._record_types import (
     Tally,
     event_of,
     read_attributes,
+    repeated_member,
     too_deep,
 )
 
@@ -57,10 +60,33 @@ def _proto_attributes(items: Any, *, keep_all: bool = False, lenient: bool = Fal
     for kv in items:
         key = kv.key  # each read of a protobuf field makes a new object: once
         if keep_all or key.startswith(KEPT_PREFIXES) or key == EVENT_NAME_ATTRIBUTE:
-            if key in out and not (lenient or keep_all):
+            if key in out and keep_all:
+                raise repeated_member(key)
+            if key in out and not lenient:
                 raise RepeatedKey(key)
             out[key] = _proto_value(kv.value, depth)
     return out
+
+
+def _proto_content(items: Any) -> dict[str, Any]:
+    """As :func:`run_identity.verify._records._json_content`, for protobuf messages."""
+    out: dict[str, Any] = {}
+    for kv in items:
+        key = kv.key
+        if key in CONTENT_ATTRIBUTES:
+            if key in out:
+                raise RepeatedKey(key)
+            out[key] = _proto_value(kv.value)
+    return out
+
+
+def _proto_events(span: Any) -> tuple[tuple[str, dict[str, Any]], ...]:
+    found = []
+    for event in span.events:
+        content = _proto_content(event.attributes)
+        if content:
+            found.append((event.name, content))
+    return tuple(found)
 
 
 def _proto_id(raw: bytes, size: int, what: str) -> str:
@@ -85,16 +111,19 @@ def proto_spans(msg: Any, position: int, tally: Tally) -> Iterator[SpanRecord | 
                     if not trace_id or not span_id:
                         raise BadShape("no trace_id or span_id")
                     attributes = _proto_attributes(span.attributes)
+                    events = _proto_events(span) if RUN_IDENTITY_ID in attributes else ()
                 except BadShape as exc:
                     yield BadRecord(position, index, f"span: {exc}", trace_id, span_id)
                     continue
                 if not attributes:
                     tally.ignored_spans += 1
                     continue
-                yield SpanRecord(trace_id, span_id, span.name, attributes, position, index)
+                yield SpanRecord(trace_id, span_id, span.name, attributes, position, index, events)
 
 
-def proto_logs(msg: Any, position: int, tally: Tally) -> Iterator[ManifestRecord | ReceiptRecord | BadRecord]:
+def proto_logs(
+    msg: Any, position: int, tally: Tally
+) -> Iterator[ManifestRecord | ReceiptRecord | ContentRecord | BadRecord]:
     index = 0
     for rl in msg.resource_logs:
         for sl in rl.scope_logs:
@@ -118,7 +147,11 @@ def proto_logs(msg: Any, position: int, tally: Tally) -> Iterator[ManifestRecord
                     yield BadRecord(position, index, f"log record: {exc}", *ids)
                     continue
                 if event not in OUR_EVENTS:
-                    tally.ignored_log_records += 1
+                    found = _proto_content_record(log, event, attributes, position, index)
+                    if found is None:
+                        tally.ignored_log_records += 1
+                    else:
+                        yield found
                     continue
                 trace_id = span_id = ""
                 try:
@@ -132,3 +165,23 @@ def proto_logs(msg: Any, position: int, tally: Tally) -> Iterator[ManifestRecord
                     continue
                 kind = ReceiptRecord if event == RECEIPT_EVENT_NAME else ManifestRecord
                 yield kind(trace_id, span_id, attributes, body, position, index)
+
+
+def _proto_content_record(
+    log: Any, event: object, attributes: dict[str, Any], position: int, index: int
+) -> ContentRecord | BadRecord | None:
+    """A log record that is not ours, kept when it carries captured content and names a run."""
+    if not any(a in attributes for a in CONTENT_ATTRIBUTES):
+        return None
+    try:
+        trace_id = _proto_id(log.trace_id, 16, "trace_id")
+        span_id = _proto_id(log.span_id, 8, "span_id")
+    except BadShape as exc:  # as in OTLP/JSON: a record read for its content whose ids cannot be read
+        return BadRecord(position, index, f"log record: {exc}")
+    if not (trace_id and span_id):
+        return None
+    try:
+        content = _proto_content(log.attributes)
+    except BadShape as exc:
+        return BadRecord(position, index, f"log record: {exc}", trace_id, span_id)
+    return ContentRecord(trace_id, span_id, event if type(event) is str else "", content, position, index)

@@ -21,6 +21,8 @@ from run_identity.verify._checks import (
     SpanSummary,
     binding_hash,
     check_signature,
+    share_signed,
+    statement_difference,
     telemetry_mismatches,
     typed_key,
 )
@@ -35,6 +37,7 @@ from run_identity.verify._codes import (
     VERIFIED,
     Finding,
 )
+from run_identity.verify._content import ContentSummary, ambiguous_findings, content_findings
 from run_identity.verify._manifests import unchecked_by
 from run_identity.verify._receipts import ReceiptSummary, judge_receipts
 from run_identity.verify._result import Policy, VerificationResult
@@ -42,7 +45,6 @@ from run_identity.verify._result import Policy, VerificationResult
 __all__ = ["MAX_LOOSE_PER_SOURCE", "RunTable"]
 
 Locate = Callable[[int, int, int], str]
-_FIELDS = ("identity", "key_id", "declared_at", "spec_version", "salt_id")
 #: Unreadable records without ids kept as results of their own, per input file; the rest are counted.
 MAX_LOOSE_PER_SOURCE = 20
 
@@ -55,13 +57,14 @@ class _Run:
     copy arrives (so any number of copies is collected in linear time).
     """
 
-    __slots__ = ("_manifests", "_receipts", "_spans", "bad", "key")
+    __slots__ = ("_contents", "_manifests", "_receipts", "_spans", "bad", "key")
 
     def __init__(self, key: bytes) -> None:
         self.key = key
         self._spans: SpanSummary | dict[Any, SpanSummary] | None = None
         self._manifests: ManifestSummary | dict[bytes, ManifestSummary] | None = None
         self._receipts: ReceiptSummary | dict[bytes, ReceiptSummary] | None = None
+        self._contents: ContentSummary | dict[bytes, ContentSummary] | None = None
         self.bad: list[Finding] | None = None
 
     @property
@@ -76,8 +79,13 @@ class _Run:
     def receipts(self) -> list[ReceiptSummary]:
         return _listed(self._receipts)
 
+    @property
+    def contents(self) -> list[ContentSummary]:
+        return _listed(self._contents)
+
     def undeclared_only(self, require_identity: bool = False) -> bool:
-        """True when all the run holds is GenAI spans that were never declared: no run (spec §12 step 7)."""
+        """True when all the run holds is GenAI spans that were never declared (and log records of captured
+        content, which make no run): no run (spec §12 step 7)."""
         if self._manifests is not None or self._receipts is not None or self.bad is not None:
             return False
         spans = self.spans
@@ -94,8 +102,11 @@ class _Run:
     def add_receipt(self, receipt: ReceiptSummary) -> None:
         self._receipts = _added(self._receipts, receipt, _fingerprint)
 
+    def add_content(self, content: ContentSummary) -> None:
+        self._contents = _added(self._contents, content, _fingerprint)
 
-def _fingerprint(item: ManifestSummary | ReceiptSummary) -> bytes:
+
+def _fingerprint(item: ManifestSummary | ReceiptSummary | ContentSummary) -> bytes:
     return item.fingerprint
 
 
@@ -144,7 +155,7 @@ class RunTable:
     def __len__(self) -> int:
         return len(self._runs) + len(self._loose)
 
-    def add(self, item: SpanSummary | ManifestSummary | ReceiptSummary | Malformed) -> None:
+    def add(self, item: SpanSummary | ManifestSummary | ReceiptSummary | ContentSummary | Malformed) -> None:
         """Take one summary from a worker."""
         if isinstance(item, Malformed):
             self._add_malformed(item)
@@ -156,14 +167,19 @@ class RunTable:
         if isinstance(item, SpanSummary):
             item.telemetry = self._shared.setdefault(typed_key(item.telemetry), item.telemetry)
             for m in run.manifests:
-                _share_signed(item, m)
+                share_signed(item, m)
             run.add_span(item)
         elif isinstance(item, ManifestSummary):
             item.telemetry = self._shared.setdefault(typed_key(item.telemetry), item.telemetry)
             item.unknown = self._shared.setdefault(item.unknown, item.unknown)
+            if item.content_views:  # instructions and tools recur from run to run; messages seldom do
+                messages, *rest = item.content_views
+                item.content_views = (messages, *(self._shared.setdefault(v, v) for v in rest))
             for span in run.spans:
-                _share_signed(span, item)
+                share_signed(span, item)
             run.add_manifest(item)
+        elif isinstance(item, ContentSummary):
+            run.add_content(item)
         else:
             run.add_receipt(item)
 
@@ -218,7 +234,7 @@ class RunTable:
             findings, finding.location, (),
         )  # fmt: skip
 
-    def _where(self, item: SpanSummary | ManifestSummary) -> str:
+    def _where(self, item: SpanSummary | ManifestSummary | ContentSummary) -> str:
         return self._locate(item.source, item.position, item.index)
 
     def _findings(
@@ -232,6 +248,10 @@ class RunTable:
         for span in spans:
             if span.problem is not None:
                 findings.append(Finding(MALFORMED, 1, span.problem, self._where(span)))
+            findings.extend(ambiguous_findings(span.content, self._where(span)))
+        contents = sorted(run.contents, key=lambda c: (c.source, c.position, c.index))
+        for c in contents:
+            findings.extend(ambiguous_findings(c.captures, self._where(c)))
         # 3-4 (and the record-level parts of 5-6) were checked as each manifest streamed by.
         for m in manifests:
             findings.extend(m.findings)
@@ -294,11 +314,14 @@ class RunTable:
                     findings.append(Finding(MANIFEST_MISSING, 5, "no manifest for this run in the input", where))
                 continue
             if span.statement is not None and span.statement != primary.statement:
-                findings.append(Finding(BINDING_MISMATCH, 5, _statement_difference(span.statement, primary), where))
-            # 6. Telemetry.
+                findings.append(Finding(BINDING_MISMATCH, 5, statement_difference(span.statement, primary), where))
+            # 6. Telemetry, and the captured content on the span and its events.
             for message in telemetry_mismatches(span.telemetry, primary.telemetry, primary.unknown, "the span has"):
                 findings.append(Finding(TELEMETRY_MISMATCH, 6, message, where))
+            findings.extend(content_findings(span.content, primary.content_views, where, unchecked))
         if primary is not None:
+            for c in contents:  # 6. Captured content in the run's log records.
+                findings.extend(content_findings(c.captures, primary.content_views, self._where(c), unchecked))
             unchecked.extend(unchecked_by(primary.withheld))
             required = sorted(self._policy.require_content & {w.split("[")[0] for w in primary.withheld})
             if required:
@@ -341,20 +364,3 @@ class RunTable:
             signed,
         )
 
-
-def _share_signed(span: SpanSummary, manifest: ManifestSummary) -> None:
-    """The manifest's statement and signature objects in place of the span's equal ones (one copy in memory)."""
-    if span.statement == manifest.statement:
-        span.statement = manifest.statement
-    if span.signature == manifest.signature:
-        span.signature = manifest.signature
-
-
-def _statement_difference(span: BindingStatement, manifest: ManifestSummary) -> str:
-    theirs = manifest.statement
-    differ = [
-        f"{name} {getattr(span, name)!r} on the span, {getattr(theirs, name)!r} in the manifest"
-        for name in _FIELDS
-        if getattr(span, name) != getattr(theirs, name)
-    ]
-    return "span and manifest statements differ: " + "; ".join(differ)
