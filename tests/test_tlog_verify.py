@@ -363,3 +363,18 @@ def test_a_log_read_through_fsspec(tmp_path: Path, demo: Any, signer: NoteSigner
     log, vkey = _log(tmp_path, entries, signer)
     code, lines = _verify_json(export, jwks, "--tlog", log.as_uri(), "--tlog-key", str(vkey), capsys=capsys)
     assert code == 0 and lines[-1]["tlog"]["runs"]["included"] == 12
+
+
+def test_an_empty_log_and_entries_that_are_no_statement(
+    tmp_path: Path, demo: Any, signer: NoteSigner, capsys: Any
+) -> None:
+    """An empty log (size 0, the empty tree's root) holds no run: every run is not_logged. Entries that are no
+    signed statement are counted as unusable, never reported as runs missing from the export."""
+    export, jwks, entries = demo
+    log, vkey = _log(tmp_path / "empty", [], signer)
+    code, lines = _verify_json(export, jwks, "--tlog", str(log), "--tlog-key", str(vkey), capsys=capsys)
+    assert code == 1 and {r["code"] for r in _runs(lines)} == {"not_logged"}
+    log, vkey = _log(tmp_path / "odd", [b"not json", b'{"statement": 1}', *entries], signer)
+    code, lines = _verify_json(export, jwks, "--tlog", str(log), "--tlog-key", str(vkey), capsys=capsys)
+    assert code == 0 and lines[-1]["tlog"]["unusable_entries"] == 2
+    assert sorted(r["log"]["index"] for r in _runs(lines)) == list(range(2, 14))

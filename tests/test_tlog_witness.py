@@ -3,12 +3,14 @@ checked by ``verify --witness-key/--witness-quorum``."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import signal
 import subprocess
 import sys
 import threading
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -72,6 +74,9 @@ def test_cosigns_checkpoints_that_extend_the_last(
     (stored,) = state.iterdir()
     kept = parse_note(stored.read_bytes())
     assert kept.text.split("\n")[1] == "12" and [s.name for s in kept.signatures] == [signer.name, key.name]
+    origin_hash = hashlib.sha256(signer.name.encode()).hexdigest()  # the monitoring endpoint serves the same
+    with urllib.request.urlopen(f"{url}/{origin_hash}/checkpoint", timeout=10) as response:
+        assert response.read() == stored.read_bytes()
 
 
 def test_refusals(tmp_path: Path, demo: Any, signer: NoteSigner, witness_url: Any) -> None:
@@ -165,8 +170,6 @@ def test_the_log_service_gathers_the_witness_cosignature(
 ) -> None:
     """End to end over loopback: `tlog serve`'s LogServer asks this witness for cosignatures as it publishes;
     the published checkpoint then satisfies verify --witness-quorum 1, and every run is included."""
-    import urllib.request
-
     from run_identity.core.keys import Keyring
     from run_identity.pipeline.tlog_serve import Witness as LogWitness
     from run_identity.pipeline.tlog_serve import start_log_server
