@@ -197,9 +197,11 @@ class Run:
 
     __slots__ = (
         "_capture",
+        "_context",
         "_done",
         "_endpoint",
         "_guard",
+        "_outer",
         "_token",
         "carriers",
         "declaration",
@@ -217,6 +219,8 @@ class Run:
         self._done = False
         self._token: object = None
         self._guard: contextvars.Token[bool] | None = None
+        self._context: context_api.Context | None = None
+        self._outer: context_api.Context | None = None
         self.stream = stream
         self.receipt: Receipt | None = None
         #: Objects besides the returned one that :func:`run_identity.receipt_of` answers for (stream helpers).
@@ -237,6 +241,7 @@ class Run:
         ctx = context_with(self.declaration)
         if self.span is not None:
             ctx = trace_api.set_span_in_context(self.span, ctx)
+        self._outer, self._context = context_api.get_current(), ctx
         self._token = context_api.attach(ctx)
         self._guard = ACTIVE.set(True)
 
@@ -248,6 +253,15 @@ class Run:
         if self._token is not None:
             context_api.detach(self._token)  # type: ignore[arg-type]
             self._token = None
+
+    def restore_context(self) -> None:
+        """After a stream manager's ``__exit__``: when it made the call's context current again, make the
+        caller's current instead. An instrumentation that attaches its span's context in ``__enter__`` (after
+        :meth:`enter`) and detaches it in ``__exit__`` (after :meth:`exit`) restores what was current when
+        it attached, which is the call's context: without this, the declaration would stay current after
+        the ``with`` block."""
+        if self._context is not None and context_api.get_current() is self._context:
+            context_api.attach(self._outer if self._outer is not None else context_api.Context())
 
     def fail(self, exc: BaseException) -> None:
         """The call raised: the span records it; no receipt."""

@@ -249,6 +249,7 @@ class ManagerProxy:
             return self._inner.__exit__(*exc)
         finally:
             if self._run is not None:
+                self._run.restore_context()
                 self._run.abandon()
 
     async def __aenter__(self) -> Any:
@@ -270,4 +271,5 @@ class ManagerProxy:
             return await self._inner.__aexit__(*exc)
         finally:
             if self._run is not None:
+                self._run.restore_context()
                 self._run.abandon()
