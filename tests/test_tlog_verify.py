@@ -378,3 +378,19 @@ def test_an_empty_log_and_entries_that_are_no_statement(
     code, lines = _verify_json(export, jwks, "--tlog", str(log), "--tlog-key", str(vkey), capsys=capsys)
     assert code == 0 and lines[-1]["tlog"]["unusable_entries"] == 2
     assert sorted(r["log"]["index"] for r in _runs(lines)) == list(range(2, 14))
+
+
+def test_a_logged_entry_with_a_forged_signature_is_no_deletion_evidence(
+    tmp_path: Path, demo: Any, signer: NoteSigner, capsys: Any
+) -> None:
+    """A log entry naming our key whose signature does not verify is not a missing run: it is counted as
+    rejected, and the text report warns that the log appended it."""
+    export, jwks, entries = demo
+    forged = json.loads(entries[0])
+    forged["statement"]["trace_id"] = "f" * 32
+    entry = json.dumps(forged, separators=(",", ":"), sort_keys=True).encode()
+    log, vkey = _log(tmp_path, [*entries, entry], signer)
+    code, lines = _verify_json(export, jwks, "--tlog", str(log), "--tlog-key", str(vkey), capsys=capsys)
+    assert code == 0 and lines[-1]["tlog"]["rejected_entries"] == 1
+    assert main(["verify", str(export), "--keyring", str(jwks), "--tlog", str(log), "--tlog-key", str(vkey)]) == 0
+    assert "WARNING: 1 log entry names a trusted key but no valid signed statement" in capsys.readouterr().out

@@ -138,6 +138,7 @@ class LoggedResults:
             "until": trust.until,
             "entries_in_window": self.log.entries_in_window(),
             "unusable_entries": self.log.unusable_entries,
+            "rejected_entries": self.log.rejected_entries,
             "runs": self.counts,
         }
 

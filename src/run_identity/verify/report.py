@@ -104,8 +104,16 @@ def _log_lines(report: VerificationReport, out: TextIO) -> None:
     out.write(
         f"  runs: {runs['included']:,} included, {runs['not_logged']:,} not logged, "
         f"{runs['not_checked']:,} not checked; log entries missing from the export: "
-        f"{runs['missing_from_export']:,}{window}\n\n"
+        f"{runs['missing_from_export']:,}{window}\n"
     )
+    if summary["rejected_entries"]:
+        n = summary["rejected_entries"]
+        what = "log entry names" if n == 1 else "log entries name"
+        out.write(
+            f"  WARNING: {n:,} {what} a trusted key but no valid signed statement (bad signature or form): "
+            "the log appended what it should have refused\n"
+        )
+    out.write("\n")
 
 
 def _unchecked(report: VerificationReport, out: TextIO, limit: int = 50) -> None:

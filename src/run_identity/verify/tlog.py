@@ -201,6 +201,9 @@ class TransparencyLog:
         self.reader = TileReader(self._fetch, self.size)
         self._index: _Index | None = None
         self._judged: dict[bytes, LogInclusion] = {}
+        #: Entries naming a trusted key that are not a canonical entry or whose signature does not verify,
+        #: among those looked at for runs missing from the export: a log that appended them misbehaved.
+        self.rejected_entries = 0
         self._indexed()  # every entry up to the checkpoint, hashed to its root, before any run is judged
 
     @property
@@ -292,9 +295,12 @@ class TransparencyLog:
                         bundle = bundles[i // TILE_WIDTH] = self.reader.bundle(i // TILE_WIDTH)
                     statement, signature = parse_entry(bundle[i % TILE_WIDTH])
                 except TlogError:
+                    self.rejected_entries += 1
                     continue
                 if verify(statement, signature):
                     entries.append((i, statement, signature))
+                else:
+                    self.rejected_entries += 1
             if entries:
                 yield MissingRun(key, tuple(entries))
 
