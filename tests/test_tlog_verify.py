@@ -394,3 +394,21 @@ def test_a_logged_entry_with_a_forged_signature_is_no_deletion_evidence(
     assert code == 0 and lines[-1]["tlog"]["rejected_entries"] == 1
     assert main(["verify", str(export), "--keyring", str(jwks), "--tlog", str(log), "--tlog-key", str(vkey)]) == 0
     assert "WARNING: 1 log entry names a trusted key but no valid signed statement" in capsys.readouterr().out
+
+
+def test_a_statement_signed_again_later_is_not_the_logged_one(
+    tmp_path: Path, demo: Any, signer: NoteSigner, capsys: Any
+) -> None:
+    """Two signed statements for one span, differing in declared_at (one signed again, back-dated): the log
+    holds one, the export the other. The exported run is not_logged, and the finding names the logged entry."""
+    export, jwks, entries = demo
+    logged = json.loads(entries[3])["statement"]
+    other = {**logged, "declared_at": "2020-01-01T00:00:00.000000Z"}
+    producer = Ed25519Signer.from_file(export.parent / "keys" / "signing-key.pem")
+    statement = BindingStatement.from_json(other)
+    resigned = entry_bytes(statement, producer.sign(statement.signing_input()))
+    log, vkey = _log(tmp_path, [*entries[:3], resigned, *entries[4:]], signer)
+    code, lines = _verify_json(export, jwks, "--tlog", str(log), "--tlog-key", str(vkey), capsys=capsys)
+    (bad,) = [r for r in _runs(lines) if r["code"] != "verified"]
+    assert code == 1 and bad["code"] == "not_logged" and bad["span_id"] == logged["span_id"]
+    assert "the log holds another statement for this span (entry 3)" in bad["findings"][0]["message"]

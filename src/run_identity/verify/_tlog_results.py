@@ -94,7 +94,12 @@ class LoggedResults:
                 "(--since/--until), so not required"
             )
             return dataclasses.replace(result, log=found, unchecked=(*result.unchecked, note))
-        finding = Finding(NOT_LOGGED, LOG_STEP, f"the run is not in the transparency log: {found.reason}", None)
+        message = f"the run is not in the transparency log: {found.reason}"
+        others = self.log.others_for(statement.trace_id, statement.span_id)
+        if others:  # e.g. a statement signed again later, with another declared_at or identity
+            listed = ", ".join(str(i) for i in others[:5])
+            message += f"; the log holds another statement for this span (entry {listed})"
+        finding = Finding(NOT_LOGGED, LOG_STEP, message, None)
         return _with_findings(result, (finding,), self._policy, log=found)
 
     def _missing_result(self, run: MissingRun) -> VerificationResult:

@@ -256,6 +256,11 @@ class TransparencyLog:
         self._judged[leaf] = judged
         return judged
 
+    def others_for(self, trace_id: str, span_id: str) -> list[int]:
+        """Indexes of the log's entries (declared in the window) for this run: with a run whose own entry is
+        not in the log, they show the producer signed another statement for the same span."""
+        return [i for i, _key_id in self._indexed().window.get(run_key(trace_id, span_id), [])]
+
     @property
     def origin(self) -> str:
         return self.checked.checkpoint.origin
