@@ -152,3 +152,24 @@ def test_no_proof_for_a_run_the_log_lacks(tmp_path: Path, demo: Any, signer: Not
     manifest, _ = _manifest_file(export, tmp_path, 5)
     assert main(["tlog", "proof", str(manifest), "--tlog", str(log), "--tlog-key", signer.verifier.vkey()]) == 1
     assert "is not in the log" in capsys.readouterr().err
+
+
+def test_a_proof_carries_the_witness_cosignatures(tmp_path: Path, demo: Any, signer: NoteSigner, capsys: Any) -> None:
+    """The checkpoint in a proof keeps its cosignatures: verify-proof meets a witness quorum offline, and
+    refuses one the checkpoint does not meet."""
+    from tlog_fixtures import witness_signer
+
+    export, jwks, entries = demo
+    witness = witness_signer("witness.test/proof")
+    log = tmp_path / "log"
+    publish(log, entries, signer, cosigners=[witness])
+    manifest, _ = _manifest_file(export, tmp_path, 0)
+    proof = tmp_path / "run.tlog-proof"
+    key = signer.verifier.vkey()
+    assert main(["tlog", "proof", str(manifest), "--tlog", str(log), "--tlog-key", key, "--out", str(proof)]) == 0
+    verify = ["tlog", "verify-proof", str(proof), "--keyring", str(jwks), "--tlog-key", key]
+    assert main([*verify, "--witness-key", witness.verifier.vkey()]) == 0
+    assert "witnesses cosigning: witness.test/proof" in capsys.readouterr().out
+    stranger = witness_signer("witness.test/other").verifier.vkey()
+    assert main([*verify, "--witness-key", stranger]) == 1
+    assert "0 of 1 trusted witnesses cosigned" in capsys.readouterr().err
