@@ -177,9 +177,25 @@ class MissingRun:
 @dataclass
 class _Index:
     leaves: dict[bytes, int] = field(default_factory=dict)
-    #: run key -> (index, key id) of every entry declared in the window
-    window: dict[bytes, list[tuple[int, str]]] = field(default_factory=dict)
+    #: run key -> (index, key id) of the entry declared in the window, or a list of them when there are several
+    #: (memory: one tuple per run in the usual case, key ids shared)
+    window: dict[bytes, tuple[int, str] | list[tuple[int, str]]] = field(default_factory=dict)
+    key_ids: dict[str, str] = field(default_factory=dict)
     unusable: int = 0
+
+    def add(self, key: bytes, index: int, key_id: str) -> None:
+        item = (index, self.key_ids.setdefault(key_id, key_id))
+        held = self.window.get(key)
+        if held is None:
+            self.window[key] = item
+        elif type(held) is list:
+            held.append(item)
+        else:
+            self.window[key] = [held, item]  # type: ignore[list-item]
+
+    def held(self, key: bytes) -> list[tuple[int, str]]:
+        found = self.window.get(key)
+        return [] if found is None else found if type(found) is list else [found]  # type: ignore[list-item]
 
 
 class TransparencyLog:
@@ -225,7 +241,7 @@ class TransparencyLog:
                     if key is None:
                         index.unusable += 1
                     elif self.trust.in_window(declared_at):
-                        index.window.setdefault(key, []).append((i, key_id))
+                        index.add(key, i, key_id)
             except TlogError as exc:
                 raise LogError(f"--tlog {self.location}: {exc}") from None
             self._index = index
@@ -259,7 +275,7 @@ class TransparencyLog:
     def others_for(self, trace_id: str, span_id: str) -> list[int]:
         """Indexes of the log's entries (declared in the window) for this run: with a run whose own entry is
         not in the log, they show the producer signed another statement for the same span."""
-        return [i for i, _key_id in self._indexed().window.get(run_key(trace_id, span_id), [])]
+        return [i for i, _key_id in self._indexed().held(run_key(trace_id, span_id))]
 
     @property
     def origin(self) -> str:
@@ -272,7 +288,8 @@ class TransparencyLog:
 
     def entries_in_window(self) -> int:
         """How many entries (of any producer) were declared in the audited window."""
-        return sum(len(v) for v in self._indexed().window.values())
+        index = self._indexed()
+        return sum(len(index.held(key)) for key in index.window)
 
     def missing(
         self,
@@ -284,9 +301,11 @@ class TransparencyLog:
         a key ``trusted`` accepts, whose entry ``verify`` accepts (a valid signature), in log order."""
         index = self._indexed()
         found = []
-        for key, held in index.window.items():
-            ours = [i for i, key_id in held if trusted(key_id)]
-            if ours and key not in present:
+        for key in index.window:
+            if key in present:
+                continue
+            ours = [i for i, key_id in index.held(key) if trusted(key_id)]
+            if ours:
                 found.append((ours[0], key, ours))
         bundles: dict[int, list[bytes]] = {}
         for _first, key, ours in sorted(found):
