@@ -233,7 +233,9 @@ def _view(attribute: str, doc: Any, *, captured: bool) -> bytes:
         if attribute == TOOL_DEFINITIONS:
             return _tool_view(doc, captured=captured)
         entries = _message_entries(doc) if attribute == INPUT_MESSAGES else _instruction_entries(doc)
-        return b"".join(map(_hash, canonicalize_elements(entries)))
+        # Text entries are lists of strings only: canonical form needs no type walk for them.
+        plain = all(entry[0] == "text" for entry in entries)
+        return b"".join(map(_hash, canonicalize_elements(entries, plain=plain)))
     except CanonicalizationError as exc:
         raise _Unreadable(f"holds a value the canonical form refuses ({exc})") from None
 
@@ -287,7 +289,7 @@ def manifest_views(manifest: Manifest, *, content_checked: bool = True) -> Conte
             continue
         elements = () if component is None or component.elements is None else component.elements
         try:
-            view = b"".join(_view(attribute, [e.value], captured=False) for e in elements)
+            view = _view(attribute, [e.value for e in elements], captured=False)
         except _Unreadable as exc:  # a composition that follows spec §2 always has a view
             out.append(f"{name} {exc}")
         else:
