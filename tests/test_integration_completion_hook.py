@@ -33,6 +33,7 @@ from run_identity.integrations import openai as ri_openai
 from run_identity.integrations._openai_map import chat_composition
 from run_identity.integrations._receipts import BOARD
 from run_identity.integrations.completion_hook import RunIdentityCompletionHook, output_json
+from run_identity.otel.declare import current_declaration
 
 QUESTION = "What is the capital of Portugal?"
 LISBON = [{"role": "assistant", "parts": [{"type": "text", "content": "Lisbon."}], "finish_reason": "stop"}]
@@ -250,6 +251,9 @@ def test_anthropic_official_instrumentation_with_the_hook(
             pass
         with aclient.messages.stream(**body) as helper:
             assert "Lisbon" in helper.get_final_text()
+        # The instrumentation detaches its span's context at a stream's end (after the captured call
+        # returned): no captured declaration is left showing after the calls.
+        assert current_declaration() is None
     finally:
         ri_anthropic.uninstrument()
         instrumentor.uninstrument()

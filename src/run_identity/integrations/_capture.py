@@ -18,7 +18,7 @@ import logging
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 from opentelemetry import context as context_api
 from opentelemetry import trace as trace_api
@@ -32,6 +32,7 @@ from run_identity.integrations._receipts import (
     ACTIVE,
     BOARD,
     SCOPE,
+    Endpoint,
     Output,
     SpanKey,
     emit_receipt,
@@ -39,32 +40,11 @@ from run_identity.integrations._receipts import (
 )
 from run_identity.otel.declare import Declaration, context_with, current_declaration
 from run_identity.otel.genai import genai_span_attributes
+from run_identity.otel.installed import find_identity_processor
 
-__all__ = ["Capture", "CaptureStats", "Endpoint", "Run"]
+__all__ = ["Capture", "CaptureStats", "Run"]
 
 _LOG = logging.getLogger("run_identity")
-
-
-class Accumulator(Protocol):
-    """Builds the output of a stream from its events, in order."""
-
-    def add(self, event: Any) -> None: ...
-
-    def output(self) -> Output | None: ...
-
-
-class Endpoint(Protocol):
-    """One client method: how its request becomes a composition and its response an output."""
-
-    operation: str
-
-    def composition(self, instance: Any, kwargs: dict[str, Any]) -> dict[str, Any]: ...
-
-    def output(self, response: Any) -> Output | None: ...
-
-    def accumulator(self) -> Accumulator: ...
-
-    def streams(self, kwargs: dict[str, Any]) -> bool: ...
 
 
 @dataclass(frozen=True)
@@ -101,17 +81,6 @@ def _client_spans(endpoint: Endpoint, instance: Any, provider: object) -> bool:
         return bool(check(instance, provider))
     except Exception:  # unknown client internals: start our span as usual
         return False
-
-
-def find_identity_processor(provider: object) -> Any:
-    """The IdentitySpanProcessor on an SDK TracerProvider, or None."""
-    from run_identity.otel.processor import IdentitySpanProcessor
-
-    active = getattr(provider, "_active_span_processor", None)
-    for processor in getattr(active, "_span_processors", ()):
-        if isinstance(processor, IdentitySpanProcessor):
-            return processor
-    return None
 
 
 class Capture:
@@ -197,11 +166,9 @@ class Run:
 
     __slots__ = (
         "_capture",
-        "_context",
         "_done",
         "_endpoint",
         "_guard",
-        "_outer",
         "_token",
         "carriers",
         "declaration",
@@ -219,8 +186,6 @@ class Run:
         self._done = False
         self._token: object = None
         self._guard: contextvars.Token[bool] | None = None
-        self._context: context_api.Context | None = None
-        self._outer: context_api.Context | None = None
         self.stream = stream
         self.receipt: Receipt | None = None
         #: Objects besides the returned one that :func:`run_identity.receipt_of` answers for (stream helpers).
@@ -241,7 +206,6 @@ class Run:
         ctx = context_with(self.declaration)
         if self.span is not None:
             ctx = trace_api.set_span_in_context(self.span, ctx)
-        self._outer, self._context = context_api.get_current(), ctx
         self._token = context_api.attach(ctx)
         self._guard = ACTIVE.set(True)
 
@@ -253,15 +217,9 @@ class Run:
         if self._token is not None:
             context_api.detach(self._token)  # type: ignore[arg-type]
             self._token = None
-
-    def restore_context(self) -> None:
-        """After a stream manager's ``__exit__``: when it made the call's context current again, make the
-        caller's current instead. An instrumentation that attaches its span's context in ``__enter__`` (after
-        :meth:`enter`) and detaches it in ``__exit__`` (after :meth:`exit`) restores what was current when
-        it attached, which is the call's context: without this, the declaration would stay current after
-        the ``with`` block."""
-        if self._context is not None and context_api.get_current() is self._context:
-            context_api.attach(self._outer if self._outer is not None else context_api.Context())
+        # The call is over; an instrumentation that detaches its own context later (at a stream's end, a
+        # manager's exit) makes the call's context current again, but its declaration no longer shows.
+        self.declaration.closed = True
 
     def fail(self, exc: BaseException) -> None:
         """The call raised: the span records it; no receipt."""

@@ -21,7 +21,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from run_identity.integrations._capture import Capture, CaptureStats, Endpoint, Run
+from run_identity.integrations._capture import Capture, CaptureStats, Run
+from run_identity.integrations._receipts import Endpoint
 from run_identity.integrations._streams import MAX_CHAIN, ManagerProxy, innermost, log_once, observe_stream
 from run_identity.integrations._values import reusable
 

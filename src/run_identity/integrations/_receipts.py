@@ -1,4 +1,5 @@
-"""Run receipts of the client integrations: one receipt per run, and its ``run_identity.receipt`` log record.
+"""Outputs and receipts of the client integrations: what an endpoint makes of a response, one receipt per run,
+and its ``run_identity.receipt`` log record.
 
 The :data:`BOARD` is shared by the client integrations and :mod:`run_identity.integrations.completion_hook`,
 so that a run gets one receipt whichever of them signs it.
@@ -12,7 +13,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from opentelemetry import trace as trace_api
 from opentelemetry._logs import LoggerProvider, SeverityNumber
@@ -22,7 +23,18 @@ from run_identity.core.attributes import RECEIPT_EVENT_NAME, RUN_IDENTITY_ID, RU
 from run_identity.core.receipt import Receipt, attach_receipt
 from run_identity.core.version import __version__
 
-__all__ = ["ACTIVE", "BOARD", "SCOPE", "Output", "ReceiptBoard", "SpanKey", "emit_receipt", "set_response_attributes"]
+__all__ = [
+    "ACTIVE",
+    "BOARD",
+    "SCOPE",
+    "Accumulator",
+    "Endpoint",
+    "Output",
+    "ReceiptBoard",
+    "SpanKey",
+    "emit_receipt",
+    "set_response_attributes",
+]
 
 #: The instrumentation scope of the receipts the client integrations emit.
 SCOPE = "run_identity.integrations"
@@ -43,6 +55,28 @@ class Output:
     @property
     def finish_reasons(self) -> list[str]:
         return [m["finish_reason"] for m in self.messages if type(m.get("finish_reason")) is str]
+
+
+class Accumulator(Protocol):
+    """Builds the output of a stream from its events, in order."""
+
+    def add(self, event: Any) -> None: ...
+
+    def output(self) -> Output | None: ...
+
+
+class Endpoint(Protocol):
+    """One client method: how its request becomes a composition and its response an output."""
+
+    operation: str
+
+    def composition(self, instance: Any, kwargs: dict[str, Any]) -> dict[str, Any]: ...
+
+    def output(self, response: Any) -> Output | None: ...
+
+    def accumulator(self) -> Accumulator: ...
+
+    def streams(self, kwargs: dict[str, Any]) -> bool: ...
 
 
 SpanKey = tuple[str, str]

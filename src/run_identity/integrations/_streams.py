@@ -14,7 +14,8 @@ import weakref
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
-from run_identity.integrations._capture import Accumulator, Endpoint, Run
+from run_identity.integrations._capture import Run
+from run_identity.integrations._receipts import Accumulator, Endpoint
 
 __all__ = ["MAX_CHAIN", "ManagerProxy", "innermost", "log_once", "observe_stream"]
 
@@ -249,7 +250,6 @@ class ManagerProxy:
             return self._inner.__exit__(*exc)
         finally:
             if self._run is not None:
-                self._run.restore_context()
                 self._run.abandon()
 
     async def __aenter__(self) -> Any:
@@ -271,5 +271,4 @@ class ManagerProxy:
             return await self._inner.__aexit__(*exc)
         finally:
             if self._run is not None:
-                self._run.restore_context()
                 self._run.abandon()

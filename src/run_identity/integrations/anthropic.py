@@ -26,11 +26,12 @@ from opentelemetry.trace import TracerProvider
 
 from run_identity.core.keys import Signer
 from run_identity.integrations._anthropic_map import MessagesAccumulator, messages_composition, messages_output
-from run_identity.integrations._capture import CaptureStats, find_identity_processor
+from run_identity.integrations._capture import CaptureStats
 from run_identity.integrations._patch import Integration, Target
 from run_identity.integrations._receipts import Output
 from run_identity.integrations._values import reusable
 from run_identity.integrations.openai import endpoint_of, request_body
+from run_identity.otel.installed import find_identity_processor
 
 __all__ = ["composition_of", "instrument", "is_instrumented", "stats", "uninstrument"]
 

@@ -38,8 +38,9 @@ from opentelemetry.trace import Span, TracerProvider
 from run_identity.core.attributes import RUN_IDENTITY_ID
 from run_identity.core.keys import Signer
 from run_identity.core.receipt import Receipt, sign_receipt
-from run_identity.integrations._capture import CaptureStats, find_identity_processor
+from run_identity.integrations._capture import CaptureStats
 from run_identity.integrations._receipts import BOARD, emit_receipt
+from run_identity.otel.installed import find_identity_processor
 
 __all__ = ["RunIdentityCompletionHook", "completion_hook", "output_json"]
 

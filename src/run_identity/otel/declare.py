@@ -50,6 +50,8 @@ __all__ = [
 
 _KEY = context_api.create_key("run_identity.declaration")
 _MAX_MISSES = 8
+#: How many closed declarations current_declaration() looks through for an open one.
+_MAX_OUTER = 64
 _F = TypeVar("_F", bound=Callable[..., Any])
 
 
@@ -73,6 +75,7 @@ class Declaration:
     __slots__ = (
         "_slot",
         "captured_by",
+        "closed",
         "composition",
         "declared_ns",
         "error",
@@ -80,6 +83,7 @@ class Declaration:
         "misses",
         "model",
         "operation",
+        "outer",
         "provider",
         "seen_by",
         "span_id",
@@ -111,6 +115,12 @@ class Declaration:
         #: The client integration that captured a call in this declaration's block (its own declaration,
         #: innermost, went to the call's span), if any.
         self.captured_by: str | None = None
+        #: Set when the client call a client integration captured is over: a context that still holds it
+        #: (an instrumentation that detaches its own context after the call, at a stream's end, makes the
+        #: call's context current again) shows the declaration that was active around it instead (``outer``).
+        #: A ``declare`` block's declaration is never closed: a context copied in the block keeps it.
+        self.closed = False
+        self.outer: Declaration | None = None
 
     def missed(self, processor: object, operation: object, model: object) -> None:
         """Note a GenAI span (with this operation and requested model) that this declaration did not apply to,
@@ -149,13 +159,25 @@ class Declaration:
 
 
 def current_declaration(context: context_api.Context | None = None) -> Declaration | None:
-    """The innermost declaration active in ``context`` (default: the current context), claimed or not."""
+    """The innermost declaration active in ``context`` (default: the current context), claimed or not; a
+    declaration whose block is over (``closed``) stands for the one that was active around it."""
     found = context_api.get_value(_KEY, context)
-    return found if type(found) is Declaration else None
+    for _ in range(_MAX_OUTER):
+        if type(found) is not Declaration:
+            return None
+        if not found.closed:
+            return found
+        found = found.outer
+    return None
 
 
 def context_with(declaration: Declaration, context: context_api.Context | None = None) -> context_api.Context:
-    """``context`` (default: current) with ``declaration`` as the active declaration."""
+    """``context`` (default: current) with ``declaration`` as the active declaration (the one active in
+    ``context`` before is its ``outer``)."""
+    if declaration.outer is None:
+        outer = current_declaration(context)
+        if outer is not declaration:
+            declaration.outer = outer
     return context_api.set_value(_KEY, declaration, context)
 
 
@@ -176,7 +198,7 @@ class declare:  # lower case: used like a function, ``with declare(c):`` and ``@
 
     def __enter__(self) -> Declaration:
         declaration = Declaration(self._composition)
-        token = context_api.attach(context_api.set_value(_KEY, declaration))
+        token = context_api.attach(context_with(declaration))
         self._tokens.append((declaration, token))
         return declaration
 
