@@ -131,7 +131,6 @@ class IdentitySpanProcessor(SpanProcessor, UnclaimedSink):
         # id(span) -> (span weakref, job) while its signature is being made, until the span ends. The weakref
         # tells a reused id from its span; entries of spans dropped unended are purged past _MAX_JOBS.
         self._jobs: dict[int, tuple[weakref.ref[Span], Job]] = {}
-        self._late: list[Job] = []  # runs whose span ended before its signature was made
         self._loss_sources: list[Callable[[], int]] = []
         self._span_loss_sources: list[Callable[[], int]] = []
 
@@ -367,17 +366,13 @@ class IdentitySpanProcessor(SpanProcessor, UnclaimedSink):
         if self._strict and job.exception is not None:
             raise job.exception
 
-    def _emit_pending(self, *, in_flight: bool) -> None:
-        """Emit the manifests of runs whose signature came after their span ended, and with ``in_flight``
-        those of spans that have not ended (at shutdown they never will be exported)."""
-        late, self._late = self._late, []
-        pending = [job for job in late if job.wait(0)]
-        self._late.extend(job for job in late if job not in pending)
-        if in_flight:
-            entries, self._jobs = list(self._jobs.values()), {}
-            pending.extend(job for _, job in entries if job.wait(0))
-        for job in pending:
-            job.when_done(self._emit)
+    def _emit_unended_at_shutdown(self) -> None:
+        """Emit the manifests of spans that have not ended (at shutdown they never will be exported); a run
+        whose span ended before its signature was made is emitted by ``when_done`` in ``_on_ending``."""
+        entries, self._jobs = list(self._jobs.values()), {}
+        for _, job in entries:
+            if job.wait(0):
+                job.when_done(self._emit)
 
     def on_end(self, span: ReadableSpan) -> None:
         return None
@@ -386,15 +381,13 @@ class IdentitySpanProcessor(SpanProcessor, UnclaimedSink):
         """Finish the signatures under way and emit every manifest not yet emitted."""
         if self._worker is not None:
             self._worker.shutdown(self._signing_timeout)
-            self._emit_pending(in_flight=True)
+            self._emit_unended_at_shutdown()
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         """Wait for the signing worker, then flush the manifests' LoggerProvider, so a TracerProvider flush
         also delivers manifests."""
-        if self._worker is not None:
-            if not self._worker.flush(timeout_millis / 1000):
-                return False
-            self._emit_pending(in_flight=False)
+        if self._worker is not None and not self._worker.flush(timeout_millis / 1000):
+            return False
         if self._emitter is None:
             return True
         flush = getattr(self._emitter.logger_provider, "force_flush", None)
