@@ -400,7 +400,8 @@ def test_a_statement_signed_again_later_is_not_the_logged_one(
     tmp_path: Path, demo: Any, signer: NoteSigner, capsys: Any
 ) -> None:
     """Two signed statements for one span, differing in declared_at (one signed again, back-dated): the log
-    holds one, the export the other. The exported run is not_logged, and the finding names the logged entry."""
+    holds one, the export the other. The exported run is not_logged, and the finding names the logged entry;
+    the logged statement, which the export does not hold, is missing_from_export."""
     export, jwks, entries = demo
     logged = json.loads(entries[3])["statement"]
     other = {**logged, "declared_at": "2020-01-01T00:00:00.000000Z"}
@@ -409,6 +410,112 @@ def test_a_statement_signed_again_later_is_not_the_logged_one(
     resigned = entry_bytes(statement, producer.sign(statement.signing_input()))
     log, vkey = _log(tmp_path, [*entries[:3], resigned, *entries[4:]], signer)
     code, lines = _verify_json(export, jwks, "--tlog", str(log), "--tlog-key", str(vkey), capsys=capsys)
-    (bad,) = [r for r in _runs(lines) if r["code"] != "verified"]
+    bad, missing = [r for r in _runs(lines) if r["code"] != "verified"]
     assert code == 1 and bad["code"] == "not_logged" and bad["span_id"] == logged["span_id"]
     assert "the log holds another statement for this span (entry 3)" in bad["findings"][0]["message"]
+    assert missing["code"] == "missing_from_export" and missing["span_id"] == logged["span_id"]
+    assert "the export holds this span, but not with this signed statement" in missing["findings"][0]["message"]
+
+
+def test_a_log_server_that_changes_an_entry_between_reads_gets_no_verdict(
+    tmp_path: Path, demo: Any, signer: NoteSigner, capsys: Any
+) -> None:
+    """A mirror serves the honest entry bundle first (hashed to the root) and another on the read that looks
+    for runs missing from the export: the verification is refused, never passed with a deleted run hidden."""
+    export, jwks, entries = demo
+    log, vkey = _log(tmp_path, entries, signer)
+    gone = json.loads(entries[2])["statement"]
+    cut = tmp_path / "cut"
+    cut.mkdir()
+    for name in ("traces.jsonl", "manifests.jsonl"):
+        (cut / name).write_text(_drop_run((export / name).read_text(), gone["trace_id"], gone["span_id"]))
+    reads: dict[str, int] = {}
+
+    class Lying(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args: Any) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            if "tile/entries" in self.path:
+                reads[self.path] = reads.get(self.path, 0) + 1
+                if reads[self.path] > 1:  # the second read: one byte of entry 2's signature flipped
+                    data = bytearray((log / self.path.lstrip("/")).read_bytes())
+                    at = -1
+                    for _ in range(3):
+                        at = data.find(b'"signature":"', at + 1)
+                    data[at + 14] ^= 1
+                    self.send_response(200)
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(bytes(data))
+                    return
+            super().do_GET()
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Lying, directory=str(log)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        capsys.readouterr()
+        code = main(["verify", str(cut), "--keyring", str(jwks), "--tlog", url, "--tlog-key", str(vkey)])
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert code == 1 and max(reads.values()) == 2
+    assert "entry 2 read again is not the entry hashed to the checkpoint's root" in capsys.readouterr().err
+
+
+def test_a_logged_statement_the_export_replaced_is_missing_whatever_the_window(
+    tmp_path: Path, demo: Any, signer: NoteSigner, capsys: Any
+) -> None:
+    """The producer re-signs a logged run back-dated to 2020, logs that too, and exports only the new one:
+    the exported run is included, and the log's original statement, which the export does not hold, is
+    missing_from_export, with no window and with a window that leaves the back-dated one out."""
+    export, jwks, entries = demo
+    original = json.loads(entries[3])
+    producer = Ed25519Signer.from_file(export.parent / "keys" / "signing-key.pem")
+    backdated = BindingStatement.from_json({**original["statement"], "declared_at": "2020-01-01T00:00:00.000000Z"})
+    new_signature = producer.sign(backdated.signing_input())
+    log, vkey = _log(tmp_path, [*entries, entry_bytes(backdated, new_signature)], signer)
+    forged = tmp_path / "forged"
+    forged.mkdir()
+    encoded = base64.b64encode(new_signature).decode("ascii")
+    for name in ("traces.jsonl", "manifests.jsonl"):
+        text = (export / name).read_text()
+        text = text.replace(original["statement"]["declared_at"], backdated.declared_at)
+        (forged / name).write_text(text.replace(original["signature"], encoded))
+    for window in ((), ("--since", "2025-01-01T00:00:00Z")):
+        code, lines = _verify_json(forged, jwks, "--tlog", str(log), "--tlog-key", str(vkey), *window, capsys=capsys)
+        (missing,) = [r for r in _runs(lines) if r["code"] == "missing_from_export"]
+        assert code == 1 and missing["log"]["index"] == 3, window
+        assert missing["span_id"] == original["statement"]["span_id"]
+
+
+def test_a_span_that_lost_its_identity_does_not_hide_its_logged_statement(
+    tmp_path: Path, demo: Any, signer: NoteSigner, capsys: Any
+) -> None:
+    """A logged run exported as a span with run_identity.error (its run_identity.* attributes gone) and no
+    manifest: even where the policy tolerates unidentified, the log's signed statement for that span is
+    missing_from_export."""
+    export, jwks, entries = demo
+    log, vkey = _log(tmp_path, entries, signer)
+    statement = json.loads(entries[3])["statement"]
+    out = tmp_path / "lost"
+    out.mkdir()
+    manifests = _drop_run((export / "manifests.jsonl").read_text(), statement["trace_id"], statement["span_id"])
+    (out / "manifests.jsonl").write_text(manifests)
+    lines = []
+    for line in (export / "traces.jsonl").read_text().splitlines():
+        doc = json.loads(line)
+        for resource in doc["resourceSpans"]:
+            for scope in resource["scopeSpans"]:
+                for span in scope["spans"]:
+                    if (span["traceId"], span["spanId"]) == (statement["trace_id"], statement["span_id"]):
+                        kept = [a for a in span["attributes"] if not a["key"].startswith("run_identity.")]
+                        span["attributes"] = [*kept, {"key": "run_identity.error", "value": {"stringValue": "lost"}}]
+        lines.append(json.dumps(doc))
+    (out / "traces.jsonl").write_text("\n".join(lines) + "\n")
+    code, results = _verify_json(
+        out, jwks, "--tlog", str(log), "--tlog-key", str(vkey), "--allow", "unidentified", capsys=capsys
+    )
+    (missing,) = [r for r in _runs(results) if r["code"] == "missing_from_export"]
+    assert code == 1 and missing["span_id"] == statement["span_id"] and missing["log"]["index"] == 3

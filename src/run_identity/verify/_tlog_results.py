@@ -56,6 +56,7 @@ class LoggedResults:
     def results(self) -> Iterator[VerificationResult]:
         """Every run of ``inner`` with its log check, then the runs missing from the export."""
         present: set[bytes] = set()
+        included: set[int] = set()  # the log entries the export's verified statements were proven at
         counts = dict.fromkeys((INCLUDED, NOT_LOGGED, NOT_CHECKED, MISSING_FROM_EXPORT), 0)
         for result in self._inner.results():
             if result.trace_id is not None and result.span_id is not None:
@@ -63,12 +64,14 @@ class LoggedResults:
                 result = self._judged(result)
                 if result.log is not None:
                     counts[result.log.status] += 1
+                    if result.log.status == INCLUDED and result.log.index is not None:
+                        included.add(result.log.index)
             yield result
         if self._missing is None:
-            self._missing = list(self.log.missing(present, self._keyring.__contains__, self._trusted))
+            self._missing = list(self.log.missing(included, self._keyring.__contains__, self._trusted))
         for run in self._missing:
             counts[MISSING_FROM_EXPORT] += 1
-            yield self._missing_result(run)
+            yield self._missing_result(run, run.key in present)
         self._counts = counts
 
     def _trusted(self, statement: BindingStatement, signature: bytes) -> bool:
@@ -102,14 +105,20 @@ class LoggedResults:
         finding = Finding(NOT_LOGGED, LOG_STEP, message, None)
         return _with_findings(result, (finding,), self._policy, log=found)
 
-    def _missing_result(self, run: MissingRun) -> VerificationResult:
+    def _missing_result(self, run: MissingRun, span_exported: bool) -> VerificationResult:
         where = self.log.location.rstrip("/")
+        held = (
+            "the export holds this span, but not with this signed statement (its verified statement, if any, "
+            "is another)"
+            if span_exported
+            else "the export holds no record of it"
+        )
         findings = tuple(
             Finding(
                 MISSING_FROM_EXPORT,
                 LOG_STEP,
                 f"the log holds entry {i} for this run (declared_at {s.declared_at}, identity {s.identity}), "
-                "and the export holds no record of it",
+                f"and {held}",
                 f"{where} entry {i}",
             )
             for i, s, _sig in run.entries
@@ -127,7 +136,11 @@ class LoggedResults:
             findings,
             None,
             (),
-            unchecked=("the run's span and manifest: the export holds neither",),
+            unchecked=(
+                ("this entry's span and manifest: the export holds the span's ids only with another statement",)
+                if span_exported
+                else ("the run's span and manifest: the export holds neither",)
+            ),
             signed=(statement, signature),
             log=LogInclusion(MISSING_FROM_EXPORT, first_index, None),
         )

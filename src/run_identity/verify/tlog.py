@@ -293,18 +293,19 @@ class TransparencyLog:
 
     def missing(
         self,
-        present: set[bytes],
+        included: set[int],
         trusted: Callable[[str], bool],
         verify: Callable[[BindingStatement, bytes], bool],
     ) -> Iterator[MissingRun]:
-        """The runs with a log entry in the window that ``present`` (run keys of the export) lacks, signed by
-        a key ``trusted`` accepts, whose entry ``verify`` accepts (a valid signature), in log order."""
+        """The log's entries in the window that the export does not hold (their index is not in ``included``,
+        the indexes the export's verified statements were proven at), signed by a key ``trusted`` accepts,
+        whose entry ``verify`` accepts (a valid signature), grouped by run, in log order. An entry is read
+        again here and MUST be the one hashed to the root when the log was opened (LogError otherwise: a
+        log that serves other bytes the second time vouches for nothing)."""
         index = self._indexed()
         found = []
         for key in index.window:
-            if key in present:
-                continue
-            ours = [i for i, key_id in index.held(key) if trusted(key_id)]
+            ours = [i for i, key_id in index.held(key) if i not in included and trusted(key_id)]
             if ours:
                 found.append((ours[0], key, ours))
         bundles: dict[int, list[bytes]] = {}
@@ -317,7 +318,16 @@ class TransparencyLog:
                         if len(bundles) > 64:
                             bundles.clear()
                         bundle = bundles[i // TILE_WIDTH] = self.reader.bundle(i // TILE_WIDTH)
-                    statement, signature = parse_entry(bundle[i % TILE_WIDTH])
+                    entry = bundle[i % TILE_WIDTH]
+                except (TlogError, IndexError) as exc:
+                    raise LogError(f"--tlog {self.location}: entry {i} cannot be read again ({exc})") from None
+                if index.leaves.get(leaf_hash(entry)) != i:
+                    raise LogError(
+                        f"--tlog {self.location}: entry {i} read again is not the entry hashed to the checkpoint's "
+                        "root when the log was opened (the log changed while it was read, or its server lies)"
+                    )
+                try:
+                    statement, signature = parse_entry(entry)
                 except TlogError:
                     self.rejected_entries += 1
                     continue
