@@ -41,7 +41,8 @@ from run_identity.core.keys import Ed25519Signer, Keyring
 from run_identity.core.merkle import leaf_hash, verify_consistency, verify_inclusion
 from run_identity.core.note import generate_signer
 from run_identity.core.statement import BindingStatement, encode_signature, format_timestamp
-from run_identity.core.tlog import TileReader, TlogProof, entry_bytes, fetcher
+from run_identity.core.tlog import TileReader, TlogProof, entry_bytes
+from run_identity.core.tlog_fetch import fetcher
 from run_identity.pipeline.tlog_serve import start_log_server
 from run_identity.pipeline.tlog_store import LogStore
 

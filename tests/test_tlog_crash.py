@@ -20,7 +20,8 @@ from test_tlog_serve import logs_request, post, signed_manifest
 from run_identity.core.keys import Ed25519Signer, generate_key_files
 from run_identity.core.merkle import verify_consistency
 from run_identity.core.note import TYPE_COSIGNATURE_V1, Checkpoint, NoteVerifier, generate_signer, open_note
-from run_identity.core.tlog import TileReader, fetcher, parse_add_checkpoint
+from run_identity.core.tlog import TileReader, parse_add_checkpoint
+from run_identity.core.tlog_fetch import fetcher
 
 CLI = [sys.executable, "-c", "import sys; from run_identity.cli import main; sys.exit(main())"]
 ORIGIN = "log.example.test/crash"

@@ -32,7 +32,8 @@ from run_identity.core.keys import Ed25519Signer, Keyring
 from run_identity.core.merkle import leaf_hash, verify_consistency, verify_inclusion
 from run_identity.core.note import Checkpoint, NoteSigner, generate_signer
 from run_identity.core.statement import BindingStatement, encode_signature, format_timestamp
-from run_identity.core.tlog import TileReader, entry_bytes, fetcher, parse_entry
+from run_identity.core.tlog import TileReader, entry_bytes, parse_entry
+from run_identity.core.tlog_fetch import fetcher
 from run_identity.pipeline.tlog_serve import LogServer, start_log_server
 from run_identity.pipeline.tlog_store import LogStore, StoreError
 

@@ -29,12 +29,12 @@ from run_identity.core.tlog import (
     encode_index,
     entries_path,
     entry_bytes,
-    fetcher,
     format_add_checkpoint,
     parse_add_checkpoint,
     parse_entry,
     tile_path,
 )
+from run_identity.core.tlog_fetch import fetcher
 
 
 def statement(n: int = 0) -> BindingStatement:

@@ -20,7 +20,8 @@ from tlog_fixtures import demo_export, log_signer, publish, witness_signer
 
 from run_identity.cli import main
 from run_identity.core.note import NoteSigner, open_note, parse_note
-from run_identity.core.tlog import TileReader, fetcher, format_add_checkpoint
+from run_identity.core.tlog import TileReader, format_add_checkpoint
+from run_identity.core.tlog_fetch import fetcher
 from run_identity.pipeline.tlog_witness import SIZE_TYPE, Witness, request_cosignature, serve_witness
 
 

@@ -12,13 +12,9 @@ from __future__ import annotations
 
 import base64
 import binascii
-import gzip
 import re
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Final, TypeAlias
 
 from run_identity.core.canonical import canonicalize
@@ -50,7 +46,6 @@ __all__ = [
     "encode_tile",
     "entries_path",
     "entry_bytes",
-    "fetcher",
     "format_add_checkpoint",
     "parse_add_checkpoint",
     "parse_entry",
@@ -180,36 +175,6 @@ def decode_bundle(data: bytes, width: int) -> list[bytes]:
 
 
 # --- reading a published log -----------------------------------------------------------------------------------
-
-
-def fetcher(prefix: str) -> Fetch:
-    """A :data:`Fetch` for a folder or an http(s) URL prefix."""
-    if prefix.startswith(("http://", "https://")):
-        base = prefix.rstrip("/") + "/"
-
-        def fetch_url(path: str) -> bytes:
-            request = urllib.request.Request(base + path, headers={"Accept-Encoding": "gzip, identity"})
-            try:
-                with urllib.request.urlopen(request, timeout=30) as response:
-                    body: bytes = response.read()
-                    if response.headers.get("Content-Encoding", "identity") == "gzip":
-                        body = gzip.decompress(body)
-                    return body
-            except urllib.error.HTTPError as exc:
-                raise TlogError(f"{base + path}: HTTP {exc.code}") from None
-            except (urllib.error.URLError, OSError) as exc:
-                raise TlogError(f"{base + path}: cannot fetch ({exc})") from None
-
-        return fetch_url
-    root = Path(prefix)
-
-    def fetch_file(path: str) -> bytes:
-        try:
-            return (root / path).read_bytes()
-        except OSError as exc:
-            raise TlogError(f"{root / path}: cannot read ({exc.strerror})") from None
-
-    return fetch_file
 
 
 class TileReader:

@@ -43,7 +43,8 @@ from run_identity.core.keys import Keyring
 from run_identity.core.note import Checkpoint, Note, NoteError, NoteSignature, NoteVerifier, open_note
 from run_identity.core.statement import BindingStatement, decode_signature
 from run_identity.core.strict_json import StrictJsonError, loads_strict
-from run_identity.core.tlog import TileReader, TlogError, entry_bytes, fetcher, format_add_checkpoint
+from run_identity.core.tlog import TileReader, TlogError, entry_bytes, format_add_checkpoint
+from run_identity.core.tlog_fetch import fetcher
 from run_identity.pipeline.serve._otlp import MAX_BODY, RequestError, decode_request, decompress, event_of
 from run_identity.pipeline.tlog_store import LogStore, StoreError
 

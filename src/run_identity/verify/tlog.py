@@ -24,7 +24,8 @@ from run_identity.core.errors import RunIdentityError
 from run_identity.core.merkle import ProofError, leaf_hash, verify_inclusion
 from run_identity.core.note import TYPE_COSIGNATURE_V1, TYPE_ED25519, Checkpoint, NoteError, NoteVerifier
 from run_identity.core.statement import BindingStatement
-from run_identity.core.tlog import TILE_WIDTH, Fetch, TileReader, TlogError, entry_bytes, fetcher, parse_entry
+from run_identity.core.tlog import TILE_WIDTH, Fetch, TileReader, TlogError, entry_bytes, parse_entry
+from run_identity.core.tlog_fetch import fetcher
 from run_identity.verify._checks import run_key
 from run_identity.verify._codes import NOT_LOGGED
 from run_identity.verify._result import LogInclusion
