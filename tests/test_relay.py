@@ -218,3 +218,44 @@ def test_relay_usage_errors_exit_2_with_one_line(tmp_path: Path, options: list[s
     )
     assert done.returncode == 2 and message in done.stderr and len(done.stderr.strip().splitlines()) == 1, done
     assert not (tmp_path / "spool").exists()
+
+
+def test_one_refused_record_does_not_take_the_good_ones_of_its_request_down(tmp_path: Path) -> None:
+    """relay -> tlog serve, which refuses a whole request (400, nothing appended) for one bad manifest: the
+    relay splits the refused request down to single records, so the 11 good manifests of the request are
+    logged and only the request as received, with its bad record, is dead-lettered."""
+    import json
+
+    from tlog_fixtures import demo_export, log_signer
+
+    from run_identity.core.keys import Keyring
+    from run_identity.pipeline.tlog_serve import start_log_server
+    from run_identity.pipeline.tlog_store import LogStore
+
+    export, jwks, _entries = demo_export(tmp_path / "demo")
+    log = start_log_server(LogStore(tmp_path / "log", log_signer()), Keyring.from_jwks(jwks), port=0, interval=0.2)
+    relay = start_relay(tmp_path / "relay", traces_endpoint=log.url)
+    try:
+        documents = [json.loads(line) for line in (export / "manifests.jsonl").read_text().splitlines()]
+        records = [r for d in documents for rl in d["resourceLogs"] for sl in rl["scopeLogs"] for r in sl["logRecords"]]
+        assert len(records) == 12
+        bad = records[-1]
+        body = json.loads(bad["body"]["stringValue"])
+        body["signature"] = ("A" if body["signature"][0] != "A" else "B") + body["signature"][1:]
+        bad["body"]["stringValue"] = json.dumps(body, separators=(",", ":"), sort_keys=True)
+        for document in documents:
+            request = urllib.request.Request(
+                relay.url + "/v1/logs",
+                data=json.dumps(document).encode(),
+                headers={"Content-Type": "application/json"},
+                method="POST",
+            )
+            with urllib.request.urlopen(request, timeout=10) as answer:
+                assert answer.status == 200
+        assert _wait(lambda: relay.sink.summary()["received"]["dead_lettered"]["logs"] == 1)
+        assert _wait(lambda: log.store.size == 11)
+        assert relay.sink.pending()["logs"] == 0
+        assert len(list((tmp_path / "relay" / "logs" / "dead").iterdir())) == 1
+    finally:
+        relay.stop()
+        log.stop()

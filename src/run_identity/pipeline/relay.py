@@ -16,7 +16,10 @@ and receipts among them) to another. Its guarantee:
   entry is never given up on for failing (``max_attempts`` is unbounded by default). Only a request the
   destination refuses for good (another 4xx) is moved to the spool's ``dead/`` folder, counted and logged.
   A request may thus arrive twice (sent, then the relay killed before it removed it): the verifier counts
-  copies, it never takes one for another run.
+  copies, it never takes one for another run. A request refused for good is split and its halves sent on
+  their own, down to single records (``_split.SplittingSender``), so one bad record (a destination such as
+  ``tlog serve`` refuses a whole request for it) never takes the good ones of its request down with it:
+  only the request as received goes to ``dead/``, its good records having been delivered.
 
 This is the hop where rotel 0.0.1a15 loses data: it acknowledges a batch to the application when it has
 it in memory, and drops it when its request to the destination fails other than by a refused connection
@@ -41,6 +44,7 @@ from typing import Any
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
+from run_identity.pipeline._split import SplittingSender
 from run_identity.pipeline._spool_store import Spool, SpoolFullError
 from run_identity.pipeline.senders import OtlpHttpSender
 
@@ -72,7 +76,7 @@ class _Forwarder:
 
     def __init__(self, name: str, spool: Spool, url: str, counts: RelayCounts, lock: threading.Lock, timeout: float):
         self.name, self.spool, self.counts, self._lock = name, spool, counts, lock
-        self._send = OtlpHttpSender(url, timeout=timeout)
+        self._send = SplittingSender(name, OtlpHttpSender(url, timeout=timeout))
         self.url = url
         self._wake = threading.Event()
         self._stop = threading.Event()
