@@ -400,3 +400,38 @@ def test_a_maximum_age_refuses_back_dated_statements(
         assert server.store.size == 1
     finally:
         server.stop()
+
+
+def test_a_body_that_trickles_in_loses_its_slot_and_honest_requests_get_through(
+    log: LogServer, signer: Ed25519Signer
+) -> None:
+    """Slow uploads (one byte at a time, never silent long enough for the read timeout) are cut when their
+    body is not in within the body timeout, so they cannot hold every request slot; honest posts then land."""
+    import socket
+
+    log.body_timeout = 1.0
+    host, port = log.server_address[:2]
+    slow = []
+    for _ in range(16):  # as many as there are request slots
+        sock = socket.create_connection((host, port), timeout=5)
+        sock.sendall(b"POST /v1/logs HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-protobuf\r\n")
+        sock.sendall(b"Content-Length: 1000\r\n\r\n")
+        slow.append(sock)
+    try:
+        closed = 0
+        deadline = time.monotonic() + 10
+        while closed < len(slow) and time.monotonic() < deadline:
+            closed = 0
+            for sock in slow:
+                try:
+                    sock.sendall(b"x")  # a byte every 0.2 s: never silent, never done
+                except OSError:
+                    closed += 1
+            time.sleep(0.2)
+        assert closed == len(slow)  # each cut once its body timeout ran out
+        body, _ = signed_manifest(signer, 7)
+        assert post(f"{log.url}/v1/logs", logs_request(body).SerializeToString())[0] == 200
+        assert log.store.size == 1
+    finally:
+        for sock in slow:
+            sock.close()

@@ -18,7 +18,7 @@ checkpoint with the cosignatures that verify. ``GET`` serves the log folder's pu
 
 from __future__ import annotations
 
-import datetime
+import contextlib
 import logging
 import re
 import threading
@@ -37,15 +37,13 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
     ExportLogsServiceResponse,
 )
 
-from run_identity.core.attributes import MANIFEST_EVENT_NAME
-from run_identity.core.errors import ManifestError, RunIdentityError
+from run_identity.core.errors import RunIdentityError
 from run_identity.core.keys import Keyring
 from run_identity.core.note import Checkpoint, Note, NoteError, NoteSignature, NoteVerifier, open_note
-from run_identity.core.statement import BindingStatement, decode_signature
-from run_identity.core.strict_json import StrictJsonError, loads_strict
-from run_identity.core.tlog import TileReader, TlogError, entry_bytes, format_add_checkpoint
+from run_identity.core.tlog import TileReader, TlogError, format_add_checkpoint
 from run_identity.core.tlog_fetch import fetcher
-from run_identity.pipeline.serve._otlp import MAX_BODY, RequestError, decode_request, decompress, event_of
+from run_identity.pipeline.serve._otlp import MAX_BODY, RequestError, decode_request, decompress
+from run_identity.pipeline.tlog_entries import entries_of_request
 from run_identity.pipeline.tlog_store import LogStore, StoreError
 
 __all__ = ["LogServer", "Witness", "entries_of_request", "start_log_server"]
@@ -56,72 +54,16 @@ _logger = logging.getLogger("run_identity.tlog")
 WITNESS_WAIT = 0.4
 #: Seconds before one add-checkpoint request is abandoned.
 WITNESS_TIMEOUT = 10.0
-#: Seconds a ``declared_at`` may lie ahead of the log's clock when a maximum age is set.
-MAX_CLOCK_SKEW = 300.0
 #: Requests handled at once; beyond, 503 with Retry-After (OTLP exporters retry).
 MAX_CONCURRENT = 16
 #: Seconds a connection may stay silent before it is closed.
 READ_TIMEOUT = 30.0
+#: Seconds to receive one whole request body, however it trickles in (a request holds a slot meanwhile).
+BODY_TIMEOUT = 15.0
+#: Open connections (each holds a thread); past it a new one is answered 503 at once, without a thread.
+MAX_CONNECTIONS = 256
+_BUSY = b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
 _PUBLIC = re.compile(r"(checkpoint|log\.vkey|tile/(entries|[0-9]{1,2})/(x[0-9]{3}/)*[0-9]{3}(\.p/[0-9]{1,3})?)")
-
-
-def _declared_seconds(declared_at: str) -> float:
-    """POSIX seconds of a valid ``declared_at`` (RFC 3339 UTC, six fractional digits)."""
-    moment = datetime.datetime.strptime(declared_at, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=datetime.timezone.utc)
-    return moment.timestamp()
-
-
-def _entry_of(record: Any, keyring: Keyring, max_age: float | None) -> bytes:
-    """The log entry of one manifest record. Raises ValueError saying what is wrong."""
-    if record.body.WhichOneof("value") != "string_value":
-        raise ValueError("the body is not a string holding the manifest JSON")
-    try:
-        manifest = loads_strict(record.body.string_value)
-    except StrictJsonError as exc:
-        raise ValueError(f"the manifest is not JSON with one reading: {exc}") from None
-    if type(manifest) is not dict or "statement" not in manifest or "signature" not in manifest:
-        raise ValueError("the manifest is not an object with 'statement' and 'signature'")
-    try:
-        statement = BindingStatement.from_json(manifest["statement"])
-    except ManifestError as exc:
-        raise ValueError(f"malformed statement: {exc}") from None
-    signature = decode_signature(manifest["signature"])
-    if signature is None:
-        raise ValueError("'signature' is not the canonical base64 of 64 bytes")
-    for name, value in (("trace_id", record.trace_id), ("span_id", record.span_id)):
-        if value and value.hex() != getattr(statement, name):
-            raise ValueError(f"the record's {name} is not the statement's")
-    if statement.key_id not in keyring:
-        raise ValueError(f"key {statement.key_id} is not a producer key this log accepts")
-    if not keyring.verify(statement.key_id, signature, statement.signing_input()):
-        raise ValueError(f"the signature does not verify under key {statement.key_id}")
-    if max_age is not None:
-        age = time.time() - _declared_seconds(statement.declared_at)
-        if age > max_age:
-            raise ValueError(f"declared_at {statement.declared_at} is {age:.0f} s old, more than this log accepts")
-        if age < -MAX_CLOCK_SKEW:
-            raise ValueError(f"declared_at {statement.declared_at} is {-age:.0f} s in the future")
-    return entry_bytes(statement, signature)
-
-
-def entries_of_request(
-    request: ExportLogsServiceRequest, keyring: Keyring, *, max_age: float | None = None
-) -> list[bytes]:
-    """The entries of every manifest record of a logs request, in order. Raises RequestError (400) naming the
-    first bad record: a request is taken whole or not at all. With ``max_age``, a statement declared more than
-    that many seconds ago (or more than :data:`MAX_CLOCK_SKEW` ahead) is a bad record."""
-    entries = []
-    for i, resource_logs in enumerate(request.resource_logs):
-        for j, scope_logs in enumerate(resource_logs.scope_logs):
-            for k, record in enumerate(scope_logs.log_records):
-                if event_of(record) != MANIFEST_EVENT_NAME:
-                    continue
-                try:
-                    entries.append(_entry_of(record, keyring, max_age))
-                except (ValueError, TlogError) as exc:
-                    where = f"resourceLogs[{i}].scopeLogs[{j}].logRecords[{k}]"
-                    raise RequestError(HTTPStatus.BAD_REQUEST, f"{where}: {exc}") from None
-    return entries
 
 
 @dataclass(frozen=True)
@@ -179,6 +121,20 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             self._reply(HTTPStatus.OK, data, "text/plain; charset=utf-8", cache="no-cache")
 
+    def _read_body(self, length: int) -> bytes:
+        """The whole body, within ``body_timeout`` seconds however slowly it comes (else TimeoutError)."""
+        deadline = time.monotonic() + self.server.body_timeout
+        chunks, left = [], length
+        while left:
+            if time.monotonic() > deadline:
+                raise TimeoutError("the body was not received in time")
+            chunk = self.rfile.read1(min(left, 1 << 20))
+            if not chunk:
+                raise ConnectionError("the connection closed in the middle of the body")
+            chunks.append(chunk)
+            left -= len(chunk)
+        return b"".join(chunks)
+
     def do_POST(self) -> None:
         path = self.path.split("?", 1)[0].rstrip("/")
         content_type = self.headers.get("Content-Type", "")
@@ -200,9 +156,7 @@ class _Handler(BaseHTTPRequestHandler):
                 raise RequestError(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, "request body too large")
             if not path.endswith("/v1/logs"):
                 raise RequestError(HTTPStatus.NOT_FOUND, f"no OTLP logs endpoint at {path!r}")
-            raw = self.rfile.read(length)
-            if len(raw) != length:
-                raise ConnectionError("the connection closed in the middle of the body")
+            raw = self._read_body(length)
             body_read = True
             body = decompress(raw, self.headers.get("Content-Encoding", ""))
             request = ExportLogsServiceRequest()
@@ -252,6 +206,8 @@ class LogServer(ThreadingHTTPServer):
         self.verbose = verbose
         self.counts = {"accepted": 0, "rejected": 0}
         self.slots = threading.BoundedSemaphore(MAX_CONCURRENT)
+        self.body_timeout = BODY_TIMEOUT
+        self._connections = threading.BoundedSemaphore(MAX_CONNECTIONS)
         self._count_lock = threading.Lock()
         self._stop = threading.Event()
         self._witness_sizes = {w.url: 0 for w in self.witnesses}
@@ -268,6 +224,25 @@ class LogServer(ThreadingHTTPServer):
         host, port = self.server_address[:2]
         name = host.decode() if isinstance(host, bytes) else host
         return f"http://{name}:{port}"
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self._connections.acquire(blocking=False):  # every connection holds a thread: capped
+            with contextlib.suppress(OSError):
+                request.settimeout(1.0)
+                request.sendall(_BUSY)
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._connections.release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._connections.release()
 
     def count(self, what: str, n: int = 1) -> None:
         with self._count_lock:
