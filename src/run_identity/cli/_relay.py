@@ -58,7 +58,7 @@ def _relay(args: argparse.Namespace) -> int:
         print(f"run-identity relay: listening on {handle.url}, spooling in {Path(args.spool)}", flush=True)
         if handle.grpc_endpoint:
             print(f"run-identity relay: OTLP/gRPC on {handle.grpc_endpoint}", flush=True)
-        waiting = {name: n for name, n in handle.sink.pending_at_start.items() if n}
+        waiting = {name: n for name, n in handle.relay.pending_at_start.items() if n}
         if waiting:
             print(f"run-identity relay: forwarding what the spool held at start: {waiting}", flush=True)
         while not stop.wait(0.5):

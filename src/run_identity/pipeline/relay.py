@@ -38,8 +38,7 @@ import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from types import TracebackType
-from typing import Any
+from typing import Any, cast
 
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
@@ -47,6 +46,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from run_identity.pipeline._split import SplittingSender
 from run_identity.pipeline._spool_store import Spool, SpoolFullError
 from run_identity.pipeline.senders import OtlpHttpSender
+from run_identity.pipeline.serve import ServeHandle
 
 __all__ = ["RelayCounts", "RelayHandle", "RelaySink", "start_relay"]
 
@@ -210,39 +210,14 @@ class RelaySink:
             forwarder.stop(timeout)
 
 
-class RelayHandle:
-    """A relay receiving on background threads; :meth:`stop` (or leaving ``with``) shuts it down."""
-
-    def __init__(self, server: Any, thread: threading.Thread, grpc_server: Any, grpc_port: int | None) -> None:
-        self._server, self._thread, self._grpc = server, thread, grpc_server
-        self.sink: RelaySink = server.sink
-        self.grpc_port = grpc_port
+class RelayHandle(ServeHandle):
+    """A relay receiving on background threads (serve's receiver, its sink a :class:`RelaySink`); :meth:`stop`
+    (or leaving ``with``) shuts it down."""
 
     @property
-    def url(self) -> str:
-        """The OTLP/HTTP endpoint to give exporters."""
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
-
-    @property
-    def grpc_endpoint(self) -> str | None:
-        return None if self.grpc_port is None else f"http://{self._server.server_address[0]}:{self.grpc_port}"
-
-    def stop(self) -> None:
-        if self._grpc is not None:
-            self._grpc.stop(grace=5).wait(10)
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(10)
-        self.sink.close()
-
-    def __enter__(self) -> RelayHandle:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
+    def relay(self) -> RelaySink:
+        """The sink, as the relay's own (its spool counts)."""
+        return cast(RelaySink, self.sink)
 
 
 def _signal_url(endpoint: str, path: str) -> str:
