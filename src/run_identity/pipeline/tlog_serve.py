@@ -18,18 +18,16 @@ checkpoint with the cosignatures that verify. ``GET`` serves the log folder's pu
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import re
 import threading
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
@@ -42,6 +40,7 @@ from run_identity.core.keys import Keyring
 from run_identity.core.note import Checkpoint, Note, NoteError, NoteSignature, NoteVerifier, open_note
 from run_identity.core.tlog import TileReader, TlogError, format_add_checkpoint
 from run_identity.core.tlog_fetch import fetcher
+from run_identity.pipeline.serve._http import CappedHTTPServer, read_body
 from run_identity.pipeline.serve._otlp import MAX_BODY, RequestError, decode_request, decompress
 from run_identity.pipeline.tlog_entries import entries_of_request
 from run_identity.pipeline.tlog_store import LogStore, StoreError
@@ -62,7 +61,6 @@ READ_TIMEOUT = 30.0
 BODY_TIMEOUT = 15.0
 #: Open connections (each holds a thread); past it a new one is answered 503 at once, without a thread.
 MAX_CONNECTIONS = 256
-_BUSY = b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
 _PUBLIC = re.compile(r"(checkpoint|log\.vkey|tile/(entries|[0-9]{1,2})/(x[0-9]{3}/)*[0-9]{3}(\.p/[0-9]{1,3})?)")
 
 
@@ -122,18 +120,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._reply(HTTPStatus.OK, data, "text/plain; charset=utf-8", cache="no-cache")
 
     def _read_body(self, length: int) -> bytes:
-        """The whole body, within ``body_timeout`` seconds however slowly it comes (else TimeoutError)."""
-        deadline = time.monotonic() + self.server.body_timeout
-        chunks, left = [], length
-        while left:
-            if time.monotonic() > deadline:
-                raise TimeoutError("the body was not received in time")
-            chunk = self.rfile.read1(min(left, 1 << 20))
-            if not chunk:
-                raise ConnectionError("the connection closed in the middle of the body")
-            chunks.append(chunk)
-            left -= len(chunk)
-        return b"".join(chunks)
+        return read_body(self.rfile, length, self.server.body_timeout)
 
     def do_POST(self) -> None:
         path = self.path.split("?", 1)[0].rstrip("/")
@@ -182,10 +169,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._reply(HTTPStatus.OK, ExportLogsServiceResponse().SerializeToString(), "application/x-protobuf")
 
 
-class LogServer(ThreadingHTTPServer):
+class LogServer(CappedHTTPServer):
     """The log's HTTP server with its publisher and witness threads; stop with :meth:`stop`."""
-
-    daemon_threads = True
 
     def __init__(
         self,
@@ -207,13 +192,12 @@ class LogServer(ThreadingHTTPServer):
         self.counts = {"accepted": 0, "rejected": 0}
         self.slots = threading.BoundedSemaphore(MAX_CONCURRENT)
         self.body_timeout = BODY_TIMEOUT
-        self._connections = threading.BoundedSemaphore(MAX_CONNECTIONS)
         self._count_lock = threading.Lock()
         self._stop = threading.Event()
         self._witness_sizes = {w.url: 0 for w in self.witnesses}
         self._witness_busy = {w.url: threading.Lock() for w in self.witnesses}
         self._asking = ThreadPoolExecutor(max(1, len(self.witnesses)), thread_name_prefix="tlog-witness")
-        super().__init__(address, _Handler)
+        super().__init__(address, _Handler, max_connections=MAX_CONNECTIONS)
         self._workers = [
             threading.Thread(target=self.serve_forever, name="tlog-http", daemon=True),
             threading.Thread(target=self._publish_loop, name="tlog-publish", daemon=True),
@@ -224,25 +208,6 @@ class LogServer(ThreadingHTTPServer):
         host, port = self.server_address[:2]
         name = host.decode() if isinstance(host, bytes) else host
         return f"http://{name}:{port}"
-
-    def process_request(self, request: Any, client_address: Any) -> None:
-        if not self._connections.acquire(blocking=False):  # every connection holds a thread: capped
-            with contextlib.suppress(OSError):
-                request.settimeout(1.0)
-                request.sendall(_BUSY)
-            self.shutdown_request(request)
-            return
-        try:
-            super().process_request(request, client_address)
-        except BaseException:
-            self._connections.release()
-            raise
-
-    def process_request_thread(self, request: Any, client_address: Any) -> None:
-        try:
-            super().process_request_thread(request, client_address)
-        finally:
-            self._connections.release()
 
     def count(self, what: str, n: int = 1) -> None:
         with self._count_lock:

@@ -28,7 +28,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 from run_identity.pipeline.serve._otlp import MAX_BODY, RequestError, decode_request, decompress
 from run_identity.pipeline.serve._sink import OtlpSink
 
-__all__ = ["WORK_FACTOR", "ServeLimits", "Server"]
+__all__ = ["WORK_FACTOR", "CappedHTTPServer", "ServeLimits", "Server", "read_body"]
 
 _logger = logging.getLogger("run_identity.serve")
 
@@ -95,6 +95,22 @@ class _Busy(Exception):
         super().__init__(message)
 
 
+def read_body(rfile: Any, length: int, timeout: float) -> bytes:
+    """``length`` bytes of a request body from ``rfile``, all within ``timeout`` seconds however slowly they
+    come (TimeoutError otherwise; ConnectionError when the client closes first)."""
+    deadline = time.monotonic() + timeout
+    chunks, left = [], length
+    while left:
+        if time.monotonic() > deadline:
+            raise TimeoutError("the body was not received in time")
+        chunk = rfile.read1(min(left, 1 << 20))
+        if not chunk:
+            raise ConnectionError("the connection closed in the middle of the body")
+        chunks.append(chunk)
+        left -= len(chunk)
+    return b"".join(chunks)
+
+
 class _Handler(BaseHTTPRequestHandler):
     server: Server
     protocol_version = "HTTP/1.1"
@@ -140,17 +156,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._reply(HTTPStatus.NOT_FOUND, b"not found\n", "text/plain")
 
     def _read_body(self, length: int) -> bytes:
-        deadline = time.monotonic() + self.server.limits.body_timeout
-        chunks, left = [], length
-        while left:
-            if time.monotonic() > deadline:
-                raise TimeoutError("body not received in time")
-            chunk = self.rfile.read(min(left, 1 << 20))
-            if not chunk:
-                raise ConnectionError("connection closed in the middle of the body")
-            chunks.append(chunk)
-            left -= len(chunk)
-        return b"".join(chunks)
+        return read_body(self.rfile, length, self.server.limits.body_timeout)
 
     def _discard_body(self, length: int) -> bool:
         """Read ``length`` bytes and drop them; False when the client stopped sending in time."""
@@ -267,26 +273,26 @@ _BUSY = (
 )
 
 
-class Server(ThreadingHTTPServer):
+class CappedHTTPServer(ThreadingHTTPServer):
+    """A threading HTTP server that caps its open connections: every connection holds a thread, so past
+    ``max_connections`` a new one is answered 503 with ``Retry-After`` at once, without a thread
+    (:meth:`refused` is told). Used by ``serve`` (and the relay) and by ``tlog serve``."""
+
     daemon_threads = True
 
-    def __init__(self, address: tuple[str, int], sink: OtlpSink, *, verbose: bool, limits: ServeLimits) -> None:
-        self.sink = sink
-        self.verbose = verbose
-        self.limits = limits
-        self.request_queue_size = limits.backlog  # bursts of connections wait in the kernel, not reset
-        self.slots = threading.BoundedSemaphore(limits.max_concurrent)
-        self.budget = _Budget(limits.max_bytes)
-        self._connections = threading.BoundedSemaphore(limits.max_connections)
-        super().__init__(address, _Handler)
+    def __init__(self, address: tuple[str, int], handler: Any, *, max_connections: int) -> None:
+        self._connections = threading.BoundedSemaphore(max_connections)
+        super().__init__(address, handler)
+
+    def refused(self) -> None:
+        """A connection was turned away at the cap."""
 
     def process_request(self, request: Any, client_address: Any) -> None:
         if not self._connections.acquire(blocking=False):
-            # Every connection holds a thread: past the cap, answer at once without one.
             with contextlib.suppress(OSError):
                 request.settimeout(1.0)
                 request.sendall(_BUSY)
-            self.sink.reject(throttled=True)
+            self.refused()
             self.shutdown_request(request)
             return
         try:
@@ -300,3 +306,17 @@ class Server(ThreadingHTTPServer):
             super().process_request_thread(request, client_address)
         finally:
             self._connections.release()
+
+
+class Server(CappedHTTPServer):
+    def __init__(self, address: tuple[str, int], sink: OtlpSink, *, verbose: bool, limits: ServeLimits) -> None:
+        self.sink = sink
+        self.verbose = verbose
+        self.limits = limits
+        self.request_queue_size = limits.backlog  # bursts of connections wait in the kernel, not reset
+        self.slots = threading.BoundedSemaphore(limits.max_concurrent)
+        self.budget = _Budget(limits.max_bytes)
+        super().__init__(address, _Handler, max_connections=limits.max_connections)
+
+    def refused(self) -> None:
+        self.sink.reject(throttled=True)
