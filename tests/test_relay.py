@@ -259,3 +259,51 @@ def test_one_refused_record_does_not_take_the_good_ones_of_its_request_down(tmp_
     finally:
         relay.stop()
         log.stop()
+
+
+def _logs_request(records: int) -> bytes:
+    from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+
+    request = ExportLogsServiceRequest()
+    scope = request.resource_logs.add().scope_logs.add()
+    for i in range(records):
+        scope.log_records.add().body.string_value = f"record {i}"
+    return request.SerializeToString()
+
+
+def _records(payload: bytes) -> list[str]:
+    from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+
+    request = ExportLogsServiceRequest.FromString(payload)
+    return [r.body.string_value for rl in request.resource_logs for sl in rl.scope_logs for r in sl.log_records]
+
+
+def test_splitting_finds_the_bad_record_and_spends_a_bounded_number_of_sends() -> None:
+    """One bad record of 1,000: the other 999 are delivered, in about 2·log2(1000) part sends. A destination
+    that refuses everything (a wrong URL) is asked at most MAX_PART_SENDS more times, not 1,000."""
+    from run_identity.pipeline._split import MAX_PART_SENDS, SplittingSender
+    from run_identity.pipeline._spool_store import SendResult
+
+    delivered: list[str] = []
+    sends = [0]
+
+    def one_bad(payload: bytes) -> SendResult:
+        sends[0] += 1
+        records = _records(payload)
+        if "record 617" in records:
+            return SendResult.REJECTED
+        delivered.extend(records)
+        return SendResult.SENT
+
+    assert SplittingSender("logs", one_bad)(_logs_request(1000)) is SendResult.REJECTED
+    assert sorted(delivered) == sorted(f"record {i}" for i in range(1000) if i != 617)
+    assert sends[0] <= 1 + 2 * 10
+
+    sends[0] = 0
+
+    def refuse_all(payload: bytes) -> SendResult:
+        sends[0] += 1
+        return SendResult.REJECTED
+
+    assert SplittingSender("logs", refuse_all)(_logs_request(1000)) is SendResult.REJECTED
+    assert sends[0] == 1 + MAX_PART_SENDS

@@ -17,7 +17,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 
 from run_identity.pipeline._spool_store import SendResult
 
-__all__ = ["SplittingSender", "halves"]
+__all__ = ["MAX_PART_SENDS", "SplittingSender", "halves"]
 
 _logger = logging.getLogger("run_identity.relay")
 _FIELDS = {
@@ -66,11 +66,17 @@ def halves(signal: str, payload: bytes) -> tuple[bytes, bytes] | None:
     return parts[0], parts[1]
 
 
+#: Sends at most spent on the parts of one refused request (bisection finds k bad records of n in about
+#: 2k·log2(n) sends; a destination refusing everything, say a wrong URL's 404, is not asked n times).
+MAX_PART_SENDS = 256
+
+
 class SplittingSender:
     """Sends a request with ``send``; when the destination refuses it for good, sends its halves, and so on
-    down to single records (:func:`halves`). The outcome: sent when every part was taken, retry when a part
-    must be tried again (the whole request is then sent again later: parts already taken arrive twice, which
-    the destinations count once), refused when some record is refused alone (the others were delivered)."""
+    down to single records (:func:`halves`), at most :data:`MAX_PART_SENDS` part sends a request. The
+    outcome: sent when every part was taken, retry when a part must be tried again (the whole request is
+    then sent again later: parts already taken arrive twice, which the destinations count once), refused
+    when some record is refused alone, or the budget ran out (the records taken were delivered)."""
 
     def __init__(self, signal: str, send: Callable[[bytes], SendResult]) -> None:
         self._signal = signal
@@ -80,15 +86,27 @@ class SplittingSender:
         outcome = self._send(payload)
         if outcome is not SendResult.REJECTED:
             return outcome
+        outcome = self._parts(payload, [MAX_PART_SENDS])
+        if outcome is SendResult.REJECTED:
+            _logger.warning(
+                "relay: a %s request was refused; the records the destination took were delivered", self._signal
+            )
+        return outcome
+
+    def _parts(self, payload: bytes, budget: list[int]) -> SendResult:
+        """The outcome of sending the halves of a refused ``payload`` (budget: part sends left)."""
         parts = halves(self._signal, payload)
         if parts is None:
-            return outcome
-        results = [self(part) for part in parts]
-        if SendResult.RETRY in results:
-            return SendResult.RETRY
-        if SendResult.REJECTED in results:
-            _logger.warning(
-                "relay: a %s request was refused; its records the destination took were delivered", self._signal
-            )
             return SendResult.REJECTED
-        return SendResult.SENT
+        results = []
+        for part in parts:
+            if budget[0] <= 0:
+                return SendResult.REJECTED
+            budget[0] -= 1
+            outcome = self._send(part)
+            if outcome is SendResult.REJECTED:
+                outcome = self._parts(part, budget)
+            if outcome is SendResult.RETRY:
+                return SendResult.RETRY
+            results.append(outcome)
+        return SendResult.REJECTED if SendResult.REJECTED in results else SendResult.SENT
